@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# berth-runtime vs crun vs runc, in one run, on one busybox bundle running /bin/true:
+#   run                    (create + start + wait + delete in one command)
+#   create+start+delete    (three commands, as containerd/podman drive a runtime)
+#   peak RSS of `run`      (GNU time %M)
+# crun 1.8 refuses hybrid cgroup hosts, so everything is measured inside a private mount
+# namespace where /sys/fs/cgroup/unified is unmounted (a plain cgroup v1 view) — the same
+# environment for all three. berth-runtime is also measured on the hybrid host view.
+# Usage: bench/runtime.sh [RUNS]   (as root; needs hyperfine, crun, runc, busybox-static)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-100}
+for t in hyperfine crun runc python3; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
+[ -x /usr/bin/time ] || { echo "missing /usr/bin/time (apt-get install time)" >&2; exit 1; }
+cargo build --release -q -p berth-runtime -p berth
+berth=$PWD/target/release/berth-runtime
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+./target/release/berth bundle "$work/bundle" -- /bin/true >/dev/null
+# Same config for every runtime: no cgroup namespace (crun and runc accept it too).
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["linux"]["cgroupsPath"] = "/berth-bench"
+json.dump(c, open(p, "w"), indent=1)
+PY
+export work berth runs
+inner() {
+  set -euo pipefail
+  cd "$work/bundle"
+  local json=$work/$1.json; shift
+  hyperfine -N --warmup 5 --runs "$runs" --export-json "$json" "$@" >/dev/null
+}
+export -f inner
+cmds() {  # name runtime-binary
+  echo "$2 --root $work/state-$1 run --bundle $work/bundle b-$1"
+}
+csd() {
+  echo "sh -c '$2 --root $work/state-$1 create --bundle $work/bundle c-$1 && $2 --root $work/state-$1 start c-$1 && $2 --root $work/state-$1 delete --force c-$1'"
+}
+unshare -m bash -c "
+  set -euo pipefail
+  mount --make-rprivate /
+  umount /sys/fs/cgroup/unified 2>/dev/null || true
+  inner run -n berth-runtime \"$(cmds berth "$berth")\" -n crun \"$(cmds crun crun)\" -n runc \"$(cmds runc runc)\"
+  inner csd -n berth-runtime \"$(csd berth "$berth")\" -n crun \"$(csd crun crun)\" -n runc \"$(csd runc runc)\"
+  for r in berth:$berth crun:crun runc:runc; do
+    n=\${r%%:*}; b=\${r#*:}
+    for i in 1 2 3 4 5; do /usr/bin/time -f %M \$b --root $work/state-\$n run --bundle $work/bundle m-\$n 2>&1 >/dev/null | tail -1; done | sort -n | tail -1 > $work/rss-\$n
+  done
+"
+inner hybrid -n "berth-runtime (hybrid host)" "$(cmds berth "$berth")"
+python3 - "$work" <<'PY'
+import json, sys, os
+w = sys.argv[1]
+def med(name):
+    return {r["command"]: sorted(r["times"])[len(r["times"]) // 2] * 1000 for r in json.load(open(f"{w}/{name}.json"))["results"]}
+run, csd, hyb = med("run"), med("csd"), med("hybrid")
+rss = {n: int(open(f"{w}/rss-{n}").read().strip() or 0) for n in ("berth", "crun", "runc")}
+print(f"{'runtime':<16}{'run (ms)':>10}{'c+s+d (ms)':>12}{'peak RSS (KB)':>15}")
+for n, key in (("berth-runtime", "berth"), ("crun", "crun"), ("runc", "runc")):
+    print(f"{n:<16}{run[n]:>10.2f}{csd[n]:>12.2f}{rss[key]:>15}")
+print(f"berth-runtime on the hybrid host view: run {list(hyb.values())[0]:.2f} ms")
+print(f"ratio berth/crun: run {run['berth-runtime']/run['crun']:.2f}, create+start+delete {csd['berth-runtime']/csd['crun']:.2f}, RSS {rss['berth']/max(rss['crun'],1):.2f}")
+print(f"ratio berth/runc: run {run['berth-runtime']/run['runc']:.2f}, create+start+delete {csd['berth-runtime']/csd['runc']:.2f}")
+PY

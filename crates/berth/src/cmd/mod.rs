@@ -1,0 +1,3 @@
+//! Subcommands of `berth`, one file each.
+
+pub mod bundle;

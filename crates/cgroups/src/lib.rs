@@ -1,0 +1,178 @@
+//! Control groups for berth: one [`CgroupManager`] trait with the cgroup v1, v2 and hybrid
+//! (v1 controllers plus a v2 tracking hierarchy) implementations behind it.
+//!
+//! Invariants: only this crate writes cgroupfs; a container's cgroup path never escapes a
+//! hierarchy (`..` is refused); every error names the file it was about. Mount points are
+//! discovered from /proc/self/mountinfo, never assumed.
+#![forbid(unsafe_code)]
+
+mod fs;
+mod mountinfo;
+mod resources;
+
+pub use mountinfo::{detect_mode, CgroupMode};
+
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A cgroup operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid cgroups path {0:?}: must not contain ..")]
+    InvalidPath(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("read /proc/self/mountinfo: {0}")]
+    Mountinfo(std::io::Error),
+}
+
+/// Freezer states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezerState {
+    Frozen,
+    Thawed,
+}
+
+/// What the memory controller recorded about OOM kills.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OomInfo {
+    pub oom_kill_count: u64,
+}
+
+/// One container's cgroup, on whatever hierarchy the host has.
+pub trait CgroupManager: std::fmt::Debug {
+    /// Creates the cgroup directories (idempotent).
+    fn create(&self) -> Result<(), CgroupError>;
+    /// Moves a process into the cgroup in every hierarchy.
+    fn add_task(&self, pid: i32) -> Result<(), CgroupError>;
+    /// cgroup.procs files a process writes "0" into to join itself.
+    fn procs_files(&self) -> Vec<PathBuf>;
+    /// Applies OCI resources (runtime-spec config-linux.md "Control groups").
+    fn apply_resources(&self, r: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError>;
+    /// Every pid in the cgroup and its descendants.
+    fn pids(&self) -> Result<Vec<i32>, CgroupError>;
+    fn freeze(&self, state: FreezerState) -> Result<(), CgroupError>;
+    fn freezer_state(&self) -> Result<FreezerState, CgroupError>;
+    fn oom_info(&self) -> Result<OomInfo, CgroupError>;
+    /// Removes every directory (children first). Does not kill: see `kill_all`.
+    fn destroy(&self) -> Result<(), CgroupError>;
+    /// Signals every process (frozen first, so nothing forks away meanwhile).
+    fn kill_all(&self, sig: Signal) -> Result<(), CgroupError>;
+    /// The cgroup's directory per v1 controller name, and "" for the v2 directory.
+    fn paths(&self) -> BTreeMap<String, PathBuf>;
+    fn mode(&self) -> CgroupMode;
+}
+
+/// The cgroup manager of a container on this host. `cgroups_path` is `linux.cgroupsPath`
+/// (None: `/berth/<id>`); the systemd form `slice:prefix:name` is mapped to a cgroupfs path.
+pub fn manager_for(
+    cgroups_path: Option<&Path>,
+    id: &str,
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    let rel = normalize(cgroups_path, id)?;
+    let mounts = mountinfo::read()?;
+    let own = mountinfo::own_cgroups();
+    let mode = mounts.mode;
+    let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let place = |mount: &Path, key: &str| -> PathBuf {
+        if rel.absolute {
+            mount.join(&rel.path)
+        } else {
+            let base = own
+                .get(key)
+                .map(|p| p.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            mount.join(base).join(&rel.path)
+        }
+    };
+    if mode != CgroupMode::Unified {
+        for (ctrls, mount) in &mounts.v1 {
+            for c in ctrls {
+                dirs.insert(c.clone(), place(mount, &ctrls.join(",")));
+            }
+        }
+    }
+    if let Some(u) = &mounts.unified {
+        dirs.insert(String::new(), place(u, ""));
+    }
+    Ok(Box::new(fs::FsManager { mode, dirs }))
+}
+
+struct Rel {
+    path: PathBuf,
+    absolute: bool,
+}
+
+fn normalize(p: Option<&Path>, id: &str) -> Result<Rel, CgroupError> {
+    let default = PathBuf::from(format!("/berth/{id}"));
+    let p = p.map(Path::to_path_buf).unwrap_or(default);
+    let s = p.to_string_lossy().to_string();
+    // systemd's "slice:prefix:name"
+    let p = if !s.starts_with('/') && s.matches(':').count() == 2 {
+        let parts: Vec<&str> = s.split(':').collect();
+        let slice = if parts[0].is_empty() {
+            "system.slice"
+        } else {
+            parts[0]
+        };
+        PathBuf::from(format!("/{slice}/{}-{}.scope", parts[1], parts[2]))
+    } else {
+        p
+    };
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(CgroupError::InvalidPath(s));
+    }
+    let absolute = p.is_absolute();
+    let path: PathBuf = p
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    if path.as_os_str().is_empty() {
+        return Err(CgroupError::InvalidPath(s));
+    }
+    Ok(Rel { path, absolute })
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub(crate) fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            normalize(None, "x").map(|r| r.path).ok(),
+            Some(PathBuf::from("berth/x"))
+        );
+        assert!(normalize(Some(Path::new("/a/../b")), "x").is_err());
+        let r = normalize(Some(Path::new("machine.slice:libpod:abc")), "x").ok();
+        assert_eq!(
+            r.map(|r| r.path),
+            Some(PathBuf::from("machine.slice/libpod-abc.scope"))
+        );
+        assert!(normalize(Some(Path::new("rel/x")), "x").is_ok_and(|r| !r.absolute));
+    }
+}

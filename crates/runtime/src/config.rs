@@ -1,0 +1,294 @@
+//! Loading and validating `config.json` (runtime-spec config.md, config-linux.md).
+//!
+//! Every error names the JSON path of the offending field, so a user can fix it from the
+//! one line we print.
+
+use crate::error::{config_err, Error, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+
+/// Reads and parses a JSON document, reporting the path of the field that failed to parse.
+pub fn parse_json<T: serde::de::DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // serde_json appends " at line L column C"; keep it, it helps with big files.
+        Error::Config {
+            file: file.into(),
+            field: if path == "." {
+                "(document)".into()
+            } else {
+                path
+            },
+            msg,
+        }
+    })
+}
+
+/// Loads `<bundle>/config.json` and validates it for creating a container.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::Config {
+        file: path.display().to_string(),
+        field: "(file)".into(),
+        msg: e.to_string(),
+    })?;
+    let spec: Spec = parse_json("config.json", &bytes)?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
+/// Resolves `root.path` against the bundle. A relative root must stay inside the bundle.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| config_err("root", "missing"))?;
+    let p = root.path();
+    if p.as_os_str().is_empty() {
+        return Err(config_err("root.path", "must not be empty"));
+    }
+    let joined = if p.is_absolute() {
+        p.clone()
+    } else {
+        if p.components().any(|c| c == Component::ParentDir) {
+            let canon_bundle = bundle
+                .canonicalize()
+                .unwrap_or_else(|_| bundle.to_path_buf());
+            let canon = bundle
+                .join(p)
+                .canonicalize()
+                .unwrap_or_else(|_| bundle.join(p));
+            if !canon.starts_with(&canon_bundle) {
+                return Err(config_err(
+                    "root.path",
+                    format!(
+                        "{} is relative but resolves outside the bundle",
+                        p.display()
+                    ),
+                ));
+            }
+        }
+        bundle.join(p)
+    };
+    let canon = joined
+        .canonicalize()
+        .map_err(|e| config_err("root.path", format!("{}: {e}", joined.display())))?;
+    if !canon.is_dir() {
+        return Err(config_err(
+            "root.path",
+            format!("{} is not a directory", canon.display()),
+        ));
+    }
+    Ok(canon)
+}
+
+/// The process of a spec, which `create` requires.
+pub fn process(spec: &Spec) -> Result<&Process> {
+    spec.process()
+        .as_ref()
+        .ok_or_else(|| config_err("process", "missing"))
+}
+
+/// Checks the rules runtime-spec states with MUST that serde cannot express.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let version = spec.version();
+    if !version.starts_with("1.") {
+        return Err(config_err(
+            "ociVersion",
+            format!("unsupported version {version:?}"),
+        ));
+    }
+    validate_process(process(spec)?, "process")?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| config_err("linux", "missing"))?;
+    let mut seen = HashSet::new();
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    for (i, ns) in namespaces.iter().enumerate() {
+        if !seen.insert(ns.typ()) {
+            return Err(config_err(
+                format!("linux.namespaces[{i}].type"),
+                format!("duplicate namespace type {}", ns.typ()),
+            ));
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                return Err(config_err(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{} is not absolute", p.display()),
+                ));
+            }
+        }
+    }
+    let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
+    let new_ns = |t: LinuxNamespaceType| {
+        namespaces
+            .iter()
+            .any(|n| n.typ() == t && n.path().is_none())
+    };
+    let has_user = has(LinuxNamespaceType::User);
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if new_ns(LinuxNamespaceType::User) {
+        for (name, m) in [
+            ("uidMappings", linux.uid_mappings()),
+            ("gidMappings", linux.gid_mappings()),
+        ] {
+            if m.as_ref().is_none_or(|m| m.is_empty()) {
+                return Err(config_err(
+                    format!("linux.{name}"),
+                    "required when a new user namespace is created",
+                ));
+            }
+        }
+    } else if maps && !has_user {
+        return Err(config_err(
+            "linux.uidMappings",
+            "set but there is no user namespace",
+        ));
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !new_ns(LinuxNamespaceType::Uts) {
+        return Err(config_err("hostname", "requires a new uts namespace"));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !new_ns(LinuxNamespaceType::Uts)
+    {
+        return Err(config_err("domainname", "requires a new uts namespace"));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        if !new_ns(LinuxNamespaceType::Time) {
+            return Err(config_err(
+                "linux.timeOffsets",
+                "requires a new time namespace",
+            ));
+        }
+        for k in linux.time_offsets().iter().flat_map(|t| t.keys()) {
+            if k != "monotonic" && k != "boottime" {
+                return Err(config_err(
+                    format!("linux.timeOffsets.{k}"),
+                    "only monotonic and boottime clocks can be offset",
+                ));
+            }
+        }
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            let field = format!("linux.sysctl.{key}");
+            if key.contains('/') || key.split('.').any(|c| c.is_empty() || c == "..") {
+                return Err(config_err(field, "invalid key"));
+            }
+            let ipc = key.starts_with("fs.mqueue.")
+                || [
+                    "kernel.msgmax",
+                    "kernel.msgmnb",
+                    "kernel.msgmni",
+                    "kernel.sem",
+                    "kernel.shmall",
+                    "kernel.shmmax",
+                    "kernel.shmmni",
+                    "kernel.shm_rmid_forced",
+                ]
+                .contains(&key.as_str());
+            if ipc && !has(LinuxNamespaceType::Ipc) {
+                return Err(config_err(field, "requires an ipc namespace"));
+            } else if key.starts_with("net.") && !has(LinuxNamespaceType::Network) {
+                return Err(config_err(field, "requires a network namespace"));
+            } else if (key == "kernel.hostname" || key == "kernel.domainname")
+                && !has(LinuxNamespaceType::Uts)
+            {
+                return Err(config_err(field, "requires a uts namespace"));
+            } else if !ipc
+                && !key.starts_with("net.")
+                && !key.starts_with("kernel.")
+                && !key.starts_with("fs.mqueue.")
+            {
+                return Err(config_err(
+                    field,
+                    "is not namespaced and cannot be set in a container",
+                ));
+            }
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if m.destination().as_os_str().is_empty() {
+            return Err(config_err(
+                format!("mounts[{i}].destination"),
+                "must not be empty",
+            ));
+        }
+    }
+    if let Some(devs) = linux.devices() {
+        for (i, d) in devs.iter().enumerate() {
+            if !d.path().is_absolute() {
+                return Err(config_err(
+                    format!("linux.devices[{i}].path"),
+                    "must be absolute",
+                ));
+            }
+        }
+    }
+    if let Some(p) = linux.rootfs_propagation() {
+        if crate::process::rootfs::propagation_flag(p).is_none() {
+            return Err(config_err(
+                "linux.rootfsPropagation",
+                format!("unknown value {p:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a process (of config.json, or of `exec --process`). `field` is its JSON path.
+pub fn validate_process(p: &Process, field: &str) -> Result<()> {
+    match p.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => {
+            return Err(config_err(
+                format!("{field}.args"),
+                "must name the program to run",
+            ))
+        }
+    }
+    if !p.cwd().is_absolute() {
+        return Err(config_err(
+            format!("{field}.cwd"),
+            format!("{} is not an absolute path", p.cwd().display()),
+        ));
+    }
+    for (i, e) in p.env().iter().flatten().enumerate() {
+        if !e.contains('=') {
+            return Err(config_err(
+                format!("{field}.env[{i}]"),
+                format!("{e:?} is not KEY=VALUE"),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
+        if !seen.insert(format!("{:?}", r.typ())) {
+            return Err(config_err(
+                format!("{field}.rlimits[{i}].type"),
+                "duplicate rlimit",
+            ));
+        }
+        if r.soft() > r.hard() {
+            return Err(config_err(
+                format!("{field}.rlimits[{i}]"),
+                "soft limit exceeds hard limit",
+            ));
+        }
+    }
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(config_err(
+                format!("{field}.oomScoreAdj"),
+                format!("{adj} is not in -1000..1000"),
+            ));
+        }
+    }
+    Ok(())
+}

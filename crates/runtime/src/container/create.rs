@@ -1,0 +1,349 @@
+//! `create`: set up a container and leave its init waiting on the exec FIFO
+//! (runtime-spec runtime.md "Create"). One `clone` with every namespace flag, as crun does;
+//! `clone3(CLONE_INTO_CGROUP)` on cgroup v2 hosts.
+
+use crate::config;
+use crate::error::{config_err, Context, Error, Result};
+use crate::process::init::{self, InitCtx};
+use crate::process::sync::{self, Msg};
+use crate::process::{ns_flag, JOIN_ORDER};
+use crate::state::{self, State, Store};
+use cgroups::{CgroupManager, CgroupMode};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Options of `create` (and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+    /// `run` in the foreground: a terminal may be inherited instead of a console socket.
+    pub foreground: bool,
+}
+
+/// A created container.
+#[derive(Debug)]
+pub struct Created {
+    pub state: State,
+    pub pid: Pid,
+}
+
+/// Undoes a half-made container: no state dir, cgroup or process is left behind.
+struct Cleanup<'a> {
+    store: &'a Store,
+    id: String,
+    cgroup: Option<Box<dyn CgroupManager>>,
+    child: Option<Pid>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.child {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(Signal::SIGKILL);
+            let _ = cg.destroy();
+        }
+        let _ = self.store.remove(&self.id);
+    }
+}
+
+fn open_ns(path: &Path, field: &str) -> Result<OwnedFd> {
+    File::open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| config_err(field, format!("{}: {e}", path.display())))
+}
+
+/// Writes a file the way `echo > f` does, naming it in the error.
+fn write_file(path: &str, data: &str) -> Result<()> {
+    std::fs::write(path, data).ctx(|| format!("write {path}"))
+}
+
+fn id_map(maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>) -> String {
+    maps.iter()
+        .flatten()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Creates the container. On error nothing is left behind.
+pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
+    state::validate_id(&o.id)?;
+    let bundle = o
+        .bundle
+        .canonicalize()
+        .map_err(|e| Error::Usage(format!("bundle {}: {e}", o.bundle.display())))?;
+    let spec = config::load(&bundle)?;
+    let rootfs = config::rootfs_path(&spec, &bundle)?;
+    let process = config::process(&spec)?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| config_err("linux", "missing"))?;
+    if process.terminal().unwrap_or(false) && o.console_socket.is_none() && !o.foreground {
+        return Err(Error::Usage(
+            "process.terminal is true: --console-socket is required".into(),
+        ));
+    }
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    if !namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount)
+    {
+        return Err(config_err(
+            "linux.namespaces",
+            "a mount namespace is required",
+        ));
+    }
+
+    // Namespaces: what clone creates, what the child joins or unshares, what we join here.
+    let user_joined = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+    let (mut clone_flags, mut unshare) = (CloneFlags::empty(), CloneFlags::empty());
+    let (mut join, mut parent_join) = (Vec::new(), Vec::new());
+    let (mut new_time, mut new_cgroupns, mut new_userns) = (false, false, false);
+    for t in JOIN_ORDER {
+        let Some((i, ns)) = namespaces.iter().enumerate().find(|(_, n)| n.typ() == t) else {
+            continue;
+        };
+        let flag = ns_flag(t);
+        let field = format!("linux.namespaces[{i}].path");
+        match (t, ns.path()) {
+            (LinuxNamespaceType::Pid | LinuxNamespaceType::Time, Some(p)) => {
+                parent_join.push((flag, open_ns(p, &field)?, field))
+            }
+            (_, Some(p)) => join.push((flag, open_ns(p, &field)?, field)),
+            (LinuxNamespaceType::Cgroup, None) => new_cgroupns = true,
+            (LinuxNamespaceType::Time, None) => new_time = true,
+            (LinuxNamespaceType::Pid, None) => clone_flags |= flag,
+            (t, None) => {
+                if t == LinuxNamespaceType::User {
+                    new_userns = true;
+                }
+                if user_joined {
+                    unshare |= flag;
+                } else {
+                    clone_flags |= flag;
+                }
+            }
+        }
+    }
+
+    let dir = store.create_dir(&o.id)?;
+    let mut guard = Cleanup {
+        store,
+        id: o.id.clone(),
+        cgroup: None,
+        child: None,
+        armed: true,
+    };
+    let cg = crate::container::manager_for_spec(&spec, &o.id)?;
+    guard.cgroup = Some(cg);
+    let cg = guard
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| Error::Init("cgroup".into()))?;
+    cg.create()?;
+    if let Some(r) = crate::container::effective_resources(&spec) {
+        cg.apply_resources(&r)?;
+    }
+    let cgroup_paths = cg.paths();
+    let unified = matches!(cg.mode(), CgroupMode::Unified);
+
+    let fifo_path = state::fifo_path(&dir);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
+        .ctx(|| format!("mkfifo {}", fifo_path.display()))?;
+    let fifo: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo_path)
+        .ctx(|| format!("open {}", fifo_path.display()))?
+        .into();
+    let console = match &o.console_socket {
+        Some(p) if process.terminal().unwrap_or(false) => {
+            Some(OwnedFd::from(UnixStream::connect(p).ctx(|| {
+                format!("connect to console socket {}", p.display())
+            })?))
+        }
+        _ => None,
+    };
+
+    // Pid and time namespaces apply to our next child: enter them here, leave right after.
+    let restore = |name: &str| -> Result<OwnedFd> {
+        open_ns(Path::new(&format!("/proc/self/ns/{name}")), name)
+    };
+    let mut restores = Vec::new();
+    for (flag, fd, field) in &parent_join {
+        restores.push((
+            *flag,
+            restore(if *flag == CloneFlags::CLONE_NEWPID {
+                "pid"
+            } else {
+                "time"
+            })?,
+        ));
+        nix::sched::setns(fd, *flag).ctx(|| format!("{field}: setns"))?;
+    }
+    if new_time {
+        let tflag = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+        restores.push((tflag, restore("time")?));
+        nix::sched::unshare(tflag).ctx(|| "unshare time namespace".into())?;
+        let mut offsets = String::new();
+        for (clock, off) in linux.time_offsets().iter().flatten() {
+            offsets.push_str(&format!(
+                "{clock} {} {}\n",
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0)
+            ));
+        }
+        if !offsets.is_empty() {
+            write_file("/proc/self/timens_offsets", &offsets)?;
+        }
+    }
+
+    let (mut ch, child_ch) = sync::pair()?;
+    let cgroup_dir = if unified {
+        cgroup_paths.get("").and_then(|p| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(p)
+                .ok()
+        })
+    } else {
+        None
+    };
+    let cloned = match sys::process::clone_process(
+        clone_flags.bits(),
+        cgroup_dir.as_ref().map(|f| f.as_fd()),
+    ) {
+        Err(_) if cgroup_dir.is_some() => {
+            sys::process::clone_process(clone_flags.bits(), None).map(|r| (r, false))
+        }
+        r => r.map(|r| (r, cgroup_dir.is_some())),
+    };
+    let (into_cgroup, pid) = match cloned.ctx(|| "clone container process".into())? {
+        (sys::process::CloneResult::Child, _) => {
+            drop(ch);
+            let ctx = InitCtx {
+                spec: &spec,
+                rootfs: &rootfs,
+                bundle: &bundle,
+                id: &o.id,
+                fifo,
+                console,
+                join,
+                unshare,
+                new_userns,
+                new_cgroupns,
+                cgroup_paths,
+                cgroup_unified: unified,
+                no_pivot: o.no_pivot,
+                preserve_fds: o.preserve_fds,
+            };
+            init::run(ctx, child_ch)
+        }
+        (sys::process::CloneResult::Parent(pid), into) => (into, pid),
+    };
+    guard.child = Some(pid);
+    drop(child_ch);
+    drop(fifo);
+    drop(console);
+    for (flag, fd) in restores {
+        let _ = nix::sched::setns(fd, flag);
+    }
+
+    if !into_cgroup {
+        cg.add_task(pid.as_raw())?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        write_file(&format!("/proc/{pid}/oom_score_adj"), &adj.to_string())
+            .map_err(|e| config_err("process.oomScoreAdj", e.to_string()))?;
+    }
+    if new_userns {
+        write_file(
+            &format!("/proc/{pid}/uid_map"),
+            &id_map(linux.uid_mappings()),
+        )
+        .map_err(|e| config_err("linux.uidMappings", e.to_string()))?;
+        write_file(
+            &format!("/proc/{pid}/gid_map"),
+            &id_map(linux.gid_mappings()),
+        )
+        .map_err(|e| config_err("linux.gidMappings", e.to_string()))?;
+    }
+    ch.send(&Msg::Go)?;
+
+    let mut st = State {
+        id: o.id.clone(),
+        pid: pid.as_raw(),
+        pid_start: 0,
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        config: Spec::default(),
+    };
+    loop {
+        match ch.recv()? {
+            Some(Msg::RunHooks) => {
+                let s = st.oci(state::Status::Creating);
+                let hooks = spec.hooks().as_ref();
+                #[allow(deprecated)]
+                crate::hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &s)?;
+                crate::hooks::run_all(
+                    "createRuntime",
+                    hooks.and_then(|h| h.create_runtime().as_ref()),
+                    &s,
+                )?;
+                ch.send(&Msg::HooksDone)?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Failed(e)) => return Err(Error::Init(e)),
+            Some(m) => {
+                return Err(Error::Init(format!(
+                    "unexpected {m:?} from container process"
+                )))
+            }
+            None => return Err(Error::Init("container process exited during setup".into())),
+        }
+    }
+    st.pid_start = state::process_start_time(pid.as_raw())
+        .ok_or_else(|| Error::Init("container process exited during setup".into()))?;
+    st.config = spec;
+    store.save(&st)?;
+    if let Some(pf) = &o.pid_file {
+        write_pid_file(pf, pid.as_raw())?;
+    }
+    guard.armed = false;
+    Ok(Created { state: st, pid })
+}
+
+/// Writes a pid file atomically (a reader never sees it half-written).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(|| format!("rename {}", path.display()))
+}

@@ -1,0 +1,249 @@
+//! `exec`: run a new process inside a running container: join its cgroup and every one of
+//! its namespaces, then the same finalization as the init (user, capabilities, seccomp).
+
+use crate::config::{parse_json, validate_process};
+use crate::error::{Context, Error, Result};
+use crate::process::sync::{self, Msg};
+use crate::process::{finalize, ns_file, ns_flag, JOIN_ORDER};
+use crate::state::{self, Store};
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Process, User};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::linux::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOpts {
+    pub id: String,
+    pub process_file: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub preserve_fds: i32,
+}
+
+fn build_process(st: &state::State, o: &ExecOpts) -> Result<Process> {
+    if let Some(f) = &o.process_file {
+        let bytes = std::fs::read(f).ctx(|| format!("read {}", f.display()))?;
+        let p: Process = parse_json(&f.display().to_string(), &bytes)?;
+        validate_process(&p, "process")?;
+        return Ok(p);
+    }
+    let mut p = st.config.process().clone().unwrap_or_default();
+    if o.args.is_empty() {
+        return Err(Error::Usage("exec: give a command, or --process".into()));
+    }
+    p.set_args(Some(o.args.clone()));
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &o.env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &o.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let parse = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| Error::Usage(format!("--user {u}: want UID[:GID] numbers")))
+        };
+        let mut user = User::default();
+        user.set_uid(parse(uid)?);
+        user.set_gid(parse(gid)?);
+        p.set_user(user);
+    }
+    if !o.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(o.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if !o.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let extra: Vec<oci_spec::runtime::Capability> = o
+            .caps
+            .iter()
+            .map(|c| {
+                serde_json::from_value(serde_json::Value::String(c.to_ascii_uppercase()))
+                    .map_err(|_| Error::Usage(format!("--cap {c}: unknown capability")))
+            })
+            .collect::<Result<_>>()?;
+        let add = |s: &Option<oci_spec::runtime::Capabilities>| {
+            let mut s = s.clone().unwrap_or_default();
+            s.extend(extra.iter().copied());
+            Some(s)
+        };
+        caps.set_bounding(add(caps.bounding()));
+        caps.set_effective(add(caps.effective()));
+        caps.set_permitted(add(caps.permitted()));
+        p.set_capabilities(Some(caps));
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    p.set_terminal(Some(o.tty));
+    validate_process(&p, "process")?;
+    Ok(p)
+}
+
+/// Runs the process; returns its exit code, or 0 with `--detach`.
+pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
+    let st = store.load(&o.id)?;
+    let status = state::status(store, &st);
+    if !status.can_exec() {
+        return Err(Error::BadState {
+            verb: "exec in",
+            id: o.id.clone(),
+            status: status.to_string(),
+        });
+    }
+    let p = build_process(&st, o)?;
+    let terminal = p.terminal().unwrap_or(false);
+    if terminal && o.console_socket.is_none() && o.detach {
+        return Err(Error::Usage(
+            "--tty with --detach needs --console-socket".into(),
+        ));
+    }
+    let console = match (&o.console_socket, terminal) {
+        (Some(path), true) => {
+            Some(OwnedFd::from(UnixStream::connect(path).ctx(|| {
+                format!("connect to console socket {}", path.display())
+            })?))
+        }
+        _ => None,
+    };
+    // Every namespace of the container's init that is not already ours.
+    let mut join: Vec<(CloneFlags, OwnedFd, LinuxNamespaceType)> = Vec::new();
+    let types: Vec<LinuxNamespaceType> = st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|n| n.typ())
+        .collect();
+    for t in JOIN_ORDER.into_iter().filter(|t| types.contains(t)) {
+        let theirs = format!("/proc/{}/ns/{}", st.pid, ns_file(t));
+        let ours = format!("/proc/self/ns/{}", ns_file(t));
+        let same = match (std::fs::metadata(&theirs), std::fs::metadata(&ours)) {
+            (Ok(a), Ok(b)) => a.st_ino() == b.st_ino() && a.st_dev() == b.st_dev(),
+            _ => false,
+        };
+        if !same {
+            join.push((
+                ns_flag(t),
+                File::open(&theirs).ctx(|| format!("open {theirs}"))?.into(),
+                t,
+            ));
+        }
+    }
+    let procs = super::cgroup_of(&st)?.procs_files();
+    let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
+
+    // pid and time namespaces apply to our children: enter them here, leave after clone.
+    let mut restores = Vec::new();
+    for (flag, fd, t) in &join {
+        if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+            let name = ns_file(*t);
+            restores.push((
+                *flag,
+                OwnedFd::from(
+                    File::open(format!("/proc/self/ns/{name}"))
+                        .ctx(|| format!("open own {name} namespace"))?,
+                ),
+            ));
+            nix::sched::setns(fd, *flag).ctx(|| format!("join {name} namespace of {}", st.pid))?;
+        }
+    }
+    let (mut ch, child_ch) = sync::pair()?;
+    let cloned = sys::process::clone_process(0, None).ctx(|| "fork exec process".into());
+    for (flag, fd) in restores {
+        let _ = nix::sched::setns(fd, flag);
+    }
+    let pid = match cloned? {
+        sys::process::CloneResult::Child => {
+            drop(ch);
+            let mut child_ch = child_ch;
+            let err = match child(&p, &procs, &join, console, seccomp.as_ref(), o.preserve_fds) {
+                Err(e) => e,
+            };
+            let _ = child_ch.send(&Msg::Failed(err.to_string()));
+            std::process::exit(127);
+        }
+        sys::process::CloneResult::Parent(pid) => pid,
+    };
+    drop(child_ch);
+    if !o.detach {
+        super::block_signals()?;
+    }
+    // End-of-file means the exec succeeded (the channel is close-on-exec).
+    match ch.recv()? {
+        None => {}
+        Some(Msg::Failed(e)) => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            return Err(Error::Init(e));
+        }
+        Some(m) => return Err(Error::Init(format!("unexpected {m:?} from exec process"))),
+    }
+    if let Some(pf) = &o.pid_file {
+        super::create::write_pid_file(pf, pid.as_raw())?;
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    super::wait_forwarding(Pid::from_raw(pid.as_raw()))
+}
+
+fn child(
+    p: &Process,
+    procs: &[PathBuf],
+    join: &[(CloneFlags, OwnedFd, LinuxNamespaceType)],
+    console: Option<OwnedFd>,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    preserve_fds: i32,
+) -> Result<std::convert::Infallible> {
+    for f in procs {
+        std::fs::write(f, "0").ctx(|| format!("join cgroup {}", f.display()))?;
+    }
+    for (flag, fd, t) in join {
+        if !matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+            nix::sched::setns(fd, *flag).ctx(|| format!("join {} namespace", ns_file(*t)))?;
+        }
+    }
+    nix::unistd::chdir(p.cwd()).ctx(|| format!("process.cwd: chdir {}", p.cwd().display()))?;
+    if let Some(sock) = &console {
+        let size = p
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        crate::process::tty::setup(sock, size)?;
+    }
+    drop(console);
+    finalize::set_rlimits(p)?;
+    if let Some(mask) = p.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+            mask as libc::mode_t,
+        ));
+    }
+    if let Some(adj) = p.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| "process.oomScoreAdj".into())?;
+    }
+    let prepared = finalize::prepare(p, seccomp)?;
+    sys::fd::cloexec_from(3 + preserve_fds).ctx(|| "mark descriptors close-on-exec".into())?;
+    finalize::exec(p, prepared)
+}

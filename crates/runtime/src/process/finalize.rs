@@ -1,0 +1,224 @@
+//! The last steps of every container process (init and exec): environment, executable
+//! lookup, rlimits, user and groups, the five capability sets, no_new_privs, seccomp, and
+//! `execve`. The order matters and follows runc: the bounding set is dropped while we still
+//! hold CAP_SETPCAP; seccomp is loaded last when no_new_privs allows it, else before the
+//! capabilities go.
+
+use super::seccomp;
+use crate::error::{config_err, Context, Error, Result};
+use caps::{CapSet, Capability, CapsHashSet};
+use libseccomp::ScmpFilterContext;
+use nix::sys::resource::{setrlimit, Resource};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxSeccomp, Process};
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything computed before the container reports "created", so that a missing
+/// executable or a bad seccomp profile fails `create`, not `start`.
+pub struct Prepared {
+    exe: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    seccomp: Option<ScmpFilterContext>,
+}
+
+fn cstr(s: &str, field: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| config_err(field, "contains a NUL byte"))
+}
+
+/// Finds `args[0]` like execvp, in the filesystem we see now (the container's).
+pub fn lookup(prog: &str, env: &[String]) -> Result<PathBuf> {
+    let ok = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if prog.contains('/') {
+        let p = PathBuf::from(prog);
+        return if ok(&p) {
+            Ok(p)
+        } else {
+            Err(config_err(
+                "process.args[0]",
+                format!("executable {prog} not found or not executable in the container"),
+            ))
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(prog))
+        .find(|p| ok(p))
+        .ok_or_else(|| {
+            config_err(
+                "process.args[0]",
+                format!("executable {prog:?} not found in $PATH ({path}) of the container"),
+            )
+        })
+}
+
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 7 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Resolves the executable, builds argv/envp and compiles seccomp.
+pub fn prepare(p: &Process, sec: Option<&LinuxSeccomp>) -> Result<Prepared> {
+    let args = p.args().as_deref().unwrap_or_default();
+    let first = args
+        .first()
+        .ok_or_else(|| config_err("process.args", "must not be empty"))?;
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(p.user().uid())));
+    }
+    let exe = lookup(first, &env)?;
+    Ok(Prepared {
+        exe: cstr(&exe.to_string_lossy(), "process.args[0]")?,
+        argv: args
+            .iter()
+            .map(|a| cstr(a, "process.args"))
+            .collect::<Result<_>>()?,
+        envp: env
+            .iter()
+            .map(|e| cstr(e, "process.env"))
+            .collect::<Result<_>>()?,
+        seccomp: sec.map(seccomp::compile).transpose()?,
+    })
+}
+
+fn resource(name: &str) -> Option<Resource> {
+    Some(match name {
+        "RLIMIT_AS" => Resource::RLIMIT_AS,
+        "RLIMIT_CORE" => Resource::RLIMIT_CORE,
+        "RLIMIT_CPU" => Resource::RLIMIT_CPU,
+        "RLIMIT_DATA" => Resource::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => Resource::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => Resource::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => Resource::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => Resource::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => Resource::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => Resource::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => Resource::RLIMIT_NPROC,
+        "RLIMIT_RSS" => Resource::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => Resource::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => Resource::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Applies `process.rlimits`.
+pub fn set_rlimits(p: &Process) -> Result<()> {
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
+        let name = serde_name(&r.typ());
+        let res = resource(&name).ok_or_else(|| {
+            config_err(
+                format!("process.rlimits[{i}].type"),
+                format!("unknown {name}"),
+            )
+        })?;
+        setrlimit(res, r.soft(), r.hard()).ctx(|| {
+            format!(
+                "process.rlimits[{i}]: set {name} to {}/{}",
+                r.soft(),
+                r.hard()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn capset(set: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
+    set.iter()
+        .flatten()
+        .filter_map(|c| Capability::from_str(&serde_name(c)).ok())
+        .collect()
+}
+
+/// Switches user and capabilities, loads seccomp and executes the process. Returns only
+/// on failure.
+pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    let caps = p.capabilities().as_ref();
+    if let Some(c) = caps {
+        let keep = capset(c.bounding());
+        for cap in caps::all() {
+            if !keep.contains(&cap) {
+                // Capabilities this kernel does not know fail with EINVAL: nothing to drop.
+                let _ = caps::drop(None, CapSet::Bounding, cap);
+            }
+        }
+    }
+    if !nnp {
+        if let Some(f) = &prep.seccomp {
+            seccomp::load(f)?;
+        }
+    }
+    let user = p.user();
+    if caps.is_some() {
+        nix::sys::prctl::set_keepcaps(true).ctx(|| "keep capabilities across setuid".into())?;
+    }
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    match nix::unistd::setgroups(&groups) {
+        // Without CAP_SETGID or with setgroups denied, only an empty list is acceptable.
+        Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
+        r => r.ctx(|| "process.user.additionalGids: setgroups".into())?,
+    }
+    let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setresgid {gid}"))?;
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("process.user.uid: setresuid {uid}"))?;
+    if let Some(c) = caps {
+        let cap_err = |set: &'static str| {
+            move |e: caps::errors::CapsError| {
+                Error::Init(format!("process.capabilities.{set}: {e}"))
+            }
+        };
+        // Effective must stay a subset of permitted at every step: shrink it first.
+        caps::set(None, CapSet::Effective, &capset(c.effective())).map_err(cap_err("effective"))?;
+        caps::set(None, CapSet::Permitted, &capset(c.permitted())).map_err(cap_err("permitted"))?;
+        caps::set(None, CapSet::Inheritable, &capset(c.inheritable()))
+            .map_err(cap_err("inheritable"))?;
+        // An ambient capability needs to be permitted and inheritable; like runc, skip
+        // the ones that are not rather than fail.
+        let _ = caps::clear(None, CapSet::Ambient);
+        for cap in capset(c.ambient()) {
+            let _ = caps::raise(None, CapSet::Ambient, cap);
+        }
+        let _ = nix::sys::prctl::set_keepcaps(false);
+    }
+    if nnp {
+        nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".into())?;
+        if let Some(f) = &prep.seccomp {
+            seccomp::load(f)?;
+        }
+    }
+    nix::unistd::execve(&prep.exe, &prep.argv, &prep.envp)
+        .ctx(|| format!("exec {}", prep.exe.to_string_lossy()))
+}

@@ -1,0 +1,271 @@
+//! The container's init process, from `clone` to `execve`, in stages:
+//! 1. wait for the runtime to map ids and place us in the cgroup;
+//! 2. join namespaces given by path, unshare the cgroup namespace;
+//! 3. build the rootfs (mounts, devices), let the runtime run its hooks, run createContainer
+//!    hooks, pivot_root;
+//! 4. finish the container (propagation, sysctl, hostname, masked and read-only paths,
+//!    terminal), resolve the executable, report "created";
+//! 5. block on the exec FIFO until `start`, run startContainer hooks, become the process.
+
+use super::sync::{Channel, Msg};
+use super::{devices, finalize, rootfs};
+use crate::error::{Context, Result};
+use nix::sched::CloneFlags;
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Everything the init needs, prepared by the runtime before `clone`.
+pub struct InitCtx<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub id: &'a str,
+    /// The exec FIFO, opened read-write so opening never blocks.
+    pub fifo: OwnedFd,
+    /// Connected `--console-socket`, when process.terminal is set.
+    pub console: Option<OwnedFd>,
+    /// Namespaces to join by path (user first), opened by the runtime.
+    pub join: Vec<(CloneFlags, OwnedFd, String)>,
+    /// Namespaces to unshare after joining (when the user namespace was joined by path).
+    pub unshare: CloneFlags,
+    pub new_userns: bool,
+    pub new_cgroupns: bool,
+    pub cgroup_paths: BTreeMap<String, PathBuf>,
+    pub cgroup_unified: bool,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+}
+
+/// Runs the init; never returns. Failures before "created" go to the runtime over the
+/// channel, later ones to the container's stderr.
+pub fn run(ctx: InitCtx<'_>, mut ch: Channel) -> ! {
+    let prepared = match setup(&ctx, &mut ch) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = ch.send(&Msg::Failed(e.to_string()));
+            std::process::exit(1);
+        }
+    };
+    drop(ch);
+    let err = match wait_and_exec(&ctx, prepared) {
+        Err(e) => e,
+    };
+    eprintln!("berth-runtime: container {}: {err}", ctx.id);
+    std::process::exit(127);
+}
+
+fn hook_state(ctx: &InitCtx<'_>, pid: i32, status: &str) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": oci_spec::runtime::VERSION,
+        "id": ctx.id,
+        "status": status,
+        "pid": pid,
+        "bundle": ctx.bundle,
+        "annotations": ctx.spec.annotations().clone().unwrap_or_default(),
+    })
+}
+
+struct Ready {
+    prepared: finalize::Prepared,
+    start_state: serde_json::Value,
+}
+
+fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
+    ch.expect(Msg::Go)?;
+    let spec = ctx.spec;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| crate::error::config_err("linux", "missing"))?;
+    let process = crate::config::process(spec)?;
+    if ctx.new_userns {
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .ctx(|| "become root in the user namespace (gid)".into())?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .ctx(|| "become root in the user namespace (uid)".into())?;
+    }
+    for (flag, fd, field) in &ctx.join {
+        nix::sched::setns(fd, *flag).ctx(|| format!("{field}: setns"))?;
+    }
+    if !ctx.unshare.is_empty() {
+        nix::sched::unshare(ctx.unshare).ctx(|| "unshare namespaces".into())?;
+    }
+    if ctx.new_cgroupns {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare cgroup namespace".into())?;
+    }
+    // Our pid as the host sees it: /proc is still the host's here.
+    let host_pid: i32 = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or(0);
+
+    // Stage 3: the rootfs.
+    let rootfs = ctx.rootfs;
+    rootfs::prepare_root(rootfs, linux.rootfs_propagation().as_deref())?;
+    let root: OwnedFd = std::fs::File::open(rootfs)
+        .ctx(|| format!("open rootfs {}", rootfs.display()))?
+        .into();
+    let mctx = rootfs::MountCtx {
+        rootfs,
+        root: root.as_fd(),
+        bundle: ctx.bundle,
+        cgroup_paths: &ctx.cgroup_paths,
+        cgroup_unified: ctx.cgroup_unified,
+        new_cgroupns: ctx.new_cgroupns,
+    };
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    for (i, m) in mounts.iter().enumerate() {
+        rootfs::mount_entry(&mctx, m, i)?;
+    }
+    // Default devices only where the config gives the container its own /dev.
+    let own_dev = mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && !rootfs::parse_options(m.options().as_deref().unwrap_or_default()).bind
+    });
+    let userns = ctx.new_userns
+        || linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::User);
+    let mut nodes = if own_dev {
+        devices::default_nodes()
+    } else {
+        Vec::new()
+    };
+    nodes.extend(linux.devices().iter().flatten().map(devices::node_of));
+    for n in &nodes {
+        devices::create(root.as_fd(), n, userns)?;
+    }
+    if own_dev {
+        devices::links(root.as_fd())?;
+    }
+    let hooks = spec.hooks().as_ref();
+    #[allow(deprecated)]
+    let needs_runtime_hooks =
+        hooks.is_some_and(|h| h.prestart().is_some() || h.create_runtime().is_some());
+    if needs_runtime_hooks {
+        ch.send(&Msg::RunHooks)?;
+        ch.expect(Msg::HooksDone)?;
+    }
+    crate::hooks::run_all(
+        "createContainer",
+        hooks.and_then(|h| h.create_container().as_ref()),
+        &hook_state(ctx, host_pid, "creating"),
+    )?;
+    drop(root);
+    rootfs::pivot(rootfs, ctx.no_pivot)?;
+
+    // Stage 4: finish the container from the inside.
+    if let Some(p) = linux.rootfs_propagation() {
+        rootfs::set_root_propagation(p)?;
+    }
+    for (k, v) in linux.sysctl().iter().flatten() {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, v).ctx(|| format!("linux.sysctl.{k}: write {path}"))?;
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).ctx(|| "hostname: sethostname".into())?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        sys::process::set_domainname(d).ctx(|| "domainname: setdomainname".into())?;
+    }
+    let newroot: OwnedFd = std::fs::File::open("/").ctx(|| "open /".into())?.into();
+    for p in linux.masked_paths().iter().flatten() {
+        rootfs::mask_path(newroot.as_fd(), p)?;
+    }
+    for p in linux.readonly_paths().iter().flatten() {
+        rootfs::readonly_path(newroot.as_fd(), p)?;
+    }
+    if let Some(sock) = &ctx.console {
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        let slave = super::tty::setup(sock, size)?;
+        if own_dev {
+            let fd = rootfs::mkfile_in(newroot.as_fd(), Path::new("/dev/console"))?;
+            nix::mount::mount(
+                Some(slave.as_str()),
+                &rootfs::fd_path(fd.as_fd()),
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(|| "bind /dev/console".into())?;
+        }
+    } else if nix::unistd::getpid().as_raw() == 1 || ctx.new_userns {
+        let _ = nix::unistd::setsid();
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        rootfs::readonly_root()?;
+    }
+    drop(newroot);
+    finalize::set_rlimits(process)?;
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+            mask as libc::mode_t,
+        ));
+    }
+    let cwd = process.cwd();
+    if nix::unistd::chdir(cwd).is_err() {
+        std::fs::create_dir_all(cwd).ctx(|| format!("process.cwd: create {}", cwd.display()))?;
+        nix::unistd::chdir(cwd).ctx(|| format!("process.cwd: chdir {}", cwd.display()))?;
+    }
+    let prepared = finalize::prepare(process, linux.seccomp().as_ref())?;
+    // Nothing of the runtime may reach the container: every descriptor above the
+    // preserved ones is close-on-exec from here on (CVE-2024-21626).
+    sys::fd::cloexec_from(3 + ctx.preserve_fds).ctx(|| "mark descriptors close-on-exec".into())?;
+    for fd in 3..3 + ctx.preserve_fds {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+    }
+    let start_state = hook_state(ctx, host_pid, "created");
+    ch.send(&Msg::Ready)?;
+    Ok(Ready {
+        prepared,
+        start_state,
+    })
+}
+
+fn wait_and_exec(ctx: &InitCtx<'_>, r: Ready) -> Result<std::convert::Infallible> {
+    // Stage 5: `start` writes one byte to the FIFO.
+    let mut fifo = std::fs::File::from(ctx.fifo.try_clone().ctx(|| "dup exec fifo".into())?);
+    let mut b = [0u8; 1];
+    loop {
+        match fifo.read(&mut b) {
+            Ok(1) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(_) => {
+                return Err(crate::error::Error::Init(
+                    "exec fifo closed before start".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(crate::error::Error::Io {
+                    what: "read exec fifo".into(),
+                    source: e,
+                })
+            }
+        }
+    }
+    drop(fifo);
+    let hooks = ctx.spec.hooks().as_ref();
+    crate::hooks::run_all(
+        "startContainer",
+        hooks.and_then(|h| h.start_container().as_ref()),
+        &r.start_state,
+    )?;
+    finalize::exec(crate::config::process(ctx.spec)?, r.prepared)
+}

@@ -1,0 +1,141 @@
+//! Compiling `linux.seccomp` (runtime-spec config-linux.md "Seccomp") into a libseccomp
+//! filter. The filter is compiled before the container reports "created" (so a bad profile
+//! fails `create`) and loaded as the last step before `execve`.
+
+use crate::error::{config_err, Error, Result};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+use std::str::FromStr;
+
+const EPERM: i32 = 1;
+
+fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<ScmpAction> {
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno.map_or(EPERM, |e| e as i32)),
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.map_or(EPERM as u16, |e| e as u16))
+        }
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => {
+            return Err(config_err(
+                field,
+                "SCMP_ACT_NOTIFY is not supported by berth-runtime yet",
+            ))
+        }
+    })
+}
+
+fn op(o: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
+    match o {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        // config-linux.md: for SCMP_CMP_MASKED_EQ, `value` is the mask and `valueTwo` the datum.
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(value_two.unwrap_or(0)),
+    }
+}
+
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Builds the filter. Unknown syscall names are skipped (as runc does: profiles list
+/// syscalls of newer kernels); everything else that is wrong names its field.
+pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
+    let lib = |e: libseccomp::error::SeccompError| Error::Seccomp(e.to_string());
+    let default = action(
+        s.default_action(),
+        s.default_errno_ret(),
+        "linux.seccomp.defaultAction",
+    )?;
+    let mut ctx = ScmpFilterContext::new_filter(default).map_err(lib)?;
+    // The process's noNewPrivileges decides NNP, not libseccomp.
+    ctx.set_ctl_nnp(false).map_err(lib)?;
+    for (i, a) in s.architectures().iter().flatten().enumerate() {
+        let name = serde_name(a);
+        let arch = ScmpArch::from_str(&name).map_err(|_| {
+            config_err(
+                format!("linux.seccomp.architectures[{i}]"),
+                format!("unknown {name}"),
+            )
+        })?;
+        ctx.add_arch(arch).map_err(lib)?;
+    }
+    for f in s.flags().iter().flatten() {
+        match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map_err(lib)?,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {
+                ctx.set_ctl_tsync(true).map_err(lib)?
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                ctx.set_ctl_ssb(true).map_err(lib)?
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+    for (i, rule) in s.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        let act = action(rule.action(), rule.errno_ret(), &format!("{field}.action"))?;
+        if act == default {
+            continue; // libseccomp refuses rules that repeat the default action
+        }
+        let mut conds = Vec::new();
+        for (j, a) in rule.args().iter().flatten().enumerate() {
+            if a.index() > 5 {
+                return Err(config_err(
+                    format!("{field}.args[{j}].index"),
+                    "must be 0..5",
+                ));
+            }
+            conds.push(ScmpArgCompare::new(
+                a.index() as u32,
+                op(a.op(), a.value_two()),
+                a.value(),
+            ));
+        }
+        // libseccomp cannot AND two comparisons of one argument: such rules become one rule
+        // per comparison, as runc does.
+        let mut idx: Vec<usize> = rule.args().iter().flatten().map(|a| a.index()).collect();
+        idx.sort_unstable();
+        let same_arg_twice = idx.windows(2).any(|w| w[0] == w[1]);
+        for name in rule.names() {
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            let res = if conds.is_empty() {
+                ctx.add_rule(act, sc)
+            } else if same_arg_twice {
+                conds
+                    .iter()
+                    .try_for_each(|c| ctx.add_rule_conditional(act, sc, &[*c]))
+            } else {
+                ctx.add_rule_conditional(act, sc, &conds)
+            };
+            res.map_err(|e| config_err(format!("{field}.names"), format!("{name}: {e}")))?;
+        }
+    }
+    Ok(ctx)
+}
+
+/// Loads a compiled filter into the calling thread.
+pub fn load(ctx: &ScmpFilterContext) -> Result<()> {
+    ctx.load()
+        .map_err(|e| Error::Seccomp(format!("load filter: {e}")))
+}

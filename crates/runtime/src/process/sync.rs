@@ -1,0 +1,101 @@
+//! The channel between the runtime and the process it cloned: a `SOCK_SEQPACKET` pair, one
+//! message per packet (a tag byte and an optional text). Close-on-exec, so a successful
+//! `execve` in the child shows up as end-of-file on the parent side.
+
+use crate::error::{Context, Error, Result};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+
+/// A message between runtime and child.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// Parent → child: ids are mapped, the cgroup is joined; go on.
+    Go,
+    /// Child → parent: mounts are ready; run prestart and createRuntime hooks.
+    RunHooks,
+    /// Parent → child: the runtime-namespace hooks are done.
+    HooksDone,
+    /// Child → parent: the container is created and waits for `start`.
+    Ready,
+    /// Child → parent: setting up failed.
+    Failed(String),
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel(UnixStream);
+
+/// A connected pair `(parent end, child end)`.
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx(|| "socketpair".into())?;
+    Ok((Channel(UnixStream::from(a)), Channel(UnixStream::from(b))))
+}
+
+impl Channel {
+    pub fn send(&mut self, msg: &Msg) -> Result<()> {
+        let mut buf = Vec::with_capacity(8);
+        match msg {
+            Msg::Go => buf.push(b'G'),
+            Msg::RunHooks => buf.push(b'H'),
+            Msg::HooksDone => buf.push(b'h'),
+            Msg::Ready => buf.push(b'R'),
+            Msg::Failed(s) => {
+                buf.push(b'E');
+                buf.extend_from_slice(&s.as_bytes()[..s.len().min(4000)]);
+            }
+        }
+        self.0
+            .write_all(&buf)
+            .ctx(|| "send to container process".into())
+    }
+
+    /// Receives one message; `None` at end-of-file (the peer exited or exec'd).
+    pub fn recv(&mut self) -> Result<Option<Msg>> {
+        let mut buf = [0u8; 4096];
+        let n = loop {
+            match self.0.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.ctx(|| "receive from container process".into())?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(match buf[0] {
+            b'G' => Msg::Go,
+            b'H' => Msg::RunHooks,
+            b'h' => Msg::HooksDone,
+            b'R' => Msg::Ready,
+            b'E' => Msg::Failed(String::from_utf8_lossy(&buf[1..n]).into_owned()),
+            t => {
+                return Err(Error::Init(format!(
+                    "unexpected message {t:#x} from container process"
+                )))
+            }
+        }))
+    }
+
+    /// Waits for `want`; a failure report or end-of-file becomes an error.
+    pub fn expect(&mut self, want: Msg) -> Result<()> {
+        match self.recv()? {
+            Some(m) if m == want => Ok(()),
+            Some(Msg::Failed(s)) => Err(Error::Init(s)),
+            Some(m) => Err(Error::Init(format!(
+                "expected {want:?} from container process, got {m:?}"
+            ))),
+            None => Err(Error::Init("container process exited during setup".into())),
+        }
+    }
+
+    pub fn into_fd(self) -> OwnedFd {
+        OwnedFd::from(self.0)
+    }
+}

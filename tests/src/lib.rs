@@ -1,0 +1,2 @@
+//! End-to-end test support for berth (see `tests/*.rs`).
+#![forbid(unsafe_code)]
