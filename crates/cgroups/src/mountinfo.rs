@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// How the host mounts cgroups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CgroupMode {
     /// cgroup v1 only.
+    #[default]
     Legacy,
     /// v1 controllers plus a v2 hierarchy (usually /sys/fs/cgroup/unified) for tracking.
     Hybrid,
@@ -22,12 +23,6 @@ pub struct Mounts {
     pub v1: Vec<(Vec<String>, PathBuf)>,
     pub unified: Option<PathBuf>,
     pub mode: CgroupMode,
-}
-
-impl Default for CgroupMode {
-    fn default() -> Self {
-        CgroupMode::Legacy
-    }
 }
 
 /// Parses mountinfo text.
@@ -45,10 +40,8 @@ pub fn parse(text: &str) -> Mounts {
         }
         let mountpoint = PathBuf::from(l[4].replace("\\040", " "));
         match r[0] {
-            "cgroup2" => {
-                if m.unified.is_none() || mountpoint.as_os_str() == "/sys/fs/cgroup" {
-                    m.unified = Some(mountpoint);
-                }
+            "cgroup2" if m.unified.is_none() || mountpoint.as_os_str() == "/sys/fs/cgroup" => {
+                m.unified = Some(mountpoint);
             }
             "cgroup" => {
                 let ctrls: Vec<String> = r[2]

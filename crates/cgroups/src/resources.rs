@@ -92,10 +92,12 @@ pub fn apply_v1(m: &FsManager, r: &LinuxResources) -> Result<(), CgroupError> {
                 ("memory.memsw.limit_in_bytes", limit(s)),
             )?,
             (Some(l), Some(s)) if s == l || s < 0 => write(d, "memory.limit_in_bytes", &limit(l))?,
-            (_, Some(s)) if !memsw => return Err(CgroupError::Unsupported(format!(
+            (_, Some(s)) if !memsw => {
+                return Err(CgroupError::Unsupported(format!(
                 "memory.swap {s}: {} has no memory.memsw.limit_in_bytes (swap accounting is off)",
                 d.display()
-            ))),
+            )))
+            }
             (Some(l), None) => write(d, "memory.limit_in_bytes", &limit(l))?,
             (None, Some(s)) => write(d, "memory.memsw.limit_in_bytes", &limit(s))?,
             _ => {}

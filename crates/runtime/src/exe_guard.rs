@@ -2,6 +2,13 @@
 //! `/proc/PID/exe`. Before any verb that enters a container, the runtime makes sure it runs
 //! from a read-only mount or a sealed memfd copy of itself; otherwise it copies itself into
 //! a sealed memfd and re-executes from there (runc's and crun's approach).
+//!
+//! `exec` always needs this: its process sits in the container's pid namespace before it
+//! execs. `create` and `run` need it only when the container does not get a pid namespace
+//! of its own: a fresh pid namespace holds nothing but the init until the init has exec'd
+//! the container's program (and `exec` is refused until then), so no container process can
+//! ever reach the runtime binary through /proc. That saves a copy and a re-exec on the hot
+//! path of every container start.
 
 use crate::error::{Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};

@@ -46,8 +46,10 @@ impl Status {
     pub fn can_delete(self) -> bool {
         matches!(self, Status::Created | Status::Stopped)
     }
+    /// Only running: in "created" the init is still the runtime binary, and a process
+    /// exec'd next to it could take hold of /proc/1/exe (CVE-2019-5736).
     pub fn can_exec(self) -> bool {
-        matches!(self, Status::Created | Status::Running)
+        self == Status::Running
     }
     pub fn can_pause(self) -> bool {
         self == Status::Running

@@ -113,6 +113,14 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
             "a mount namespace is required",
         ));
     }
+    // In a pid namespace of its own the init is invisible to every other process until it
+    // has exec'd the container's program; otherwise it must not run from our binary.
+    if !namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+    {
+        crate::exe_guard::ensure()?;
+    }
 
     // Namespaces: what clone creates, what the child joins or unshares, what we join here.
     let user_joined = namespaces
@@ -272,13 +280,6 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         let _ = nix::sched::setns(fd, flag);
     }
 
-    if !into_cgroup {
-        cg.add_task(pid.as_raw())?;
-    }
-    if let Some(adj) = process.oom_score_adj() {
-        write_file(&format!("/proc/{pid}/oom_score_adj"), &adj.to_string())
-            .map_err(|e| config_err("process.oomScoreAdj", e.to_string()))?;
-    }
     if new_userns {
         write_file(
             &format!("/proc/{pid}/uid_map"),
@@ -292,6 +293,16 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         .map_err(|e| config_err("linux.gidMappings", e.to_string()))?;
     }
     ch.send(&Msg::Go)?;
+    // The child builds its rootfs meanwhile; it waits for `Joined` before anything that
+    // depends on its cgroup (the cgroup namespace, hooks, exec).
+    if !into_cgroup {
+        cg.add_task(pid.as_raw())?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        write_file(&format!("/proc/{pid}/oom_score_adj"), &adj.to_string())
+            .map_err(|e| config_err("process.oomScoreAdj", e.to_string()))?;
+    }
+    ch.send(&Msg::Joined)?;
 
     let mut st = State {
         id: o.id.clone(),

@@ -179,9 +179,7 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
         sys::process::CloneResult::Child => {
             drop(ch);
             let mut child_ch = child_ch;
-            let err = match child(&p, &procs, &join, console, seccomp.as_ref(), o.preserve_fds) {
-                Err(e) => e,
-            };
+            let Err(err) = child(&p, &procs, &join, console, seccomp.as_ref(), o.preserve_fds);
             let _ = child_ch.send(&Msg::Failed(err.to_string()));
             std::process::exit(127);
         }

@@ -51,9 +51,7 @@ pub fn run(ctx: InitCtx<'_>, mut ch: Channel) -> ! {
         }
     };
     drop(ch);
-    let err = match wait_and_exec(&ctx, prepared) {
-        Err(e) => e,
-    };
+    let Err(err) = wait_and_exec(&ctx, prepared);
     eprintln!("berth-runtime: container {}: {err}", ctx.id);
     std::process::exit(127);
 }
@@ -72,6 +70,17 @@ fn hook_state(ctx: &InitCtx<'_>, pid: i32, status: &str) -> serde_json::Value {
 struct Ready {
     prepared: finalize::Prepared,
     start_state: serde_json::Value,
+}
+
+/// Waits until the runtime has placed us in our cgroup, then enters a new cgroup
+/// namespace if asked (its root is the cgroup we are in when unsharing).
+fn join_cgroup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<()> {
+    ch.expect(Msg::Joined)?;
+    if ctx.new_cgroupns {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare cgroup namespace".into())?;
+    }
+    Ok(())
 }
 
 fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
@@ -94,9 +103,12 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     if !ctx.unshare.is_empty() {
         nix::sched::unshare(ctx.unshare).ctx(|| "unshare namespaces".into())?;
     }
-    if ctx.new_cgroupns {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-            .ctx(|| "unshare cgroup namespace".into())?;
+    // A cgroup2 mount in a new cgroup namespace needs the namespace first; otherwise the
+    // cgroup attach overlaps with building the rootfs.
+    let mut joined = false;
+    if ctx.new_cgroupns && ctx.cgroup_unified {
+        join_cgroup(ctx, ch)?;
+        joined = true;
     }
     // Our pid as the host sees it: /proc is still the host's here.
     let host_pid: i32 = std::fs::read_link("/proc/self")
@@ -144,6 +156,9 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     }
     if own_dev {
         devices::links(root.as_fd())?;
+    }
+    if !joined {
+        join_cgroup(ctx, ch)?;
     }
     let hooks = spec.hooks().as_ref();
     #[allow(deprecated)]

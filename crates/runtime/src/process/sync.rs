@@ -11,8 +11,11 @@ use std::os::unix::net::UnixStream;
 /// A message between runtime and child.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Msg {
-    /// Parent → child: ids are mapped, the cgroup is joined; go on.
+    /// Parent → child: ids are mapped; go on.
     Go,
+    /// Parent → child: the cgroup is joined. Sent after `Go`, so the child builds its
+    /// rootfs while we wait for the (slow, on cgroup v1) cgroup attach.
+    Joined,
     /// Child → parent: mounts are ready; run prestart and createRuntime hooks.
     RunHooks,
     /// Parent → child: the runtime-namespace hooks are done.
@@ -44,6 +47,7 @@ impl Channel {
         let mut buf = Vec::with_capacity(8);
         match msg {
             Msg::Go => buf.push(b'G'),
+            Msg::Joined => buf.push(b'J'),
             Msg::RunHooks => buf.push(b'H'),
             Msg::HooksDone => buf.push(b'h'),
             Msg::Ready => buf.push(b'R'),
@@ -71,6 +75,7 @@ impl Channel {
         }
         Ok(Some(match buf[0] {
             b'G' => Msg::Go,
+            b'J' => Msg::Joined,
             b'H' => Msg::RunHooks,
             b'h' => Msg::HooksDone,
             b'R' => Msg::Ready,
