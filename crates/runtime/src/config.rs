@@ -54,6 +54,24 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     let joined = if p.is_absolute() {
         p.clone()
     } else {
+        // Lexically first: "../x" leaves the bundle even when x does not exist.
+        let mut depth: i32 = 0;
+        for c in p.components() {
+            match c {
+                Component::ParentDir => depth -= 1,
+                Component::Normal(_) => depth += 1,
+                _ => {}
+            }
+            if depth < 0 {
+                return Err(config_err(
+                    "root.path",
+                    format!(
+                        "{} is relative but resolves outside the bundle",
+                        p.display()
+                    ),
+                ));
+            }
+        }
         if p.components().any(|c| c == Component::ParentDir) {
             let canon_bundle = bundle
                 .canonicalize()

@@ -54,7 +54,7 @@ pub fn features() -> serde_json::Value {
     };
     serde_json::json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": oci_spec::runtime::VERSION,
+        "ociVersionMax": crate::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {

@@ -23,3 +23,6 @@ pub mod spec_default;
 pub mod state;
 
 pub use error::{Error, Result};
+
+/// The runtime-spec version this runtime implements.
+pub const OCI_VERSION: &str = "1.2.0";

@@ -4,7 +4,7 @@
 pub fn default_spec(rootless: bool) -> serde_json::Value {
     let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let mut spec = serde_json::json!({
-        "ociVersion": oci_spec::runtime::VERSION,
+        "ociVersion": crate::OCI_VERSION,
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},

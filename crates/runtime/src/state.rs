@@ -79,7 +79,7 @@ impl State {
     /// The OCI state document (runtime-spec runtime.md "State") plus runc's extra fields.
     pub fn oci(&self, status: Status) -> serde_json::Value {
         let mut v = serde_json::json!({
-            "ociVersion": oci_spec::runtime::VERSION,
+            "ociVersion": crate::OCI_VERSION,
             "id": self.id,
             "status": status,
             "bundle": self.bundle,

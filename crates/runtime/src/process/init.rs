@@ -58,7 +58,7 @@ pub fn run(ctx: InitCtx<'_>, mut ch: Channel) -> ! {
 
 fn hook_state(ctx: &InitCtx<'_>, pid: i32, status: &str) -> serde_json::Value {
     serde_json::json!({
-        "ociVersion": oci_spec::runtime::VERSION,
+        "ociVersion": crate::OCI_VERSION,
         "id": ctx.id,
         "status": status,
         "pid": pid,
