@@ -119,3 +119,68 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<
     };
     Errno::result(r).map(drop)
 }
+
+/// Sets the execution domain (`personality(2)`), e.g. `PER_LINUX32` = 0x0008.
+pub fn set_personality(persona: u64) -> nix::Result<()> {
+    // SAFETY: personality takes a plain integer and changes only this process.
+    let r = unsafe { libc::personality(persona as libc::c_ulong) };
+    Errno::result(r).map(drop)
+}
+
+/// Sets this process's I/O priority (`ioprio_set(IOPRIO_WHO_PROCESS, 0, class<<13|prio)`).
+pub fn set_io_priority(class: u32, prio: u32) -> nix::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    let value = ((class & 0x7) << 13) | (prio & 0x1fff);
+    // SAFETY: ioprio_set takes three integers and affects only the calling process.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            value as libc::c_int,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// The scheduling attributes of `sched_setattr(2)`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SchedAttr {
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+#[repr(C)]
+struct RawSchedAttr {
+    size: u32,
+    sched_policy: u32,
+    sched_flags: u64,
+    sched_nice: i32,
+    sched_priority: u32,
+    sched_runtime: u64,
+    sched_deadline: u64,
+    sched_period: u64,
+}
+
+/// Sets the scheduling policy and parameters of the calling thread.
+pub fn set_scheduler(a: &SchedAttr) -> nix::Result<()> {
+    let raw = RawSchedAttr {
+        size: std::mem::size_of::<RawSchedAttr>() as u32,
+        sched_policy: a.policy,
+        sched_flags: a.flags,
+        sched_nice: a.nice,
+        sched_priority: a.priority,
+        sched_runtime: a.runtime,
+        sched_deadline: a.deadline,
+        sched_period: a.period,
+    };
+    // SAFETY: `raw` is a valid sched_attr whose `size` field matches its layout; it
+    // outlives the call, and pid 0 means the calling thread.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw as *const RawSchedAttr, 0) };
+    Errno::result(r).map(drop)
+}

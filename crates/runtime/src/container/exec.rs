@@ -154,6 +154,11 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
     }
     let procs = super::cgroup_of(&st)?.procs_files();
     let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let personality = st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().clone());
 
     // pid and time namespaces apply to our children: enter them here, leave after clone.
     let mut restores = Vec::new();
@@ -179,7 +184,15 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
         sys::process::CloneResult::Child => {
             drop(ch);
             let mut child_ch = child_ch;
-            let Err(err) = child(&p, &procs, &join, console, seccomp.as_ref(), o.preserve_fds);
+            let Err(err) = child(
+                &p,
+                &procs,
+                &join,
+                console,
+                seccomp.as_ref(),
+                personality.as_ref(),
+                o.preserve_fds,
+            );
             let _ = child_ch.send(&Msg::Failed(err.to_string()));
             std::process::exit(127);
         }
@@ -213,6 +226,7 @@ fn child(
     join: &[(CloneFlags, OwnedFd, LinuxNamespaceType)],
     console: Option<OwnedFd>,
     seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    personality: Option<&oci_spec::runtime::LinuxPersonality>,
     preserve_fds: i32,
 ) -> Result<std::convert::Infallible> {
     for f in procs {
@@ -232,6 +246,7 @@ fn child(
     }
     drop(console);
     finalize::set_rlimits(p)?;
+    finalize::set_attributes(p, personality)?;
     if let Some(mask) = p.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
             mask as libc::mode_t,

@@ -157,6 +157,97 @@ fn capset(set: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
         .collect()
 }
 
+fn cpu_list(s: &str, field: &str) -> Result<nix::sched::CpuSet> {
+    let mut set = nix::sched::CpuSet::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let bad = || config_err(field, format!("invalid cpu list {s:?}"));
+        let (a, b): (usize, usize) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        for cpu in a..=b {
+            set.set(cpu).map_err(|_| bad())?;
+        }
+    }
+    Ok(set)
+}
+
+/// The process attributes that need no privilege change: I/O priority, scheduler, CPU
+/// affinity (`execCPUAffinity.final`) and the execution domain (`linux.personality`).
+pub fn set_attributes(
+    p: &Process,
+    personality: Option<&oci_spec::runtime::LinuxPersonality>,
+) -> Result<()> {
+    if let Some(io) = p.io_priority() {
+        let class = match serde_name(&io.class()).as_str() {
+            "IOPRIO_CLASS_RT" => 1,
+            "IOPRIO_CLASS_BE" => 2,
+            _ => 3,
+        };
+        sys::process::set_io_priority(class, io.priority() as u32)
+            .ctx(|| "process.ioPriority: ioprio_set".into())?;
+    }
+    if let Some(s) = p.scheduler() {
+        let policy = match serde_name(&s.policy()).as_str() {
+            "SCHED_FIFO" => 1,
+            "SCHED_RR" => 2,
+            "SCHED_BATCH" => 3,
+            "SCHED_ISO" => 4,
+            "SCHED_IDLE" => 5,
+            "SCHED_DEADLINE" => 6,
+            _ => 0,
+        };
+        let mut flags = 0u64;
+        for f in s.flags().iter().flatten() {
+            flags |= match serde_name(f).as_str() {
+                "SCHED_RESET_ON_FORK" => 0x01,
+                "SCHED_FLAG_RECLAIM" => 0x02,
+                "SCHED_FLAG_DL_OVERRUN" => 0x04,
+                "SCHED_FLAG_KEEP_POLICY" => 0x08,
+                "SCHED_FLAG_KEEP_PARAMS" => 0x10,
+                "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
+                "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
+                _ => 0,
+            };
+        }
+        let attr = sys::process::SchedAttr {
+            policy,
+            flags,
+            nice: s.nice().unwrap_or(0),
+            priority: s.priority().unwrap_or(0).max(0) as u32,
+            runtime: s.runtime().unwrap_or(0),
+            deadline: s.deadline().unwrap_or(0),
+            period: s.period().unwrap_or(0),
+        };
+        sys::process::set_scheduler(&attr).ctx(|| "process.scheduler: sched_setattr".into())?;
+    }
+    if let Some(cpus) = p
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.cpu_affinity_final().clone())
+    {
+        let set = cpu_list(&cpus, "process.execCPUAffinity.final")?;
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+            .ctx(|| "process.execCPUAffinity.final: sched_setaffinity".into())?;
+    }
+    if let Some(pers) = personality {
+        if pers.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(config_err(
+                "linux.personality.flags",
+                "personality flags are not supported",
+            ));
+        }
+        let v: u64 = if serde_name(&pers.domain()) == "LINUX32" {
+            0x0008
+        } else {
+            0
+        };
+        sys::process::set_personality(v).ctx(|| "linux.personality: personality".into())?;
+    }
+    Ok(())
+}
+
 /// Switches user and capabilities, loads seccomp and executes the process. Returns only
 /// on failure.
 pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {

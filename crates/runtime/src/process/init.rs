@@ -213,8 +213,13 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
             )
             .ctx(|| "bind /dev/console".into())?;
         }
-    } else if nix::unistd::getpid().as_raw() == 1 || ctx.new_userns {
+    } else {
+        // A session of its own; `run` in the foreground with process.terminal keeps the
+        // caller's terminal as the controlling one.
         let _ = nix::unistd::setsid();
+        if process.terminal().unwrap_or(false) && nix::unistd::isatty(0).unwrap_or(false) {
+            let _ = sys::process::set_controlling_terminal(std::io::stdin().as_fd());
+        }
     }
     if spec
         .root()
@@ -226,6 +231,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     }
     drop(newroot);
     finalize::set_rlimits(process)?;
+    finalize::set_attributes(process, linux.personality().as_ref())?;
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
             mask as libc::mode_t,
