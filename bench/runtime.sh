@@ -29,7 +29,7 @@ inner() {
   set -euo pipefail
   cd "$work/bundle"
   local json=$work/$1.json; shift
-  hyperfine -N --warmup 5 --runs "$runs" --export-json "$json" "$@" >/dev/null
+  hyperfine -N --warmup 5 --runs "$runs" --export-json "$json" "$@" >"$json.log" 2>&1 || { cat "$json.log" >&2; return 1; }
 }
 export -f inner
 cmds() {  # name runtime-binary

@@ -4,7 +4,8 @@
 pub fn default_spec(rootless: bool) -> serde_json::Value {
     let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let mut spec = serde_json::json!({
-        "ociVersion": crate::OCI_VERSION,
+        // The config format version: 1.1.0 so that older peers (crun 1.8) accept it too.
+        "ociVersion": "1.1.0",
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},
