@@ -6,6 +6,7 @@
 //! discovered from /proc/self/mountinfo, never assumed.
 #![forbid(unsafe_code)]
 
+mod devices_v2;
 mod fs;
 mod mountinfo;
 mod resources;

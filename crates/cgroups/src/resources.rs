@@ -323,8 +323,17 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
         }
         write(d, k, v)?;
     }
-    // Device rules on v2 need an eBPF program attached to the cgroup (BPF_CGROUP_DEVICE);
-    // not implemented yet: the rules are not enforced on pure v2 hosts.
+    if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
+        let prog = crate::devices_v2::compile(rules);
+        let dir = std::fs::File::open(d).map_err(|source| CgroupError::Io {
+            op: "open",
+            path: d.to_path_buf(),
+            source,
+        })?;
+        sys::bpf::attach_device_filter(std::os::fd::AsFd::as_fd(&dir), &prog).map_err(|e| {
+            CgroupError::Unsupported(format!("linux.resources.devices on {}: {e}", d.display()))
+        })?;
+    }
     Ok(())
 }
 

@@ -58,6 +58,12 @@ pub fn effective_resources(spec: &Spec) -> Option<LinuxResources> {
         ] {
             devs.push(rule(ma, mi));
         }
+        // The devices the config asks to create must be usable too (as runc does).
+        for d in spec.linux().as_ref()?.devices().iter().flatten() {
+            let mut rule = rule(d.major(), Some(d.minor()));
+            rule.set_typ(Some(d.typ()));
+            devs.push(rule);
+        }
         r.set_devices(Some(devs));
     }
     Some(r)

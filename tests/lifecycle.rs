@@ -1,0 +1,437 @@
+//! The container lifecycle and the runc command line: run, create/start/state/kill/delete,
+//! list, ps, pause/resume, pid files, spec, features and exec.
+
+use berth_tests::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[test]
+fn run_prints_output() {
+    let b = Bundle::new("echo").args(&["echo", "hi"]);
+    b.run().prints("hi\n");
+    // `run` deletes the container when it exits.
+    assert_no_leftovers(&b, &b.id, None);
+}
+
+#[test]
+fn run_passes_exit_code_through() {
+    let b = Bundle::new("exit3").sh("echo before; exit 3");
+    let out = b.run();
+    out.code_is(3);
+    assert_eq!(out.stdout, "before\n", "{out}");
+    assert_no_leftovers(&b, &b.id, None);
+}
+
+#[test]
+fn run_reports_stderr_separately() {
+    let b = Bundle::new("stderr").sh("echo out; echo err >&2; exit 0");
+    let out = b.run();
+    out.prints("out\n");
+    assert!(out.stderr.contains("err\n"), "{out}");
+}
+
+#[test]
+fn create_start_kill_delete() {
+    let b = Bundle::new("life").args(&["sleep", "100"]);
+    b.create().ok();
+    let st = b.state_json();
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(st["id"], b.id.as_str(), "{st}");
+    let pid = pid_of(&st);
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "init {pid} not alive"
+    );
+    let bundle = st["bundle"].as_str().unwrap_or_default();
+    assert_eq!(
+        fs::canonicalize(bundle).ok(),
+        fs::canonicalize(b.dir()).ok(),
+        "{st}"
+    );
+    // The user's process is not running yet: the init is still the runtime.
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_ne!(comm.trim(), "sleep", "process started before `start`");
+
+    b.start().ok();
+    let st = b.state_json();
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(pid_of(&st), pid, "pid changed across start");
+    let comm = poll(WAIT, || {
+        let c = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (c.trim() == "sleep").then_some(c)
+    });
+    assert!(comm.is_some(), "init {pid} never became `sleep`");
+
+    b.kill("KILL").ok();
+    b.wait_status("stopped", WAIT);
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+    b.state().failed();
+}
+
+#[test]
+fn kill_sigterm_reaches_a_trapping_init() {
+    let data = TempDir::new("term");
+    let b = Bundle::new("term")
+        .bind(data.path(), "/data", false)
+        .sh("trap 'echo got-term > /data/t; exit 0' TERM; echo ready > /data/r; while :; do sleep 0.02; done");
+    let pid = b.create_start();
+    assert!(
+        poll(WAIT, || data.join("r").exists().then_some(())).is_some(),
+        "container never got ready"
+    );
+    b.kill("SIGTERM").ok();
+    b.wait_status("stopped", WAIT);
+    assert_eq!(
+        fs::read_to_string(data.join("t")).unwrap_or_default(),
+        "got-term\n"
+    );
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}
+
+#[test]
+fn kill_all_kills_every_process_without_a_pid_namespace() {
+    // Without a pid namespace the init's death does not take its children along:
+    // only `kill --all` reaches them.
+    let b = Bundle::new("killall")
+        .with(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+            ns.retain(|n| n["type"] != "pid");
+        })
+        .sh("sleep 101 & sleep 102 & wait");
+    let pid = b.create_start();
+    let procs = poll(WAIT, || {
+        let p: Vec<i32> = b
+            .cgroup_file("pids", "cgroup.procs")
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        (p.len() == 3).then_some(p)
+    })
+    .expect("the cgroup never held init + 2 sleeps");
+    b.rt(&["kill", "--all", &b.id, "KILL"]).ok();
+    b.wait_status("stopped", WAIT);
+    let gone = poll(WAIT, || {
+        procs
+            .iter()
+            .all(|p| !matches!(fs::read_to_string(format!("/proc/{p}/stat")), Ok(s) if !s.contains(") Z ")))
+            .then_some(())
+    });
+    assert!(gone.is_some(), "processes {procs:?} survived kill --all");
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}
+
+#[test]
+fn delete_running_needs_force() {
+    let b = Bundle::new("delrun").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let out = b.delete();
+    out.failed();
+    assert!(!out.stderr.trim().is_empty(), "no error message:\n{out}");
+    assert_eq!(b.status(), "running", "a failed delete changed the container");
+    b.delete_force().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}
+
+#[test]
+fn delete_force_of_created_container() {
+    let b = Bundle::new("delcreated").args(&["sleep", "100"]);
+    b.create().ok();
+    let pid = b.pid();
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn start_twice_fails() {
+    let b = Bundle::new("start2").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let out = b.start();
+    out.failed();
+    assert!(!out.stderr.trim().is_empty(), "no error message:\n{out}");
+    assert_eq!(b.status(), "running");
+    assert_eq!(b.pid(), pid);
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn start_of_stopped_container_fails() {
+    let b = Bundle::new("startstopped").args(&["true"]);
+    b.create_start();
+    b.wait_status("stopped", WAIT);
+    b.start().failed();
+    b.delete().ok();
+}
+
+#[test]
+fn unknown_id_is_an_error_naming_it() {
+    // runc says only "container does not exist", without the id.
+    let b = Bundle::new("unknown");
+    let id = unique_id("nosuch");
+    for args in [
+        vec!["state", id.as_str()],
+        vec!["start", id.as_str()],
+        vec!["kill", id.as_str(), "KILL"],
+        vec!["delete", id.as_str()],
+    ] {
+        b.rt(&args).failed_mentioning(&[&id]);
+    }
+}
+
+#[test]
+fn list_shows_the_container() {
+    let b = Bundle::new("list").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let out = b.rt(&["list"]);
+    out.ok();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(b.id.as_str()))
+        .unwrap_or_else(|| panic!("id not listed:\n{out}"));
+    assert!(line.contains("running"), "{line}");
+    assert!(line.contains(&pid.to_string()), "{line}");
+
+    let out = b.rt(&["list", "--format", "json"]);
+    out.ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    let list = v.as_array().unwrap_or_else(|| panic!("not an array:\n{out}"));
+    assert_eq!(list.len(), 1, "{out}");
+    assert_eq!(list[0]["id"], b.id.as_str());
+    assert_eq!(list[0]["status"], "running");
+    assert_eq!(list[0]["pid"], pid);
+
+    let out = b.rt(&["list", "-q"]);
+    out.prints(&format!("{}\n", b.id));
+    b.force_delete_clean(Some(pid));
+    let out = b.rt(&["list", "--format", "json"]);
+    out.ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or(json!([]));
+    assert!(
+        v.as_array().is_none_or(|a| a.is_empty()),
+        "deleted container still listed:\n{out}"
+    );
+}
+
+#[test]
+fn ps_lists_pids_as_json() {
+    let b = Bundle::new("ps").sh("sleep 100 & sleep 100 & wait");
+    let pid = b.create_start();
+    let pids = poll(WAIT, || {
+        let out = b.rt(&["ps", "--format", "json", &b.id]);
+        let v: Value = serde_json::from_str(&out.stdout).ok()?;
+        let mut pids: Vec<i64> = v.as_array()?.iter().filter_map(Value::as_i64).collect();
+        pids.sort();
+        (pids.len() == 3).then_some(pids)
+    })
+    .expect("ps --format json never listed 3 pids");
+    assert!(pids.contains(&(pid as i64)), "{pids:?} lacks init {pid}");
+    let mut host: Vec<i64> = b
+        .cgroup_file("pids", "cgroup.procs")
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    host.sort();
+    assert_eq!(pids, host, "ps disagrees with the cgroup");
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn pause_and_resume() {
+    let data = TempDir::new("pause");
+    let b = Bundle::new("pause")
+        .bind(data.path(), "/data", false)
+        .sh("while :; do echo x >> /data/c; sleep 0.01; done");
+    let pid = b.create_start();
+    let size = || fs::metadata(data.join("c")).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        poll(WAIT, || (size() > 0).then_some(())).is_some(),
+        "counter never started"
+    );
+    b.rt(&["pause", &b.id]).ok();
+    assert_eq!(b.status(), "paused");
+    assert!(
+        proc_status_field(pid, "State").starts_with('D')
+            || proc_status_field(pid, "State").starts_with('S'),
+        "paused init is {}",
+        proc_status_field(pid, "State")
+    );
+    let frozen = size();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(size(), frozen, "the container made progress while paused");
+    b.rt(&["resume", &b.id]).ok();
+    assert_eq!(b.status(), "running");
+    assert!(
+        poll(WAIT, || (size() > frozen).then_some(())).is_some(),
+        "no progress after resume"
+    );
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn pid_file_holds_the_init_pid() {
+    let b = Bundle::new("pidfile").args(&["sleep", "100"]);
+    let pid_file = b.dir().join("init.pid");
+    b.rt(&[
+        "create",
+        "--bundle",
+        &b.dir_str(),
+        "--pid-file",
+        &pid_file.to_string_lossy(),
+        &b.id,
+    ])
+    .ok();
+    let written = fs::read_to_string(&pid_file).expect("pid file not written");
+    assert_eq!(written.trim().parse::<i32>().ok(), Some(b.pid()), "{written:?}");
+    b.force_delete_clean(Some(b.pid()));
+}
+
+#[test]
+fn run_detach_returns_with_the_container_running() {
+    let b = Bundle::new("detach").args(&["sleep", "100"]);
+    let t = std::time::Instant::now();
+    b.rt_files(&["run", "--detach", "--bundle", &b.dir_str(), &b.id])
+        .ok();
+    assert!(t.elapsed() < Duration::from_secs(10), "run --detach waited");
+    let st = b.state_json();
+    assert_eq!(st["status"], "running", "{st}");
+    let pid = pid_of(&st);
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "sleep");
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn spec_writes_a_config() {
+    let b = Bundle::new("spec");
+    let dir = TempDir::new("spec");
+    b.rt(&["spec", "--bundle", &dir.path().to_string_lossy()])
+        .ok();
+    let text = fs::read_to_string(dir.join("config.json")).expect("spec wrote no config.json");
+    let v: Value = serde_json::from_str(&text).expect("config.json from spec is not JSON");
+    let args = v["process"]["args"].as_array().expect("process.args");
+    assert!(!args.is_empty(), "{text}");
+    assert!(v["ociVersion"].as_str().is_some_and(|s| s.starts_with("1.")));
+    assert_eq!(v["root"]["path"], "rootfs");
+}
+
+#[test]
+fn features_prints_json() {
+    let b = Bundle::new("features");
+    let out = b.rt(&["features"]);
+    out.ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    for k in ["ociVersionMin", "ociVersionMax"] {
+        assert!(
+            v[k].as_str().is_some_and(|s| s.starts_with("1.")),
+            "{k} missing:\n{out}"
+        );
+    }
+    let hooks = v["hooks"].as_array().map(|h| h.len()).unwrap_or(0);
+    assert!(hooks >= 5, "hooks not listed:\n{out}");
+}
+
+#[test]
+fn exec_joins_the_container_namespaces() {
+    let b = Bundle::new("execns").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let nss = ["pid", "net", "mnt", "uts", "ipc", "cgroup"];
+    let script: String = nss
+        .iter()
+        .map(|n| format!("readlink /proc/self/ns/{n}; "))
+        .collect::<String>()
+        + "hostname";
+    let out = b.exec(&["sh", "-c", &script]);
+    out.ok();
+    let mut expected: String = nss.iter().map(|n| ns_of(pid, n) + "\n").collect();
+    expected.push_str(HOSTNAME);
+    expected.push('\n');
+    assert_eq!(out.stdout, expected, "{out}");
+    // And they differ from the host's.
+    let me = std::process::id() as i32;
+    for n in nss {
+        assert_ne!(ns_of(pid, n), ns_of(me, n), "container shares the host {n} ns");
+    }
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn exec_options() {
+    let b = Bundle::new("execopts").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    b.exec(&["sh", "-c", "exit 5"]).code_is(5);
+    b.exec_with(&["--env", "FOO=bar baz"], &["sh", "-c", "echo \"$FOO\""])
+        .prints("bar baz\n");
+    b.exec_with(&["--cwd", "/etc"], &["pwd"]).prints("/etc\n");
+    b.exec_with(&["--user", "1000:1000"], &["sh", "-c", "id -u; id -g"])
+        .prints("1000\n1000\n");
+    b.exec(&["sh", "-c", "echo $$"]).ok();
+    let out = b.exec(&["/bin/nonexistent"]);
+    out.failed();
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn exec_process_json() {
+    let b = Bundle::new("execjson").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let process = json!({
+        "terminal": false,
+        "user": { "uid": 1000, "gid": 1000 },
+        "args": ["sh", "-c", "echo $GREETING; pwd; id -u; exit 4"],
+        "env": ["PATH=/bin", "GREETING=hello"],
+        "cwd": "/tmp",
+        "noNewPrivileges": true
+    });
+    let path = b.dir().join("process.json");
+    fs::write(&path, process.to_string()).expect("write process.json");
+    let out = b.rt(&["exec", "--process", &path.to_string_lossy(), &b.id]);
+    out.code_is(4);
+    assert_eq!(out.stdout, "hello\n/tmp\n1000\n", "{out}");
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn exec_detach_with_pid_file() {
+    let b = Bundle::new("execdetach").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let pid_file = b.dir().join("exec.pid");
+    b.rt_files(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        &pid_file.to_string_lossy(),
+        &b.id,
+        "sleep",
+        "99",
+    ])
+    .ok();
+    let epid: i32 = fs::read_to_string(&pid_file)
+        .expect("exec pid file not written")
+        .trim()
+        .parse()
+        .expect("pid file holds a number");
+    assert_ne!(epid, pid);
+    let cmdline = fs::read_to_string(format!("/proc/{epid}/cmdline")).unwrap_or_default();
+    assert_eq!(cmdline, "sleep\x0099\x00");
+    assert_eq!(ns_of(epid, "pid"), ns_of(pid, "pid"));
+    assert_eq!(ns_of(epid, "mnt"), ns_of(pid, "mnt"));
+    let procs = b.cgroup_file("pids", "cgroup.procs");
+    assert!(
+        procs.lines().any(|l| l == epid.to_string()),
+        "exec'd process not in the container's cgroup: {procs}"
+    );
+    b.force_delete_clean(Some(pid));
+    assert!(
+        poll(WAIT, || (!Path::new(&format!("/proc/{epid}")).exists()
+            || proc_status_field(epid, "State").starts_with('Z'))
+        .then_some(()))
+        .is_some(),
+        "exec'd process survived delete --force"
+    );
+}
