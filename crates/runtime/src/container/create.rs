@@ -228,6 +228,10 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         }
     }
 
+    let seccomp_listener = match linux.seccomp() {
+        Some(s) => crate::process::seccomp::connect_listener(s)?,
+        None => None,
+    };
     let (mut ch, child_ch) = sync::pair()?;
     let cgroup_dir = if unified {
         cgroup_paths.get("").and_then(|p| {
@@ -267,6 +271,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
                 cgroup_unified: unified,
                 no_pivot: o.no_pivot,
                 preserve_fds: o.preserve_fds,
+                seccomp_listener,
             };
             init::run(ctx, child_ch)
         }
@@ -276,6 +281,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     drop(child_ch);
     drop(fifo);
     drop(console);
+    drop(seccomp_listener);
     for (flag, fd) in restores {
         let _ = nix::sched::setns(fd, flag);
     }

@@ -175,6 +175,11 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
             nix::sched::setns(fd, *flag).ctx(|| format!("join {name} namespace of {}", st.pid))?;
         }
     }
+    let listener = match &seccomp {
+        Some(s) => crate::process::seccomp::connect_listener(s)?,
+        None => None,
+    };
+    let state_doc = st.oci(status);
     let (mut ch, child_ch) = sync::pair()?;
     let cloned = sys::process::clone_process(0, None).ctx(|| "fork exec process".into());
     for (flag, fd) in restores {
@@ -192,6 +197,7 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
                 seccomp.as_ref(),
                 personality.as_ref(),
                 o.preserve_fds,
+                listener.map(|l| (l, state_doc)),
             );
             let _ = child_ch.send(&Msg::Failed(err.to_string()));
             std::process::exit(127);
@@ -228,7 +234,13 @@ fn child(
     seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     personality: Option<&oci_spec::runtime::LinuxPersonality>,
     preserve_fds: i32,
+    listener: Option<(OwnedFd, serde_json::Value)>,
 ) -> Result<std::convert::Infallible> {
+    // Our pid as the host sees it, while /proc is still the host's.
+    let host_pid: i32 = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or(0);
     for f in procs {
         std::fs::write(f, "0").ctx(|| format!("join cgroup {}", f.display()))?;
     }
@@ -256,7 +268,11 @@ fn child(
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(|| "process.oomScoreAdj".into())?;
     }
-    let prepared = finalize::prepare(p, seccomp)?;
+    let mut prepared = finalize::prepare(p, seccomp)?;
+    if let (Some((socket, state)), Some(sec)) = (listener, seccomp) {
+        let state = crate::process::seccomp::process_state(sec, host_pid, state);
+        prepared.listener = Some(crate::process::seccomp::Listener { socket, state });
+    }
     sys::fd::cloexec_from(3 + preserve_fds).ctx(|| "mark descriptors close-on-exec".into())?;
     finalize::exec(p, prepared)
 }

@@ -26,6 +26,8 @@ pub struct Prepared {
     argv: Vec<CString>,
     envp: Vec<CString>,
     seccomp: Option<ScmpFilterContext>,
+    /// The seccomp agent to hand the notify descriptor to, if the profile has one.
+    pub listener: Option<seccomp::Listener>,
 }
 
 fn cstr(s: &str, field: &str) -> Result<CString> {
@@ -97,6 +99,7 @@ pub fn prepare(p: &Process, sec: Option<&LinuxSeccomp>) -> Result<Prepared> {
             .map(|e| cstr(e, "process.env"))
             .collect::<Result<_>>()?,
         seccomp: sec.map(seccomp::compile).transpose()?,
+        listener: None,
     })
 }
 
@@ -264,7 +267,7 @@ pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
     }
     if !nnp {
         if let Some(f) = &prep.seccomp {
-            seccomp::load(f)?;
+            seccomp::load(f, prep.listener.as_ref())?;
         }
     }
     let user = p.user();
@@ -307,7 +310,7 @@ pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
     if nnp {
         nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".into())?;
         if let Some(f) = &prep.seccomp {
-            seccomp::load(f)?;
+            seccomp::load(f, prep.listener.as_ref())?;
         }
     }
     nix::unistd::execve(&prep.exe, &prep.argv, &prep.envp)

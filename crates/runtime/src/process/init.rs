@@ -38,6 +38,8 @@ pub struct InitCtx<'a> {
     pub cgroup_unified: bool,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// Connected `linux.seccomp.listenerPath`, when the profile notifies an agent.
+    pub seccomp_listener: Option<OwnedFd>,
 }
 
 /// Runs the init; never returns. Failures before "created" go to the runtime over the
@@ -242,7 +244,17 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         std::fs::create_dir_all(cwd).ctx(|| format!("process.cwd: create {}", cwd.display()))?;
         nix::unistd::chdir(cwd).ctx(|| format!("process.cwd: chdir {}", cwd.display()))?;
     }
-    let prepared = finalize::prepare(process, linux.seccomp().as_ref())?;
+    let mut prepared = finalize::prepare(process, linux.seccomp().as_ref())?;
+    if let (Some(sock), Some(sec)) = (&ctx.seccomp_listener, linux.seccomp()) {
+        prepared.listener = Some(super::seccomp::Listener {
+            socket: sock.try_clone().ctx(|| "dup seccomp listener".into())?,
+            state: super::seccomp::process_state(
+                sec,
+                host_pid,
+                hook_state(ctx, host_pid, "creating"),
+            ),
+        });
+    }
     // Nothing of the runtime may reach the container: every descriptor above the
     // preserved ones is close-on-exec from here on (CVE-2024-21626).
     sys::fd::cloexec_from(3 + ctx.preserve_fds).ctx(|| "mark descriptors close-on-exec".into())?;

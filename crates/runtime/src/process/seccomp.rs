@@ -26,12 +26,7 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<Scmp
         }
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(config_err(
-                field,
-                "SCMP_ACT_NOTIFY is not supported by berth-runtime yet",
-            ))
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -59,6 +54,17 @@ fn serde_name<T: serde::Serialize>(v: &T) -> String {
 /// syscalls of newer kernels); everything else that is wrong names its field.
 pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let lib = |e: libseccomp::error::SeccompError| Error::Seccomp(e.to_string());
+    let notify = s.default_action() == LinuxSeccompAction::ScmpActNotify
+        || s.syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
+    if notify && s.listener_path().is_none() {
+        return Err(config_err(
+            "linux.seccomp.listenerPath",
+            "required by SCMP_ACT_NOTIFY",
+        ));
+    }
     let default = action(
         s.default_action(),
         s.default_errno_ret(),
@@ -134,8 +140,59 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     Ok(ctx)
 }
 
-/// Loads a compiled filter into the calling thread.
-pub fn load(ctx: &ScmpFilterContext) -> Result<()> {
+/// The seccomp agent of `linux.seccomp.listenerPath`: its connected socket and the
+/// containerProcessState document to send with the notify descriptor.
+pub struct Listener {
+    pub socket: std::os::fd::OwnedFd,
+    pub state: serde_json::Value,
+}
+
+/// Loads a compiled filter into the calling thread; with a listener, sends it the notify
+/// descriptor (SCM_RIGHTS) and the containerProcessState (config-linux.md "Seccomp").
+pub fn load(ctx: &ScmpFilterContext, listener: Option<&Listener>) -> Result<()> {
     ctx.load()
-        .map_err(|e| Error::Seccomp(format!("load filter: {e}")))
+        .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
+    let Some(l) = listener else { return Ok(()) };
+    let fd = ctx
+        .get_notify_fd()
+        .map_err(|e| Error::Seccomp(format!("notify fd: {e}")))?;
+    let body = serde_json::to_vec(&l.state).unwrap_or_default();
+    let fds = [fd];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(&body)];
+    let sent = nix::sys::socket::sendmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(&l.socket),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    );
+    let _ = nix::unistd::close(fd);
+    sent.map(drop)
+        .map_err(|e| Error::Seccomp(format!("send notify fd to listenerPath: {e}")))
+}
+
+/// Connects to `linux.seccomp.listenerPath` (before pivot_root, while the path resolves).
+pub fn connect_listener(s: &LinuxSeccomp) -> Result<Option<std::os::fd::OwnedFd>> {
+    let Some(p) = s.listener_path() else {
+        return Ok(None);
+    };
+    let sock = std::os::unix::net::UnixStream::connect(p).map_err(|e| {
+        config_err(
+            "linux.seccomp.listenerPath",
+            format!("{}: {e}", p.display()),
+        )
+    })?;
+    Ok(Some(sock.into()))
+}
+
+/// The containerProcessState document sent to a seccomp agent.
+pub fn process_state(s: &LinuxSeccomp, pid: i32, state: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": crate::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": s.listener_metadata().clone().unwrap_or_default(),
+        "state": state,
+    })
 }
