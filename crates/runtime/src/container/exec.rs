@@ -189,16 +189,16 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
         sys::process::CloneResult::Child => {
             drop(ch);
             let mut child_ch = child_ch;
-            let Err(err) = child(
-                &p,
-                &procs,
-                &join,
+            let Err(err) = child(ChildCtx {
+                p: &p,
+                procs: &procs,
+                join: &join,
                 console,
-                seccomp.as_ref(),
-                personality.as_ref(),
-                o.preserve_fds,
-                listener.map(|l| (l, state_doc)),
-            );
+                seccomp: seccomp.as_ref(),
+                personality: personality.as_ref(),
+                preserve_fds: o.preserve_fds,
+                listener: listener.map(|l| (l, state_doc)),
+            });
             let _ = child_ch.send(&Msg::Failed(err.to_string()));
             std::process::exit(127);
         }
@@ -226,16 +226,30 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
     super::wait_forwarding(Pid::from_raw(pid.as_raw()))
 }
 
-fn child(
-    p: &Process,
-    procs: &[PathBuf],
-    join: &[(CloneFlags, OwnedFd, LinuxNamespaceType)],
+/// What the exec'd process needs, prepared before the fork.
+struct ChildCtx<'a> {
+    p: &'a Process,
+    procs: &'a [PathBuf],
+    join: &'a [(CloneFlags, OwnedFd, LinuxNamespaceType)],
     console: Option<OwnedFd>,
-    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
-    personality: Option<&oci_spec::runtime::LinuxPersonality>,
+    seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
+    personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
     preserve_fds: i32,
+    /// The seccomp agent's socket and the container state to send it.
     listener: Option<(OwnedFd, serde_json::Value)>,
-) -> Result<std::convert::Infallible> {
+}
+
+fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
+    let ChildCtx {
+        p,
+        procs,
+        join,
+        console,
+        seccomp,
+        personality,
+        preserve_fds,
+        listener,
+    } = c;
     // Our pid as the host sees it, while /proc is still the host's.
     let host_pid: i32 = std::fs::read_link("/proc/self")
         .ok()

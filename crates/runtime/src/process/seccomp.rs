@@ -13,8 +13,8 @@ use std::str::FromStr;
 
 const EPERM: i32 = 1;
 
-fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<ScmpAction> {
-    Ok(match a {
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
+    match a {
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
             ScmpAction::KillThread
         }
@@ -27,7 +27,7 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<Scmp
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
-    })
+    }
 }
 
 fn op(o: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
@@ -65,11 +65,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             "required by SCMP_ACT_NOTIFY",
         ));
     }
-    let default = action(
-        s.default_action(),
-        s.default_errno_ret(),
-        "linux.seccomp.defaultAction",
-    )?;
+    let default = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new_filter(default).map_err(lib)?;
     // The process's noNewPrivileges decides NNP, not libseccomp.
     ctx.set_ctl_nnp(false).map_err(lib)?;
@@ -98,7 +94,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     }
     for (i, rule) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
-        let act = action(rule.action(), rule.errno_ret(), &format!("{field}.action"))?;
+        let act = action(rule.action(), rule.errno_ret());
         if act == default {
             continue; // libseccomp refuses rules that repeat the default action
         }
