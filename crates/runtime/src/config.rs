@@ -238,6 +238,24 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 "must not be empty",
             ));
         }
+        let idmap = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "idmap" || o == "ridmap");
+        if idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(config_err(
+                format!("mounts[{i}]"),
+                "id-mapped mounts are not supported yet",
+            ));
+        }
+    }
+    // Fields we do not implement fail loudly rather than being ignored.
+    if linux.intel_rdt().is_some() {
+        return Err(config_err("linux.intelRdt", "not supported"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(config_err("linux.netDevices", "not supported yet"));
     }
     if let Some(devs) = linux.devices() {
         for (i, d) in devs.iter().enumerate() {
