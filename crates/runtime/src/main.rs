@@ -66,6 +66,7 @@ enum Cmd {
         c: CreateArgs,
         #[arg(long, short = 'd')]
         detach: bool,
+        /// Keep the stopped container (do not delete it) after a foreground run.
         #[arg(long = "keep")]
         keep: bool,
     },
@@ -197,8 +198,7 @@ fn run(cli: Cli) -> Result<i32> {
             container::create::create(&store, &create_opts(&c))?;
         }
         Cmd::Run { c, detach, keep } => {
-            let _ = keep;
-            return container::run::run(&store, &create_opts(&c), detach);
+            return container::run::run(&store, &create_opts(&c), detach, keep);
         }
         Cmd::Start { id } => container::start::start(&store, &id)?,
         Cmd::State { id } => {

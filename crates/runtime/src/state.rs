@@ -134,7 +134,15 @@ impl Store {
     /// Creates the container's directory; fails if it exists.
     pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
         validate_id(id)?;
-        std::fs::create_dir_all(&self.root).ctx(|| format!("create {}", self.root.display()))?;
+        if !self.root.exists() {
+            std::fs::create_dir_all(&self.root)
+                .ctx(|| format!("create {}", self.root.display()))?;
+            // State holds every container's config: only root reads it (as runc does).
+            let _ = std::fs::set_permissions(
+                &self.root,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            );
+        }
         let dir = self.dir(id);
         match std::fs::create_dir(&dir) {
             Ok(()) => Ok(dir),

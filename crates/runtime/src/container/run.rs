@@ -5,7 +5,7 @@ use super::create::{create, CreateOpts};
 use crate::error::Result;
 use crate::state::Store;
 
-pub fn run(store: &Store, o: &CreateOpts, detach: bool) -> Result<i32> {
+pub fn run(store: &Store, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     let opts = CreateOpts {
         foreground: !detach,
         ..o.clone()
@@ -23,6 +23,9 @@ pub fn run(store: &Store, o: &CreateOpts, detach: bool) -> Result<i32> {
         Ok(()) => super::wait_forwarding(created.pid),
         Err(e) => Err(e),
     };
+    if keep {
+        return code;
+    }
     let del = super::delete::delete(store, &o.id, true);
     let code = code?;
     del?;
