@@ -318,14 +318,32 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, index: usize) -> Result<()> {
     }
     let fd = mkdir_all_in(ctx.root, dest)?;
     let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-    mnt(
-        Some(&src),
-        &fd_path(fd.as_fd()),
-        Some(typ),
-        opts.flags,
-        data,
-        || what(typ),
-    )?;
+    let target = fd_path(fd.as_fd());
+    match mount(Some(&src), &target, Some(typ), opts.flags, data) {
+        Ok(()) => {}
+        // A user namespace that does not own the network namespace may not mount sysfs:
+        // bind the host's read-only instead, as runc does.
+        Err(nix::errno::Errno::EPERM) if typ == "sysfs" => {
+            mnt(
+                Some("/sys"),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                || what("bind /sys"),
+            )?;
+            drop(fd);
+            let fd = open_in(ctx.root, dest).ctx(|| what("reopen"))?;
+            remount_bind(fd.as_fd(), opts.flags | MsFlags::MS_RDONLY, true, dest)?;
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(Error::Sys {
+                what: what(typ),
+                source: e,
+            })
+        }
+    }
     if !opts.propagation.is_empty() {
         drop(fd);
         let fd = open_in(ctx.root, dest).ctx(|| what("reopen"))?;
