@@ -328,3 +328,103 @@ pub fn validate_process(p: &Process, field: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Spec> {
+        let mut v = crate::spec_default::default_spec(false);
+        edit(&mut v);
+        let bytes = serde_json::to_vec(&v).map_err(|e| Error::Usage(e.to_string()))?;
+        let s: Spec = parse_json("config.json", &bytes)?;
+        validate(&s)?;
+        Ok(s)
+    }
+
+    fn field_of(r: Result<Spec>) -> String {
+        match r {
+            Err(Error::Config { field, .. }) => field,
+            Err(e) => format!("other error: {e}"),
+            Ok(_) => "accepted".into(),
+        }
+    }
+
+    #[test]
+    fn default_spec_is_valid() {
+        assert!(spec(|_| {}).is_ok());
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        assert_eq!(
+            field_of(spec(|v| v["process"]["user"]["uid"] = "abc".into())),
+            "process.user.uid"
+        );
+        assert_eq!(
+            field_of(spec(|v| v["linux"]["namespaces"][1]["type"] = "foo".into())),
+            "linux.namespaces[1].type"
+        );
+    }
+
+    #[test]
+    fn contradictions_name_the_field() {
+        assert_eq!(
+            field_of(spec(|v| v["process"]["args"] = serde_json::json!([]))),
+            "process.args"
+        );
+        assert_eq!(
+            field_of(spec(|v| v["process"]["cwd"] = "rel".into())),
+            "process.cwd"
+        );
+        assert_eq!(
+            field_of(spec(|v| v["linux"]["namespaces"]
+                .as_array_mut()
+                .into_iter()
+                .for_each(|a| a.push(serde_json::json!({"type": "pid"}))))),
+            "linux.namespaces[6].type"
+        );
+        assert_eq!(
+            field_of(spec(|v| v["linux"]["namespaces"]
+                .as_array_mut()
+                .into_iter()
+                .for_each(|a| a.push(serde_json::json!({"type": "user"}))))),
+            "linux.uidMappings"
+        );
+        assert_eq!(
+            field_of(spec(|v| v["linux"]["uidMappings"] =
+                serde_json::json!([{"containerID": 0, "hostID": 1, "size": 1}]))),
+            "linux.uidMappings"
+        );
+        assert_eq!(
+            field_of(spec(|v| v["linux"]["namespaces"] =
+                serde_json::json!([{"type": "mount"}, {"type": "pid"}]))),
+            "hostname"
+        );
+        assert_eq!(
+            field_of(spec(
+                |v| v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "1"})
+            )),
+            "linux.sysctl.vm.swappiness"
+        );
+        assert_eq!(
+            field_of(spec(
+                |v| v["linux"]["timeOffsets"] = serde_json::json!({"monotonic": {"secs": 1}})
+            )),
+            "linux.timeOffsets"
+        );
+        assert_eq!(
+            field_of(spec(|v| v["linux"]["rootfsPropagation"] = "sideways".into())),
+            "linux.rootfsPropagation"
+        );
+    }
+
+    #[test]
+    fn relative_root_must_stay_in_the_bundle() {
+        let s = spec(|v| v["root"]["path"] = "../../etc".into()).ok();
+        let s = s
+            .as_ref()
+            .map(|s| field_of(rootfs_path(s, Path::new("/tmp")).map(|_| Spec::default())));
+        assert_eq!(s.as_deref(), Some("root.path"));
+    }
+}

@@ -116,6 +116,22 @@ pub fn validate_id(id: &str) -> Result<()> {
     }
 }
 
+/// An exclusive lock on one container, released on drop.
+#[derive(Debug)]
+pub struct Lock(nix::fcntl::Flock<std::fs::File>);
+
+impl Lock {
+    /// In a forked child: close our copy of the descriptor *without* unlocking. flock
+    /// belongs to the open file, which the child shares with its parent; an unlock here
+    /// would release the parent's lock, and keeping the descriptor open would hold the lock
+    /// for as long as the child lives.
+    pub fn close_in_child(self) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.0);
+        std::mem::forget(self);
+        let _ = nix::unistd::close(fd);
+    }
+}
+
 /// The state directory tree: `<root>/<id>/`.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -154,6 +170,31 @@ impl Store {
                 source: e,
             }),
         }
+    }
+
+    /// Takes the container's lock (flock on its state directory) for a verb that changes
+    /// it, so that concurrent `start`, `kill`, `delete`, … of one container serialize.
+    pub fn lock(&self, id: &str) -> Result<Lock> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        let f = match std::fs::File::open(&dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.into()))
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    what: format!("open {}", dir.display()),
+                    source: e,
+                })
+            }
+        };
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(Lock)
+            .map_err(|(_, e)| Error::Sys {
+                what: format!("lock {}", dir.display()),
+                source: e,
+            })
     }
 
     pub fn load(&self, id: &str) -> Result<State> {

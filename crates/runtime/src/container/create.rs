@@ -157,6 +157,8 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     }
 
     let dir = store.create_dir(&o.id)?;
+    // Held until the container is created, so a concurrent delete waits for us.
+    let lock = store.lock(&o.id)?;
     let mut guard = Cleanup {
         store,
         id: o.id.clone(),
@@ -256,6 +258,8 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     let (into_cgroup, pid) = match cloned.ctx(|| "clone container process".into())? {
         (sys::process::CloneResult::Child, _) => {
             drop(ch);
+            // The init must not keep the container locked while it waits for `start`.
+            lock.close_in_child();
             let ctx = InitCtx {
                 spec: &spec,
                 rootfs: &rootfs,

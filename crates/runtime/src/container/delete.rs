@@ -7,6 +7,12 @@ use nix::sys::signal::Signal;
 use std::time::Duration;
 
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    let _lock = match store.lock(id) {
+        Ok(l) => l,
+        // Like runc, `delete --force` of a container that is gone is not an error.
+        Err(Error::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let st = match store.load(id) {
         Ok(st) => st,
         Err(Error::NotFound(_)) if force => {

@@ -20,6 +20,7 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let _lock = store.lock(id)?;
     let st = store.load(id)?;
     let status = state::status(store, &st);
     if !status.can_kill() {

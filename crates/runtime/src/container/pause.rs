@@ -5,6 +5,7 @@ use crate::state::{self, Store};
 use cgroups::FreezerState;
 
 pub fn pause(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
     let st = store.load(id)?;
     let status = state::status(store, &st);
     if !status.can_pause() {
@@ -18,6 +19,7 @@ pub fn pause(store: &Store, id: &str) -> Result<()> {
 }
 
 pub fn resume(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
     let st = store.load(id)?;
     let status = state::status(store, &st);
     if !status.can_resume() {

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
 pub fn start(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
     let st = store.load(id)?;
     let status = state::status(store, &st);
     if !status.can_start() {

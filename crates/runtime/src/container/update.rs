@@ -7,6 +7,7 @@ use crate::state::{self, Store};
 use oci_spec::runtime::LinuxResources;
 
 pub fn update(store: &Store, id: &str, r: &LinuxResources) -> Result<()> {
+    let _lock = store.lock(id)?;
     let mut st = store.load(id)?;
     let status = state::status(store, &st);
     if status == state::Status::Stopped {
