@@ -5,10 +5,12 @@
 //!
 //! `exec` always needs this: its process sits in the container's pid namespace before it
 //! execs. `create` and `run` need it only when the container does not get a pid namespace
-//! of its own: a fresh pid namespace holds nothing but the init until the init has exec'd
-//! the container's program (and `exec` is refused until then), so no container process can
-//! ever reach the runtime binary through /proc. That saves a copy and a re-exec on the hot
-//! path of every container start.
+//! of its own. In a fresh pid namespace the init is alone until it has exec'd the
+//! container's program: `exec` is refused before `start`, and the init is non-dumpable from
+//! its first instruction, so even a process that joins its pid namespace (a pod member)
+//! cannot open /proc/<init>/exe without CAP_SYS_PTRACE in the host user namespace. That
+//! saves a copy and a re-exec on the hot path of every container start; crun pays an extra
+//! exec there.
 
 use crate::error::{Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};

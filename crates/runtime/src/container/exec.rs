@@ -250,6 +250,7 @@ fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
         preserve_fds,
         listener,
     } = c;
+    nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     // Our pid as the host sees it, while /proc is still the host's.
     let host_pid: i32 = std::fs::read_link("/proc/self")
         .ok()

@@ -86,6 +86,10 @@ fn join_cgroup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<()> {
 }
 
 fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
+    // Until it execs the container's program this process *is* the runtime binary: make
+    // it non-dumpable, so /proc/<pid>/exe, mem, fd, … are closed to every process without
+    // CAP_SYS_PTRACE in the host's user namespace (execve resets it). See exe_guard.rs.
+    nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     ch.expect(Msg::Go)?;
     let spec = ctx.spec;
     let linux = spec
