@@ -23,6 +23,18 @@ pub fn run_all(
     Ok(())
 }
 
+/// Runs every hook of a kind whose failures are only warnings (poststart, poststop:
+/// runtime.md says the remaining hooks and the lifecycle continue).
+pub fn run_all_warn(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &serde_json::Value) {
+    let Some(hooks) = hooks else { return };
+    let input = serde_json::to_vec(state).unwrap_or_default();
+    for h in hooks {
+        if let Err(e) = run_one(kind, h, &input) {
+            crate::log::warn(&e.to_string());
+        }
+    }
+}
+
 fn run_one(kind: &'static str, h: &Hook, input: &[u8]) -> Result<()> {
     let err = |msg: String| Error::Hook {
         kind,

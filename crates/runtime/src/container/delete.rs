@@ -49,13 +49,11 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         let _ = cg.kill_all(Signal::SIGKILL);
     }
     let hooks = st.config.hooks().as_ref();
-    if let Err(e) = crate::hooks::run_all(
+    crate::hooks::run_all_warn(
         "poststop",
         hooks.and_then(|h| h.poststop().as_ref()),
         &st.oci(Status::Stopped),
-    ) {
-        crate::log::warn(&e.to_string());
-    }
+    );
     cg.destroy()?;
     store.remove(id)
 }

@@ -30,13 +30,11 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     drop(f);
     let _ = std::fs::remove_file(&fifo);
     let hooks = st.config.hooks().as_ref();
-    if let Err(e) = crate::hooks::run_all(
+    // runtime.md: a failing poststart hook is logged, the container keeps running.
+    crate::hooks::run_all_warn(
         "poststart",
         hooks.and_then(|h| h.poststart().as_ref()),
         &st.oci(Status::Running),
-    ) {
-        // runtime.md: a failing poststart hook is logged, the container keeps running.
-        crate::log::warn(&e.to_string());
-    }
+    );
     Ok(())
 }
