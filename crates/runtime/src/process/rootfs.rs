@@ -507,7 +507,7 @@ pub fn mask_path(root: BorrowedFd<'_>, path: &str) -> Result<()> {
     let is_dir = nix::sys::stat::fstat(fd.as_raw_fd())
         .map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR)
         .unwrap_or(false);
-    let target = fd_path(fd.as_fd());
+    let target = post_pivot_target(fd.as_fd(), path);
     if is_dir {
         mnt(
             Some("tmpfs"),
@@ -541,7 +541,7 @@ pub fn readonly_path(root: BorrowedFd<'_>, path: &str) -> Result<()> {
             })
         }
     };
-    let target = fd_path(fd.as_fd());
+    let target = post_pivot_target(fd.as_fd(), path);
     mnt(
         Some(&target),
         &target,
@@ -552,7 +552,15 @@ pub fn readonly_path(root: BorrowedFd<'_>, path: &str) -> Result<()> {
     )?;
     drop(fd);
     let fd = open_in(root, Path::new(path)).ctx(|| format!("reopen {path}"))?;
-    remount_bind(fd.as_fd(), MsFlags::MS_RDONLY, true, Path::new(path))
+    let f = MsFlags::MS_RDONLY
+        | locked_flags(fd.as_fd())
+        | MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_REC;
+    let target = post_pivot_target(fd.as_fd(), path);
+    mnt(None::<&str>, &target, None, f, None, || {
+        format!("remount {path} read-only")
+    })
 }
 
 /// After pivot: the root read-only.
@@ -563,7 +571,22 @@ pub fn readonly_root() -> Result<()> {
         .open("/")
         .ctx(|| "open /".into())?
         .into();
-    remount_bind(fd.as_fd(), MsFlags::MS_RDONLY, false, Path::new("/"))
+    // By path: the container may have no /proc for a /proc/self/fd path, and "/" is ours.
+    let f = MsFlags::MS_RDONLY | locked_flags(fd.as_fd()) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    mnt(None::<&str>, Path::new("/"), None, f, None, || {
+        "remount / read-only".into()
+    })
+}
+
+/// After pivot: where to mount onto `fd` (resolved from `path` inside the root). Through
+/// /proc/self/fd when the container has /proc; else the path itself, which after pivot_root
+/// can only lead within the container.
+fn post_pivot_target(fd: BorrowedFd<'_>, path: &str) -> PathBuf {
+    if Path::new("/proc/self/fd").exists() {
+        fd_path(fd)
+    } else {
+        PathBuf::from(path)
+    }
 }
 
 /// After pivot: applies `linux.rootfsPropagation` to the new root.
