@@ -29,6 +29,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         .map_err(|e| Error::Init(format!("start container {id}: {e}")))?;
     drop(f);
     let _ = std::fs::remove_file(&fifo);
+    wait_for_exec(st.pid, st.pid_start);
     let hooks = st.config.hooks().as_ref();
     // runtime.md: a failing poststart hook is logged, the container keeps running.
     crate::hooks::run_all_warn(
@@ -37,4 +38,29 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         &st.oci(Status::Running),
     );
     Ok(())
+}
+
+/// Waits until the init has executed the container's program (its /proc/PID/exe is no
+/// longer this binary) or has died: poststart hooks run, and `start` returns, only after
+/// the user's process runs (runtime.md "Lifecycle" step 7), i.e. after startContainer hooks.
+fn wait_for_exec(pid: i32, start: u64) {
+    use std::os::linux::fs::MetadataExt;
+    let id = |m: std::fs::Metadata| (m.st_dev(), m.st_ino());
+    let Ok(me) = std::fs::metadata("/proc/self/exe").map(id) else {
+        return;
+    };
+    let exe = format!("/proc/{pid}/exe");
+    let mut pause = std::time::Duration::from_micros(50);
+    loop {
+        if state::process_start_time(pid) != Some(start) {
+            return;
+        }
+        match std::fs::metadata(&exe).map(id) {
+            Ok(cur) if cur != me => return,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(5));
+    }
 }

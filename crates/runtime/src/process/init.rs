@@ -116,6 +116,9 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         join_cgroup(ctx, ch)?;
         joined = true;
     }
+    // runtime.md "State": hooks in the container namespace see the pid as the container
+    // sees it; the seccomp agent (in the runtime's) gets the host's.
+    let own_pid = nix::unistd::getpid().as_raw();
     // Our pid as the host sees it: /proc is still the host's here.
     let host_pid: i32 = std::fs::read_link("/proc/self")
         .ok()
@@ -177,7 +180,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     crate::hooks::run_all(
         "createContainer",
         hooks.and_then(|h| h.create_container().as_ref()),
-        &hook_state(ctx, host_pid, "creating"),
+        &hook_state(ctx, own_pid, "creating"),
     )?;
     drop(root);
     rootfs::pivot(rootfs, ctx.no_pivot)?;
@@ -268,7 +271,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         );
     }
-    let start_state = hook_state(ctx, host_pid, "created");
+    let start_state = hook_state(ctx, own_pid, "created");
     ch.send(&Msg::Ready)?;
     Ok(Ready {
         prepared,
