@@ -159,9 +159,12 @@ impl CgroupManager for FsManager {
         Ok(())
     }
 
-    fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
+    fn add_task(&self, pid: i32, in_unified: bool) -> Result<(), CgroupError> {
+        let unified = self.dirs.get("");
         for d in self.unique_dirs() {
-            write(d, "cgroup.procs", &pid.to_string())?;
+            if !(in_unified && Some(d) == unified) {
+                write(d, "cgroup.procs", &pid.to_string())?;
+            }
         }
         Ok(())
     }

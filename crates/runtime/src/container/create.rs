@@ -235,17 +235,14 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         None => None,
     };
     let (mut ch, child_ch) = sync::pair()?;
-    let cgroup_dir = if unified {
-        cgroup_paths.get("").and_then(|p| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY)
-                .open(p)
-                .ok()
-        })
-    } else {
-        None
-    };
+    // Born in its v2 cgroup (unified or hybrid host): one cgroup attach less.
+    let cgroup_dir = cgroup_paths.get("").and_then(|p| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(p)
+            .ok()
+    });
     let cloned = match sys::process::clone_process(
         clone_flags.bits(),
         cgroup_dir.as_ref().map(|f| f.as_fd()),
@@ -305,9 +302,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     ch.send(&Msg::Go)?;
     // The child builds its rootfs meanwhile; it waits for `Joined` before anything that
     // depends on its cgroup (the cgroup namespace, hooks, exec).
-    if !into_cgroup {
-        cg.add_task(pid.as_raw())?;
-    }
+    cg.add_task(pid.as_raw(), into_cgroup)?;
     if let Some(adj) = process.oom_score_adj() {
         write_file(&format!("/proc/{pid}/oom_score_adj"), &adj.to_string())
             .map_err(|e| config_err("process.oomScoreAdj", e.to_string()))?;
