@@ -235,9 +235,28 @@ pub struct Output {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// With [`Capture::Files`]: the stdout and stderr files (which a container left
+    /// running may still write to).
+    pub files: Option<(PathBuf, PathBuf)>,
 }
 
 impl Output {
+    /// The stdout file's content now (for output captured through files), else `stdout`.
+    pub fn stdout_now(&self) -> String {
+        match &self.files {
+            Some((o, _)) => fs::read_to_string(o).unwrap_or_default(),
+            None => self.stdout.clone(),
+        }
+    }
+
+    /// The stderr file's content now (for output captured through files), else `stderr`.
+    pub fn stderr_now(&self) -> String {
+        match &self.files {
+            Some((_, e)) => fs::read_to_string(e).unwrap_or_default(),
+            None => self.stderr.clone(),
+        }
+    }
+
     /// The exit code (None if killed by a signal).
     pub fn code(&self) -> Option<i32> {
         self.status.code()
@@ -404,7 +423,7 @@ pub fn capture(mut cmd: Command, capture: Capture, timeout: Duration) -> Output 
             Err(e) => panic!("wait for {desc}: {e}"),
         }
     };
-    let (stdout, stderr) = match (readers, files) {
+    let (stdout, stderr) = match (readers, files.clone()) {
         (Some(((o, oh), (e, eh))), _) => {
             // Whatever still holds the pipes (a container left running) gets a short grace.
             let grace = Instant::now() + Duration::from_secs(2);
@@ -424,6 +443,7 @@ pub fn capture(mut cmd: Command, capture: Capture, timeout: Duration) -> Output 
         status,
         stdout,
         stderr,
+        files,
     }
 }
 
@@ -873,10 +893,11 @@ pub fn run(b: &Bundle, id: &str) -> Output {
     b.rt(&["run", "--bundle", &b.dir_str(), id])
 }
 
-/// `create --bundle <dir> <id>`.
+/// `create --bundle <dir> <id>`. The container keeps the runtime's stdio, so its output
+/// goes to files (in `<bundle>/io/`), not pipes.
 pub fn create(b: &Bundle, id: &str) -> Output {
     b.track(id);
-    b.rt(&["create", "--bundle", &b.dir_str(), id])
+    b.rt_files(&["create", "--bundle", &b.dir_str(), id])
 }
 
 pub fn start(b: &Bundle, id: &str) -> Output {

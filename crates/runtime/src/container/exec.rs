@@ -108,7 +108,11 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
         return Err(Error::BadState {
             verb: "exec in",
             id: o.id.clone(),
-            status: status.to_string(),
+            // Refused before `start` on purpose: the parked init still runs our binary.
+            status: match status {
+                state::Status::Created => format!("{status} (start it first)"),
+                _ => status.to_string(),
+            },
         });
     }
     let p = build_process(&st, o)?;
@@ -264,7 +268,7 @@ fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
             nix::sched::setns(fd, *flag).ctx(|| format!("join {} namespace", ns_file(*t)))?;
         }
     }
-    nix::unistd::chdir(p.cwd()).ctx(|| format!("process.cwd: chdir {}", p.cwd().display()))?;
+    finalize::enter_cwd(p.cwd(), false)?;
     if let Some(sock) = &console {
         let size = p
             .console_size()

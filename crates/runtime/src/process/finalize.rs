@@ -316,3 +316,36 @@ pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
     nix::unistd::execve(&prep.exe, &prep.argv, &prep.envp)
         .ctx(|| format!("exec {}", prep.exe.to_string_lossy()))
 }
+
+/// Makes `cwd` (`process.cwd`) the working directory, resolved inside the container's root
+/// (`openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`), so that neither a symlink in the
+/// image nor a magic link such as `/proc/self/fd/N` to a leaked host descriptor can start
+/// the process outside the container (CVE-2024-21626). With `create`, missing directories
+/// are made inside the root, as runc does for the init.
+pub fn enter_cwd(cwd: &Path, create: bool) -> Result<()> {
+    use std::os::fd::AsFd;
+    let root: std::os::fd::OwnedFd = std::fs::File::open("/")
+        .ctx(|| "open / to resolve process.cwd".into())?
+        .into();
+    let dir = match super::rootfs::open_in(root.as_fd(), cwd) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) if create => super::rootfs::mkdir_all_in(root.as_fd(), cwd)?,
+        Err(e) => {
+            return Err(Error::Sys {
+                what: format!("process.cwd: resolve {} in the container", cwd.display()),
+                source: e,
+            })
+        }
+    };
+    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&dir))
+        .ctx(|| format!("process.cwd: chdir {}", cwd.display()))?;
+    // Belt and braces: a working directory outside our root has no name from here
+    // (getcwd fails with ENOENT, the kernel's "(unreachable)" path).
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(config_err(
+            "process.cwd",
+            format!("{} is outside the container's root", cwd.display()),
+        )),
+    }
+}

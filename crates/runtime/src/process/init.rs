@@ -246,11 +246,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
             mask as libc::mode_t,
         ));
     }
-    let cwd = process.cwd();
-    if nix::unistd::chdir(cwd).is_err() {
-        std::fs::create_dir_all(cwd).ctx(|| format!("process.cwd: create {}", cwd.display()))?;
-        nix::unistd::chdir(cwd).ctx(|| format!("process.cwd: chdir {}", cwd.display()))?;
-    }
+    finalize::enter_cwd(process.cwd(), true)?;
     let mut prepared = finalize::prepare(process, linux.seccomp().as_ref())?;
     if let (Some(sock), Some(sec)) = (&ctx.seccomp_listener, linux.seccomp()) {
         prepared.listener = Some(super::seccomp::Listener {

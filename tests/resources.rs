@@ -1,0 +1,392 @@
+//! cgroup limits (memory, pids, cpu, cpuset, blkio), `update`, and seccomp.
+
+use berth_tests::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+const MIB: u64 = 1024 * 1024;
+
+fn memory_limited(name: &str, limit: u64) -> Bundle {
+    Bundle::new(name).resources("memory", json!({ "limit": limit, "swap": limit }))
+}
+
+#[test]
+fn memory_limit_oom_kills_and_run_exits_137() {
+    let b = memory_limited("oomrun", 32 * MIB).args(&["tail", "/dev/zero"]);
+    let out = b.run();
+    out.code_is(137);
+    assert_no_leftovers(&b, &b.id, None);
+}
+
+#[test]
+fn memory_limit_in_cgroup_and_oom_counted() {
+    let b = memory_limited("oomcg", 32 * MIB).args(&["tail", "/dev/zero"]);
+    b.create().ok();
+    let pid = b.pid();
+    assert_eq!(
+        b.cgroup_file("memory", "memory.limit_in_bytes"),
+        (32 * MIB).to_string()
+    );
+    let memsw = b.cgroup_dir("memory").join("memory.memsw.limit_in_bytes");
+    if memsw.exists() {
+        assert_eq!(
+            b.cgroup_file("memory", "memory.memsw.limit_in_bytes"),
+            (32 * MIB).to_string()
+        );
+    }
+    b.start().ok();
+    b.wait_status("stopped", WAIT);
+    let oom = b.cgroup_file("memory", "memory.oom_control");
+    let kills: u64 = oom
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no oom_kill in memory.oom_control: {oom}"));
+    assert!(kills >= 1, "no OOM kill counted: {oom}");
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}
+
+#[test]
+fn pids_limit() {
+    let b = Bundle::new("pids")
+        .resources("pids", json!({ "limit": 20 }))
+        // The inner shell gives up at the first failed fork; the init survives it.
+        .sh("sh -c 'for i in $(seq 100); do sleep 30 & done'; echo loop-done; exec sleep 100");
+    let created = b.create();
+    created.ok();
+    let pid = b.pid();
+    assert_eq!(b.cgroup_file("pids", "pids.max"), "20");
+    b.start().ok();
+    assert!(
+        poll(WAIT, || created
+            .stdout_now()
+            .contains("loop-done")
+            .then_some(()))
+        .is_some(),
+        "the fork loop never finished: {:?}",
+        created.stderr_now()
+    );
+    let current: u32 = b
+        .cgroup_file("pids", "pids.current")
+        .parse()
+        .expect("pids.current");
+    assert!(current <= 20, "pids.current {current} > 20");
+    assert!(
+        current >= 15,
+        "pids.current {current}: the loop did not fork much"
+    );
+    let err = created.stderr_now();
+    assert!(err.contains("can't fork"), "stderr: {err:?}");
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn cpu_and_cpuset_in_host_cgroup() {
+    let b = Bundle::new("cpu")
+        .resources(
+            "cpu",
+            json!({ "shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0" }),
+        )
+        .args(&["sleep", "100"]);
+    let pid = b.create_start();
+    assert_eq!(b.cgroup_file("cpu", "cpu.shares"), "512");
+    assert_eq!(b.cgroup_file("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(b.cgroup_file("cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(b.cgroup_file("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(b.cgroup_file("cpuset", "cpuset.mems"), "0");
+    assert_eq!(proc_status_field(pid, "Cpus_allowed_list"), "0");
+    // The init really is in those cgroups.
+    for ctrl in [
+        "cpu", "cpuset", "memory", "pids", "freezer", "devices", "blkio",
+    ] {
+        let procs = b.cgroup_file(ctrl, "cgroup.procs");
+        assert!(
+            procs.lines().any(|l| l == pid.to_string()),
+            "init {pid} not in the {ctrl} cgroup: {procs:?}"
+        );
+    }
+    b.force_delete_clean(Some(pid));
+}
+
+fn root_block_device() -> (u64, u64) {
+    let dev = fs::metadata("/").expect("stat /").dev();
+    (nix::sys::stat::major(dev), nix::sys::stat::minor(dev))
+}
+
+#[test]
+fn blkio_throttle_and_weight() {
+    let (major, minor) = root_block_device();
+    assert!(
+        Path::new(&format!("/sys/dev/block/{major}:{minor}")).exists(),
+        "/ is not on a block device"
+    );
+    let weight_file = ["blkio.weight", "blkio.bfq.weight"]
+        .into_iter()
+        .find(|f| Path::new("/sys/fs/cgroup/blkio").join(f).exists());
+    let b = Bundle::new("blkio")
+        .resources(
+            "blockIO",
+            json!({
+                "throttleReadBpsDevice": [{ "major": major, "minor": minor, "rate": 1048576 }],
+                "throttleWriteIOPSDevice": [{ "major": major, "minor": minor, "rate": 300 }]
+            }),
+        )
+        .with(|c| {
+            if weight_file.is_some() {
+                c["linux"]["resources"]["blockIO"]["weight"] = json!(300);
+            }
+        })
+        .args(&["sleep", "100"]);
+    let pid = b.create_start();
+    assert_eq!(
+        b.cgroup_file("blkio", "blkio.throttle.read_bps_device"),
+        format!("{major}:{minor} 1048576")
+    );
+    assert_eq!(
+        b.cgroup_file("blkio", "blkio.throttle.write_iops_device"),
+        format!("{major}:{minor} 300")
+    );
+    if let Some(f) = weight_file {
+        let w = b.cgroup_file("blkio", f);
+        assert!(w == "300" || w.starts_with("default 300"), "{f} is {w:?}");
+    }
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn update_resources_of_a_running_container() {
+    let b = Bundle::new("update")
+        .resources("pids", json!({ "limit": 50 }))
+        .resources("memory", json!({ "limit": 64 * MIB }))
+        .args(&["sleep", "100"]);
+    let pid = b.create_start();
+    assert_eq!(b.cgroup_file("pids", "pids.max"), "50");
+    assert_eq!(
+        b.cgroup_file("memory", "memory.limit_in_bytes"),
+        (64 * MIB).to_string()
+    );
+    let res = json!({ "pids": { "limit": 30 }, "memory": { "limit": 128 * MIB } });
+    let path = b.dir().join("resources.json");
+    fs::write(&path, res.to_string()).expect("write resources");
+    b.rt(&["update", "--resources", &path.to_string_lossy(), &b.id])
+        .ok();
+    assert_eq!(b.cgroup_file("pids", "pids.max"), "30");
+    assert_eq!(
+        b.cgroup_file("memory", "memory.limit_in_bytes"),
+        (128 * MIB).to_string()
+    );
+    // The flag form too.
+    b.rt(&["update", "--pids-limit", "25", &b.id]).ok();
+    assert_eq!(b.cgroup_file("pids", "pids.max"), "25");
+    assert_eq!(b.status(), "running");
+    b.force_delete_clean(Some(pid));
+}
+
+fn seccomp(c: &mut Value, profile: Value) {
+    c["linux"]["seccomp"] = profile;
+}
+
+#[test]
+fn seccomp_errno_rule() {
+    let b = Bundle::new("seccompdeny")
+        .tmpfs("/tmp")
+        .with(|c| {
+            seccomp(
+                c,
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                    "syscalls": [{
+                        "names": ["mkdir", "mkdirat"],
+                        "action": "SCMP_ACT_ERRNO",
+                        "errnoRet": 1
+                    }]
+                }),
+            )
+        })
+        .sh("echo before; mkdir /tmp/x");
+    let out = b.run();
+    out.failed();
+    assert_eq!(out.stdout, "before\n", "{out}");
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "mkdir was not denied:\n{out}"
+    );
+    // Control: the same mkdir works without the filter.
+    let b = Bundle::new("seccompctl")
+        .tmpfs("/tmp")
+        .sh("mkdir /tmp/x && echo made");
+    b.run().prints("made\n");
+}
+
+#[test]
+fn seccomp_argument_filter() {
+    // kill(pid, SIGUSR1) is denied; kill(pid, SIGUSR2) is not.
+    let b = Bundle::new("seccompargs")
+        .with(|c| {
+            seccomp(
+                c,
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{
+                        "names": ["kill"],
+                        "action": "SCMP_ACT_ERRNO",
+                        "errnoRet": 1,
+                        "args": [{ "index": 1, "value": 10, "op": "SCMP_CMP_EQ" }]
+                    }]
+                }),
+            )
+        })
+        .sh("trap 'echo got-usr1' USR1; trap 'echo got-usr2' USR2; \
+             kill -USR1 $$; echo rc1=$?; kill -USR2 $$; echo rc2=$?");
+    let out = b.run();
+    out.prints("rc1=1\ngot-usr2\nrc2=0\n");
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+}
+
+/// Syscalls a static busybox shell (and a runtime finishing its exec) needs.
+const ALLOWED: &[&str] = &[
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "open",
+    "openat",
+    "openat2",
+    "close",
+    "close_range",
+    "stat",
+    "fstat",
+    "lstat",
+    "newfstatat",
+    "statx",
+    "lseek",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "mremap",
+    "madvise",
+    "brk",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sigaltstack",
+    "ioctl",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "pipe",
+    "pipe2",
+    "select",
+    "pselect6",
+    "poll",
+    "ppoll",
+    "dup",
+    "dup2",
+    "dup3",
+    "nanosleep",
+    "clock_nanosleep",
+    "clock_gettime",
+    "gettimeofday",
+    "getpid",
+    "getppid",
+    "gettid",
+    "getpgrp",
+    "setpgid",
+    "getpgid",
+    "setsid",
+    "clone",
+    "clone3",
+    "fork",
+    "vfork",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "wait4",
+    "waitid",
+    "kill",
+    "tgkill",
+    "tkill",
+    "uname",
+    "fcntl",
+    "getdents64",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "readlink",
+    "readlinkat",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getgroups",
+    "setuid",
+    "setgid",
+    "setresuid",
+    "setresgid",
+    "setgroups",
+    "getrandom",
+    "arch_prctl",
+    "set_tid_address",
+    "set_robust_list",
+    "rseq",
+    "prlimit64",
+    "getrlimit",
+    "futex",
+    "prctl",
+    "capget",
+    "capset",
+    "umask",
+    "sched_yield",
+    "sched_getaffinity",
+    "sysinfo",
+    "sendmsg",
+    "recvmsg",
+    "sendto",
+    "recvfrom",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "epoll_wait",
+    "membarrier",
+    "getrusage",
+    "times",
+    "statfs",
+    "fstatfs",
+    "fsync",
+    "flock",
+];
+
+#[test]
+fn seccomp_default_errno_with_allow_list() {
+    let b = Bundle::new("seccompallow")
+        .tmpfs("/tmp")
+        .with(|c| {
+            seccomp(
+                c,
+                json!({
+                    "defaultAction": "SCMP_ACT_ERRNO",
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{ "names": ALLOWED, "action": "SCMP_ACT_ALLOW" }]
+                }),
+            )
+        })
+        .sh("echo hi; mkdir /tmp/x");
+    let out = b.run();
+    out.failed();
+    assert_eq!(out.stdout, "hi\n", "{out}");
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "mkdir (not allowed) was not denied:\n{out}"
+    );
+}
