@@ -612,6 +612,8 @@ pub struct Bundle {
     pub id: String,
     config: Value,
     ids: RefCell<Vec<String>>,
+    /// The runtime command, when not [`runtime_bin`] (see [`Bundle::with_runtime`]).
+    runtime: Option<PathBuf>,
     state: TempDir,
     dir: TempDir,
 }
@@ -636,12 +638,25 @@ impl Bundle {
         let b = Bundle {
             config: default_config(&id),
             ids: RefCell::new(vec![id.clone()]),
+            runtime: None,
             id,
             state,
             dir,
         };
         b.write_config();
         b
+    }
+
+    /// Drives this bundle (every command, and the drop guard) with `runtime` instead of
+    /// [`runtime_bin`]: e.g. a wrapper that runs the runtime in another view of the host.
+    pub fn with_runtime(mut self, runtime: PathBuf) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// The runtime command this bundle uses.
+    pub fn runtime(&self) -> PathBuf {
+        self.runtime.clone().unwrap_or_else(runtime_bin)
     }
 
     /// The bundle directory.
@@ -777,7 +792,7 @@ impl Bundle {
 
     /// A `Command` for `<runtime> --root <state root> <args>`.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(runtime_bin());
+        let mut cmd = Command::new(self.runtime());
         cmd.arg("--root").arg(self.state_root()).args(args);
         cmd
     }
@@ -871,7 +886,8 @@ impl Bundle {
 
 impl Drop for Bundle {
     fn drop(&mut self) {
-        let Ok(bin) = std::panic::catch_unwind(runtime_bin) else {
+        let Ok(bin) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.runtime()))
+        else {
             return;
         };
         for id in self.ids.borrow().iter() {

@@ -209,6 +209,29 @@ pub fn apply_v1(m: &FsManager, r: &LinuxResources) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Writes a v2 interface file; when that fails because the file's controller is not enabled
+/// in this hierarchy (on a hybrid host it may be bound to a v1 hierarchy instead), the error
+/// names the controller and the ones that are available.
+fn write_v2(d: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    write(d, file, value).map_err(|e| {
+        let ctrl = file.split('.').next().unwrap_or(file);
+        let avail = read(d, "cgroup.controllers").unwrap_or_default();
+        if ctrl.starts_with("cgroup") || avail.split_whitespace().any(|c| c == ctrl) {
+            return e;
+        }
+        CgroupError::Unsupported(format!(
+            "linux.resources: the {ctrl} controller is not available in the cgroup v2 \
+             hierarchy at {} (available: {}), so {file} cannot be set",
+            d.display(),
+            if avail.trim().is_empty() {
+                "none"
+            } else {
+                avail.trim()
+            }
+        ))
+    })
+}
+
 pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
     let max = |v: i64| {
         if v < 0 {
@@ -219,10 +242,10 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
     };
     if let Some(mem) = r.memory() {
         if let Some(l) = mem.limit() {
-            write(d, "memory.max", &max(l))?;
+            write_v2(d, "memory.max", &max(l))?;
         }
         if let Some(v) = mem.reservation() {
-            write(d, "memory.low", &max(v))?;
+            write_v2(d, "memory.low", &max(v))?;
         }
         if let Some(s) = mem.swap() {
             // OCI swap is memory+swap; v2 limits swap alone.
@@ -231,7 +254,7 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
                 Some(l) if l >= 0 => (s - l).max(0).to_string(),
                 _ => s.to_string(),
             };
-            write(d, "memory.swap.max", &v)?;
+            write_v2(d, "memory.swap.max", &v)?;
         }
         if let Some(true) = mem.disable_oom_killer() {
             return Err(CgroupError::Unsupported(
@@ -241,7 +264,7 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
     }
     if let Some(cpu) = r.cpu() {
         if let Some(s) = cpu.shares().filter(|s| *s > 0) {
-            write(d, "cpu.weight", &shares_to_weight(s).to_string())?;
+            write_v2(d, "cpu.weight", &shares_to_weight(s).to_string())?;
         }
         if cpu.quota().is_some() || cpu.period().is_some() {
             let period = cpu.period().unwrap_or(100_000);
@@ -254,20 +277,20 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
                     .unwrap_or("max")
                     .to_string(),
             };
-            write(d, "cpu.max", &format!("{quota} {period}"))?;
+            write_v2(d, "cpu.max", &format!("{quota} {period}"))?;
         }
         if let Some(i) = cpu.idle() {
-            write(d, "cpu.idle", &i.to_string())?;
+            write_v2(d, "cpu.idle", &i.to_string())?;
         }
         if let Some(v) = cpu.cpus().as_deref().filter(|v| !v.is_empty()) {
-            write(d, "cpuset.cpus", v)?;
+            write_v2(d, "cpuset.cpus", v)?;
         }
         if let Some(v) = cpu.mems().as_deref().filter(|v| !v.is_empty()) {
-            write(d, "cpuset.mems", v)?;
+            write_v2(d, "cpuset.mems", v)?;
         }
     }
     if let Some(p) = r.pids() {
-        write(
+        write_v2(
             d,
             "pids.max",
             &if p.limit() <= 0 {
@@ -286,7 +309,7 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
                     &format!("default {}", blkio_to_io_weight(w)),
                 )?;
             } else {
-                write(d, "io.bfq.weight", &w.to_string())?;
+                write_v2(d, "io.bfq.weight", &w.to_string())?;
             }
         }
         for (file, line) in device_lines(io) {
@@ -297,7 +320,7 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
                 "blkio.throttle.read_iops_device" => "riops",
                 "blkio.throttle.write_iops_device" => "wiops",
                 _ => {
-                    write(
+                    write_v2(
                         d,
                         "io.weight",
                         &format!("{dev} {}", blkio_to_io_weight(val.parse().unwrap_or(0))),
@@ -305,11 +328,11 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
                     continue;
                 }
             };
-            write(d, "io.max", &format!("{dev} {key}={val}"))?;
+            write_v2(d, "io.max", &format!("{dev} {key}={val}"))?;
         }
     }
     for h in r.hugepage_limits().iter().flatten() {
-        write(
+        write_v2(
             d,
             &format!("hugetlb.{}.max", h.page_size()),
             &h.limit().to_string(),
@@ -321,7 +344,7 @@ pub fn apply_v2(d: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
                 "linux.resources.unified: invalid key {k:?}"
             )));
         }
-        write(d, k, v)?;
+        write_v2(d, k, v)?;
     }
     if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
         let prog = crate::devices_v2::compile(rules);
