@@ -35,6 +35,22 @@ fn v2_runtime(dir: &Path) -> PathBuf {
     path
 }
 
+/// A wrapper that runs the runtime in a pure cgroup v1 view (the cgroup2 mount hidden), as
+/// on an older host without a unified hierarchy.
+fn v1_runtime(dir: &Path) -> PathBuf {
+    let path = dir.join("runtime-v1.sh");
+    let script = format!(
+        "#!/bin/sh\n\
+         exec unshare --mount --propagation private sh -c '\
+         for m in $(grep -w cgroup2 /proc/self/mountinfo | cut -d\" \" -f5); do \
+         umount -l \"$m\"; done; exec \"$@\"' sh {} \"$@\"\n",
+        runtime_bin().display()
+    );
+    fs::write(&path, script).expect("write wrapper");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+    path
+}
+
 fn v2_bundle(name: &str) -> (Bundle, TempDir) {
     let tmp = TempDir::new(name);
     let b = Bundle::new(name).with_runtime(v2_runtime(tmp.path()));
@@ -142,4 +158,27 @@ fn memory_limit_on_v2_is_applied_or_refused_by_name() {
         out.failed_mentioning(&["memory controller", "not available"]);
         assert_no_leftovers(&b, &b.id, None);
     }
+}
+
+#[test]
+fn v1_only_host_applies_limits_in_v1_hierarchies() {
+    if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        panic!("no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory: this test needs one");
+    }
+    let tmp = TempDir::new("v1only");
+    let b = Bundle::new("v1only")
+        .with_runtime(v1_runtime(tmp.path()))
+        .resources("memory", json!({ "limit": 64 * 1024 * 1024 }))
+        .resources("pids", json!({ "limit": 32 }))
+        .sh("cat /proc/self/cgroup; exec sleep 100");
+    let pid = b.create_start();
+    assert_eq!(
+        b.cgroup_file("memory", "memory.limit_in_bytes"),
+        (64 * 1024 * 1024).to_string()
+    );
+    assert_eq!(b.cgroup_file("pids", "pids.max"), "32");
+    // Without a cgroup2 mount in its view, nothing may go to the unified hierarchy.
+    let v2 = cgroup2_mount().join(b.cgroups_path().trim_start_matches('/'));
+    assert!(!v2.exists(), "{} made on a v1-only view", v2.display());
+    b.force_delete_clean(Some(pid));
 }
