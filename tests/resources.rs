@@ -249,6 +249,36 @@ fn seccomp_argument_filter() {
     assert!(out.stderr.contains("Operation not permitted"), "{out}");
 }
 
+#[test]
+fn seccomp_masked_eq_uses_value_as_mask_and_value_two_as_datum() {
+    // config-linux.md: SCMP_CMP_MASKED_EQ matches when (arg & value) == valueTwo.
+    // Denied: modes whose group/other bits are exactly 0o07 (707); allowed: 777.
+    let rule = |name: &str, index: u32| {
+        json!({
+            "names": [name],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 1,
+            "args": [{ "index": index, "value": 0o77, "valueTwo": 0o7, "op": "SCMP_CMP_MASKED_EQ" }]
+        })
+    };
+    let b = Bundle::new("seccompmask")
+        .with(|c| {
+            seccomp(
+                c,
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [rule("chmod", 1), rule("fchmodat", 2), rule("fchmodat2", 2)]
+                }),
+            )
+        })
+        .mount(json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs" }))
+        .sh(
+            "touch /tmp/f; chmod 707 /tmp/f 2>/dev/null; echo rc707=$?; \
+             chmod 777 /tmp/f; echo rc777=$?",
+        );
+    b.run().ok().prints("rc707=1\nrc777=0\n");
+}
+
 /// Syscalls a static busybox shell (and a runtime finishing its exec) needs.
 const ALLOWED: &[&str] = &[
     "read",

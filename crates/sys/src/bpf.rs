@@ -62,23 +62,25 @@ impl std::fmt::Display for BpfError {
     }
 }
 
-/// Loads a device program and attaches it to the cgroup directory `cgroup` (multi-attach,
-/// so it adds to the programs of ancestors rather than replacing them).
-pub fn attach_device_filter(cgroup: BorrowedFd<'_>, insns: &[Insn]) -> Result<(), BpfError> {
+fn prog_load(insns: &[Insn], log: &mut [u8]) -> Result<i32, Errno> {
     let license = c"Apache";
-    let mut log = vec![0u8; 4096];
     let load = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
+        log_level: u32::from(!log.is_empty()),
         log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_buf: if log.is_empty() {
+            0
+        } else {
+            log.as_mut_ptr() as u64
+        },
         ..Default::default()
     };
-    // SAFETY: `load` is a valid bpf_attr prefix whose pointers (instructions, license)
-    // stay alive for the call; the size passed is exactly its size.
+    // SAFETY: `load` is a valid bpf_attr prefix whose pointers (instructions, license, log
+    // buffer of `log_size` bytes) stay alive for the call; the size passed is exactly its
+    // size.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -87,11 +89,24 @@ pub fn attach_device_filter(cgroup: BorrowedFd<'_>, insns: &[Insn]) -> Result<()
             std::mem::size_of::<ProgLoadAttr>(),
         )
     };
-    let fd = match Errno::result(fd) {
-        Ok(fd) => fd as i32,
+    Errno::result(fd).map(|fd| fd as i32)
+}
+
+/// Loads a device program and attaches it to the cgroup directory `cgroup` (multi-attach,
+/// so it adds to the programs of ancestors rather than replacing them).
+pub fn attach_device_filter(cgroup: BorrowedFd<'_>, insns: &[Insn]) -> Result<(), BpfError> {
+    // Without a verifier log first: a log buffer that is too small fails a valid program
+    // with ENOSPC. Only a refused program is loaded again, with a log, to say why.
+    let fd = match prog_load(insns, &mut []) {
+        Ok(fd) => fd,
         Err(errno) => {
+            let mut log = vec![0u8; 256 * 1024];
+            let _ = prog_load(insns, &mut log);
             let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-            let log = String::from_utf8_lossy(&log[..end]).into_owned();
+            let text = String::from_utf8_lossy(&log[..end]);
+            // The verifier's last lines say what it refused.
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
+            let log = tail.into_iter().rev().collect::<Vec<_>>().join("; ");
             return Err(BpfError {
                 step: "load device program",
                 errno,

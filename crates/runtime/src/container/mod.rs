@@ -30,42 +30,48 @@ pub fn manager_for_spec(spec: &Spec, id: &str) -> Result<Box<dyn CgroupManager>>
     Ok(cgroups::manager_for(path.as_deref(), id)?)
 }
 
-/// The config's resources plus the device rules every container needs (runc's
-/// AllowedDevices): the default devices, ptys and the console.
+/// The config's resources with the device cgroup every container gets, as runc builds it:
+/// deny everything, then the config's own rules, then the devices every container needs
+/// (runc's AllowedDevices: mknod of any device, the default devices, ptys, /dev/net/tun)
+/// and the devices `linux.devices` asks to create. A config without
+/// `linux.resources.devices` is therefore confined too.
 pub fn effective_resources(spec: &Spec) -> Option<LinuxResources> {
-    let mut r = spec.linux().as_ref()?.resources().clone()?;
-    if let Some(devs) = r.devices().clone() {
-        let mut devs = devs;
-        let rule = |major: i64, minor: Option<i64>| {
-            let mut d = LinuxDeviceCgroup::default();
-            d.set_allow(true);
-            d.set_typ(Some(LinuxDeviceType::C));
-            d.set_major(Some(major));
-            d.set_minor(minor);
-            d.set_access(Some("rwm".into()));
-            d
-        };
-        for (ma, mi) in [
-            (1, Some(3)),
-            (1, Some(5)),
-            (1, Some(7)),
-            (1, Some(8)),
-            (1, Some(9)),
-            (5, Some(0)),
-            (5, Some(1)),
-            (5, Some(2)),
-            (136, None),
-        ] {
-            devs.push(rule(ma, mi));
-        }
-        // The devices the config asks to create must be usable too (as runc does).
-        for d in spec.linux().as_ref()?.devices().iter().flatten() {
-            let mut rule = rule(d.major(), Some(d.minor()));
-            rule.set_typ(Some(d.typ()));
-            devs.push(rule);
-        }
-        r.set_devices(Some(devs));
+    let linux = spec.linux().as_ref()?;
+    let mut r = linux.resources().clone().unwrap_or_default();
+    let rule = |allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(allow);
+        d.set_typ(Some(typ));
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_access(Some("rwm".into()));
+        d
+    };
+    let mut devs = vec![rule(false, LinuxDeviceType::A, None, None)];
+    devs.extend(r.devices().clone().unwrap_or_default());
+    for typ in [LinuxDeviceType::C, LinuxDeviceType::B] {
+        let mut mknod = rule(true, typ, None, None);
+        mknod.set_access(Some("m".into()));
+        devs.push(mknod);
     }
+    for (ma, mi) in [
+        (1, Some(3)),
+        (1, Some(5)),
+        (1, Some(7)),
+        (1, Some(8)),
+        (1, Some(9)),
+        (5, Some(0)),
+        (5, Some(1)),
+        (5, Some(2)),
+        (136, None),
+        (10, Some(200)),
+    ] {
+        devs.push(rule(true, LinuxDeviceType::C, Some(ma), mi));
+    }
+    for d in linux.devices().iter().flatten() {
+        devs.push(rule(true, d.typ(), Some(d.major()), Some(d.minor())));
+    }
+    r.set_devices(Some(devs));
     Some(r)
 }
 

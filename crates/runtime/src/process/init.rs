@@ -48,7 +48,7 @@ pub fn run(ctx: InitCtx<'_>, mut ch: Channel) -> ! {
     let prepared = match setup(&ctx, &mut ch) {
         Ok(p) => p,
         Err(e) => {
-            let _ = ch.send(&Msg::Failed(e.to_string()));
+            ch.fail(e.to_string(), std::time::Duration::from_secs(2));
             std::process::exit(1);
         }
     };

@@ -7,7 +7,7 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 use std::str::FromStr;
 
@@ -30,7 +30,20 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
     }
 }
 
-fn op(o: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
+/// The libseccomp comparison and the datum it compares against.
+fn compare(a: &LinuxSeccompArg) -> (ScmpCompareOp, u64) {
+    // config-linux.md: for SCMP_CMP_MASKED_EQ, `value` is the mask and `valueTwo` the datum
+    // (`(arg & value) == valueTwo`); libseccomp carries the mask in the operator.
+    match a.op() {
+        LinuxSeccompOperator::ScmpCmpMaskedEq => (
+            ScmpCompareOp::MaskedEqual(a.value()),
+            a.value_two().unwrap_or(0),
+        ),
+        o => (op(o), a.value()),
+    }
+}
+
+fn op(o: LinuxSeccompOperator) -> ScmpCompareOp {
     match o {
         LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
         LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
@@ -38,8 +51,7 @@ fn op(o: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
         LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
         LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
         LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
-        // config-linux.md: for SCMP_CMP_MASKED_EQ, `value` is the mask and `valueTwo` the datum.
-        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(value_two.unwrap_or(0)),
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(0),
     }
 }
 
@@ -106,11 +118,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
                     "must be 0..5",
                 ));
             }
-            conds.push(ScmpArgCompare::new(
-                a.index() as u32,
-                op(a.op(), a.value_two()),
-                a.value(),
-            ));
+            let (cmp, datum) = compare(a);
+            conds.push(ScmpArgCompare::new(a.index() as u32, cmp, datum));
         }
         // libseccomp cannot AND two comparisons of one argument: such rules become one rule
         // per comparison, as runc does.

@@ -56,9 +56,45 @@ impl Channel {
                 buf.extend_from_slice(&s.as_bytes()[..s.len().min(4000)]);
             }
         }
-        self.0
-            .write_all(&buf)
-            .ctx(|| "send to container process".into())
+        match self.0.write_all(&buf) {
+            Ok(()) => Ok(()),
+            // The peer failed and went away: its report, if it sent one, says why.
+            Err(e) => Err(self.pending_failure().unwrap_or(Error::Io {
+                what: "send to container process".into(),
+                source: e,
+            })),
+        }
+    }
+
+    /// After an error on the channel: the `Failed` report the peer queued before it went
+    /// away, if any. A reset connection reports its error once, then the queued packets.
+    fn pending_failure(&mut self) -> Option<Error> {
+        let mut buf = [0u8; 4096];
+        for _ in 0..4 {
+            match self.0.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) if buf[0] == b'E' => {
+                    return Some(Error::Init(
+                        String::from_utf8_lossy(&buf[1..n]).into_owned(),
+                    ))
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => continue,
+            }
+        }
+        None
+    }
+
+    /// Sends a failure report, then reads until the peer closes its end (at most
+    /// `linger`), so that messages the peer already queued for us do not turn our exit
+    /// into a connection reset that hides the report.
+    pub fn fail(mut self, report: String, linger: std::time::Duration) {
+        let _ = self.send(&Msg::Failed(report));
+        let _ = self.0.shutdown(std::net::Shutdown::Write);
+        let _ = self.0.set_read_timeout(Some(linger));
+        let mut buf = [0u8; 4096];
+        while matches!(self.0.read(&mut buf), Ok(n) if n > 0) {}
     }
 
     /// Receives one message; `None` at end-of-file (the peer exited or exec'd).
@@ -67,7 +103,13 @@ impl Channel {
         let n = loop {
             match self.0.read(&mut buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                r => break r.ctx(|| "receive from container process".into())?,
+                Err(e) => {
+                    return Err(self.pending_failure().unwrap_or(Error::Io {
+                        what: "receive from container process".into(),
+                        source: e,
+                    }))
+                }
+                Ok(n) => break n,
             }
         };
         if n == 0 {
