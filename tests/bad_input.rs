@@ -166,3 +166,25 @@ fn id_already_exists() {
     assert_eq!(pid_of(&st), pid);
     b.force_delete_clean(Some(pid));
 }
+
+#[test]
+fn missing_bind_source_is_reported_every_time() {
+    // The init fails while the runtime is still talking to it: its report must win over
+    // the broken channel, every time.
+    let mut b = Bundle::new("nobindsrc").args(&["true"]);
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(serde_json::json!({
+                "destination": "/x", "type": "bind", "source": "/nonexistent-berth-src",
+                "options": ["rbind"]
+            }))
+    });
+    for i in 0..8 {
+        let id = format!("{}-{i}", b.id);
+        let out = run(&b, &id);
+        out.failed_mentioning(&["mounts[", "/nonexistent-berth-src"]);
+        assert_no_leftovers(&b, &id, None);
+    }
+}

@@ -56,6 +56,7 @@ fn all_hooks_run_in_order_with_the_state() {
             "poststart": [hook(&host_hook, "poststart", &logdir)],
             "poststop": [hook(&host_hook, "poststop", &logdir)]
         });
+        c["annotations"] = json!({ "org.berth.test": "hooks" });
     });
     let order = || fs::read_to_string(log.join("order")).unwrap_or_default();
 
@@ -108,6 +109,11 @@ fn all_hooks_run_in_order_with_the_state() {
             "createContainer" | "startContainer" => assert_eq!(st["pid"], 1, "{name}: {st}"),
             _ => assert_eq!(st["pid"], pid, "{name}: {st}"),
         }
+        // state.md: the annotations of config.json, in every hook's state.
+        assert_eq!(
+            st["annotations"]["org.berth.test"], "hooks",
+            "{name}: annotations missing: {st}"
+        );
         let bundle = st["bundle"].as_str().unwrap_or_default();
         assert_eq!(
             fs::canonicalize(bundle).ok(),
@@ -227,4 +233,32 @@ fn hook_args_and_env_are_passed() {
         fs::read_to_string(&out_file2).unwrap_or_default(),
         "argv0=zero first\n"
     );
+}
+
+#[test]
+fn failing_start_container_hook_fails_start_and_skips_poststart() {
+    // runtime.md: if a startContainer hook fails, `start` fails, the container stops and the
+    // poststart hooks do not run.
+    let log = TempDir::new("starthooklog");
+    let scripts = TempDir::new("starthookbin");
+    let host_hook = scripts.join("hook.sh");
+    write_script(&host_hook, HOOK);
+    let logdir = log.path().to_string_lossy().into_owned();
+    let b = Bundle::new("starthook").args(&["sleep", "100"]).with(|c| {
+        c["hooks"] = json!({
+            "startContainer": [{ "path": "/bin/false" }],
+            "poststart": [hook(&host_hook, "poststart", &logdir)]
+        });
+    });
+    b.create().ok();
+    let pid = b.pid();
+    let out = b.start();
+    out.failed_mentioning(&["startContainer"]);
+    assert_eq!(b.status(), "stopped", "{out}");
+    assert!(
+        !log.join("poststart.json").exists(),
+        "poststart ran after a failed startContainer hook"
+    );
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
 }

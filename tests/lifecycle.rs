@@ -161,6 +161,45 @@ fn delete_force_of_created_container() {
 }
 
 #[test]
+fn delete_of_created_container_without_force_fails() {
+    let b = Bundle::new("delcreated2").args(&["sleep", "100"]);
+    b.create().ok();
+    let pid = b.pid();
+    b.delete().failed_mentioning(&["created"]);
+    assert_eq!(
+        b.status(),
+        "created",
+        "a failed delete changed the container"
+    );
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn kill_sigterm_stops_a_created_container() {
+    // The parked init is pid 1 of its namespace: it must still die of SIGTERM.
+    let b = Bundle::new("killcreated").args(&["sleep", "100"]);
+    b.create().ok();
+    let pid = b.pid();
+    b.kill("TERM").ok();
+    b.wait_status("stopped", WAIT);
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}
+
+#[test]
+fn container_gets_default_sigpipe() {
+    // `yes | head -1` ends only if SIGPIPE kills `yes`: the runtime (a Rust program ignores
+    // SIGPIPE) must not pass its ignored SIGPIPE on.
+    let b = Bundle::new("sigpipe").sh(
+        "grep SigIgn /proc/self/status | cut -f2 > /tmp/ign; yes | head -1; \
+         echo ign=$(( 0x$(cat /tmp/ign) >> 12 & 1 ))",
+    );
+    let b =
+        b.mount(serde_json::json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs" }));
+    b.run().ok().prints("y\nign=0\n");
+}
+
+#[test]
 fn start_twice_fails() {
     let b = Bundle::new("start2").args(&["sleep", "100"]);
     let pid = b.create_start();

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 /// The exec FIFO the init blocks on until `start`; its presence means "created".
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Written by an init that failed between `start` and `execve` (a startContainer hook, or
+/// the exec itself): what `start` reports.
+pub const START_ERROR: &str = "start.err";
 const STATE_FILE: &str = "state.json";
 
 /// Container status, as in the OCI state.
@@ -43,8 +46,10 @@ impl Status {
     pub fn can_kill(self) -> bool {
         matches!(self, Status::Created | Status::Running | Status::Paused)
     }
+    /// runtime.md "delete": deleting a container that is not stopped must fail and leave
+    /// it alone; `--force` (what podman and containerd pass) kills it first.
     pub fn can_delete(self) -> bool {
-        matches!(self, Status::Created | Status::Stopped)
+        self == Status::Stopped
     }
     /// Only running: in "created" the init is still the runtime binary, and a process
     /// exec'd next to it could take hold of /proc/1/exe (CVE-2019-5736).

@@ -10,3 +10,4 @@ pub mod bpf;
 pub mod fd;
 pub mod process;
 pub mod resolve;
+pub mod signal;

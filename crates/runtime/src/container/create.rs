@@ -188,6 +188,13 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         .open(&fifo_path)
         .ctx(|| format!("open {}", fifo_path.display()))?
         .into();
+    // The init reports a failure after `start` here (close-on-exec: gone once it execs).
+    let state_dir: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(&dir)
+        .ctx(|| format!("open {}", dir.display()))?
+        .into();
     let console = match &o.console_socket {
         Some(p) if process.terminal().unwrap_or(false) => {
             Some(OwnedFd::from(UnixStream::connect(p).ctx(|| {
@@ -263,6 +270,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
                 bundle: &bundle,
                 id: &o.id,
                 fifo,
+                state_dir,
                 console,
                 join,
                 unshare,
@@ -281,6 +289,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     guard.child = Some(pid);
     drop(child_ch);
     drop(fifo);
+    drop(state_dir);
     drop(console);
     drop(seccomp_listener);
     for (flag, fd) in restores {
@@ -319,6 +328,9 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         owner: String::new(),
         config: Spec::default(),
     };
+    // Hooks see the config's annotations (state.md) from the first one on.
+    st.config = spec;
+    let spec = &st.config;
     loop {
         match ch.recv()? {
             Some(Msg::RunHooks) => {
@@ -345,7 +357,6 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     }
     st.pid_start = state::process_start_time(pid.as_raw())
         .ok_or_else(|| Error::Init("container process exited during setup".into()))?;
-    st.config = spec;
     store.save(&st)?;
     if let Some(pf) = &o.pid_file {
         write_pid_file(pf, pid.as_raw())?;

@@ -17,6 +17,9 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
             status: status.to_string(),
         });
     }
+    // What the parked init runs now (our binary, or the sealed copy `create` re-executed
+    // from): `start` is done when that changes.
+    let parked = exe_id(st.pid);
     let fifo = state::fifo_path(&store.dir(id));
     // Non-blocking: if the init died there is no reader and this fails with ENXIO instead
     // of hanging.
@@ -29,7 +32,13 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         .map_err(|e| Error::Init(format!("start container {id}: {e}")))?;
     drop(f);
     let _ = std::fs::remove_file(&fifo);
-    wait_for_exec(st.pid, st.pid_start);
+    if !wait_for_exec(st.pid, st.pid_start, parked) {
+        if let Ok(msg) = std::fs::read_to_string(store.dir(id).join(state::START_ERROR)) {
+            // runtime.md: a failing startContainer hook fails `start`, the container stops
+            // and poststart hooks do not run.
+            return Err(Error::Init(msg.trim().to_string()));
+        }
+    }
     let hooks = st.config.hooks().as_ref();
     // runtime.md: a failing poststart hook is logged, the container keeps running.
     crate::hooks::run_all_warn(
@@ -40,25 +49,30 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits until the init has executed the container's program (its /proc/PID/exe is no
-/// longer this binary) or has died: poststart hooks run, and `start` returns, only after
-/// the user's process runs (runtime.md "Lifecycle" step 7), i.e. after startContainer hooks.
-fn wait_for_exec(pid: i32, start: u64) {
+fn exe_id(pid: i32) -> Option<(u64, u64)> {
     use std::os::linux::fs::MetadataExt;
-    let id = |m: std::fs::Metadata| (m.st_dev(), m.st_ino());
-    let Ok(me) = std::fs::metadata("/proc/self/exe").map(id) else {
-        return;
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|m| (m.st_dev(), m.st_ino()))
+}
+
+/// Waits until the init has executed the container's program (its /proc/PID/exe is no
+/// longer `parked`) or has died: poststart hooks run, and `start` returns, only after
+/// the user's process runs (runtime.md "Lifecycle" step 7), i.e. after startContainer hooks.
+/// True if it exec'd, false if it is gone (it failed, or its program already ended).
+fn wait_for_exec(pid: i32, start: u64, parked: Option<(u64, u64)>) -> bool {
+    let Some(parked) = parked else {
+        return state::process_start_time(pid) == Some(start);
     };
-    let exe = format!("/proc/{pid}/exe");
     let mut pause = std::time::Duration::from_micros(50);
     loop {
         if state::process_start_time(pid) != Some(start) {
-            return;
+            return false;
         }
-        match std::fs::metadata(&exe).map(id) {
-            Ok(cur) if cur != me => return,
-            Err(_) => return,
-            Ok(_) => {}
+        match exe_id(pid) {
+            Some(cur) if cur != parked => return true,
+            None => return false,
+            Some(_) => {}
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(5));

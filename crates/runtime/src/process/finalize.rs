@@ -254,6 +254,8 @@ pub fn set_attributes(
 /// Switches user and capabilities, loads seccomp and executes the process. Returns only
 /// on failure.
 pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
+    // Before seccomp, which may forbid rt_sigaction: the program gets SIGPIPE's default.
+    sys::signal::default_sigpipe().ctx(|| "reset SIGPIPE".into())?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     let caps = p.capabilities().as_ref();
     if let Some(c) = caps {

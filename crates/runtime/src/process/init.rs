@@ -26,6 +26,8 @@ pub struct InitCtx<'a> {
     pub id: &'a str,
     /// The exec FIFO, opened read-write so opening never blocks.
     pub fifo: OwnedFd,
+    /// The container's state directory, where a failure after `start` is reported.
+    pub state_dir: OwnedFd,
     /// Connected `--console-socket`, when process.terminal is set.
     pub console: Option<OwnedFd>,
     /// Namespaces to join by path (user first), opened by the runtime.
@@ -54,7 +56,18 @@ pub fn run(ctx: InitCtx<'_>, mut ch: Channel) -> ! {
     };
     drop(ch);
     let Err(err) = wait_and_exec(&ctx, prepared);
-    eprintln!("berth-runtime: container {}: {err}", ctx.id);
+    let msg = format!("container {}: {err}", ctx.id);
+    eprintln!("berth-runtime: {msg}");
+    // For `start`, which waits for us to exec and reports this instead (runtime.md: a
+    // failing startContainer hook fails `start` and stops the container).
+    if let Ok(fd) = sys::resolve::open_in_root(
+        ctx.state_dir.as_fd(),
+        Path::new(crate::state::START_ERROR),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        0o600,
+    ) {
+        let _ = std::io::Write::write_all(&mut std::fs::File::from(fd), msg.as_bytes());
+    }
     std::process::exit(127);
 }
 
@@ -268,6 +281,9 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         );
     }
     let start_state = hook_state(ctx, own_pid, "created");
+    // Parked, we are the pid namespace's init: without handlers, `kill ID` (SIGTERM) of a
+    // created container would do nothing. Installed before we report "created".
+    sys::signal::exit_on_termination_signals().ctx(|| "signal handlers".into())?;
     ch.send(&Msg::Ready)?;
     Ok(Ready {
         prepared,
