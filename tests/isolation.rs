@@ -576,6 +576,29 @@ fn join_network_namespace_by_path() {
 }
 
 #[test]
+fn hostname_in_a_uts_namespace_joined_by_path() {
+    // runtime-tools' linux_ns_path joins every namespace by path with a hostname set.
+    let a = Bundle::new("utsa").args(&["sleep", "100"]);
+    let apid = a.create_start();
+    let uts = format!("/proc/{apid}/ns/uts");
+    let b = Bundle::new("utsb")
+        .with(|c| {
+            drop_namespace(c, "uts");
+            add_namespace(c, json!({ "type": "uts", "path": uts }));
+            c["hostname"] = json!("joined-uts");
+        })
+        .sh("readlink /proc/self/ns/uts; hostname");
+    let out = b.run();
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("{}\njoined-uts\n", ns_of(apid, "uts")),
+        "{out}"
+    );
+    a.force_delete_clean(Some(apid));
+}
+
+#[test]
 fn mount_destination_symlink_stays_in_rootfs() {
     let host = TempDir::new("symtarget");
     fs::write(host.join("marker"), "host\n").expect("write marker");

@@ -137,6 +137,24 @@ fn kill_all_kills_every_process_without_a_pid_namespace() {
 }
 
 #[test]
+fn kill_with_a_real_time_signal() {
+    // podman stops systemd images with SIGRTMIN+3 (37 with glibc).
+    let b = Bundle::new("killrt")
+        .sh("trap 'echo got-rt; exit 3' 37; echo ready; while :; do sleep 0.05; done");
+    let out = b.create();
+    out.ok();
+    let pid = b.pid();
+    b.start().ok();
+    poll(WAIT, || out.stdout_now().contains("ready").then_some(()))
+        .expect("the container never became ready");
+    b.kill("RTMIN+3").ok();
+    b.wait_status("stopped", WAIT);
+    assert!(out.stdout_now().contains("got-rt"), "{}", out.stdout_now());
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}
+
+#[test]
 fn delete_running_needs_force() {
     let b = Bundle::new("delrun").args(&["sleep", "100"]);
     let pid = b.create_start();

@@ -1,8 +1,9 @@
 //! The cgroupfs manager: one directory per hierarchy, written with plain file I/O.
 
 use crate::{poll, CgroupError, CgroupManager, CgroupMode, FreezerState, OomInfo};
-use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
+
+const SIGKILL: i32 = nix::sys::signal::Signal::SIGKILL as i32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -278,9 +279,9 @@ impl CgroupManager for FsManager {
         Ok(())
     }
 
-    fn kill_all(&self, sig: Signal) -> Result<(), CgroupError> {
+    fn kill_all(&self, sig: i32) -> Result<(), CgroupError> {
         if let Some(d) = self.v2() {
-            if sig == Signal::SIGKILL && d.join("cgroup.kill").exists() {
+            if sig == SIGKILL && d.join("cgroup.kill").exists() {
                 return write(d, "cgroup.kill", "1");
             }
         }
@@ -292,9 +293,9 @@ impl CgroupManager for FsManager {
             let _ = self.freeze(FreezerState::Frozen);
         }
         for pid in self.pids()? {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            let _ = sys::process::send_signal(pid, sig);
         }
-        if can_freeze && (!was_frozen || sig == Signal::SIGKILL) {
+        if can_freeze && (!was_frozen || sig == SIGKILL) {
             let _ = self.freeze(FreezerState::Thawed);
         }
         Ok(())

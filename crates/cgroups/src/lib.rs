@@ -13,7 +13,6 @@ mod resources;
 
 pub use mountinfo::{detect_mode, CgroupMode};
 
-use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -67,7 +66,7 @@ pub trait CgroupManager: std::fmt::Debug {
     /// Removes every directory (children first). Does not kill: see `kill_all`.
     fn destroy(&self) -> Result<(), CgroupError>;
     /// Signals every process (frozen first, so nothing forks away meanwhile).
-    fn kill_all(&self, sig: Signal) -> Result<(), CgroupError>;
+    fn kill_all(&self, sig: i32) -> Result<(), CgroupError>;
     /// The cgroup's directory per v1 controller name, and "" for the v2 directory.
     fn paths(&self) -> BTreeMap<String, PathBuf>;
     fn mode(&self) -> CgroupMode;

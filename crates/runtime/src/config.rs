@@ -170,12 +170,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "set but there is no user namespace",
         ));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !new_ns(LinuxNamespaceType::Uts) {
-        return Err(config_err("hostname", "requires a new uts namespace"));
+    // Set in the container's own uts namespace, new or joined by path (as runc does); never
+    // in the host's.
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(config_err("hostname", "requires a uts namespace"));
     }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !new_ns(LinuxNamespaceType::Uts)
-    {
-        return Err(config_err("domainname", "requires a new uts namespace"));
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(config_err("domainname", "requires a uts namespace"));
     }
     if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
         if !new_ns(LinuxNamespaceType::Time) {

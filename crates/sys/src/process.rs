@@ -184,3 +184,11 @@ pub fn set_scheduler(a: &SchedAttr) -> nix::Result<()> {
     let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw as *const RawSchedAttr, 0) };
     Errno::result(r).map(drop)
 }
+
+/// Sends signal number `sig` to `pid`. Unlike `nix::sys::signal::kill`, any number the
+/// kernel knows is accepted, real-time signals included (podman stops systemd images with
+/// SIGRTMIN+3).
+pub fn send_signal(pid: i32, sig: i32) -> nix::Result<()> {
+    // SAFETY: kill(2) takes two plain integers.
+    Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
+}

@@ -59,7 +59,7 @@ impl Drop for Cleanup<'_> {
             let _ = nix::sys::wait::waitpid(pid, None);
         }
         if let Some(cg) = &self.cgroup {
-            let _ = cg.kill_all(Signal::SIGKILL);
+            let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
         }
         let _ = self.store.remove(&self.id);

@@ -46,7 +46,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     // Whatever else lives in the cgroup (processes of exec, or children of a
     // shared pid namespace) goes too.
     if cg.pids().is_ok_and(|p| !p.is_empty()) {
-        let _ = cg.kill_all(Signal::SIGKILL);
+        let _ = cg.kill_all(libc::SIGKILL);
     }
     let hooks = st.config.hooks().as_ref();
     crate::hooks::run_all_warn(
