@@ -407,6 +407,26 @@ fn default_devices() {
 }
 
 #[test]
+fn default_devices_without_a_dev_mount() {
+    // No mount at /dev (nor under it): the default devices go into the image's /dev, as
+    // runc does, and masked paths (bound to /dev/null) still work.
+    let b = Bundle::new("nodevmount")
+        .with(|c| {
+            c["mounts"]
+                .as_array_mut()
+                .expect("mounts")
+                .retain(|m| !m["destination"].as_str().unwrap_or("").starts_with("/dev"));
+        })
+        .sh(
+            "stat -c '%F %t:%T' /dev/null /dev/zero; echo x > /dev/null && echo null-ok; \
+             head -c 3 /dev/zero | wc -c; cat /proc/kcore | wc -c",
+        );
+    b.run()
+        .ok()
+        .prints("character special file 1:3\ncharacter special file 1:5\nnull-ok\n3\n0\n");
+}
+
+#[test]
 fn extra_device_from_config() {
     let b = Bundle::new("extradev")
         .with(|c| {

@@ -156,10 +156,11 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     for (i, m) in mounts.iter().enumerate() {
         rootfs::mount_entry(&mctx, m, i)?;
     }
-    // Default devices only where the config gives the container its own /dev.
-    let own_dev = mounts.iter().any(|m| {
+    // The default devices and /dev links, unless /dev is a bind mount (runc's rule): in the
+    // config's own /dev mount, or else in the image's /dev directory.
+    let own_dev = !mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
-            && !rootfs::parse_options(m.options().as_deref().unwrap_or_default()).bind
+            && rootfs::parse_options(m.options().as_deref().unwrap_or_default()).bind
     });
     let userns = ctx.new_userns
         || linux
