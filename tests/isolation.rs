@@ -619,6 +619,37 @@ fn hostname_in_a_uts_namespace_joined_by_path() {
 }
 
 #[test]
+fn per_mount_propagation_is_kept() {
+    // An `rshared` bind stays shared inside the container; a `private` one has no peers.
+    let src = TempDir::new("propsrc");
+    let b = Bundle::new("propagation")
+        .mount(json!({
+            "destination": "/shr", "type": "bind", "source": src.path(),
+            "options": ["rbind", "rshared"]
+        }))
+        .mount(json!({
+            "destination": "/prv", "type": "bind", "source": src.path(),
+            "options": ["rbind", "private"]
+        }))
+        .sh("grep -E ' /(shr|prv) ' /proc/self/mountinfo");
+    let out = b.run();
+    out.ok();
+    let line = |dest: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some(dest))
+            .unwrap_or_else(|| panic!("no {dest} mount:\n{out}"))
+            .to_string()
+    };
+    assert!(line("/shr").contains(" shared:"), "{out}");
+    let prv = line("/prv");
+    assert!(
+        !prv.contains(" shared:") && !prv.contains(" master:"),
+        "{out}"
+    );
+}
+
+#[test]
 fn mount_destination_symlink_stays_in_rootfs() {
     let host = TempDir::new("symtarget");
     fs::write(host.join("marker"), "host\n").expect("write marker");

@@ -466,6 +466,14 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         .custom_flags(libc::O_DIRECTORY)
         .open(rootfs)
         .ctx(|| format!("open rootfs {}", rootfs.display()))?;
+    // The old root, to step onto after pivot_root: "." must name it (not the new root) when
+    // we make it a slave and detach it, or the container's own mounts lose the propagation
+    // their options asked for (runc does the same).
+    let old = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open("/")
+        .ctx(|| "open old root".into())?;
     nix::unistd::fchdir(new.as_raw_fd()).ctx(|| "chdir to rootfs".into())?;
     if no_pivot {
         mnt(
@@ -479,6 +487,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         nix::unistd::chroot(".").ctx(|| "chroot".into())?;
     } else {
         nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        nix::unistd::fchdir(old.as_raw_fd()).ctx(|| "chdir to old root".into())?;
         mnt(
             None::<&str>,
             Path::new("."),
