@@ -173,13 +173,10 @@ fn missing_bind_source_is_reported_every_time() {
     // the broken channel, every time.
     let mut b = Bundle::new("nobindsrc").args(&["true"]);
     b.edit(|c| {
-        c["mounts"]
-            .as_array_mut()
-            .expect("mounts")
-            .push(serde_json::json!({
-                "destination": "/x", "type": "bind", "source": "/nonexistent-berth-src",
-                "options": ["rbind"]
-            }))
+        c["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/x", "type": "bind", "source": "/nonexistent-berth-src",
+            "options": ["rbind"]
+        }))
     });
     for i in 0..8 {
         let id = format!("{}-{i}", b.id);
@@ -187,4 +184,23 @@ fn missing_bind_source_is_reported_every_time() {
         out.failed_mentioning(&["mounts[", "/nonexistent-berth-src"]);
         assert_no_leftovers(&b, &id, None);
     }
+}
+
+#[test]
+fn hook_with_relative_path_or_zero_timeout() {
+    let b = Bundle::new("badhookpath")
+        .args(&["true"])
+        .with(|c| c["hooks"] = json!({ "prestart": [{ "path": "bin/true" }] }));
+    assert_rejected(&b, &["hooks.prestart[0].path"]);
+    let b = Bundle::new("badhooktimeout")
+        .args(&["true"])
+        .with(|c| c["hooks"] = json!({ "poststop": [{ "path": "/bin/true", "timeout": 0 }] }));
+    assert_rejected(&b, &["hooks.poststop[0].timeout"]);
+}
+
+#[test]
+fn unknown_log_format_is_refused() {
+    let b = Bundle::new("logfmt").args(&["true"]);
+    b.rt(&["--log-format", "yaml", "list"])
+        .failed_mentioning(&["yaml"]);
 }

@@ -512,3 +512,28 @@ fn exec_detach_with_pid_file() {
         "exec'd process survived delete --force"
     );
 }
+
+#[test]
+fn session_keyring_of_its_own_unless_no_new_keyring() {
+    // runc's default: the container joins a new session keyring named `_ses.<id>`.
+    let keys = |id: &str| {
+        fs::read_to_string("/proc/keys")
+            .unwrap_or_default()
+            .contains(&format!("_ses.{id}"))
+    };
+    let b = Bundle::new("keyring").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    assert!(
+        keys(&b.id),
+        "no session keyring _ses.{} in /proc/keys",
+        b.id
+    );
+    b.force_delete_clean(Some(pid));
+
+    let id2 = format!("{}-nk", b.id);
+    b.track(&id2);
+    b.rt_files(&["create", "--no-new-keyring", "--bundle", &b.dir_str(), &id2])
+        .ok();
+    assert!(!keys(&id2), "--no-new-keyring made a keyring");
+    delete(&b, &id2, true).ok();
+}

@@ -276,6 +276,39 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
+    validate_hooks(spec)
+}
+
+/// config.md "POSIX-platform Hooks": `path` is absolute, `timeout` greater than zero.
+fn validate_hooks(spec: &Spec) -> Result<()> {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let kinds = [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+        ("poststart", h.poststart()),
+        ("poststop", h.poststop()),
+    ];
+    for (kind, list) in kinds {
+        for (i, hook) in list.iter().flatten().enumerate() {
+            if !hook.path().is_absolute() {
+                return Err(config_err(
+                    format!("hooks.{kind}[{i}].path"),
+                    format!("{} is not absolute", hook.path().display()),
+                ));
+            }
+            if let Some(t) = hook.timeout().filter(|t| *t <= 0) {
+                return Err(config_err(
+                    format!("hooks.{kind}[{i}].timeout"),
+                    format!("must be greater than zero, not {t}"),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

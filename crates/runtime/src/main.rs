@@ -19,7 +19,7 @@ struct Cli {
     #[arg(long, global = true)]
     log: Option<PathBuf>,
     /// Log format: text or json.
-    #[arg(long = "log-format", global = true, default_value = "text")]
+    #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
     #[arg(long, global = true)]
     debug: bool,
@@ -175,8 +175,8 @@ enum Cmd {
 }
 
 fn create_opts(c: &CreateArgs) -> CreateOpts {
-    let _ = c.no_new_keyring;
     CreateOpts {
+        no_new_keyring: c.no_new_keyring,
         id: c.id.clone(),
         bundle: c.bundle.clone(),
         pid_file: c.pid_file.clone(),

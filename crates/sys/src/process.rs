@@ -192,3 +192,17 @@ pub fn send_signal(pid: i32, sig: i32) -> nix::Result<()> {
     // SAFETY: kill(2) takes two plain integers.
     Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
 }
+
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+
+/// Joins a new session keyring named `name` (`keyctl(KEYCTL_JOIN_SESSION_KEYRING)`), so the
+/// container does not share the caller's session keyring and its keys (runc does the same
+/// unless `--no-new-keyring`).
+pub fn join_new_session_keyring(name: &str) -> nix::Result<()> {
+    let c = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: keyctl reads a NUL-terminated name that outlives the call.
+    Errno::result(unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr())
+    })
+    .map(drop)
+}

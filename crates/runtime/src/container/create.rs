@@ -29,6 +29,8 @@ pub struct CreateOpts {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
     /// `run` in the foreground: a terminal may be inherited instead of a console socket.
     pub foreground: bool,
 }
@@ -280,6 +282,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
                 cgroup_unified: unified,
                 no_pivot: o.no_pivot,
                 preserve_fds: o.preserve_fds,
+                no_new_keyring: o.no_new_keyring,
                 seccomp_listener,
             };
             init::run(ctx, child_ch)

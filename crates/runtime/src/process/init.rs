@@ -40,6 +40,7 @@ pub struct InitCtx<'a> {
     pub cgroup_unified: bool,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    pub no_new_keyring: bool,
     /// Connected `linux.seccomp.listenerPath`, when the profile notifies an agent.
     pub seccomp_listener: Option<OwnedFd>,
 }
@@ -121,6 +122,19 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     }
     if !ctx.unshare.is_empty() {
         nix::sched::unshare(ctx.unshare).ctx(|| "unshare namespaces".into())?;
+    }
+    // A session keyring of its own, in its user namespace (runc's default); kernels
+    // without keyrings have nothing to share.
+    if !ctx.no_new_keyring {
+        match sys::process::join_new_session_keyring(&format!("_ses.{}", ctx.id)) {
+            Ok(()) | Err(nix::errno::Errno::ENOSYS) => {}
+            Err(e) => {
+                return Err(crate::error::Error::Sys {
+                    what: "join a new session keyring".into(),
+                    source: e,
+                })
+            }
+        }
     }
     // A cgroup2 mount in a new cgroup namespace needs the namespace first; otherwise the
     // cgroup attach overlaps with building the rootfs.
