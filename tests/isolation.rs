@@ -576,6 +576,29 @@ fn user_namespace_run_as_root_inside() {
 }
 
 #[test]
+fn user_namespace_joined_by_path_with_a_new_pid_namespace() {
+    // The new pid (and mount, …) namespaces must belong to the joined user namespace, or
+    // mounting /proc fails: the runtime forks the init after joining, as runc does.
+    let a = Bundle::new("usera").with(userns).args(&["sleep", "100"]);
+    let apid = a.create_start();
+    let user = format!("/proc/{apid}/ns/user");
+    let b = Bundle::new("userb")
+        .with(|c| {
+            add_namespace(c, json!({ "type": "user", "path": user }));
+        })
+        .sh("echo $$; id -u; readlink /proc/self/ns/user; head -c 40 /proc/self/uid_map | tr -s ' '");
+    let out = b.run();
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[0], "1", "not pid 1 of a new pid namespace: {out}");
+    assert_eq!(lines[1], "0", "{out}");
+    assert_eq!(lines[2], ns_of(apid, "user"), "{out}");
+    assert_eq!(lines[3].trim(), "0 100000 65536", "{out}");
+    a.force_delete_clean(Some(apid));
+}
+
+#[test]
 fn join_network_namespace_by_path() {
     let a = Bundle::new("nsa").args(&["sleep", "100"]);
     let apid = a.create_start();

@@ -144,6 +144,10 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
             (_, Some(p)) => join.push((flag, open_ns(p, &field)?, field)),
             (LinuxNamespaceType::Cgroup, None) => new_cgroupns = true,
             (LinuxNamespaceType::Time, None) => new_time = true,
+            // A pid namespace belongs to the user namespace of its creator: with a user
+            // namespace joined by path, the child makes it after joining (and forks its
+            // init into it), as runc's nsexec does.
+            (LinuxNamespaceType::Pid, None) if user_joined => unshare |= flag,
             (LinuxNamespaceType::Pid, None) => clone_flags |= flag,
             (t, None) => {
                 if t == LinuxNamespaceType::User {
@@ -261,7 +265,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         }
         r => r.map(|r| (r, cgroup_dir.is_some())),
     };
-    let (into_cgroup, pid) = match cloned.ctx(|| "clone container process".into())? {
+    let (into_cgroup, mut pid) = match cloned.ctx(|| "clone container process".into())? {
         (sys::process::CloneResult::Child, _) => {
             drop(ch);
             // The init must not keep the container locked while it waits for `start`.
@@ -349,6 +353,14 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
                 ch.send(&Msg::HooksDone)?;
             }
             Some(Msg::Ready) => break,
+            Some(Msg::Pid(p)) => {
+                // The child forked the init into its new pid namespace (as our child, with
+                // CLONE_PARENT) and is done: from here on the init is the container.
+                let _ = nix::sys::wait::waitpid(pid, None);
+                pid = Pid::from_raw(p);
+                guard.child = Some(pid);
+                st.pid = p;
+            }
             Some(Msg::Failed(e)) => return Err(Error::Init(e)),
             Some(m) => {
                 return Err(Error::Init(format!(

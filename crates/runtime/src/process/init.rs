@@ -111,14 +111,22 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         .as_ref()
         .ok_or_else(|| crate::error::config_err("linux", "missing"))?;
     let process = crate::config::process(spec)?;
-    if ctx.new_userns {
+    let become_root = || -> Result<()> {
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .ctx(|| "become root in the user namespace (gid)".into())?;
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .ctx(|| "become root in the user namespace (uid)".into())?;
+            .ctx(|| "become root in the user namespace (uid)".into())
+    };
+    if ctx.new_userns {
+        become_root()?;
     }
     for (flag, fd, field) in &ctx.join {
         nix::sched::setns(fd, *flag).ctx(|| format!("{field}: setns"))?;
+        // Our host ids mean nothing in a joined user namespace: what we create (tmpfs
+        // entries, device nodes) must belong to its root.
+        if *flag == CloneFlags::CLONE_NEWUSER {
+            become_root()?;
+        }
     }
     if !ctx.unshare.is_empty() {
         nix::sched::unshare(ctx.unshare).ctx(|| "unshare namespaces".into())?;
@@ -142,6 +150,23 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     if ctx.new_cgroupns && ctx.cgroup_unified {
         join_cgroup(ctx, ch)?;
         joined = true;
+    }
+    if ctx.unshare.contains(CloneFlags::CLONE_NEWPID) {
+        // unshare(CLONE_NEWPID) applies to our children: fork the init into the new pid
+        // namespace, in our cgroup (so join it first), as the runtime's child.
+        if !joined {
+            join_cgroup(ctx, ch)?;
+            joined = true;
+        }
+        match sys::process::clone_process(libc::CLONE_PARENT, None)
+            .ctx(|| "fork the init into its pid namespace".into())?
+        {
+            sys::process::CloneResult::Child => {}
+            sys::process::CloneResult::Parent(child) => {
+                let _ = ch.send(&Msg::Pid(child.as_raw()));
+                std::process::exit(0);
+            }
+        }
     }
     // runtime.md "State": hooks in the container namespace see the pid as the container
     // sees it; the seccomp agent (in the runtime's) gets the host's.

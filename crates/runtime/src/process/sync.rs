@@ -24,6 +24,9 @@ pub enum Msg {
     Ready,
     /// Child → parent: setting up failed.
     Failed(String),
+    /// Child → parent: the container's init is this (host) pid: the child had to fork it
+    /// into a pid namespace it made after joining a user namespace.
+    Pid(i32),
 }
 
 /// One end of the channel.
@@ -51,6 +54,10 @@ impl Channel {
             Msg::RunHooks => buf.push(b'H'),
             Msg::HooksDone => buf.push(b'h'),
             Msg::Ready => buf.push(b'R'),
+            Msg::Pid(p) => {
+                buf.push(b'P');
+                buf.extend_from_slice(p.to_string().as_bytes());
+            }
             Msg::Failed(s) => {
                 buf.push(b'E');
                 buf.extend_from_slice(&s.as_bytes()[..s.len().min(4000)]);
@@ -122,6 +129,12 @@ impl Channel {
             b'h' => Msg::HooksDone,
             b'R' => Msg::Ready,
             b'E' => Msg::Failed(String::from_utf8_lossy(&buf[1..n]).into_owned()),
+            b'P' => Msg::Pid(
+                std::str::from_utf8(&buf[1..n])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| Error::Init("bad pid from container process".into()))?,
+            ),
             t => {
                 return Err(Error::Init(format!(
                     "unexpected message {t:#x} from container process"
