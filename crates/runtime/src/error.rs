@@ -88,3 +88,18 @@ pub fn config_err(field: impl Into<String>, msg: impl Into<String>) -> Error {
         msg: msg.into(),
     }
 }
+
+impl Error {
+    /// A config error re-attributed to the document it came from (an `exec --process`
+    /// file, or the exec command line), not config.json.
+    pub fn in_file(self, name: &str) -> Error {
+        match self {
+            Error::Config { field, msg, .. } => Error::Config {
+                file: name.into(),
+                field,
+                msg,
+            },
+            e => e,
+        }
+    }
+}

@@ -193,6 +193,7 @@ fn print_json(v: &serde_json::Value) {
 
 fn run(cli: Cli) -> Result<i32> {
     let store = Store::new(&cli.root);
+    log::debug(&format!("root {}: {:?}", cli.root.display(), cli.cmd));
     match cli.cmd {
         Cmd::Create(c) => {
             container::create::create(&store, &create_opts(&c))?;

@@ -37,8 +37,9 @@ pub struct ExecOpts {
 fn build_process(st: &state::State, o: &ExecOpts) -> Result<Process> {
     if let Some(f) = &o.process_file {
         let bytes = std::fs::read(f).ctx(|| format!("read {}", f.display()))?;
-        let p: Process = parse_json(&f.display().to_string(), &bytes)?;
-        validate_process(&p, "process")?;
+        let name = f.display().to_string();
+        let p: Process = parse_json(&name, &bytes)?;
+        validate_process(&p, "process").map_err(|e| e.in_file(&name))?;
         return Ok(p);
     }
     let mut p = st.config.process().clone().unwrap_or_default();
@@ -96,7 +97,7 @@ fn build_process(st: &state::State, o: &ExecOpts) -> Result<Process> {
         p.set_no_new_privileges(Some(true));
     }
     p.set_terminal(Some(o.tty));
-    validate_process(&p, "process")?;
+    validate_process(&p, "process").map_err(|e| e.in_file("exec"))?;
     Ok(p)
 }
 
