@@ -673,6 +673,39 @@ fn per_mount_propagation_is_kept() {
 }
 
 #[test]
+fn no_pivot_moves_and_chroots_into_the_rootfs() {
+    // --no-pivot (MS_MOVE + chroot, for ramdisk roots): the container still sees only its
+    // rootfs at /.
+    let b = Bundle::new("nopivot");
+    let host_dir = b.dir_str();
+    let b = b.sh(&format!(
+        "cat /etc/hostname; ls /probe-nopivot; ls {host_dir} 2>&1 | head -1"
+    ));
+    fs::write(b.rootfs().join("probe-nopivot"), "x").expect("write probe");
+    let out = b.rt(&["run", "--no-pivot", "--bundle", &b.dir_str(), &b.id]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.get(1), Some(&"/probe-nopivot"), "{out}");
+    assert!(
+        out.stdout.contains("No such file or directory"),
+        "the host's bundle directory is visible:\n{out}"
+    );
+}
+
+#[test]
+fn rootfs_propagation_shared() {
+    let b = Bundle::new("rootprop")
+        .with(|c| c["linux"]["rootfsPropagation"] = json!("shared"))
+        .sh("grep -E '^[0-9]+ [0-9]+ [^ ]+ [^ ]+ / ' /proc/self/mountinfo");
+    let out = b.run();
+    out.ok();
+    assert!(
+        out.stdout.contains(" shared:"),
+        "root is not shared:\n{out}"
+    );
+}
+
+#[test]
 fn mount_destination_symlink_stays_in_rootfs() {
     let host = TempDir::new("symtarget");
     fs::write(host.join("marker"), "host\n").expect("write marker");

@@ -537,3 +537,76 @@ fn session_keyring_of_its_own_unless_no_new_keyring() {
     assert!(!keys(&id2), "--no-new-keyring made a keyring");
     delete(&b, &id2, true).ok();
 }
+
+/// Accepts one connection on `listener` and receives the descriptor sent over it
+/// (SCM_RIGHTS), as podman/conmon do with `--console-socket`. The caller closes it.
+fn receive_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd::RawFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let (conn, _) = listener.accept().expect("accept console socket");
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg on console socket");
+    for c in msg.cmsgs().expect("control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                return *fd;
+            }
+        }
+    }
+    panic!("no descriptor received on the console socket");
+}
+
+#[test]
+fn console_socket_gets_the_pty_master() {
+    // process.terminal with --console-socket: the runtime sends the pty master over the
+    // socket; the container's stdio is the slave, a terminal.
+    let sock_dir = TempDir::new("console");
+    let sock = sock_dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind console socket");
+    let b = Bundle::new("console")
+        .with(|c| c["process"]["terminal"] = json!(true))
+        .sh("[ -t 0 ] && [ -t 1 ] && echo is-a-tty; tty; stty size");
+    b.track(&b.id);
+    let cmd = b.command(&[
+        "create",
+        "--console-socket",
+        &sock.to_string_lossy(),
+        "--bundle",
+        &b.dir_str(),
+        &b.id,
+    ]);
+    let io = b.dir().join("io");
+    let create = std::thread::scope(|s| {
+        let h = s.spawn(move || capture(cmd, Capture::Files(io), CMD_TIMEOUT));
+        let master = receive_console(&listener);
+        (h.join().expect("create thread"), master)
+    });
+    let (out, master) = create;
+    out.ok();
+    let pid = b.pid();
+    b.start().ok();
+    let mut text = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        match nix::unistd::read(master, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = nix::unistd::close(master);
+    let text = String::from_utf8_lossy(&text).replace('\r', "");
+    assert!(text.contains("is-a-tty\n"), "{text:?}");
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    b.wait_status("stopped", WAIT);
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}

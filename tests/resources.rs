@@ -52,6 +52,23 @@ fn memory_limit_in_cgroup_and_oom_counted() {
 }
 
 #[test]
+fn memory_reservation_and_swappiness() {
+    let b = Bundle::new("memres")
+        .resources(
+            "memory",
+            json!({ "limit": 64 * MIB, "reservation": 16 * MIB, "swappiness": 10 }),
+        )
+        .args(&["sleep", "100"]);
+    let pid = b.create_start();
+    assert_eq!(
+        b.cgroup_file("memory", "memory.soft_limit_in_bytes"),
+        (16 * MIB).to_string()
+    );
+    assert_eq!(b.cgroup_file("memory", "memory.swappiness"), "10");
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
 fn pids_limit() {
     let b = Bundle::new("pids")
         .resources("pids", json!({ "limit": 20 }))
