@@ -440,6 +440,42 @@ fn extra_device_from_config() {
         .prints("character special file 1:3 666 0\nwritten\n");
 }
 
+#[test]
+fn devices_of_every_type_from_config() {
+    // runtime-tools' linux_devices: a character device, a block device and a fifo.
+    let b = Bundle::new("devtypes")
+        .with(|c| {
+            c["linux"]["devices"] = json!([
+                { "path": "/dev/test-c", "type": "c", "major": 10, "minor": 666, "fileMode": 0o600 },
+                { "path": "/dev/test-b", "type": "b", "major": 8, "minor": 666, "fileMode": 0o600 },
+                { "path": "/dev/test-p", "type": "p", "major": 0, "minor": 0, "fileMode": 0o600 }
+            ]);
+        })
+        .sh("stat -c '%n %F %t:%T %a' /dev/test-c /dev/test-b /dev/test-p");
+    b.run().ok().prints(
+        "/dev/test-c character special file a:29a 600\n\
+         /dev/test-b block special file 8:29a 600\n\
+         /dev/test-p fifo 0:0 600\n",
+    );
+}
+
+#[test]
+fn apparmor_profile_applied_or_refused_by_name() {
+    let enabled = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.starts_with('Y'));
+    let b = Bundle::new("apparmor")
+        .with(|c| c["process"]["apparmorProfile"] = json!("unconfined"))
+        .sh("cat /proc/self/attr/current");
+    let out = b.run();
+    if enabled {
+        out.ok();
+        assert!(out.stdout.contains("unconfined"), "{out}");
+    } else {
+        out.failed_mentioning(&["process.apparmorProfile", "not enabled"]);
+        assert_no_leftovers(&b, &b.id, None);
+    }
+}
+
 /// A character device the host itself can open (so that a denial inside the container is
 /// the device cgroup's doing): /dev/vcs (7:0) or /dev/hwrng (10:183).
 fn host_openable_char_device() -> (&'static str, u32, u32) {

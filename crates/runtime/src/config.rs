@@ -276,6 +276,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
+        && !crate::process::lsm::selinux_enabled()
+    {
+        return Err(config_err(
+            "linux.mountLabel",
+            "SELinux is not enabled on this host",
+        ));
+    }
     validate_hooks(spec)
 }
 
@@ -323,6 +331,11 @@ pub fn validate_process(p: &Process, field: &str) -> Result<()> {
             ))
         }
     }
+    crate::process::lsm::validate(
+        p.apparmor_profile().as_deref(),
+        p.selinux_label().as_deref(),
+        field,
+    )?;
     if !p.cwd().is_absolute() {
         return Err(config_err(
             format!("{field}.cwd"),

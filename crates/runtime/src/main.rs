@@ -229,7 +229,6 @@ fn run(cli: Cli) -> Result<i32> {
             id,
             command,
         } => {
-            let _ = (process_label, apparmor);
             exe_guard::ensure()?;
             let o = ExecOpts {
                 id,
@@ -246,6 +245,8 @@ fn run(cli: Cli) -> Result<i32> {
                 caps: cap,
                 no_new_privs,
                 preserve_fds,
+                apparmor,
+                process_label,
             };
             return container::exec::exec(&store, &o);
         }

@@ -32,6 +32,10 @@ pub struct ExecOpts {
     pub caps: Vec<String>,
     pub no_new_privs: bool,
     pub preserve_fds: i32,
+    /// `--apparmor`: the AppArmor profile of the new process.
+    pub apparmor: Option<String>,
+    /// `--process-label`: its SELinux label.
+    pub process_label: Option<String>,
 }
 
 fn build_process(st: &state::State, o: &ExecOpts) -> Result<Process> {
@@ -92,6 +96,12 @@ fn build_process(st: &state::State, o: &ExecOpts) -> Result<Process> {
         caps.set_effective(add(caps.effective()));
         caps.set_permitted(add(caps.permitted()));
         p.set_capabilities(Some(caps));
+    }
+    if let Some(a) = &o.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = &o.process_label {
+        p.set_selinux_label(Some(l.clone()));
     }
     if o.no_new_privs {
         p.set_no_new_privileges(Some(true));

@@ -69,7 +69,14 @@ pub fn effective_resources(spec: &Spec) -> Option<LinuxResources> {
         devs.push(rule(true, LinuxDeviceType::C, Some(ma), mi));
     }
     for d in linux.devices().iter().flatten() {
-        devs.push(rule(true, d.typ(), Some(d.major()), Some(d.minor())));
+        // A fifo needs no device rule (and devices.allow refuses `p`); `u` is a character
+        // device.
+        let typ = match d.typ() {
+            LinuxDeviceType::P => continue,
+            LinuxDeviceType::U => LinuxDeviceType::C,
+            t => t,
+        };
+        devs.push(rule(true, typ, Some(d.major()), Some(d.minor())));
     }
     r.set_devices(Some(devs));
     Some(r)

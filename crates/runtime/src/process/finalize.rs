@@ -256,6 +256,10 @@ pub fn set_attributes(
 pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
     // Before seccomp, which may forbid rt_sigaction: the program gets SIGPIPE's default.
     sys::signal::default_sigpipe().ctx(|| "reset SIGPIPE".into())?;
+    super::lsm::apply(
+        p.apparmor_profile().as_deref(),
+        p.selinux_label().as_deref(),
+    )?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     let caps = p.capabilities().as_ref();
     if let Some(c) = caps {

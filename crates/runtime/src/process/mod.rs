@@ -4,6 +4,7 @@
 pub mod devices;
 pub mod finalize;
 pub mod init;
+pub mod lsm;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sync;
