@@ -217,6 +217,36 @@ fn capabilities_exact_masks_and_chown() {
 }
 
 #[test]
+fn every_capability_asked_gives_what_the_host_can_give() {
+    // SetupPrivileged-style configs list every capability, including ones this kernel or
+    // this host's bounding set lacks: the container gets what can be had, no capset EPERM.
+    let host_bnd = proc_status_field(std::process::id() as i32, "CapBnd");
+    let b = Bundle::new("allcaps");
+    let features = b.rt(&["features"]);
+    features.ok();
+    let all = serde_json::from_str::<Value>(&features.stdout).expect("features JSON")["linux"]
+        ["capabilities"]
+        .clone();
+    assert!(all.as_array().is_some_and(|a| a.len() >= 38), "{features}");
+    let b = b
+        .with(|c| {
+            for set in [
+                "bounding",
+                "effective",
+                "permitted",
+                "inheritable",
+                "ambient",
+            ] {
+                c["process"]["capabilities"][set] = all.clone();
+            }
+        })
+        .sh("grep -E '^Cap(Eff|Bnd)' /proc/self/status | cut -f2");
+    let out = b.run();
+    out.ok();
+    assert_eq!(out.stdout, format!("{host_bnd}\n{host_bnd}\n"), "{out}");
+}
+
+#[test]
 fn ambient_and_inheritable_capabilities_for_a_non_root_user() {
     let set = ["CAP_NET_BIND_SERVICE", "CAP_KILL"];
     let b = Bundle::new("ambient")

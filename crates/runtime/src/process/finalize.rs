@@ -153,11 +153,23 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
     Ok(())
 }
 
+/// The capabilities of a config set that this kernel knows: a profile written for a newer
+/// kernel (or "all capabilities") must not fail capset with EPERM, as crun does.
 fn capset(set: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
+    let known = caps::runtime::thread_all_supported();
     set.iter()
         .flatten()
         .filter_map(|c| Capability::from_str(&serde_name(c)).ok())
+        .filter(|c| known.contains(c))
         .collect()
+}
+
+/// A config set limited to `held`, the bounding set left after the config's was applied:
+/// the process cannot gain a capability outside it, so asking for one (a host whose own
+/// bounding set lacks it, as in a nested container) leaves it out instead of failing
+/// capset with EPERM.
+fn capset_within(set: &Option<oci_spec::runtime::Capabilities>, held: &CapsHashSet) -> CapsHashSet {
+    capset(set).intersection(held).copied().collect()
 }
 
 fn cpu_list(s: &str, field: &str) -> Result<nix::sched::CpuSet> {
@@ -301,14 +313,29 @@ pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
             }
         };
         // Effective must stay a subset of permitted at every step: shrink it first.
-        caps::set(None, CapSet::Effective, &capset(c.effective())).map_err(cap_err("effective"))?;
-        caps::set(None, CapSet::Permitted, &capset(c.permitted())).map_err(cap_err("permitted"))?;
-        caps::set(None, CapSet::Inheritable, &capset(c.inheritable()))
-            .map_err(cap_err("inheritable"))?;
+        let held = caps::read(None, CapSet::Bounding).unwrap_or_else(|_| caps::all());
+        caps::set(
+            None,
+            CapSet::Effective,
+            &capset_within(c.effective(), &held),
+        )
+        .map_err(cap_err("effective"))?;
+        caps::set(
+            None,
+            CapSet::Permitted,
+            &capset_within(c.permitted(), &held),
+        )
+        .map_err(cap_err("permitted"))?;
+        caps::set(
+            None,
+            CapSet::Inheritable,
+            &capset_within(c.inheritable(), &held),
+        )
+        .map_err(cap_err("inheritable"))?;
         // An ambient capability needs to be permitted and inheritable; like runc, skip
         // the ones that are not rather than fail.
         let _ = caps::clear(None, CapSet::Ambient);
-        for cap in capset(c.ambient()) {
+        for cap in capset_within(c.ambient(), &held) {
             let _ = caps::raise(None, CapSet::Ambient, cap);
         }
         let _ = nix::sys::prctl::set_keepcaps(false);
