@@ -14,10 +14,9 @@ pub fn human_size(bytes: u64) -> String {
     if i == 0 {
         format!("{bytes}B")
     } else {
-        format!("{v:.3}{}", units[i])
-            .replace(".000", "")
-            .trim_end_matches('0')
-            .to_string()
+        let n = format!("{v:.3}");
+        let n = n.trim_end_matches('0').trim_end_matches('.');
+        format!("{n}{}", units[i])
     }
 }
 
