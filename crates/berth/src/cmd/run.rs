@@ -121,6 +121,9 @@ impl Drop for Cleanup {
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<i32> {
+    // From here on SIGINT/SIGTERM wait (and are forwarded to the container once it runs),
+    // so an interrupted run still unmounts and cleans up.
+    runtime::container::block_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = g.store()?;
     let img = store.resolve(&a.image)?;
     let id = a.name.clone().unwrap_or_else(random_id);
@@ -172,10 +175,10 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     Ok(code)
 }
 
-/// `berth-runtime --root RUNROOT/runtime run --bundle DIR ID`, forwarding signals.
+/// `berth-runtime --root RUNROOT/runtime run --bundle DIR ID`, forwarding signals (which
+/// the caller has blocked).
 fn run_runtime(runroot: &Path, bundle: &Path, id: &str) -> Result<i32> {
     let rt = runtime_bin()?;
-    runtime::container::block_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
     // std resets the signal mask of the child before exec.
     let child = Command::new(&rt)
         .arg("--root")
