@@ -498,3 +498,29 @@ fn run_with_a_terminal() {
     let o = capture(script, Capture::Pipes, BERTH_TIMEOUT);
     o.code_is(4).says("/dev/pts/0").says("33 91");
 }
+
+/// Two runs of a fresh image at once: both unpack into temporary directories, one rename
+/// wins, both run, one snapshot remains.
+#[test]
+fn concurrent_first_runs_share_one_snapshot() {
+    let s = Store::new("race");
+    s.import_busybox("busybox");
+    let spawn = || {
+        s.command(&["run", "--rm", "busybox", "cat", "/etc/motd"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn berth run")
+    };
+    let (a, b) = (spawn(), spawn());
+    for c in [a, b] {
+        let o = c.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "hello from busybox\n");
+    }
+    let snaps: Vec<String> = s
+        .snapshot_dirs()
+        .into_iter()
+        .filter(|d| d != "empty")
+        .collect();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+}
