@@ -120,6 +120,16 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<
     Errno::result(r).map(drop)
 }
 
+/// Restores the default SIGPIPE disposition (Rust ignores it), so that a command line tool
+/// whose output pipe closes (`berth images | head`) ends quietly as C tools do.
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL is a valid disposition and no handler code is involved; called at
+    // start-up before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The terminal window size on `fd`: `(rows, cols)`.
 pub fn window_size(fd: BorrowedFd<'_>) -> nix::Result<(u16, u16)> {
     let mut ws = libc::winsize {
