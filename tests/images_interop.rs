@@ -165,6 +165,22 @@ fn exported_layout_accepted_by_skopeo_and_umoci() {
     capture(u, Capture::Pipes, PODMAN_TIMEOUT)
         .ok()
         .says("berth import");
+    // The docker-archive too.
+    let dout = s.dir.join("lay-docker.tar");
+    s.berth(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        &dout.to_string_lossy(),
+        "lay:1",
+    ])
+    .ok();
+    let mut c = Command::new("skopeo");
+    c.args(["inspect", &format!("docker-archive:{}", dout.display())]);
+    capture(c, Capture::Pipes, PODMAN_TIMEOUT)
+        .ok()
+        .says("\"Os\": \"linux\"");
     // And berth loads the layout directory back.
     let b = Store::new("layout-back");
     b.berth(&["load", "-i", &dir.to_string_lossy()]).ok();
