@@ -222,6 +222,21 @@ fn save_load_roundtrip_both_formats() {
             .ok()
             .says("hello from busybox");
         b.assert_blobs_verify();
+        // From standard input too, as `docker load < FILE`.
+        let c = Store::new("save-c");
+        let o = c
+            .command(&["load"])
+            .stdin(fs::File::open(&out).expect("open archive"))
+            .output()
+            .expect("berth load");
+        assert!(o.status.success(), "berth load < {}: {o:?}", out.display());
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "Loaded image: box:latest\n"
+        );
+        c.berth(&["run", "--rm", "box", "cat", "/etc/motd"])
+            .ok()
+            .says("hello from busybox");
     }
 }
 
