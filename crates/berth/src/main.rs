@@ -5,26 +5,99 @@
 mod cmd;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
     version,
-    about = "berth: run isolated workloads (containers today; images, registry, functions and microVMs as they land)"
+    about = "berth: run isolated workloads (containers and images today; registry, functions and microVMs as they land)"
 )]
 struct Cli {
+    /// Where images, layers and containers are stored.
+    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    root: PathBuf,
+    /// Where runtime state lives (tmpfs).
+    #[arg(long, global = true, default_value = "/run/berth")]
+    runroot: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Paths every command gets.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+}
+
+impl Globals {
+    /// Opens the image store at `--root`.
+    pub fn store(&self) -> anyhow::Result<image::ImageStore> {
+        image::ImageStore::open(&self.root)
+            .map_err(|e| anyhow::anyhow!("open the store at {}: {e}", self.root.display()))
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Make an OCI bundle from a static busybox, ready for `berth-runtime run`.
     Bundle(cmd::bundle::Args),
+    /// Run a command in a new container from an image, in the foreground.
+    Run(Box<cmd::run::Args>),
+    /// Load images from an oci-archive, an OCI layout directory or a docker-archive.
+    Load(cmd::load::Args),
+    /// Save images to an oci-archive or a docker-archive.
+    Save(cmd::save::Args),
+    /// Make an image of one layer from a root filesystem tarball.
+    Import(cmd::import::Args),
+    /// List images.
+    Images(cmd::images::Args),
+    /// Give an image another name.
+    Tag(cmd::tag::Args),
+    /// Remove images (by name, ID or digest).
+    Rmi(cmd::rmi::Args),
+    /// Show an image's manifest and configuration.
+    Inspect(cmd::inspect::Args),
+    /// Show an image's history.
+    History(cmd::history::Args),
+    /// Manage images (`berth image prune`, `berth image ls`).
+    Image(cmd::image::Args),
+    /// System information (`berth system df`).
+    System(cmd::system::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
-        Cmd::Bundle(a) => cmd::bundle::run(a),
+fn main() {
+    let cli = Cli::parse();
+    // Listing commands end quietly when their reader goes away; `run` keeps SIGPIPE
+    // ignored so that it always gets to clean up.
+    if !matches!(cli.cmd, Cmd::Run(_)) {
+        let _ = sys::signal::default_sigpipe();
+    }
+    let g = Globals {
+        root: cli.root,
+        runroot: cli.runroot,
+    };
+    let r = match cli.cmd {
+        Cmd::Bundle(a) => cmd::bundle::run(a).map(|()| 0),
+        Cmd::Run(a) => cmd::run::run(&g, *a),
+        Cmd::Load(a) => cmd::load::run(&g, a).map(|()| 0),
+        Cmd::Save(a) => cmd::save::run(&g, a).map(|()| 0),
+        Cmd::Import(a) => cmd::import::run(&g, a).map(|()| 0),
+        Cmd::Images(a) => cmd::images::run(&g, a).map(|()| 0),
+        Cmd::Tag(a) => cmd::tag::run(&g, a).map(|()| 0),
+        Cmd::Rmi(a) => cmd::rmi::run(&g, a).map(|()| 0),
+        Cmd::Inspect(a) => cmd::inspect::run(&g, a).map(|()| 0),
+        Cmd::History(a) => cmd::history::run(&g, a).map(|()| 0),
+        Cmd::Image(a) => cmd::image::run(&g, a).map(|()| 0),
+        Cmd::System(a) => cmd::system::run(&g, a).map(|()| 0),
+    };
+    match r {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            // 125 is what docker and podman return when the engine itself fails.
+            std::process::exit(125);
+        }
     }
 }
