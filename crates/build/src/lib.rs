@@ -1,0 +1,14 @@
+//! berth's image builder: a Containerfile (Dockerfile) parser and a builder that turns each
+//! filesystem step (RUN, COPY, ADD) into a reproducible OCI layer and reuses every step
+//! whose inputs did not change.
+//!
+//! Invariants: paths from a Containerfile or a build context are hostile — a COPY never
+//! reads outside the context (sources are resolved lexically under it and symlinks are not
+//! followed out) and never writes outside the image's root (`openat2(RESOLVE_IN_ROOT)`); a
+//! RUN runs under `berth-runtime` in its own empty network namespace; the same inputs give
+//! the same layer digests; a cache entry becomes visible only once complete (rename).
+#![forbid(unsafe_code)]
+
+pub mod diff;
+pub mod parse;
+pub mod words;
