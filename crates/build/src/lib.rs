@@ -9,6 +9,8 @@
 //! the same layer digests; a cache entry becomes visible only once complete (rename).
 #![forbid(unsafe_code)]
 
+pub mod context;
 pub mod diff;
+pub mod fsroot;
 pub mod parse;
 pub mod words;
