@@ -132,6 +132,11 @@ pub struct Item {
     pub dest: PathBuf,
     pub kind: Kind,
     pub mode: u32,
+    /// Named by a source itself (not found inside a source directory): ADD extracts it
+    /// if it is an archive.
+    pub top: bool,
+    /// For a top item: `dest` is `<destination dir>/<name>` (else it is the destination).
+    pub dest_is_dir: bool,
 }
 
 /// Where sources come from: the context directory (with its ignore rules) or the root of
@@ -239,6 +244,8 @@ impl SourceRoot {
                     dest: to,
                     kind: Kind::File,
                     mode: md.mode() & 0o7777,
+                    top: true,
+                    dest_is_dir: dir_mode,
                 });
             }
         }
@@ -267,6 +274,8 @@ impl SourceRoot {
                     dest: to.clone(),
                     kind: Kind::Dir,
                     mode,
+                    top: false,
+                    dest_is_dir: false,
                 });
                 self.walk(&src, &to, items)?;
             } else if md.file_type().is_symlink() {
@@ -276,6 +285,8 @@ impl SourceRoot {
                     dest: to,
                     kind: Kind::Symlink(target),
                     mode,
+                    top: false,
+                    dest_is_dir: false,
                 });
             } else if md.is_file() {
                 items.push(Item {
@@ -283,6 +294,8 @@ impl SourceRoot {
                     dest: to,
                     kind: Kind::File,
                     mode,
+                    top: false,
+                    dest_is_dir: false,
                 });
             }
             // Devices, fifos and sockets in a context are not copied (as Docker does).

@@ -169,6 +169,13 @@ impl Root {
         Ok(n)
     }
 
+    /// Opens regular file `rel` for reading (symlinks followed inside the root).
+    pub fn read_file(&self, rel: &Path) -> Result<File, RootError> {
+        let rel = clean(rel);
+        let fd = self.resolve(&rel, libc::O_RDONLY).map_err(at(&rel))?;
+        Ok(File::from(fd))
+    }
+
     /// Creates a symlink at `rel` pointing to `target` (which is not checked: it is
     /// resolved inside the container at run time).
     pub fn symlink(&self, rel: &Path, target: &Path, owner: Owner) -> Result<(), RootError> {

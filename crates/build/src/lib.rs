@@ -9,8 +9,17 @@
 //! the same layer digests; a cache entry becomes visible only once complete (rename).
 #![forbid(unsafe_code)]
 
+pub mod backend;
+mod builder;
+pub mod cache;
+pub mod config;
 pub mod context;
 pub mod diff;
 pub mod fsroot;
 pub mod parse;
+pub mod run;
+pub mod steps;
 pub mod words;
+
+pub use backend::{Backend, BackendError, BaseImage, LayerRef, LAYER_TAR};
+pub use builder::{build, human, BuildError, Options, Report, StepError, StepReport};

@@ -1,0 +1,131 @@
+//! The build cache: a step's key is a hash of its parent's key (so a change at step k
+//! changes every key after it), the instruction as substituted, its inputs (the content
+//! hash of COPY/ADD sources) and the build args in scope. A filesystem step's key maps to
+//! the layer it made.
+//!
+//! Entries are files `<dir>/<key>` written to a temporary name, fsync'd and renamed: a
+//! crash leaves either no entry or a complete one, and an entry is only written after its
+//! layer is stored.
+
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::backend::LayerRef;
+
+/// A cache key (hex sha256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key(pub String);
+
+impl Key {
+    /// The key of a stage's start: what it is built on (an image id, `scratch`, or another
+    /// stage's last key).
+    pub fn base(what: &str) -> Key {
+        Key::hash(&[b"base", what.as_bytes()])
+    }
+
+    /// The key of a step after `self`.
+    pub fn step(&self, instruction: &str, inputs: &str, args: &[(String, String)]) -> Key {
+        let mut parts: Vec<Vec<u8>> = vec![
+            self.0.as_bytes().to_vec(),
+            instruction.as_bytes().to_vec(),
+            inputs.as_bytes().to_vec(),
+        ];
+        let mut args: Vec<_> = args.to_vec();
+        args.sort();
+        args.dedup_by(|a, b| a.0 == b.0);
+        for (k, v) in args {
+            parts.push(format!("{k}={v}").into_bytes());
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        Key::hash(&refs)
+    }
+
+    fn hash(parts: &[&[u8]]) -> Key {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        Key(format!("{:x}", h.finalize()))
+    }
+}
+
+/// A cache error naming the entry.
+#[derive(Debug, thiserror::Error)]
+#[error("build cache entry {path}")]
+pub struct CacheError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> Result<Cache, CacheError> {
+        fs::create_dir_all(dir).map_err(|source| CacheError {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The layer of `key`, if cached (an unreadable or malformed entry is a miss).
+    pub fn get(&self, key: &Key) -> Option<LayerRef> {
+        let text = fs::read_to_string(self.dir.join(&key.0)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(LayerRef::built(
+            v["digest"].as_str()?.to_string(),
+            v["size"].as_u64()?,
+        ))
+    }
+
+    /// Records `key` → `layer` (atomically).
+    pub fn put(&self, key: &Key, layer: &LayerRef) -> Result<(), CacheError> {
+        let path = self.dir.join(&key.0);
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{}-{}", std::process::id(), key.0));
+        let err = |source| CacheError {
+            path: path.clone(),
+            source,
+        };
+        let body = serde_json::json!({"digest": layer.digest, "size": layer.size}).to_string();
+        let mut f = File::create(&tmp).map_err(err)?;
+        f.write_all(body.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        fs::rename(&tmp, &path).map_err(err)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_chain_and_entries_round_trip() {
+        let a = Key::base("scratch");
+        let b = a.step("COPY a /a", "h1", &[]);
+        assert_ne!(b, a.step("COPY a /a", "h2", &[]));
+        assert_ne!(b, a.step("COPY a /a", "h1", &[("X".into(), "1".into())]));
+        assert_eq!(b, Key::base("scratch").step("COPY a /a", "h1", &[]));
+        let d = std::env::temp_dir().join(format!("berth-cache-{}", std::process::id()));
+        let c = Cache::open(&d).expect("open");
+        assert_eq!(c.get(&b), None);
+        let l = LayerRef::built("sha256:00".into(), 3);
+        c.put(&b, &l).expect("put");
+        assert_eq!(c.get(&b), Some(l));
+        let _ = fs::remove_dir_all(&d);
+    }
+}
