@@ -15,6 +15,7 @@ struct OpenHow {
 }
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_BENEATH: u64 = 0x08;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// Opens `path` as if `root` were `/`: absolute symlinks and `..` stay inside `root`.
@@ -25,6 +26,41 @@ pub fn open_in_root(
     flags: i32,
     mode: u32,
 ) -> nix::Result<OwnedFd> {
+    openat2(
+        root,
+        path,
+        flags,
+        mode,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Opens `path` relative to `root`, refusing (`EXDEV`) any resolution that would leave
+/// `root`: a `..` above it, an absolute path or an absolute or escaping symlink anywhere on
+/// the way. Used where an escape attempt must be reported rather than re-rooted (layer
+/// unpacking).
+pub fn open_beneath(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+) -> nix::Result<OwnedFd> {
+    openat2(
+        root,
+        path,
+        flags,
+        mode,
+        RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+fn openat2(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> nix::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
@@ -33,7 +69,7 @@ pub fn open_in_root(
         } else {
             0
         },
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     // SAFETY: `c` is a NUL-terminated string and `how` a valid open_how; both outlive the
     // call and its size is passed exactly.
