@@ -45,13 +45,13 @@ pub trait Backend {
     /// The local image `reference` names (`name[:tag]`, `name@digest`, an id), if any.
     fn image(&self, reference: &str) -> Result<Option<BaseImage>, BackendError>;
 
-    /// The unpacked directories (overlay lower dirs, bottom first) of the layers with these
-    /// diffIDs (the image's whole chain, bottom first); unpacks what is missing.
-    fn layer_dirs(&self, diff_ids: &[String]) -> Result<Vec<PathBuf>, BackendError>;
+    /// The unpacked directories (overlay lower dirs, bottom first) of `layers` (an image's
+    /// whole chain, bottom first); unpacks what is missing.
+    fn layer_dirs(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, BackendError>;
 
-    /// Whether the top layer of chain `diff_ids` (bottom first) is stored, blob and
-    /// unpacked directory (a cache hit must not point at a collected layer).
-    fn has_layer(&self, diff_ids: &[String]) -> bool;
+    /// Whether the top layer of chain `layers` (bottom first) is stored, blob and unpacked
+    /// directory (a cache hit must not point at a collected layer).
+    fn has_layer(&self, layers: &[LayerRef]) -> bool;
 
     /// Stores a built layer on top of chain `parent` (diffIDs, bottom first): the tar at
     /// `tar` (its digest is `layer.diff_id`) and its unpacked tree `upper` (in overlay form:

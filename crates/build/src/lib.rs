@@ -19,7 +19,9 @@ pub mod fsroot;
 pub mod parse;
 pub mod run;
 pub mod steps;
+pub mod store;
 pub mod words;
 
 pub use backend::{Backend, BackendError, BaseImage, LayerRef, LAYER_TAR};
 pub use builder::{build, human, BuildError, Options, Report, StepError, StepReport};
+pub use store::StoreBackend;

@@ -135,6 +135,9 @@ const CAPS: &[&str] = &[
 ];
 
 fn config(s: &RunSpec<'_>) -> serde_json::Value {
+    // The open-files limit of the build itself (a container cannot raise it anyway).
+    let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap_or((1024, 1024));
     json!({
         "ociVersion": "1.1.0",
         "process": {
@@ -144,7 +147,7 @@ fn config(s: &RunSpec<'_>) -> serde_json::Value {
             "env": s.env,
             "cwd": Path::new("/").join(clean(Path::new(s.cwd))),
             "capabilities": {"bounding": CAPS, "effective": CAPS, "permitted": CAPS},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576, "soft": 1_048_576}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft}],
             "noNewPrivileges": false
         },
         "root": {"path": s.rootfs, "readonly": false},

@@ -157,8 +157,10 @@ impl Builder<'_> {
                 copy_items(root, &items, opts)?;
             }
             Some(layers) => {
-                let ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
-                let lowers = self.backend.layer_dirs(&ids).map_err(StepError::Backend)?;
+                let lowers = self
+                    .backend
+                    .layer_dirs(layers)
+                    .map_err(StepError::Backend)?;
                 let ov = Overlay::mount(&lowers, &dir.join("empty"), None, &dir.join("from"))?;
                 let src = SourceRoot::new(ov.path(), Ignore::default())?;
                 let items = src.plan(&spec.srcs, &dest, dest_dir)?;

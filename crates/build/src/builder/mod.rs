@@ -537,10 +537,10 @@ impl Builder<'_> {
             }
         };
         let key = st.key.step(&effective, &inputs, &st.args);
-        let mut chain = st.diff_ids();
+        let mut chain = st.layers.clone();
         if !self.o.no_cache {
             if let Some(layer) = self.cache.get(&key) {
-                chain.push(layer.diff_id.clone());
+                chain.push(layer.clone());
                 if self.backend.has_layer(&chain) {
                     st.key = key;
                     self.add_layer(st, ins, layer.clone());
@@ -575,7 +575,7 @@ impl Builder<'_> {
         let l = diff::diff_upper(&dir.join("upper"), &tar, self.o.epoch)?;
         let layer = LayerRef::built(l.digest, l.size);
         self.backend
-            .put_layer(&chain, &layer, &tar, &dir.join("upper"))
+            .put_layer(&st.diff_ids(), &layer, &tar, &dir.join("upper"))
             .map_err(StepError::Backend)?;
         self.cache.put(&key, &layer)?;
         st.key = key;
