@@ -215,8 +215,7 @@ fn extract(
 ) -> Result<u64, CopyError> {
     let mut a = tar::Archive::new(r);
     let mut total = 0;
-    let mut entries = a.entries().map_err(at(dest))?;
-    while let Some(e) = entries.next() {
+    for e in a.entries().map_err(at(dest))? {
         let mut e = e.map_err(at(dest))?;
         let name = e.path().map_err(at(dest))?.into_owned();
         let rel = dest.join(clean(&name));

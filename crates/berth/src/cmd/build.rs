@@ -83,10 +83,12 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     for ba in &a.build_args {
         match ba.split_once('=') {
             Some((k, v)) => build_args.push((k.to_string(), v.to_string())),
-            None => match std::env::var(ba) {
-                Ok(v) => build_args.push((ba.clone(), v)),
-                Err(_) => {}
-            },
+            None => {
+                // `--build-arg K` takes K from the environment; unset, it is left out.
+                if let Ok(v) = std::env::var(ba) {
+                    build_args.push((ba.clone(), v));
+                }
+            }
         }
     }
     if !a.dir.is_dir() {
