@@ -434,8 +434,6 @@ impl Builder<'_> {
         let e = self.escape;
         let vars = st.vars();
         let c = &mut st.config.config;
-        // The instruction as it takes effect (substituted where the reference says so).
-        let mut effective = ins.text.clone();
         match ins.keyword {
             Keyword::From => return invalid("FROM inside a stage"),
             Keyword::Run | Keyword::Copy | Keyword::Add => return self.fs_step(st, ins),
@@ -444,7 +442,6 @@ impl Builder<'_> {
                 for (k, v) in &pairs {
                     c.env_set(k, v);
                 }
-                effective = format!("ENV {pairs:?}");
             }
             Keyword::Arg => {
                 let globals = self.global_args.clone();
@@ -455,11 +452,9 @@ impl Builder<'_> {
                 let w = words::expand(&ins.raw(), e, vars.as_slice())?;
                 let joined = Path::new(st_workdir(c)).join(w);
                 c.working_dir = Path::new("/").join(clean(&joined)).display().to_string();
-                effective = format!("WORKDIR {}", c.working_dir);
             }
             Keyword::User => {
                 c.user = words::expand(&ins.raw(), e, vars.as_slice())?;
-                effective = format!("USER {}", c.user);
             }
             Keyword::Cmd => {
                 c.cmd = Some(command(&ins.args, &st_shell(c)));
@@ -505,7 +500,11 @@ impl Builder<'_> {
             Keyword::Healthcheck => c.healthcheck = Some(healthcheck(ins)?),
             Keyword::Maintainer => st.config.author = Some(ins.raw()),
         }
-        st.key = st.key.step(&effective, "", &st.args);
+        // A metadata step is keyed by its effect on the config (substitutions included);
+        // an ARG's value counts where it is used (RUN, or a substitution), not here.
+        let effect = serde_json::to_string(&st.config.config)
+            .map_err(|e| StepError::Invalid(format!("config: {e}")))?;
+        st.key = st.key.step(&ins.text, &effect, &[]);
         st.config.history.push(History {
             created: Some(config::rfc3339(self.o.epoch)),
             created_by: Some(ins.text.clone()),
@@ -536,7 +535,14 @@ impl Builder<'_> {
                 (text, inputs)
             }
         };
-        let key = st.key.step(&effective, &inputs, &st.args);
+        // Build args reach a RUN as environment variables, so they are part of its key;
+        // COPY and ADD see them only through substitution, which `effective` shows.
+        let args: &[(String, String)] = if ins.keyword == Keyword::Run {
+            &st.args
+        } else {
+            &[]
+        };
+        let key = st.key.step(&effective, &inputs, args);
         let mut chain = st.layers.clone();
         if !self.o.no_cache {
             if let Some(layer) = self.cache.get(&key) {

@@ -1,0 +1,405 @@
+//! `berth build` end to end: a multi-stage Containerfile on a busybox-static base (FROM
+//! scratch + COPY busybox), the layer cache step by step, whiteouts, reproducible digests,
+//! SIGKILL in the middle of a build, errors with line numbers, hostile paths, and interop
+//! with podman and buildah through `berth save`/`berth load`.
+
+use berth_tests::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The static busybox of the busybox-static package.
+const BUSYBOX: &str = "/bin/busybox";
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The multi-stage Containerfile of these tests (15 steps).
+const CONTAINERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG GREETING=hello
+FROM scratch AS base
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "mkdir", "-p", "/usr/bin", "/sbin", "/usr/sbin", "/tmp", "/etc"]
+RUN ["/bin/busybox", "--install", "-s"]
+
+FROM base AS build
+ARG GREETING
+WORKDIR /src
+COPY msg.txt .
+RUN echo "$GREETING from $(cat msg.txt)" > /out.txt && touch /tmp/gone \
+ && mkdir /tmp/dir && touch /tmp/dir/a
+RUN rm /tmp/gone && rm -r /tmp/dir
+
+FROM base
+COPY --from=build /out.txt /app/out.txt
+COPY extra.txt /app/
+ENV SUFFIX=done
+CMD ["sh", "-c", "cat /app/out.txt /app/extra.txt; echo $SUFFIX; ls -A /tmp"]
+"#;
+
+/// What the image built from [`CONTAINERFILE`] prints.
+const EXPECTED: &str = "hello from v1\nextra v1\ndone\n";
+
+/// The `berth` binary under test (`target/debug/berth`).
+fn berth_bin() -> PathBuf {
+    let p = workspace_dir().join("target/debug/berth");
+    assert!(
+        p.is_file(),
+        "berth not built: run `cargo build --workspace` first (looked for {})",
+        p.display()
+    );
+    p
+}
+
+/// A store (`--root`, `--runroot`) of its own and a build context.
+struct Env {
+    dir: TempDir,
+}
+
+impl Env {
+    fn new(name: &str) -> Env {
+        assert!(
+            Path::new(BUSYBOX).is_file(),
+            "{BUSYBOX} not found: install busybox-static"
+        );
+        let e = Env {
+            dir: TempDir::new(&format!("build-{name}")),
+        };
+        let ctx = e.ctx();
+        fs::create_dir_all(&ctx).expect("mkdir context");
+        fs::copy(BUSYBOX, ctx.join("busybox")).expect("copy busybox");
+        fs::write(ctx.join("Containerfile"), CONTAINERFILE).expect("write Containerfile");
+        fs::write(ctx.join("msg.txt"), "v1").expect("write msg.txt");
+        fs::write(ctx.join("extra.txt"), "extra v1\n").expect("write extra.txt");
+        e
+    }
+
+    fn ctx(&self) -> PathBuf {
+        self.dir.join("ctx")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.arg("--root")
+            .arg(self.root())
+            .arg("--runroot")
+            .arg(self.dir.join("run"))
+            .args(args)
+            .env("BERTH_RUNTIME", runtime_bin());
+        c
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        capture(self.command(args), Capture::Pipes, BUILD_TIMEOUT)
+    }
+
+    /// `berth build -t NAME <extra> CTX`, which must succeed.
+    fn build(&self, name: &str, extra: &[&str]) -> Build {
+        let ctx = self.ctx().display().to_string();
+        let mut args = vec!["build", "-t", name];
+        args.extend_from_slice(extra);
+        args.push(&ctx);
+        let out = self.berth(&args);
+        out.ok();
+        Build::parse(out)
+    }
+
+    /// Every blob of the content store, each checked against its digest.
+    fn verify_blobs(&self) -> usize {
+        let dir = self.root().join("content/blobs/sha256");
+        let mut n = 0;
+        for e in fs::read_dir(&dir).expect("list blobs") {
+            let e = e.expect("blob entry");
+            let bytes = fs::read(e.path()).expect("read blob");
+            let hex = format!("{:x}", Sha256::digest(&bytes));
+            assert_eq!(
+                hex,
+                e.file_name().to_string_lossy(),
+                "blob {} does not match its digest",
+                e.path().display()
+            );
+            n += 1;
+        }
+        n
+    }
+
+    /// The names in the store's metadata.
+    fn names(&self) -> Vec<String> {
+        let p = self.root().join("images.json");
+        let Ok(text) = fs::read_to_string(&p) else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).expect("images.json is JSON");
+        v["images"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The manifest of image `name` (from the store's files).
+    fn manifest(&self, name: &str) -> serde_json::Value {
+        let text = fs::read_to_string(self.root().join("images.json")).expect("images.json");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let d = v["images"][name]["manifest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no image {name} in {v}"))
+            .to_string();
+        serde_json::from_slice(&fs::read(self.blob(&d)).expect("manifest blob")).expect("json")
+    }
+
+    fn blob(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.root().join("content/blobs/sha256").join(hex)
+    }
+
+    /// Entry names of every layer of image `name`, layer by layer.
+    fn layer_entries(&self, name: &str) -> Vec<Vec<String>> {
+        let m = self.manifest(name);
+        m["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| {
+                let f = fs::File::open(self.blob(l["digest"].as_str().expect("digest")))
+                    .expect("open layer");
+                tar::Archive::new(f)
+                    .entries()
+                    .expect("tar entries")
+                    .map(|e| {
+                        e.expect("entry")
+                            .path()
+                            .expect("path")
+                            .display()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A build's output: per step, whether it was CACHED (filesystem steps only), and the id.
+#[derive(Debug)]
+struct Build {
+    out: Output,
+    cached: BTreeMap<usize, bool>,
+    id: String,
+}
+
+impl Build {
+    fn parse(out: Output) -> Build {
+        let mut cached = BTreeMap::new();
+        let mut step = 0;
+        for line in out.stdout.lines() {
+            if let Some(rest) = line.strip_prefix("STEP ") {
+                step = rest
+                    .split('/')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("bad STEP line {line:?}"));
+            } else if let Some(rest) = line.strip_prefix("--> ") {
+                if step > 0 && !rest.contains(" layers)") {
+                    cached.insert(step, rest.starts_with("CACHED"));
+                }
+            }
+        }
+        let id = out
+            .stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        assert!(id.starts_with("sha256:"), "no image id at the end:\n{out}");
+        Build { out, cached, id }
+    }
+
+    /// The filesystem steps that were CACHED.
+    fn cached_steps(&self) -> Vec<usize> {
+        self.cached
+            .iter()
+            .filter(|(_, c)| **c)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    fn built_steps(&self) -> Vec<usize> {
+        self.cached
+            .iter()
+            .filter(|(_, c)| !**c)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+#[test]
+fn cache_rebuilds_from_the_changed_step_only() {
+    let e = Env::new("cache");
+    let first = e.build("cache-test", &[]);
+    assert_eq!(
+        first.built_steps(),
+        [2, 3, 4, 8, 9, 10, 12, 13],
+        "{}",
+        first.out
+    );
+    let again = e.build("cache-test", &[]);
+    assert_eq!(
+        again.cached_steps(),
+        [2, 3, 4, 8, 9, 10, 12, 13],
+        "{}",
+        again.out
+    );
+    assert_eq!(again.id, first.id);
+    // The last COPY's source changes: only that step runs again.
+    fs::write(e.ctx().join("extra.txt"), "extra v2\n").expect("write");
+    let b = e.build("cache-test", &[]);
+    assert_eq!(b.cached_steps(), [2, 3, 4, 8, 9, 10, 12], "{}", b.out);
+    assert_eq!(b.built_steps(), [13], "{}", b.out);
+    assert_ne!(b.id, first.id);
+    // A COPY in the middle: it and everything after it run again.
+    fs::write(e.ctx().join("msg.txt"), "v2").expect("write");
+    let b = e.build("cache-test", &[]);
+    assert_eq!(b.cached_steps(), [2, 3, 4], "{}", b.out);
+    assert_eq!(b.built_steps(), [8, 9, 10, 12, 13], "{}", b.out);
+    // A build arg in scope of the RUN: from that RUN on.
+    let b = e.build("cache-test", &["--build-arg", "GREETING=hi"]);
+    assert_eq!(b.cached_steps(), [2, 3, 4, 8], "{}", b.out);
+    // --no-cache runs everything.
+    let b = e.build("cache-test", &["--no-cache"]);
+    assert!(b.cached_steps().is_empty(), "{}", b.out);
+}
+
+#[test]
+fn same_inputs_give_the_same_digests() {
+    let a = Env::new("repro-a");
+    let b = Env::new("repro-b");
+    let one = a.build("repro", &[]);
+    let two = b.build("repro", &[]);
+    assert_eq!(
+        one.id, two.id,
+        "image ids differ:\n{}\n{}",
+        one.out, two.out
+    );
+    assert_eq!(a.manifest("repro:latest"), b.manifest("repro:latest"));
+}
+
+#[test]
+fn whiteouts_of_run_rm_are_in_the_layer() {
+    let e = Env::new("whiteout");
+    e.build("wh", &["--target", "build"]);
+    let layers = e.layer_entries("wh:latest");
+    // Layers: busybox, mkdir, --install, COPY msg.txt, RUN echo, RUN rm.
+    assert_eq!(layers.len(), 6, "{layers:?}");
+    let rm = &layers[5];
+    assert!(rm.contains(&"tmp/.wh.gone".to_string()), "{rm:?}");
+    assert!(rm.contains(&"tmp/.wh.dir".to_string()), "{rm:?}");
+    // Sorted entries, parents first.
+    let mut sorted = rm.clone();
+    sorted.sort();
+    assert_eq!(&sorted, rm);
+}
+
+#[test]
+fn errors_name_the_line() {
+    let e = Env::new("errors");
+    let ctx = e.ctx().display().to_string();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "FROM scratch\n\nCOPY missing.txt /x\n",
+            &["line 3", "missing.txt"],
+        ),
+        (
+            "FROM scratch\nADD https://example.com/x /x\n",
+            &["line 2", "url"],
+        ),
+        ("FROM scratch\nFROBNICATE\n", &["line 2", "frobnicate"]),
+        ("FROM scratch\nRUN [\"/nope\"]\n", &["line 2", "run"]),
+        ("FROM no-such-image\n", &["line 1", "no-such-image"]),
+        // `..` is clamped at the context: the parent's file is not found.
+        ("FROM scratch\nCOPY ../root /x\n", &["line 2", "not found"]),
+    ];
+    for (cf, needles) in cases {
+        fs::write(e.ctx().join("Containerfile"), cf).expect("write");
+        e.berth(&["build", "-t", "bad", &ctx])
+            .failed_mentioning(needles);
+    }
+    assert!(e.names().is_empty(), "a failed build named an image");
+}
+
+#[test]
+fn copy_never_reads_outside_the_context() {
+    let e = Env::new("escape");
+    fs::write(e.dir.join("secret"), "secret").expect("write");
+    std::os::unix::fs::symlink("../secret", e.ctx().join("link")).expect("symlink");
+    std::os::unix::fs::symlink(e.dir.join("secret"), e.ctx().join("abs")).expect("symlink");
+    let ctx = e.ctx().display().to_string();
+    for src in ["link", "abs", "../secret"] {
+        fs::write(
+            e.ctx().join("Containerfile"),
+            format!("FROM scratch\nCOPY {src} /x\n"),
+        )
+        .expect("write");
+        e.berth(&["build", "-t", "esc", &ctx])
+            .failed_mentioning(&["line 2", "not found"]);
+    }
+}
+
+#[test]
+fn sigkill_mid_build_leaves_a_consistent_store() {
+    let e = Env::new("sigkill");
+    fs::write(
+        e.ctx().join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY msg.txt /m\nRUN [\"/bin/busybox\", \"sleep\", \"30\"]\n",
+    )
+    .expect("write");
+    let ctx = e.ctx().display().to_string();
+    let log = e.dir.join("out.log");
+    let mut cmd = e.command(&["build", "-t", "killed", &ctx]);
+    cmd.stdout(fs::File::create(&log).expect("log"));
+    let mut child = cmd.spawn().expect("spawn berth build");
+    let started = poll(Duration::from_secs(60), || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        text.contains("STEP 4/4").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().expect("SIGKILL berth build");
+    let _ = child.wait();
+    assert!(started.is_some(), "the build never reached its RUN step");
+    // The container of the RUN outlives berth; stop it so the test leaves nothing.
+    let state = e.dir.join("run/build");
+    for id in fs::read_dir(&state).into_iter().flatten().flatten() {
+        let id = id.file_name().to_string_lossy().into_owned();
+        let mut c = Command::new(runtime_bin());
+        c.arg("--root").arg(&state).args(["delete", "--force", &id]);
+        capture(c, Capture::Pipes, CMD_TIMEOUT);
+    }
+    assert!(e.verify_blobs() >= 2, "the finished COPY layers are stored");
+    assert!(
+        e.names().is_empty(),
+        "a half image is listed: {:?}",
+        e.names()
+    );
+    let root = e.root().display().to_string();
+    assert!(
+        !host_mounts()
+            .iter()
+            .any(|m| m.mount_point.starts_with(&root)),
+        "a build mount leaked into the host"
+    );
+    // The next build reuses what was finished and completes.
+    fs::write(
+        e.ctx().join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY msg.txt /m\nRUN [\"/bin/busybox\", \"true\"]\n",
+    )
+    .expect("write");
+    let b = e.build("killed", &[]);
+    assert_eq!(b.cached_steps(), [2, 3], "{}", b.out);
+    assert_eq!(e.names(), ["killed:latest"]);
+    e.verify_blobs();
+}
