@@ -43,6 +43,28 @@ impl Globals {
 enum Cmd {
     /// Make an OCI bundle from a static busybox, ready for `berth-runtime run`.
     Bundle(cmd::bundle::Args),
+    /// Run a command in a new container from an image, in the foreground.
+    Run(Box<cmd::run::Args>),
+    /// Load images from an oci-archive, an OCI layout directory or a docker-archive.
+    Load(cmd::load::Args),
+    /// Save images to an oci-archive or a docker-archive.
+    Save(cmd::save::Args),
+    /// Make an image of one layer from a root filesystem tarball.
+    Import(cmd::import::Args),
+    /// List images.
+    Images(cmd::images::Args),
+    /// Give an image another name.
+    Tag(cmd::tag::Args),
+    /// Remove images (by name, ID or digest).
+    Rmi(cmd::rmi::Args),
+    /// Show an image's manifest and configuration.
+    Inspect(cmd::inspect::Args),
+    /// Show an image's history.
+    History(cmd::history::Args),
+    /// Manage images (`berth image prune`, `berth image ls`).
+    Image(cmd::image::Args),
+    /// System information (`berth system df`).
+    System(cmd::system::Args),
     /// Build an image from a Containerfile (or Dockerfile).
     Build(cmd::build::Args),
 }
@@ -55,6 +77,17 @@ fn main() {
     };
     let r = match cli.cmd {
         Cmd::Bundle(a) => cmd::bundle::run(a).map(|()| 0),
+        Cmd::Run(a) => cmd::run::run(&g, *a),
+        Cmd::Load(a) => cmd::load::run(&g, a).map(|()| 0),
+        Cmd::Save(a) => cmd::save::run(&g, a).map(|()| 0),
+        Cmd::Import(a) => cmd::import::run(&g, a).map(|()| 0),
+        Cmd::Images(a) => cmd::images::run(&g, a).map(|()| 0),
+        Cmd::Tag(a) => cmd::tag::run(&g, a).map(|()| 0),
+        Cmd::Rmi(a) => cmd::rmi::run(&g, a).map(|()| 0),
+        Cmd::Inspect(a) => cmd::inspect::run(&g, a).map(|()| 0),
+        Cmd::History(a) => cmd::history::run(&g, a).map(|()| 0),
+        Cmd::Image(a) => cmd::image::run(&g, a).map(|()| 0),
+        Cmd::System(a) => cmd::system::run(&g, a).map(|()| 0),
         Cmd::Build(a) => cmd::build::run(&g, a).map(|()| 0),
     };
     match r {

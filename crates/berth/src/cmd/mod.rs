@@ -2,3 +2,16 @@
 
 pub mod build;
 pub mod bundle;
+pub mod history;
+pub mod image;
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
+pub mod rmi;
+pub mod run;
+mod run_spec;
+pub mod save;
+pub mod system;
+pub mod tag;
+mod util;

@@ -1,0 +1,190 @@
+//! `berth run [OPTIONS] IMAGE [CMD…]`: a container from an image, in the foreground.
+//!
+//! The container's directory `<root>/containers/<id>/` is the OCI bundle: `config.json`
+//! (run_spec.rs), `rootfs/` (an overlay of the image's layer snapshots with `upper/` and
+//! `work/` beside it, or a merged copy), and `chains.json` (the snapshots it uses, kept by
+//! gc). `berth-runtime run` runs it; berth forwards signals to it, passes its exit status
+//! through, then unmounts the rootfs and, with `--rm`, removes the directory.
+
+use super::run_spec::{self, Opts};
+use crate::Globals;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(clap::Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct Args {
+    /// Remove the container's directory (its writable layer) when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Container name (default: a random ID).
+    #[arg(long)]
+    name: Option<String>,
+    /// Set an environment variable (`K=V`, or `K` to copy it from here).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file (`K=V` lines).
+    #[arg(long)]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// `user[:group]` (names or numbers).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Override the image's entrypoint (`""` clears it).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Bind mount `HOST:CONTAINER[:ro]`.
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit (`512m`, `1g`).
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// CPU limit in CPUs (`0.5`).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Container hostname (default: the ID's first 12 characters).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Give the container a terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Keep stdin open (accepted for docker compatibility; stdin is always passed).
+    #[arg(short, long)]
+    interactive: bool,
+    /// The image (name, ID or digest).
+    image: String,
+    /// The command and its arguments (default: the image's).
+    command: Vec<String>,
+}
+
+/// The runtime binary: `$BERTH_RUNTIME`, else `berth-runtime` next to this executable.
+pub fn runtime_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_RUNTIME").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locate the berth executable")?;
+    let p = exe.with_file_name("berth-runtime");
+    if !p.is_file() {
+        bail!(
+            "{} not found: build it (cargo build) or set BERTH_RUNTIME",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn random_id() -> String {
+    let seed = format!(
+        "{}-{:?}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now(),
+        std::thread::current().id()
+    );
+    content::Digest::sha256(seed.as_bytes()).hex()[..12].to_string()
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Undoes what a run set up, on every path out.
+struct Cleanup {
+    dir: PathBuf,
+    rootfs: Option<image::Rootfs>,
+    remove: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(r) = self.rootfs.take() {
+            if let Err(e) = r.unmount() {
+                eprintln!("berth: unmount {}: {e}", r.path.display());
+            }
+        }
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<i32> {
+    let store = g.store()?;
+    let img = store.resolve(&a.image)?;
+    let id = a.name.clone().unwrap_or_else(random_id);
+    if !valid_name(&id) {
+        bail!("invalid container name {id:?} ([a-zA-Z0-9][a-zA-Z0-9_.-]*)");
+    }
+    let dir = g.root.join("containers").join(&id);
+    // create_dir (not _all) claims the name atomically.
+    std::fs::create_dir(&dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "container name {id:?} is already in use ({})",
+            dir.display()
+        ),
+        _ => anyhow::anyhow!("create {}: {e}", dir.display()),
+    })?;
+    let mut cleanup = Cleanup {
+        dir: dir.clone(),
+        rootfs: None,
+        remove: true,
+    };
+    let layers = img.layers()?;
+    let rootfs = store
+        .prepare_rootfs(&layers, &dir)
+        .with_context(|| format!("prepare the rootfs of {}", a.image))?;
+    let rootfs_path = rootfs.path.clone();
+    cleanup.rootfs = Some(rootfs);
+    let opts = Opts {
+        env: a.env,
+        env_files: a.env_file,
+        workdir: a.workdir,
+        user: a.user,
+        entrypoint: a.entrypoint,
+        cmd: a.command,
+        volumes: a.volume,
+        read_only: a.read_only,
+        memory: a.memory,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        hostname: a.hostname.unwrap_or_else(|| id.chars().take(12).collect()),
+        tty: a.tty,
+    };
+    let spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
+    let cfg = dir.join("config.json");
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&spec)?)
+        .with_context(|| format!("write {}", cfg.display()))?;
+    let code = run_runtime(&g.runroot, &dir, &id)?;
+    cleanup.remove = a.rm;
+    drop(cleanup);
+    Ok(code)
+}
+
+/// `berth-runtime --root RUNROOT/runtime run --bundle DIR ID`, forwarding signals.
+fn run_runtime(runroot: &Path, bundle: &Path, id: &str) -> Result<i32> {
+    let rt = runtime_bin()?;
+    runtime::container::block_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // std resets the signal mask of the child before exec.
+    let child = Command::new(&rt)
+        .arg("--root")
+        .arg(runroot.join("runtime"))
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .spawn()
+        .with_context(|| format!("run {}", rt.display()))?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    runtime::container::wait_forwarding(pid).map_err(|e| anyhow::anyhow!("{e}"))
+}

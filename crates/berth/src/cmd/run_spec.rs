@@ -1,0 +1,276 @@
+//! The OCI runtime config of a `berth run` container: the defaults of `berth-runtime spec`
+//! (namespaces, mounts, masked and read-only paths) with docker's default capability set,
+//! filled from the image config (runtime-spec `config.md`; image-spec `config.md`
+//! "Properties": Env, Entrypoint, Cmd, WorkingDir, User) and the command line.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::image::ImageConfiguration;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// The capabilities docker and podman give a container by default.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// What the command line asks of the container.
+#[derive(Debug, Default)]
+pub struct Opts {
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub entrypoint: Option<String>,
+    pub cmd: Vec<String>,
+    pub volumes: Vec<String>,
+    pub read_only: bool,
+    pub memory: Option<String>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub hostname: String,
+    pub tty: bool,
+}
+
+/// Builds config.json for a container whose (mounted) root filesystem is `rootfs`.
+pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Value> {
+    let mut spec = runtime::spec_default::default_spec(false);
+    let ic = image.config().clone().unwrap_or_default();
+
+    // Command: --entrypoint replaces the image's entrypoint and drops its cmd.
+    let entrypoint: Vec<String> = match &o.entrypoint {
+        Some(e) if e.is_empty() => vec![],
+        Some(e) => vec![e.clone()],
+        None => ic.entrypoint().clone().unwrap_or_default(),
+    };
+    let cmd: Vec<String> = if !o.cmd.is_empty() {
+        o.cmd.clone()
+    } else if o.entrypoint.is_some() {
+        vec![]
+    } else {
+        ic.cmd().clone().unwrap_or_default()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        bail!("no command: the image has no entrypoint or cmd; give one after the image name");
+    }
+
+    // Environment: image, then env files, then -e (later wins).
+    let mut env: Vec<String> = ic.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    let mut extra = Vec::new();
+    for f in &o.env_files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("read env file {}", f.display()))?;
+        extra.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    extra.extend(o.env.iter().cloned());
+    for e in extra {
+        let kv = match e.split_once('=') {
+            Some(_) => e,
+            None => match std::env::var(&e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue, // docker drops unset names
+            },
+        };
+        let key = kv.split('=').next().unwrap_or("").to_string();
+        if key.is_empty() {
+            bail!("invalid environment variable {kv:?}");
+        }
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    }
+    if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+
+    let cwd = o
+        .workdir
+        .clone()
+        .or_else(|| ic.working_dir().clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        bail!("working directory {cwd:?} is not absolute");
+    }
+    let user = o
+        .user
+        .clone()
+        .or_else(|| ic.user().clone())
+        .unwrap_or_default();
+    let (uid, gid, groups) = resolve_user(rootfs, &user)?;
+
+    let p = &mut spec["process"];
+    p["args"] = json!(args);
+    p["env"] = json!(env);
+    p["cwd"] = json!(cwd);
+    p["terminal"] = json!(o.tty);
+    p["user"] = json!({"uid": uid, "gid": gid});
+    if !groups.is_empty() {
+        p["user"]["additionalGids"] = json!(groups);
+    }
+    let caps = json!(DEFAULT_CAPS);
+    p["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    // As many open files as this process may have (podman raises the soft limit too).
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap_or((1024, 1024));
+    p["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": hard, "soft": hard}]);
+    spec["root"] = json!({"path": "rootfs", "readonly": o.read_only});
+    spec["hostname"] = json!(o.hostname);
+
+    let mounts = spec["mounts"]
+        .as_array_mut()
+        .context("default spec has mounts")?;
+    for v in &o.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => bail!("invalid volume {v:?} (HOST:CONTAINER[:ro])"),
+        };
+        let src = std::fs::canonicalize(src)
+            .with_context(|| format!("volume {v:?}: host path {src:?}"))?;
+        if !dst.starts_with('/') {
+            bail!("volume {v:?}: container path {dst:?} is not absolute");
+        }
+        let mut options = vec!["rbind", "rprivate"];
+        for opt in opts.split(',').filter(|o| !o.is_empty()) {
+            match opt {
+                "ro" => options.push("ro"),
+                "rw" => {}
+                other => bail!("volume {v:?}: unknown option {other:?} (ro or rw)"),
+            }
+        }
+        mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": options}));
+    }
+
+    let res = &mut spec["linux"]["resources"];
+    if let Some(m) = &o.memory {
+        res["memory"] = json!({"limit": parse_bytes(m)?});
+    }
+    if let Some(c) = o.cpus {
+        if !(c > 0.0 && c <= 1024.0) {
+            bail!("--cpus {c}: must be between 0 and 1024");
+        }
+        res["cpu"] = json!({"quota": (c * 100_000.0) as i64, "period": 100_000});
+    }
+    if let Some(n) = o.pids_limit {
+        res["pids"] = json!({"limit": n});
+    }
+    Ok(spec)
+}
+
+/// `512`, `64k`, `512m`, `2g` (binary units, as docker reads them).
+pub fn parse_bytes(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    if n <= 0.0 {
+        bail!("invalid size {s:?}");
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// Reads a small file of the container's rootfs, resolved inside it (an image's
+/// `/etc/passwd` may be a symlink to anywhere).
+fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
+    let root = std::fs::File::open(rootfs).ok()?;
+    let fd = sys::resolve::open_in_root(root.as_fd(), Path::new(path), libc::O_RDONLY, 0).ok()?;
+    let mut s = String::new();
+    std::fs::File::from(fd)
+        .take(4 << 20)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s)
+}
+
+/// `user[:group]`, names or numbers, resolved with the image's /etc/passwd and /etc/group.
+pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>)> {
+    if spec.is_empty() {
+        return Ok((0, 0, vec![]));
+    }
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = read_in_root(rootfs, "/etc/passwd").unwrap_or_default();
+    let groups = read_in_root(rootfs, "/etc/group").unwrap_or_default();
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == user || f[2] == user));
+    let (uid, mut gid, name) = match (user.parse::<u32>(), &entry) {
+        (_, Some(f)) => (
+            f[2].parse()
+                .with_context(|| format!("user {user:?}: bad uid in /etc/passwd"))?,
+            f[3].parse()
+                .with_context(|| format!("user {user:?}: bad gid in /etc/passwd"))?,
+            Some(f[0].to_string()),
+        ),
+        (Ok(n), None) => (n, 0, None),
+        (Err(_), None) => bail!("user {user:?} not found in the image's /etc/passwd"),
+    };
+    if let Some(g) = group {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .with_context(|| format!("group {g:?} not found in the image's /etc/group"))?,
+        };
+    }
+    let mut extra = Vec::new();
+    if let (Some(name), None) = (name, group) {
+        for f in groups.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse::<u32>() {
+                    if g != gid && !extra.contains(&g) {
+                        extra.push(g);
+                    }
+                }
+            }
+        }
+    }
+    Ok((uid, gid, extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("512m").ok(), Some(512 << 20));
+        assert_eq!(parse_bytes("1g").ok(), Some(1 << 30));
+        assert_eq!(parse_bytes("4096").ok(), Some(4096));
+        assert!(parse_bytes("lots").is_err());
+    }
+}

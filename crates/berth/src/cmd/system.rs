@@ -1,0 +1,70 @@
+//! `berth system df`: what the store holds.
+
+use super::util::{disk_usage, human_size};
+use crate::Globals;
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: SystemCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum SystemCmd {
+    /// Disk usage of images, layer snapshots and containers.
+    Df {
+        /// `json` for scripts; default a table.
+        #[arg(long)]
+        format: Option<String>,
+    },
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<()> {
+    let SystemCmd::Df { format } = a.cmd;
+    let store = g.store()?;
+    let images = store.names()?.len();
+    let blobs = store.content().list()?;
+    let blob_bytes: u64 = blobs
+        .iter()
+        .map(|d| store.content().size(d).unwrap_or(0))
+        .sum();
+    let snaps = store.snapshots().list()?.len();
+    let snap_bytes = disk_usage(store.snapshots().dir());
+    let cdir = store.root().join("containers");
+    let containers = std::fs::read_dir(&cdir).map(|d| d.count()).unwrap_or(0);
+    let c_bytes = disk_usage(&cdir);
+    if format.as_deref() == Some("json") {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!([
+                {"Type": "Images", "Total": images, "Blobs": blobs.len(), "Size": blob_bytes},
+                {"Type": "Snapshots", "Total": snaps, "Size": snap_bytes},
+                {"Type": "Containers", "Total": containers, "Size": c_bytes},
+            ]))?
+        );
+        return Ok(());
+    }
+    println!("{:<12} {:<8} SIZE", "TYPE", "TOTAL");
+    println!(
+        "{:<12} {:<8} {} ({} blobs)",
+        "Images",
+        images,
+        human_size(blob_bytes),
+        blobs.len()
+    );
+    println!(
+        "{:<12} {:<8} {}",
+        "Snapshots",
+        snaps,
+        human_size(snap_bytes)
+    );
+    println!(
+        "{:<12} {:<8} {}",
+        "Containers",
+        containers,
+        human_size(c_bytes)
+    );
+    Ok(())
+}
