@@ -289,10 +289,64 @@ fn same_inputs_give_the_same_digests() {
     assert_eq!(a.manifest("repro:latest"), b.manifest("repro:latest"));
 }
 
+/// Fails with a clear message when a peer tool is missing.
+fn require(tool: &str) {
+    match Command::new(tool).arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            panic!("{tool} is not available: run scripts/install-deps.sh (apt-get install {tool})")
+        }
+    }
+}
+
 #[test]
-fn whiteouts_of_run_rm_are_in_the_layer() {
+fn multi_stage_build_runs() {
+    let e = Env::new("run");
+    let b = e.build("multi", &[]);
+    e.berth(&["run", "--rm", "multi"]).prints(EXPECTED);
+    // The config carries what the Containerfile said.
+    let m = e.manifest("multi:latest");
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &fs::read(e.blob(m["config"]["digest"].as_str().expect("config digest"))).expect("config"),
+    )
+    .expect("json");
+    assert_eq!(
+        m["config"]["digest"],
+        b.id.as_str(),
+        "the image id is the config digest"
+    );
+    assert!(
+        cfg["config"]["Env"]
+            .as_array()
+            .expect("Env")
+            .contains(&"SUFFIX=done".into()),
+        "{cfg}"
+    );
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"].as_array().map(Vec::len),
+        Some(5),
+        "{cfg}"
+    );
+}
+
+#[test]
+fn whiteouts_of_run_rm_are_honoured() {
     let e = Env::new("whiteout");
     e.build("wh", &["--target", "build"]);
+    // In the store that built it (snapshots from the overlay upper dirs)…
+    e.berth(&["run", "--rm", "wh", "ls", "-A", "/tmp"])
+        .prints("");
+    // …and after a round trip through an archive (layers applied from their tars).
+    let archive = e.dir.join("wh.tar");
+    e.berth(&["save", "-o", &archive.display().to_string(), "wh"])
+        .ok();
+    let fresh = Env::new("whiteout-load");
+    fresh
+        .berth(&["load", "-i", &archive.display().to_string()])
+        .ok();
+    fresh
+        .berth(&["run", "--rm", "wh", "ls", "-A", "/tmp"])
+        .prints("");
     let layers = e.layer_entries("wh:latest");
     // Layers: busybox, mkdir, --install, COPY msg.txt, RUN echo, RUN rm.
     assert_eq!(layers.len(), 6, "{layers:?}");
@@ -303,6 +357,74 @@ fn whiteouts_of_run_rm_are_in_the_layer() {
     let mut sorted = rm.clone();
     sorted.sort();
     assert_eq!(&sorted, rm);
+}
+
+#[test]
+fn podman_runs_what_berth_built() {
+    require("podman");
+    let e = Env::new("podman");
+    e.build("localhost/berth-built:1", &[]);
+    let archive = e.dir.join("img.tar");
+    e.berth(&[
+        "save",
+        "-o",
+        &archive.display().to_string(),
+        "localhost/berth-built:1",
+    ])
+    .ok();
+    let podman = |args: &[&str]| {
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(e.dir.join("podman/root"))
+            .arg("--runroot")
+            .arg(e.dir.join("podman/run"))
+            .arg("--tmpdir")
+            .arg(e.dir.join("podman/tmp"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(["--runtime", "runc"])
+            .args(args);
+        capture(c, Capture::Pipes, BUILD_TIMEOUT)
+    };
+    podman(&["load", "-i", &archive.display().to_string()]).ok();
+    let out = podman(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "localhost/berth-built:1",
+    ]);
+    out.prints(EXPECTED);
+    podman(&["rmi", "--all", "--force"]);
+}
+
+#[test]
+fn berth_runs_what_buildah_built() {
+    require("buildah");
+    let e = Env::new("buildah");
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.arg("--root")
+            .arg(e.dir.join("buildah/root"))
+            .arg("--runroot")
+            .arg(e.dir.join("buildah/run"))
+            .args(args);
+        capture(c, Capture::Pipes, BUILD_TIMEOUT)
+    };
+    let ctx = e.ctx().display().to_string();
+    buildah(&["bud", "--isolation", "chroot", "-t", "localhost/bh:1", &ctx]).ok();
+    let archive = e.dir.join("bh.tar");
+    buildah(&[
+        "push",
+        "localhost/bh:1",
+        &format!("oci-archive:{}:localhost/bh:1", archive.display()),
+    ])
+    .ok();
+    buildah(&["rmi", "--all", "--force"]);
+    e.berth(&["load", "-i", &archive.display().to_string()])
+        .ok();
+    e.berth(&["run", "--rm", "localhost/bh:1"]).prints(EXPECTED);
 }
 
 #[test]
