@@ -113,6 +113,8 @@ pub enum BuildError {
 }
 
 mod copy;
+#[cfg(test)]
+mod tests;
 
 fn invalid<T>(msg: impl Into<String>) -> Result<T, StepError> {
     Err(StepError::Invalid(msg.into()))
