@@ -126,7 +126,10 @@ impl Backend for StoreBackend {
         ));
         fs::create_dir_all(&tmp)?;
         fs::rename(upper, tmp.join("fs"))?;
-        nix::unistd::sync();
+        // The layer's files reach the disk before its snapshot gets its final name (one
+        // filesystem flushed, not the whole machine's as sync(2) would).
+        let d = File::open(&tmp)?;
+        nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d))?;
         let dst = snaps.dir().join(chain.hex());
         if let Err(e) = fs::rename(&tmp, &dst) {
             let _ = fs::remove_dir_all(&tmp);
