@@ -525,3 +525,42 @@ fn sigkill_mid_build_leaves_a_consistent_store() {
     assert_eq!(e.names(), ["killed:latest"]);
     e.verify_blobs();
 }
+
+#[test]
+fn add_archives_chown_globs_and_ignore_files() {
+    let e = Env::new("add");
+    let ctx = e.ctx();
+    // An archive with a directory, a file, a symlink and a hostile `../../` entry.
+    let script = r#"
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w:gz") as t:
+    def add(name, data=b"", kind=tarfile.REGTYPE, link=""):
+        i = tarfile.TarInfo(name); i.type = kind; i.linkname = link; i.size = len(data); i.mode = 0o644
+        t.addfile(i, io.BytesIO(data))
+    add("pkg", kind=tarfile.DIRTYPE)
+    add("pkg/data.txt", b"from the archive\n")
+    add("pkg/link", kind=tarfile.SYMTYPE, link="data.txt")
+    add("../../escaped.txt", b"clamped\n")
+"#;
+    let mut py = Command::new("python3");
+    py.args(["-c", script]).arg(ctx.join("a.tar.gz"));
+    capture(py, Capture::Pipes, CMD_TIMEOUT).ok();
+    fs::create_dir_all(ctx.join("conf")).expect("mkdir");
+    fs::write(ctx.join("conf/a.conf"), "a\n").expect("write");
+    fs::write(ctx.join("conf/b.conf"), "b\n").expect("write");
+    fs::write(ctx.join("conf/secret.conf"), "secret\n").expect("write");
+    fs::write(ctx.join(".containerignore"), "conf/secret.conf\n").expect("write");
+    fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         ADD a.tar.gz /opt/\nCOPY --chown=65534:65534 --chmod=600 msg.txt /m\nCOPY conf/*.conf /etc/app/\n",
+    )
+    .expect("write");
+    e.build("add", &[]);
+    let run = |script: &str| e.berth(&["run", "--rm", "add", "sh", "-c", script]);
+    run("cat /opt/pkg/data.txt /opt/pkg/link /opt/escaped.txt")
+        .prints("from the archive\nfrom the archive\nclamped\n");
+    run("stat -c '%u:%g %a' /m").prints("65534:65534 600\n");
+    run("ls /etc/app").prints("a.conf\nb.conf\n");
+    assert!(!e.dir.join("escaped.txt").exists() && !e.root().join("escaped.txt").exists());
+}
