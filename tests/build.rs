@@ -564,3 +564,28 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
     run("ls /etc/app").prints("a.conf\nb.conf\n");
     assert!(!e.dir.join("escaped.txt").exists() && !e.root().join("escaped.txt").exists());
 }
+
+#[test]
+fn run_sees_env_workdir_user_and_no_network() {
+    let e = Env::new("runenv");
+    fs::write(
+        e.ctx().join("Containerfile"),
+        r#"FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir -m 1777 /tmp && mkdir /w && chown 65534:65534 /w
+ARG COLOR=blue
+ENV FOO=bar
+WORKDIR /w
+USER 65534:65534
+RUN echo "$FOO $COLOR $(pwd) $(id -u):$(id -g)" > /tmp/seen && ls /sys/class/net > /tmp/net
+"#,
+    )
+    .expect("write");
+    e.build("runenv", &["--build-arg", "COLOR=red"]);
+    e.berth(&["run", "--rm", "runenv", "cat", "/tmp/seen", "/tmp/net"])
+        .prints("bar red /w 65534:65534\nlo\n");
+    // The build arg is not part of the image's environment.
+    e.berth(&["run", "--rm", "runenv", "sh", "-c", "echo ${COLOR:-unset}"])
+        .prints("unset\n");
+}

@@ -149,18 +149,11 @@ impl Stage {
     }
 
     fn workdir(&self) -> &str {
-        match self.config.config.working_dir.as_str() {
-            "" => "/",
-            w => w,
-        }
+        st_workdir(&self.config.config)
     }
 
     fn shell(&self) -> Vec<String> {
-        self.config
-            .config
-            .shell
-            .clone()
-            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+        st_shell(&self.config.config)
     }
 }
 
@@ -642,6 +635,7 @@ impl Builder<'_> {
     }
 }
 
+/// The working directory of a config (`/` when unset).
 fn st_workdir(c: &config::RunConfig) -> &str {
     match c.working_dir.as_str() {
         "" => "/",
@@ -649,6 +643,7 @@ fn st_workdir(c: &config::RunConfig) -> &str {
     }
 }
 
+/// The SHELL of a config (`/bin/sh -c` when unset).
 fn st_shell(c: &config::RunConfig) -> Vec<String> {
     c.shell
         .clone()
