@@ -546,4 +546,4 @@ fn remove_at(dir: &OwnedFd, name: &OsStr, entry: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

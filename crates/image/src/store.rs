@@ -467,3 +467,6 @@ pub struct GcReport {
     pub bytes: u64,
     pub snapshots: Vec<Digest>,
 }
+
+#[cfg(test)]
+mod tests;
