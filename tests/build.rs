@@ -553,7 +553,8 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
     fs::write(
         ctx.join("Containerfile"),
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-         ADD a.tar.gz /opt/\nCOPY --chown=65534:65534 --chmod=600 msg.txt /m\nCOPY conf/*.conf /etc/app/\n",
+         ADD a.tar.gz /opt/\nCOPY --chown=65534:65534 --chmod=600 msg.txt /m\nCOPY conf/*.conf /etc/app/\n\
+         RUN mkdir -m 1777 /tmp\nCOPY conf /tmp/\n",
     )
     .expect("write");
     e.build("add", &[]);
@@ -562,6 +563,8 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
         .prints("from the archive\nfrom the archive\nclamped\n");
     run("stat -c '%u:%g %a' /m").prints("65534:65534 600\n");
     run("ls /etc/app").prints("a.conf\nb.conf\n");
+    // A directory's contents go into an existing directory, which keeps its mode.
+    run("stat -c %a /tmp; ls /tmp").prints("1777\na.conf\nb.conf\n");
     assert!(!e.dir.join("escaped.txt").exists() && !e.root().join("escaped.txt").exists());
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// A context error naming the source or pattern.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("source {0:?} not found in the build context")]
+    #[error("source {0:?} not found in the build context (or excluded by its ignore file)")]
     NotFound(String),
     #[error("source pattern {0:?} matches no file")]
     NoMatch(String),
@@ -132,8 +132,9 @@ pub struct Item {
     pub dest: PathBuf,
     pub kind: Kind,
     pub mode: u32,
-    /// Named by a source itself (not found inside a source directory): ADD extracts it
-    /// if it is an archive.
+    /// Named by a source itself (not found inside a source directory): ADD extracts such
+    /// a file if it is an archive; such a directory is the destination of a directory
+    /// source (created if missing, left as it is otherwise).
     pub top: bool,
     /// For a top item: `dest` is `<destination dir>/<name>` (else it is the destination).
     pub dest_is_dir: bool,
@@ -229,9 +230,23 @@ impl SourceRoot {
         let dir_mode = dest_dir || matched.len() > 1;
         let mut items = Vec::new();
         for rel in matched {
+            // A source the ignore file excludes is as absent as Docker makes it.
+            if self.ignore.ignored(&rel) {
+                return Err(ContextError::NotFound(rel.display().to_string()));
+            }
             let real = self.resolve(&rel)?;
             let md = fs::metadata(&real).map_err(at(&real))?;
             if md.is_dir() {
+                // The destination directory itself (created if missing, kept as it is if
+                // the image has it), then the source directory's contents under it.
+                items.push(Item {
+                    src: real.clone(),
+                    dest: dest.clone(),
+                    kind: Kind::Dir,
+                    mode: 0o755,
+                    top: true,
+                    dest_is_dir: true,
+                });
                 self.walk(&real, &dest, &mut items)?;
             } else {
                 let to = if dir_mode {
@@ -368,7 +383,11 @@ mod tests {
             .plan(&["src".into()], Path::new("/s"), false)
             .expect("plan");
         let dests: Vec<_> = items.iter().map(|i| i.dest.display().to_string()).collect();
-        assert_eq!(dests, ["s/sub", "s/sub/f"]);
+        assert_eq!(dests, ["s", "s/sub", "s/sub/f"]);
+        assert!(matches!(
+            root.plan(&["b.txt".into()], Path::new("/x"), false),
+            Err(ContextError::NotFound(_))
+        ));
         // `..` is clamped at the context and a symlink out of it resolves inside it.
         assert!(matches!(
             root.plan(&["../outside".into()], Path::new("/x"), false),

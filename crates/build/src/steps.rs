@@ -137,6 +137,10 @@ pub fn copy_items(root: &Root, items: &[Item], o: CopyOpts) -> Result<u64, CopyE
     for it in items {
         let mode = o.mode.unwrap_or(it.mode);
         match &it.kind {
+            // The destination of a directory source: made if missing, else left alone.
+            Kind::Dir if it.top => {
+                root.mkdir_all(&it.dest, 0o755, owner)?;
+            }
             Kind::Dir => root.dir(&it.dest, mode, owner)?,
             Kind::Symlink(t) => root.symlink(&it.dest, t, owner)?,
             Kind::File => {
