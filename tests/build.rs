@@ -302,8 +302,14 @@ fn require(tool: &str) {
 #[test]
 fn multi_stage_build_runs() {
     let e = Env::new("run");
-    let b = e.build("multi", &[]);
+    let b = e.build("multi", &["-t", "multi:2", "--build-arg", "UNUSED=1"]);
+    assert!(
+        b.out.stdout.contains("build arg \"UNUSED\" is not used"),
+        "{}",
+        b.out
+    );
     e.berth(&["run", "--rm", "multi"]).prints(EXPECTED);
+    e.berth(&["run", "--rm", "multi:2"]).prints(EXPECTED);
     // The config carries what the Containerfile said.
     let m = e.manifest("multi:latest");
     let cfg: serde_json::Value = serde_json::from_slice(

@@ -64,12 +64,12 @@ pub trait Backend {
         upper: &Path,
     ) -> Result<(), BackendError>;
 
-    /// Stores the image (config bytes and its layers) and, once it is complete, names it
-    /// `tag` (if any). Returns the image id (the config digest).
+    /// Stores the image (config bytes and its layers) and, once it is complete, gives it
+    /// the names `tags`. Returns the image id (the config digest).
     fn commit_image(
         &self,
         config: &[u8],
         layers: &[LayerRef],
-        tag: Option<&str>,
+        tags: &[String],
     ) -> Result<String, BackendError>;
 }

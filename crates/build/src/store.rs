@@ -145,7 +145,7 @@ impl Backend for StoreBackend {
         &self,
         config: &[u8],
         layers: &[LayerRef],
-        tag: Option<&str>,
+        tags: &[String],
     ) -> Result<String, BackendError> {
         let content = self.store.content();
         let config_digest = content.write(config, None)?;
@@ -177,7 +177,7 @@ impl Backend for StoreBackend {
             .layers(descs)
             .build()?;
         let manifest_digest = content.write(&serde_json::to_vec(&manifest)?, None)?;
-        if let Some(t) = tag {
+        for t in tags {
             self.store.set_name(t, &manifest_digest)?;
         }
         Ok(config_digest.to_string())

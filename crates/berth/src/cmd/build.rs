@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Name (and tag) of the image.
-    #[arg(short = 't', long = "tag")]
-    tag: Option<String>,
+    /// Name (and tag) of the image; repeatable.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    tags: Vec<String>,
     /// The Containerfile (default: DIR/Containerfile, else DIR/Dockerfile).
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
@@ -105,7 +105,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let opts = build::Options {
         context: a.dir.clone(),
         containerfile,
-        tag: a.tag,
+        tags: a.tags,
         build_args,
         target: a.target,
         no_cache: a.no_cache,

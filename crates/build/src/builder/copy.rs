@@ -176,10 +176,10 @@ impl Builder<'_> {
         let bytes = serde_json::to_vec(&st.config).map_err(BuildError::Config)?;
         let id = self
             .backend
-            .commit_image(&bytes, &st.layers, self.o.tag.as_deref())
+            .commit_image(&bytes, &st.layers, &self.o.tags)
             .map_err(BuildError::Backend)?;
-        if let Some(t) = &self.o.tag {
-            self.say(&format!("COMMIT {t}"))?;
+        if !self.o.tags.is_empty() {
+            self.say(&format!("COMMIT {}", self.o.tags.join(", ")))?;
         }
         let size: u64 = st.layers.iter().map(|l| l.size).sum();
         self.say(&format!(
@@ -188,7 +188,7 @@ impl Builder<'_> {
             super::human(size),
             st.layers.len()
         ))?;
-        if let Some(t) = &self.o.tag {
+        for t in &self.o.tags {
             self.say(&format!("Successfully tagged {t}"))?;
         }
         writeln!(self.out, "{id}").map_err(BuildError::Output)?;

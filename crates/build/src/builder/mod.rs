@@ -26,8 +26,8 @@ pub struct Options {
     pub context: PathBuf,
     /// The Containerfile's text.
     pub containerfile: String,
-    /// `name[:tag]` for the result.
-    pub tag: Option<String>,
+    /// `name[:tag]` names for the result (none: the image is known by its id only).
+    pub tags: Vec<String>,
     /// `--build-arg K=V` in order.
     pub build_args: Vec<(String, String)>,
     /// `--target STAGE`: build up to this stage (name or index).
@@ -237,6 +237,23 @@ pub fn build(
             .declare_args(ins, &args, &[])
             .map_err(|e| step_err(ins, e))?;
         b.global_args.extend(declared);
+    }
+    let declared: Vec<&str> = cf
+        .instructions
+        .iter()
+        .filter(|i| i.keyword == Keyword::Arg)
+        .flat_map(|i| match &i.args {
+            Args::Raw(r) => r.split_whitespace().collect::<Vec<_>>(),
+            Args::Json(_) => Vec::new(),
+        })
+        .map(|w| w.split_once('=').map_or(w, |(k, _)| k))
+        .collect();
+    for (k, _) in &o.build_args {
+        if !declared.contains(&k.as_str()) {
+            b.say(&format!(
+                "warning: build arg {k:?} is not used (the Containerfile has no ARG {k})"
+            ))?;
+        }
     }
     for stage in &stages[..=target] {
         b.stage(stage)?;

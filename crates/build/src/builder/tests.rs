@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 #[derive(Default)]
 struct Memory {
-    committed: RefCell<Vec<(Vec<u8>, Option<String>)>>,
+    committed: RefCell<Vec<(Vec<u8>, Vec<String>)>>,
 }
 
 impl Backend for Memory {
@@ -33,11 +33,11 @@ impl Backend for Memory {
         &self,
         config: &[u8],
         _: &[LayerRef],
-        tag: Option<&str>,
+        tags: &[String],
     ) -> Result<String, BackendError> {
         self.committed
             .borrow_mut()
-            .push((config.to_vec(), tag.map(String::from)));
+            .push((config.to_vec(), tags.to_vec()));
         Ok(format!("sha256:{:x}", sha2::Sha256::digest(config)))
     }
 }
@@ -49,7 +49,7 @@ fn options(cf: &str, args: &[(&str, &str)], target: Option<&str>) -> Options {
     Options {
         context: std::env::temp_dir(),
         containerfile: cf.to_string(),
-        tag: Some("t:1".into()),
+        tags: vec!["t:1".into()],
         build_args: args
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
