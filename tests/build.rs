@@ -431,6 +431,17 @@ fn berth_runs_what_buildah_built() {
     e.berth(&["load", "-i", &archive.display().to_string()])
         .ok();
     e.berth(&["run", "--rm", "localhost/bh:1"]).prints(EXPECTED);
+    // And berth builds on it: FROM a loaded image (its layers as buildah stored them).
+    fs::write(
+        e.ctx().join("Containerfile"),
+        "FROM localhost/bh:1\nRUN echo more >> /app/extra.txt\nUSER 65534\n",
+    )
+    .expect("write");
+    e.build("on-top", &[]);
+    let expected = EXPECTED.replace("extra v1\n", "extra v1\nmore\n");
+    e.berth(&["run", "--rm", "on-top"]).prints(&expected);
+    e.berth(&["run", "--rm", "on-top", "id", "-u"])
+        .prints("65534\n");
 }
 
 #[test]
