@@ -65,13 +65,17 @@ impl Overlay {
         } else {
             nix::mount::MsFlags::MS_RDONLY
         };
-        nix::mount::mount(
-            Some("overlay"),
-            merged,
-            Some("overlay"),
-            flags,
-            Some(opts.as_str()),
-        )
+        let mount =
+            |o: &str| nix::mount::mount(Some("overlay"), merged, Some("overlay"), flags, Some(o));
+        // The upper directory must hold whole files and directories to be a layer: no
+        // metadata-only copy-up, no renamed directory recorded as a redirect (both are off
+        // by default, but a host may turn them on; kernels before 4.19 do not know the
+        // options).
+        let strict = format!("{opts},redirect_dir=off,metacopy=off");
+        match mount(&strict) {
+            Err(nix::errno::Errno::EINVAL) => mount(&opts),
+            r => r,
+        }
         .map_err(|e| at(merged)(e.into()))?;
         Ok(Overlay {
             merged: merged.to_path_buf(),
