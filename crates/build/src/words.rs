@@ -8,13 +8,13 @@
 /// A substitution error (an unterminated quote or `${`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WordError {
-    /// unterminated quote in {0:?}
+    /// A `'` or `"` without its closing quote.
     #[error("unterminated quote in {0:?}")]
     Quote(String),
-    /// unterminated ${{ in {0:?}
+    /// A `${` without its `}`.
     #[error("unterminated ${{ in {0:?}")]
     Brace(String),
-    /// invalid substitution {0:?}
+    /// `${}`, `${NAME?…}` and the like, or a malformed `KEY=VALUE`.
     #[error("invalid substitution {0:?}")]
     Bad(String),
 }
@@ -207,8 +207,8 @@ pub fn expand_words<V: Vars + ?Sized>(
     }
 }
 
-/// `KEY=VALUE` pairs (ENV, LABEL, ARG), or the legacy `KEY VALUE` form when `legacy` and
-/// the first word has no `=`.
+/// `KEY=VALUE` pairs (ENV, LABEL), or the legacy `KEY VALUE` form when the first word has
+/// no `=`.
 pub fn key_values<V: Vars + ?Sized>(
     src: &str,
     escape: char,
