@@ -5,9 +5,9 @@
 //! devices — becomes the layer's snapshot directly (`<snapshots>/<chainid>/fs`, moved in by
 //! rename under a `tmp-` name first, as `Snapshots` does), so a built layer is never
 //! unpacked again. The config bytes are stored as the builder wrote them (oci-spec's type
-//! would drop Docker's `Healthcheck`). A lease on the store is held for the whole build, so
-//! a garbage collection cannot take blobs that the image will reference; the name is set
-//! last, after every blob is in.
+//! would drop Docker's `Healthcheck`); a fully cached rebuild writes nothing. A lease on
+//! the store is held for the whole build, so a garbage collection cannot take blobs that
+//! the image will reference; the name is set last, after every blob is in.
 
 use crate::backend::{Backend, BackendError, BaseImage, LayerRef};
 use content::Digest;
@@ -148,7 +148,9 @@ impl Backend for StoreBackend {
         tags: &[String],
     ) -> Result<String, BackendError> {
         let content = self.store.content();
-        let config_digest = content.write(config, None)?;
+        // A rebuild with nothing changed writes nothing: blobs already present are not
+        // written again (and not fsync'd again), a name already right is not rewritten.
+        let config_digest = content.write(config, Some(&Digest::sha256(config)))?;
         let desc =
             |mt: &str, size: u64, d: &str| -> Result<oci_spec::image::Descriptor, BackendError> {
                 let digest: oci_spec::image::Digest = d.parse()?;
@@ -176,9 +178,18 @@ impl Backend for StoreBackend {
             )?)
             .layers(descs)
             .build()?;
-        let manifest_digest = content.write(&serde_json::to_vec(&manifest)?, None)?;
+        let manifest_bytes = serde_json::to_vec(&manifest)?;
+        let manifest_digest =
+            content.write(&manifest_bytes, Some(&Digest::sha256(&manifest_bytes)))?;
+        let names = self.store.names()?;
         for t in tags {
-            self.store.set_name(t, &manifest_digest)?;
+            let current = image::normalize_name(t)
+                .ok()
+                .and_then(|n| names.iter().find(|(k, _)| *k == n))
+                .map(|(_, r)| &r.manifest);
+            if current != Some(&manifest_digest) {
+                self.store.set_name(t, &manifest_digest)?;
+            }
         }
         Ok(config_digest.to_string())
     }
