@@ -474,3 +474,53 @@ fn sigkill_during_load() {
     assert_eq!(s.image_names(), ["big:1"]);
     s.assert_blobs_verify();
 }
+
+/// `-t`: the container gets a pty of its own devpts (berth relays it from a console
+/// socket), with our terminal's size; the exit status still passes through.
+#[test]
+fn run_with_a_terminal() {
+    let s = Store::new("tty");
+    s.import_busybox("busybox");
+    let cmd = s.command(&[
+        "run",
+        "--rm",
+        "-t",
+        "busybox",
+        "sh",
+        "-c",
+        "tty; stty size; exit 4",
+    ]);
+    let line = format!("stty rows 33 cols 91; {cmd:?}");
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null());
+    let o = capture(script, Capture::Pipes, BERTH_TIMEOUT);
+    o.code_is(4).says("/dev/pts/0").says("33 91");
+}
+
+/// Two runs of a fresh image at once: both unpack into temporary directories, one rename
+/// wins, both run, one snapshot remains.
+#[test]
+fn concurrent_first_runs_share_one_snapshot() {
+    let s = Store::new("race");
+    s.import_busybox("busybox");
+    let spawn = || {
+        s.command(&["run", "--rm", "busybox", "cat", "/etc/motd"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn berth run")
+    };
+    let (a, b) = (spawn(), spawn());
+    for c in [a, b] {
+        let o = c.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "hello from busybox\n");
+    }
+    let snaps: Vec<String> = s
+        .snapshot_dirs()
+        .into_iter()
+        .filter(|d| d != "empty")
+        .collect();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+}

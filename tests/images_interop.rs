@@ -165,10 +165,81 @@ fn exported_layout_accepted_by_skopeo_and_umoci() {
     capture(u, Capture::Pipes, PODMAN_TIMEOUT)
         .ok()
         .says("berth import");
+    // The docker-archive too.
+    let dout = s.dir.join("lay-docker.tar");
+    s.berth(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        &dout.to_string_lossy(),
+        "lay:1",
+    ])
+    .ok();
+    let mut c = Command::new("skopeo");
+    c.args(["inspect", &format!("docker-archive:{}", dout.display())]);
+    capture(c, Capture::Pipes, PODMAN_TIMEOUT)
+        .ok()
+        .says("\"Os\": \"linux\"");
     // And berth loads the layout directory back.
     let b = Store::new("layout-back");
     b.berth(&["load", "-i", &dir.to_string_lossy()]).ok();
     b.berth(&["run", "--rm", "lay:1", "cat", "/etc/motd"])
         .ok()
         .says("hello from busybox");
+}
+
+/// `buildah from scratch` + `copy` + `config` + `commit`, pushed as an oci-archive and as
+/// a docker-archive: berth loads and runs both.
+#[test]
+fn buildah_scratch_image_runs_under_berth() {
+    need("buildah");
+    let s = Store::new("from-buildah");
+    let rootfs = s.dir.join("rootfs");
+    build_rootfs(&rootfs);
+    std::fs::write(rootfs.join("etc/motd"), "made by buildah\n").expect("write");
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.arg("--root")
+            .arg(s.dir.join("broot"))
+            .arg("--runroot")
+            .arg(s.dir.join("brun"))
+            .args(args);
+        capture(c, Capture::Pipes, PODMAN_TIMEOUT)
+    };
+    let ctr = buildah(&["from", "scratch"]);
+    ctr.ok();
+    let ctr = ctr.stdout.trim().to_string();
+    buildah(&["copy", &ctr, &rootfs.to_string_lossy(), "/"]).ok();
+    buildah(&[
+        "config",
+        "--cmd",
+        "cat /etc/motd",
+        "--env",
+        "FROM=buildah",
+        &ctr,
+    ])
+    .ok();
+    buildah(&["commit", "-q", &ctr, "localhost/bscratch:1"]).ok();
+    for fmt in ["oci-archive", "docker-archive"] {
+        let out = s.dir.join(format!("{fmt}.tar"));
+        buildah(&[
+            "push",
+            "localhost/bscratch:1",
+            &format!("{fmt}:{}:localhost/bscratch:1", out.display()),
+        ])
+        .ok();
+        let b = Store::new("from-buildah-load");
+        b.berth(&["load", "-i", &out.to_string_lossy()])
+            .ok()
+            .says("localhost/bscratch:1");
+        b.berth(&["run", "--rm", "bscratch:1"])
+            .ok()
+            .says("made by buildah");
+        b.berth(&["run", "--rm", "bscratch:1", "sh", "-c", "echo $FROM"])
+            .ok()
+            .says("buildah");
+    }
+    let _ = buildah(&["rm", "--all"]);
+    let _ = buildah(&["rmi", "--all", "--force"]);
 }

@@ -71,6 +71,11 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    // Listing commands end quietly when their reader goes away; `run` keeps SIGPIPE
+    // ignored so that it always gets to clean up.
+    if !matches!(cli.cmd, Cmd::Run(_)) {
+        sys::process::default_sigpipe();
+    }
     let g = Globals {
         root: cli.root,
         runroot: cli.runroot,

@@ -103,6 +103,10 @@ fn read_tar(store: &ImageStore, r: Box<dyn Read + '_>, files: &mut Archive) -> R
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                // docker-archive's legacy per-layer metadata is never referenced.
+                if name.ends_with("/VERSION") || name.ends_with("/json") {
+                    continue;
+                }
                 if matches!(
                     name.as_str(),
                     "oci-layout" | "index.json" | "manifest.json" | "repositories"

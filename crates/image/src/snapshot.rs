@@ -109,7 +109,11 @@ impl Snapshots {
                     actual: applied.diff_id.to_string(),
                 });
             }
-            nix::unistd::sync();
+            // Flush the unpacked files before the rename publishes them (syncfs: only the
+            // store's filesystem).
+            let d = fs::File::open(&fs_dir).map_err(io_err(&fs_dir))?;
+            nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d))
+                .map_err(|e| io_err(&fs_dir)(e.into()))?;
             let dst = self.dir.join(chain.hex());
             match fs::rename(&tmp, &dst) {
                 Ok(()) => Ok(()),

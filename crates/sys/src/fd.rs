@@ -1,6 +1,9 @@
 //! File-descriptor hygiene: nothing of the runtime may leak into a container.
 
 use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Marks every descriptor `>= first` close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`), so
 /// the next `execve` cannot leak runtime descriptors (CVE-2024-21626). Falls back to walking
@@ -29,4 +32,29 @@ pub fn cloexec_from(first: i32) -> nix::Result<()> {
         let _ = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
+}
+
+/// Receives one descriptor sent with `SCM_RIGHTS` on `sock` (e.g. a pty master over a
+/// `--console-socket`); the message's bytes are ignored, extra descriptors are closed.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut received: Vec<OwnedFd> = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` in our table for this message;
+                // nothing else owns it.
+                received.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    received.into_iter().next().ok_or(Errno::EBADMSG)
 }

@@ -120,6 +120,36 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<
     Errno::result(r).map(drop)
 }
 
+/// Restores the default SIGPIPE disposition (Rust ignores it), so that a command line tool
+/// whose output pipe closes (`berth images | head`) ends quietly as C tools do.
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL is a valid disposition and no handler code is involved; called at
+    // start-up before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The terminal window size on `fd`: `(rows, cols)`.
+pub fn window_size(fd: BorrowedFd<'_>) -> nix::Result<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize struct that lives for the duration of the call.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCGWINSZ,
+            &mut ws as *mut libc::winsize,
+        )
+    };
+    Errno::result(r)?;
+    Ok((ws.ws_row, ws.ws_col))
+}
+
 /// Sets the execution domain (`personality(2)`), e.g. `PER_LINUX32` = 0x0008.
 pub fn set_personality(persona: u64) -> nix::Result<()> {
     // SAFETY: personality takes a plain integer and changes only this process.

@@ -11,6 +11,7 @@ pub mod load;
 pub mod rmi;
 pub mod run;
 mod run_spec;
+mod run_tty;
 pub mod save;
 pub mod system;
 pub mod tag;

@@ -7,6 +7,7 @@
 //! through, then unmounts the rootfs and, with `--rm`, removes the directory.
 
 use super::run_spec::{self, Opts};
+use super::run_tty;
 use crate::Globals;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -121,6 +122,9 @@ impl Drop for Cleanup {
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<i32> {
+    // From here on SIGINT/SIGTERM wait (and are forwarded to the container once it runs),
+    // so an interrupted run still unmounts and cleans up.
+    runtime::container::block_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = g.store()?;
     let img = store.resolve(&a.image)?;
     let id = a.name.clone().unwrap_or_else(random_id);
@@ -162,29 +166,39 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         hostname: a.hostname.unwrap_or_else(|| id.chars().take(12).collect()),
         tty: a.tty,
     };
-    let spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
+    let mut spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
+    if let Some((rows, cols)) = opts.tty.then(run_tty::size).flatten() {
+        spec["process"]["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+    }
     let cfg = dir.join("config.json");
     std::fs::write(&cfg, serde_json::to_vec_pretty(&spec)?)
         .with_context(|| format!("write {}", cfg.display()))?;
-    let code = run_runtime(&g.runroot, &dir, &id)?;
+    let code = run_runtime(&g.runroot, &dir, &id, a.tty)?;
     cleanup.remove = a.rm;
     drop(cleanup);
     Ok(code)
 }
 
-/// `berth-runtime --root RUNROOT/runtime run --bundle DIR ID`, forwarding signals.
-fn run_runtime(runroot: &Path, bundle: &Path, id: &str) -> Result<i32> {
+/// `berth-runtime --root RUNROOT/runtime run --bundle DIR ID`, forwarding signals (which
+/// the caller has blocked).
+fn run_runtime(runroot: &Path, bundle: &Path, id: &str, tty: bool) -> Result<i32> {
     let rt = runtime_bin()?;
-    runtime::container::block_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let console = tty.then(|| run_tty::Console::listen(bundle)).transpose()?;
+    let mut cmd = Command::new(&rt);
+    cmd.arg("--root").arg(runroot.join("runtime")).arg("run");
+    if let Some(c) = &console {
+        cmd.arg("--console-socket").arg(&c.path);
+    }
     // std resets the signal mask of the child before exec.
-    let child = Command::new(&rt)
-        .arg("--root")
-        .arg(runroot.join("runtime"))
-        .args(["run", "--bundle"])
+    let child = cmd
+        .arg("--bundle")
         .arg(bundle)
         .arg(id)
         .spawn()
         .with_context(|| format!("run {}", rt.display()))?;
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    runtime::container::wait_forwarding(pid).map_err(|e| anyhow::anyhow!("{e}"))
+    match console {
+        Some(c) => c.serve().wait(pid),
+        None => runtime::container::wait_forwarding(pid).map_err(|e| anyhow::anyhow!("{e}")),
+    }
 }
