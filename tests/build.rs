@@ -101,11 +101,18 @@ impl Env {
 
     /// `berth build -t NAME <extra> CTX`, which must succeed.
     fn build(&self, name: &str, extra: &[&str]) -> Build {
+        self.build_env(name, extra, &[])
+    }
+
+    /// [`Env::build`] with environment variables.
+    fn build_env(&self, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Build {
         let ctx = self.ctx().display().to_string();
         let mut args = vec!["build", "-t", name];
         args.extend_from_slice(extra);
         args.push(&ctx);
-        let out = self.berth(&args);
+        let mut cmd = self.command(&args);
+        cmd.envs(env.iter().copied());
+        let out = capture(cmd, Capture::Pipes, BUILD_TIMEOUT);
         out.ok();
         Build::parse(out)
     }
@@ -279,14 +286,28 @@ fn cache_rebuilds_from_the_changed_step_only() {
 fn same_inputs_give_the_same_digests() {
     let a = Env::new("repro-a");
     let b = Env::new("repro-b");
-    let one = a.build("repro", &[]);
-    let two = b.build("repro", &[]);
+    // Layers are reproducible as they are (sorted entries, fixed mtimes)…
+    a.build("repro", &[]);
+    b.build("repro", &[]);
+    assert_eq!(
+        a.manifest("repro:latest")["layers"],
+        b.manifest("repro:latest")["layers"]
+    );
+    // …and with SOURCE_DATE_EPOCH the config (its `created` time) too: the same image id.
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let one = a.build_env("repro", &["--no-cache"], &epoch);
+    let two = b.build_env("repro", &[], &epoch);
     assert_eq!(
         one.id, two.id,
         "image ids differ:\n{}\n{}",
         one.out, two.out
     );
     assert_eq!(a.manifest("repro:latest"), b.manifest("repro:latest"));
+    let cfg = fs::read_to_string(a.blob(&one.id)).expect("config blob");
+    assert!(
+        cfg.contains("\"created\":\"2023-11-14T22:13:20Z\""),
+        "{cfg}"
+    );
 }
 
 /// Fails with a clear message when a peer tool is missing.

@@ -90,17 +90,32 @@ impl Cache {
 
     /// Records `key` → `layer` (atomically).
     pub fn put(&self, key: &Key, layer: &LayerRef) -> Result<(), CacheError> {
-        let path = self.dir.join(&key.0);
-        let tmp = self
-            .dir
-            .join(format!(".tmp-{}-{}", std::process::id(), key.0));
+        let body = serde_json::json!({"digest": layer.digest, "size": layer.size}).to_string();
+        self.write(&key.0, body.as_bytes())
+    }
+
+    /// The image config a build whose final key was `key` committed.
+    pub fn get_config(&self, key: &Key) -> Option<Vec<u8>> {
+        fs::read(self.dir.join(format!("{}.config", key.0))).ok()
+    }
+
+    /// Records the image config of final key `key` (atomically; unchanged: not rewritten).
+    pub fn put_config(&self, key: &Key, config: &[u8]) -> Result<(), CacheError> {
+        if self.get_config(key).as_deref() == Some(config) {
+            return Ok(());
+        }
+        self.write(&format!("{}.config", key.0), config)
+    }
+
+    fn write(&self, name: &str, body: &[u8]) -> Result<(), CacheError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".tmp-{}-{name}", std::process::id()));
         let err = |source| CacheError {
             path: path.clone(),
             source,
         };
-        let body = serde_json::json!({"digest": layer.digest, "size": layer.size}).to_string();
         let mut f = File::create(&tmp).map_err(err)?;
-        f.write_all(body.as_bytes()).map_err(err)?;
+        f.write_all(body).map_err(err)?;
         f.sync_all().map_err(err)?;
         fs::rename(&tmp, &path).map_err(err)?;
         File::open(&self.dir)

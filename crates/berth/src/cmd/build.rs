@@ -98,10 +98,13 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let work_dir = g.root.join("build/tmp");
     std::fs::create_dir_all(&work_dir).with_context(|| format!("create {}", work_dir.display()))?;
     clean_stale(&work_dir);
-    let epoch = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.is_empty() => Some(
+            s.parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?,
+        ),
+        _ => None,
+    };
     let opts = build::Options {
         context: a.dir.clone(),
         containerfile,
@@ -114,7 +117,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         runtime_state: g.runroot.join("build"),
         work_dir,
         cache_dir: g.root.join("build/cache"),
-        epoch,
+        source_date_epoch,
     };
     let backend = build::StoreBackend::new(store).context("lease the image store")?;
     let stdout = std::io::stdout();

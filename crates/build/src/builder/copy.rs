@@ -3,7 +3,7 @@
 
 use super::{invalid, BuildError, Builder, Report, Stage, StepError};
 use crate::backend::LayerRef;
-use crate::config;
+use crate::config::ImageConfig;
 use crate::context::{hash_items, Ignore, SourceRoot};
 use crate::fsroot::{clean, Owner, Root};
 use crate::parse::{Args, Instruction, Keyword};
@@ -172,12 +172,30 @@ impl Builder<'_> {
 
     /// Stores the final stage as the image and names it.
     pub(super) fn commit(&mut self, mut st: Stage) -> Result<Report, BuildError> {
-        st.config.created = Some(config::rfc3339(self.o.epoch));
-        let bytes = serde_json::to_vec(&st.config).map_err(BuildError::Config)?;
+        // Same final key, same config: a fully cached build keeps the image id it had
+        // (unless SOURCE_DATE_EPOCH pins the time, which makes the config equal anyway).
+        // Only if its layers are these very layers: a step run again (its cache entry
+        // lost) need not make the same bytes.
+        let reuse = !self.o.no_cache && self.o.source_date_epoch.is_none();
+        let cached = reuse
+            .then(|| self.cache.get_config(&st.key))
+            .flatten()
+            .filter(|b| {
+                serde_json::from_slice::<ImageConfig>(b)
+                    .is_ok_and(|c| c.rootfs.diff_ids == st.config.rootfs.diff_ids)
+            });
+        let bytes = match cached {
+            Some(b) => b,
+            None => {
+                st.config.created = Some(self.created.clone());
+                serde_json::to_vec(&st.config).map_err(BuildError::Config)?
+            }
+        };
         let id = self
             .backend
             .commit_image(&bytes, &st.layers, &self.o.tags)
             .map_err(BuildError::Backend)?;
+        self.cache.put_config(&st.key, &bytes)?;
         if !self.o.tags.is_empty() {
             self.say(&format!("COMMIT {}", self.o.tags.join(", ")))?;
         }

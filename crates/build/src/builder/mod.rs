@@ -41,8 +41,12 @@ pub struct Options {
     /// Scratch space for step directories (on the store's filesystem).
     pub work_dir: PathBuf,
     pub cache_dir: PathBuf,
-    /// The mtime of every layer entry and the `created` time (seconds since the epoch).
-    pub epoch: u64,
+    /// `SOURCE_DATE_EPOCH`: the `created` time of the image and its history (seconds since
+    /// the epoch). Unset, it is now — except that a build whose every step is cached gets
+    /// the config of the build that made it, so its image id does not change. Layer
+    /// entries always get this time as mtime (0 when unset), so layers are reproducible
+    /// either way.
+    pub source_date_epoch: Option<u64>,
 }
 
 /// How one step went.
@@ -170,6 +174,8 @@ struct Builder<'a> {
     seq: usize,
     /// The build context (opened at its first use).
     ctx: Option<SourceRoot>,
+    /// The `created` time of this build (RFC 3339).
+    created: String,
 }
 
 /// Human-readable size (`1.2 MB`).
@@ -224,6 +230,11 @@ pub fn build(
         total: stages[..=target].iter().map(Vec::len).sum(),
         seq: 0,
         ctx: None,
+        created: config::rfc3339(o.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })),
     };
     for ins in &cf.instructions[..first_from] {
         if ins.keyword != Keyword::Arg {
@@ -392,7 +403,7 @@ impl Builder<'_> {
                 name: None,
                 config: ImageConfig::scratch(),
                 layers: Vec::new(),
-                key: Key::base("scratch"),
+                key: self.base_key("scratch"),
                 args: Vec::new(),
                 cmd_set: false,
             }
@@ -415,7 +426,7 @@ impl Builder<'_> {
                 name: None,
                 config,
                 layers: base.layers,
-                key: Key::base(&base.id),
+                key: self.base_key(&base.id),
                 args: Vec::new(),
                 cmd_set: false,
             }
@@ -424,6 +435,13 @@ impl Builder<'_> {
         stage.args.clear();
         stage.cmd_set = false;
         Ok(stage)
+    }
+
+    /// The key a stage built on `what` starts from. The layers' mtime is part of it:
+    /// the same steps under another SOURCE_DATE_EPOCH make other layers.
+    fn base_key(&self, what: &str) -> Key {
+        let mtime = self.o.source_date_epoch.unwrap_or(0);
+        Key::base(&format!("{what} mtime={mtime}"))
     }
 
     fn find_stage(&self, name: &str) -> Option<&Stage> {
@@ -518,7 +536,7 @@ impl Builder<'_> {
             .map_err(|e| StepError::Invalid(format!("config: {e}")))?;
         st.key = st.key.step(&ins.text, &effect, &[]);
         st.config.history.push(History {
-            created: Some(config::rfc3339(self.o.epoch)),
+            created: Some(self.created.clone()),
             created_by: Some(ins.text.clone()),
             comment: None,
             empty_layer: true,
@@ -590,7 +608,8 @@ impl Builder<'_> {
             }
         }
         let tar = dir.join("layer.tar");
-        let l = diff::diff_upper(&dir.join("upper"), &tar, self.o.epoch)?;
+        let mtime = self.o.source_date_epoch.unwrap_or(0);
+        let l = diff::diff_upper(&dir.join("upper"), &tar, mtime)?;
         let layer = LayerRef::built(l.digest, l.size);
         self.backend
             .put_layer(&st.diff_ids(), &layer, &tar, &dir.join("upper"))
@@ -604,7 +623,7 @@ impl Builder<'_> {
     fn add_layer(&self, st: &mut Stage, ins: &Instruction, layer: LayerRef) {
         st.config.rootfs.diff_ids.push(layer.diff_id.clone());
         st.config.history.push(History {
-            created: Some(config::rfc3339(self.o.epoch)),
+            created: Some(self.created.clone()),
             created_by: Some(ins.text.clone()),
             comment: None,
             empty_layer: false,

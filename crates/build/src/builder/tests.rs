@@ -61,7 +61,7 @@ fn options(cf: &str, args: &[(&str, &str)], target: Option<&str>) -> Options {
         runtime_state: tmp.join("state"),
         work_dir: tmp.join("work"),
         cache_dir: tmp.join("cache"),
-        epoch: 0,
+        source_date_epoch: Some(0),
     }
 }
 
