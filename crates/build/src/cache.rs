@@ -141,6 +141,15 @@ mod tests {
         let l = LayerRef::built("sha256:00".into(), 3);
         c.put(&b, &l).expect("put");
         assert_eq!(c.get(&b), Some(l));
+        assert_eq!(c.get_config(&b), None);
+        c.put_config(&b, b"{}").expect("put config");
+        assert_eq!(c.get_config(&b).as_deref(), Some(&b"{}"[..]));
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(&d)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
         let _ = fs::remove_dir_all(&d);
     }
 }
