@@ -630,3 +630,39 @@ RUN echo "$FOO $COLOR $(pwd) $(id -u):$(id -g)" > /tmp/seen && ls /sys/class/net
     e.berth(&["run", "--rm", "runenv", "sh", "-c", "echo ${COLOR:-unset}"])
         .prints("unset\n");
 }
+
+#[test]
+fn dockerfile_name_and_stdin() {
+    let e = Env::new("names");
+    fs::remove_file(e.ctx().join("Containerfile")).expect("rm");
+    fs::write(
+        e.ctx().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"echo\", \"from a Dockerfile\"]\n",
+    )
+    .expect("write");
+    e.build("df", &[]);
+    e.berth(&["run", "--rm", "df"])
+        .prints("from a Dockerfile\n");
+    // `-f -`: the Containerfile comes from stdin.
+    let ctx = e.ctx().display().to_string();
+    let mut cmd = e.command(&["build", "-q", "-t", "stdin", "-f", "-", &ctx]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn berth build");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"echo\", \"from stdin\"]\n")
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("berth build");
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        id.trim().starts_with("sha256:") && id.lines().count() == 1,
+        "{id:?}"
+    );
+    e.berth(&["run", "--rm", "stdin"]).prints("from stdin\n");
+}

@@ -11,7 +11,7 @@ pub struct Args {
     /// Name (and tag) of the image; repeatable.
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     tags: Vec<String>,
-    /// The Containerfile (default: DIR/Containerfile, else DIR/Dockerfile).
+    /// The Containerfile (default: DIR/Containerfile, else DIR/Dockerfile; `-`: stdin).
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
     /// A build argument `K=V` (or `K`, taken from the environment); repeatable.
@@ -77,8 +77,11 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             .find(|p| p.is_file())
             .with_context(|| format!("no Containerfile or Dockerfile in {}", a.dir.display()))?,
     };
-    let containerfile =
-        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+    let containerfile = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("read the Containerfile from stdin")?
+    } else {
+        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?
+    };
     let mut build_args = Vec::new();
     for ba in &a.build_args {
         match ba.split_once('=') {
