@@ -137,7 +137,7 @@ pub struct CopyOpts {
 /// Copies `items` into `root`. Returns the number of bytes written.
 pub fn copy_items(root: &Root, items: &[Item], o: CopyOpts) -> Result<u64, CopyError> {
     let owner = o.owner.unwrap_or_default();
-    let mut total = 0;
+    let mut total: u64 = 0;
     for it in items {
         let mode = o.mode.unwrap_or(it.mode);
         match &it.kind {
@@ -188,6 +188,8 @@ pub enum CopyError {
     },
     #[error("archive entry {0:?} is of a kind ADD does not extract")]
     Entry(PathBuf),
+    #[error("archive has more than {MAX_ENTRIES} entries or {MAX_BYTES} bytes")]
+    TooLarge,
 }
 
 /// The decompressing reader of a tar archive (plain or gzip), or None if `f` is not one.
@@ -214,7 +216,13 @@ fn archive_reader(f: &mut File) -> io::Result<Option<Box<dyn Read + '_>>> {
     Ok(None)
 }
 
-/// Extracts a tar stream under `dest` in `root` (every entry confined to the root).
+/// The most entries an ADD archive may have.
+pub const MAX_ENTRIES: u64 = 1_000_000;
+/// The most bytes an ADD archive may unpack to.
+pub const MAX_BYTES: u64 = 64 << 30;
+
+/// Extracts a tar stream under `dest` in `root` (every entry confined to the root, the
+/// entry count and unpacked size capped).
 fn extract(
     root: &Root,
     r: Box<dyn Read + '_>,
@@ -222,9 +230,13 @@ fn extract(
     owner: Option<Owner>,
 ) -> Result<u64, CopyError> {
     let mut a = tar::Archive::new(r);
-    let mut total = 0;
-    for e in a.entries().map_err(at(dest))? {
+    let mut total: u64 = 0;
+    for (n, e) in a.entries().map_err(at(dest))?.enumerate() {
         let mut e = e.map_err(at(dest))?;
+        let size = e.header().size().map_err(at(dest))?;
+        if n as u64 >= MAX_ENTRIES || total.saturating_add(size) > MAX_BYTES {
+            return Err(CopyError::TooLarge);
+        }
         let name = e.path().map_err(at(dest))?.into_owned();
         let rel = dest.join(clean(&name));
         let h = e.header();
