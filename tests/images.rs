@@ -222,6 +222,21 @@ fn save_load_roundtrip_both_formats() {
             .ok()
             .says("hello from busybox");
         b.assert_blobs_verify();
+        // From standard input too, as `docker load < FILE`.
+        let c = Store::new("save-c");
+        let o = c
+            .command(&["load"])
+            .stdin(fs::File::open(&out).expect("open archive"))
+            .output()
+            .expect("berth load");
+        assert!(o.status.success(), "berth load < {}: {o:?}", out.display());
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "Loaded image: box:latest\n"
+        );
+        c.berth(&["run", "--rm", "box", "cat", "/etc/motd"])
+            .ok()
+            .says("hello from busybox");
     }
 }
 
@@ -523,4 +538,48 @@ fn concurrent_first_runs_share_one_snapshot() {
         .filter(|d| d != "empty")
         .collect();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
+}
+
+/// The rootfs overlay lives in berth's own mount namespace: the host never sees it, not
+/// even while the container runs or after berth is SIGKILLed.
+#[test]
+fn run_mounts_nothing_on_the_host() {
+    let s = Store::new("nomount");
+    s.import_busybox("busybox");
+    let here = s.dir.path().to_string_lossy().into_owned();
+    let ours = || -> Vec<String> {
+        host_mounts()
+            .into_iter()
+            .map(|m| m.mount_point)
+            .filter(|p| p.starts_with(&here))
+            .collect()
+    };
+    let mut child = s
+        .command(&["run", "--rm", "busybox", "sleep", "2"])
+        .spawn()
+        .expect("spawn berth run");
+    let started = poll(Duration::from_secs(20), || {
+        fs::read_dir(s.dir.join("run/runtime"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|_| ())
+    });
+    assert!(started.is_some(), "the container never started");
+    assert!(ours().is_empty(), "host sees {:?}", ours());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let _ = child.wait();
+    assert!(ours().is_empty(), "host sees {:?}", ours());
+    // The orphaned runtime finishes the container on its own.
+    let gone = poll(Duration::from_secs(20), || {
+        pids_with_cmdline(&here).is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "runtime still running: {:?}",
+        pids_with_cmdline(&here)
+    );
 }

@@ -48,13 +48,25 @@ pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<(String, Digest)>> {
         let f = File::open(path).map_err(io_err(path))?;
         read_tar(store, decompress(f).map_err(io_err(path))?, &mut files)?;
     }
+    finish_load(store, &files, &path.display().to_string())
+}
+
+/// Loads every image of the archive streamed by `reader` (e.g. stdin).
+pub fn load_stream(store: &ImageStore, reader: impl Read) -> Result<Vec<(String, Digest)>> {
+    let _lease = store.lease()?;
+    let mut files = Archive::default();
+    read_tar(store, decompress(reader).map_err(io_err("-"))?, &mut files)?;
+    finish_load(store, &files, "standard input")
+}
+
+fn finish_load(store: &ImageStore, files: &Archive, what: &str) -> Result<Vec<(String, Digest)>> {
     if let Some(index) = files.small.get("index.json").cloned() {
-        load_oci(store, &files, &index)
+        load_oci(store, files, &index)
     } else if let Some(manifest) = files.small.get("manifest.json").cloned() {
-        load_docker(store, &files, &manifest)
+        load_docker(store, files, &manifest)
     } else {
         Err(invalid(
-            path.display().to_string(),
+            what,
             "neither an OCI layout (index.json) nor a docker archive (manifest.json)",
         ))
     }

@@ -178,6 +178,24 @@ impl Snapshots {
         layers: &[Layer],
         container_dir: &Path,
     ) -> Result<Rootfs> {
+        self.prepare_at(
+            content,
+            layers,
+            container_dir,
+            &container_dir.join("rootfs"),
+        )
+    }
+
+    /// As [`prepare`](Self::prepare), but the overlay is mounted on `mountpoint` (an
+    /// existing directory, e.g. one shared by processes that each have a private mount
+    /// namespace); a copy still goes to `container_dir/rootfs`.
+    pub fn prepare_at(
+        &self,
+        content: &content::Store,
+        layers: &[Layer],
+        container_dir: &Path,
+        mountpoint: &Path,
+    ) -> Result<Rootfs> {
         let mut lowers = self.ensure(content, layers)?;
         if lowers.is_empty() {
             // overlayfs needs one lower: an image without layers gets an empty one.
@@ -185,19 +203,17 @@ impl Snapshots {
             fs::create_dir_all(&empty).map_err(io_err(&empty))?;
             lowers.push(empty);
         }
-        let target = container_dir.join("rootfs");
-        fs::create_dir_all(&target).map_err(io_err(&target))?;
         let force_copy = std::env::var("BERTH_SNAPSHOTTER").is_ok_and(|v| v == "copy");
         if !force_copy {
             let upper = container_dir.join("upper");
             let work = container_dir.join("work");
-            for d in [&upper, &work] {
+            for d in [&upper, &work, &mountpoint.to_path_buf()] {
                 fs::create_dir_all(d).map_err(io_err(d))?;
             }
-            match mount_overlay(&lowers, &upper, &work, &target) {
+            match mount_overlay(&lowers, &upper, &work, mountpoint) {
                 Ok(()) => {
                     return Ok(Rootfs {
-                        path: target,
+                        path: mountpoint.to_path_buf(),
                         upper,
                         kind: RootfsKind::Overlay,
                     })
@@ -210,9 +226,11 @@ impl Snapshots {
                     let _ = fs::remove_dir_all(&upper);
                     let _ = fs::remove_dir_all(&work);
                 }
-                Err(e) => return Err(io_err(&target)(e.into())),
+                Err(e) => return Err(io_err(mountpoint)(e.into())),
             }
         }
+        let target = container_dir.join("rootfs");
+        fs::create_dir_all(&target).map_err(io_err(&target))?;
         for lower in &lowers {
             merge_layer(lower, &target)?;
         }

@@ -407,6 +407,17 @@ impl ImageStore {
     /// recording the chains it uses in `container_dir/chains.json` so that gc keeps them
     /// while the directory exists.
     pub fn prepare_rootfs(&self, layers: &[Layer], container_dir: &Path) -> Result<Rootfs> {
+        self.prepare_rootfs_at(layers, container_dir, &container_dir.join("rootfs"))
+    }
+
+    /// As [`prepare_rootfs`](Self::prepare_rootfs) with the overlay mounted on `mountpoint`
+    /// (see [`Snapshots::prepare_at`]).
+    pub fn prepare_rootfs_at(
+        &self,
+        layers: &[Layer],
+        container_dir: &Path,
+        mountpoint: &Path,
+    ) -> Result<Rootfs> {
         let _lease = self.lease()?;
         fs::create_dir_all(container_dir).map_err(io_err(container_dir))?;
         let chains = chain_ids(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>());
@@ -416,7 +427,8 @@ impl ImageStore {
             serde_json::to_vec(&chains).map_err(|e| invalid("chains", e))?,
         )
         .map_err(io_err(&p))?;
-        self.snapshots.prepare(&self.content, layers, container_dir)
+        self.snapshots
+            .prepare_at(&self.content, layers, container_dir, mountpoint)
     }
 
     /// Removes blobs no named image references and snapshots no image or container

@@ -1,10 +1,11 @@
 //! `berth run [OPTIONS] IMAGE [CMD…]`: a container from an image, in the foreground.
 //!
 //! The container's directory `<root>/containers/<id>/` is the OCI bundle: `config.json`
-//! (run_spec.rs), `rootfs/` (an overlay of the image's layer snapshots with `upper/` and
-//! `work/` beside it, or a merged copy), and `chains.json` (the snapshots it uses, kept by
-//! gc). `berth-runtime run` runs it; berth forwards signals to it, passes its exit status
-//! through, then unmounts the rootfs and, with `--rm`, removes the directory.
+//! (run_spec.rs), `upper/` and `work/` of the overlay of the image's layer snapshots (which
+//! is mounted on `<root>/mnt` inside a private mount namespace of this process; or a
+//! merged copy in `rootfs/`), and `chains.json` (the snapshots it uses, kept by gc).
+//! `berth-runtime run` runs it; berth forwards signals to it, passes its exit status
+//! through and, with `--rm`, removes the directory.
 
 use super::run_spec::{self, Opts};
 use super::run_tty;
@@ -101,6 +102,21 @@ fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
+/// Moves this process into a mount namespace of its own whose mounts do not propagate
+/// back to the host's; false (and nothing private) if that is not possible.
+fn private_mount_namespace() -> bool {
+    use nix::mount::MsFlags;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_ok()
+        && nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .is_ok()
+}
+
 /// Undoes what a run set up, on every path out.
 struct Cleanup {
     dir: PathBuf,
@@ -146,11 +162,21 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         remove: true,
     };
     let layers = img.layers()?;
-    let rootfs = store
-        .prepare_rootfs(&layers, &dir)
-        .with_context(|| format!("prepare the rootfs of {}", a.image))?;
+    // The overlay is mounted in a private mount namespace of this process (the runtime
+    // inherits it), on `<root>/mnt`: the mount ends with the last process in the namespace,
+    // so there is no unmount on the way out (an RCU grace period) and a killed berth leaks
+    // no mount into the host. Where that is impossible: mount on the host, unmount after.
+    let private = private_mount_namespace();
+    let rootfs = if private {
+        store.prepare_rootfs_at(&layers, &dir, &g.root.join("mnt"))
+    } else {
+        store.prepare_rootfs(&layers, &dir)
+    }
+    .with_context(|| format!("prepare the rootfs of {}", a.image))?;
     let rootfs_path = rootfs.path.clone();
-    cleanup.rootfs = Some(rootfs);
+    if !private {
+        cleanup.rootfs = Some(rootfs);
+    }
     let opts = Opts {
         env: a.env,
         env_files: a.env_file,
@@ -167,6 +193,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         tty: a.tty,
     };
     let mut spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
+    spec["root"]["path"] = serde_json::json!(rootfs_path);
     if let Some((rows, cols)) = opts.tty.then(run_tty::size).flatten() {
         spec["process"]["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
     }
