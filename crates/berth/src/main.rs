@@ -65,6 +65,8 @@ enum Cmd {
     Image(cmd::image::Args),
     /// System information (`berth system df`).
     System(cmd::system::Args),
+    /// Build an image from a Containerfile (or Dockerfile).
+    Build(cmd::build::Args),
 }
 
 fn main() {
@@ -91,6 +93,7 @@ fn main() {
         Cmd::History(a) => cmd::history::run(&g, a).map(|()| 0),
         Cmd::Image(a) => cmd::image::run(&g, a).map(|()| 0),
         Cmd::System(a) => cmd::system::run(&g, a).map(|()| 0),
+        Cmd::Build(a) => cmd::build::run(&g, a).map(|()| 0),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -1,5 +1,6 @@
 //! Subcommands of `berth`, one file each.
 
+pub mod build;
 pub mod bundle;
 pub mod history;
 pub mod image;
