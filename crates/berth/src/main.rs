@@ -21,10 +21,20 @@ struct Cli {
 enum Cmd {
     /// Make an OCI bundle from a static busybox, ready for `berth-runtime run`.
     Bundle(cmd::bundle::Args),
+    /// Run an OCI Distribution registry (`serve`) or collect its garbage (`gc`).
+    Registry(cmd::registry::Args),
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().cmd {
         Cmd::Bundle(a) => cmd::bundle::run(a),
+        Cmd::Registry(a) => cmd::registry::run(a),
     }
 }
