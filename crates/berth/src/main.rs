@@ -23,6 +23,14 @@ enum Cmd {
     Bundle(cmd::bundle::Args),
     /// Run an OCI Distribution registry (`serve`) or collect its garbage (`gc`).
     Registry(cmd::registry::Args),
+    /// Push an OCI image layout to a registry.
+    Push(cmd::transfer::PushArgs),
+    /// Pull an image from a registry into an OCI image layout.
+    Pull(cmd::transfer::PullArgs),
+    /// Store credentials for a registry in ~/.config/berth/auth.json.
+    Login(cmd::transfer::LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(cmd::transfer::LogoutArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +44,9 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Bundle(a) => cmd::bundle::run(a),
         Cmd::Registry(a) => cmd::registry::run(a),
+        Cmd::Push(a) => cmd::transfer::push(a),
+        Cmd::Pull(a) => cmd::transfer::pull(a),
+        Cmd::Login(a) => cmd::transfer::login(a),
+        Cmd::Logout(a) => cmd::transfer::logout(a),
     }
 }
