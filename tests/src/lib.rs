@@ -8,6 +8,7 @@
 //! failing test leaks nothing.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod oci;
 
 use serde_json::{json, Value};

@@ -25,6 +25,8 @@ use uuid::Uuid;
 
 /// Uploads untouched for this long are removed.
 const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Uploads open at once; past this, new ones are answered 429 TOOMANYREQUESTS.
+const MAX_UPLOADS: usize = 4096;
 /// Chunks are written to disk in pieces of this size.
 const WRITE_BUF: usize = 1024 * 1024;
 
@@ -54,6 +56,10 @@ impl Uploads {
         if let Ok(mut m) = self.map.lock() {
             m.remove(id);
         }
+    }
+
+    fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     fn get(&self, id: &Uuid) -> Option<Arc<tokio::sync::Mutex<Upload>>> {
@@ -110,6 +116,13 @@ async fn lookup(
 }
 
 async fn create(st: &Shared, name: &Name) -> ApiResult<(Uuid, Arc<tokio::sync::Mutex<Upload>>)> {
+    if st.uploads.len() >= MAX_UPLOADS {
+        return Err(ApiError::new(
+            Code::TooManyRequests,
+            format!("{MAX_UPLOADS} uploads are in progress; retry later"),
+        )
+        .with_header(header::RETRY_AFTER, "5"));
+    }
     let id = Uuid::new_v4();
     let dir = st.store.uploads_dir().join(id.to_string());
     tokio::fs::create_dir_all(&dir).await?;

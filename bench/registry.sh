@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# berth's registry vs Debian's docker-registry (distribution 2.8), in one run, on loopback:
+#   push and pull of a ~105 MB three-layer image with skopeo (median of RUNS; each run
+#   against a fresh, empty server so every blob moves)
+#   manifest GET with `wrk -t2 -c32 -d10s` (req/s, p99 latency)
+#   1 MiB blob GET with the same wrk settings (req/s, p99 latency)
+# Usage: bench/registry.sh [RUNS]   (needs skopeo, docker-registry, wrk, curl, python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+for t in skopeo docker-registry wrk curl python3; do
+  command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }
+done
+cargo build --release -q -p berth
+berth=$PWD/target/release/berth
+work=$(mktemp -d /tmp/berth-regbench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The image: three gzip layers of incompressible data (60 + 35 + 10 MB).
+python3 - "$work/img" <<'PY'
+import gzip, hashlib, io, json, os, sys, tarfile
+d = sys.argv[1]; os.makedirs(f"{d}/blobs/sha256")
+def put(b):
+    h = hashlib.sha256(b).hexdigest(); open(f"{d}/blobs/sha256/{h}", "wb").write(b); return "sha256:" + h
+layers = []
+for i, mb in enumerate((60, 35, 10)):
+    data = os.urandom(mb * 1000 * 1000); bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w") as t:
+        ti = tarfile.TarInfo(f"layer{i}.bin"); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+    raw = bio.getvalue(); gz = gzip.compress(raw, 1, mtime=0)
+    layers.append((put(gz), len(gz), "sha256:" + hashlib.sha256(raw).hexdigest()))
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [l[2] for l in layers]}}).encode()
+m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(cfg), "size": len(cfg)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": g, "size": s} for g, s, _ in layers]}).encode()
+md = put(m)
+open(f"{d}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+open(f"{d}/index.json", "w").write(json.dumps({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": len(m), "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
+PY
+head -c 1048576 /dev/urandom > "$work/blob1m"
+blob_digest=sha256:$(sha256sum "$work/blob1m" | cut -d' ' -f1)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://$1/v2/" && return 0; sleep 0.1; done; echo "server $1 did not start" >&2; exit 1; }
+
+start() {  # kind dir -> prints address; pid appended to $work/pids
+  local kind=$1 dir=$2 port; port=$(free_port)
+  mkdir -p "$dir"
+  if [ "$kind" = berth ]; then
+    BERTH_LOG=warn "$berth" registry serve --listen "127.0.0.1:$port" --root "$dir/root" >/dev/null 2>"$dir/log" &
+  else
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n' "$dir/root" "$port" > "$dir/config.yml"
+    docker-registry serve "$dir/config.yml" >/dev/null 2>"$dir/log" &
+  fi
+  echo $! >> "$work/pids"
+  wait_port "127.0.0.1:$port"
+  echo "127.0.0.1:$port"
+}
+stop_all() { if [ -f "$work/pids" ]; then while read -r p; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done < "$work/pids"; rm -f "$work/pids"; fi; }
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+declare -A push pull mrps mp99 brps bp99
+for kind in berth docker-registry; do
+  pushes=(); pulls=()
+  for i in $(seq "$runs"); do
+    addr=$(start "$kind" "$work/$kind-$i")
+    t0=$(ms); skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/img:v1" "docker://$addr/bench/img:v1"; t1=$(ms)
+    skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$addr/bench/img:v1" "oci:$work/pulled-$kind-$i:v1"; t2=$(ms)
+    pushes+=($((t1 - t0))); pulls+=($((t2 - t1)))
+    rm -rf "$work/pulled-$kind-$i"
+    if [ "$i" -lt "$runs" ]; then stop_all; rm -rf "$work/$kind-$i"; fi
+  done
+  push[$kind]=$(printf '%s\n' "${pushes[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+  pull[$kind]=$(printf '%s\n' "${pulls[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+  # The 1 MiB blob: POST an upload, PUT the bytes (works on both servers).
+  loc=$(curl -s -o /dev/null -D - -X POST "http://$addr/v2/bench/img/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case $loc in http*) ;; *) loc="http://$addr$loc" ;; esac
+  case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+  curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$work/blob1m" "$loc${sep}digest=$blob_digest"
+  wrk_run() {  # url header -> "rps p99ms"
+    wrk -t2 -c32 -d10s --latency -H "$2" "$1" > "$work/wrk.out"
+    python3 - "$work/wrk.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+if non2xx: sys.exit(f"wrk saw {non2xx.group(1)} error responses:\n{t}")
+print(f"{rps:.0f} {p99:.2f}")
+PY
+  }
+  read -r mrps[$kind] mp99[$kind] < <(wrk_run "http://$addr/v2/bench/img/manifests/v1" "Accept: application/vnd.oci.image.manifest.v1+json")
+  read -r brps[$kind] bp99[$kind] < <(wrk_run "http://$addr/v2/bench/img/blobs/$blob_digest" "Accept: */*")
+  stop_all
+done
+
+b=berth; d=docker-registry
+printf '%-18s %12s %12s %16s %14s %16s %14s\n' server "push (ms)" "pull (ms)" "manifest req/s" "manifest p99" "1MiB blob req/s" "blob p99"
+for k in $b $d; do
+  printf '%-18s %12s %12s %16s %12s ms %16s %12s ms\n' "$k" "${push[$k]}" "${pull[$k]}" "${mrps[$k]}" "${mp99[$k]}" "${brps[$k]}" "${bp99[$k]}"
+done
+python3 - "${push[$b]}" "${push[$d]}" "${pull[$b]}" "${pull[$d]}" "${mrps[$b]}" "${mrps[$d]}" "${mp99[$b]}" "${mp99[$d]}" "${brps[$b]}" "${brps[$d]}" "${bp99[$b]}" "${bp99[$d]}" <<'PY'
+import sys
+a = list(map(float, sys.argv[1:]))
+print(f"berth / docker-registry: push {a[0]/a[1]:.2f}x time, pull {a[2]/a[3]:.2f}x time, "
+      f"manifest {a[4]/a[5]:.1f}x req/s (p99 {a[6]:.2f} vs {a[7]:.2f} ms), "
+      f"1 MiB blob {a[8]/a[9]:.1f}x req/s (p99 {a[10]:.2f} vs {a[11]:.2f} ms)")
+PY
