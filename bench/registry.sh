@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # berth's registry vs Debian's docker-registry (distribution 2.8), in one run, on loopback:
 #   push and pull of a ~105 MB three-layer image with skopeo (median of RUNS; each run
-#   against a fresh, empty server so every blob moves)
+#   against a fresh, empty server so every blob moves; the two servers alternate)
+#   the same three layers moved with curl (the servers' share, without skopeo's own work)
 #   manifest GET with `wrk -t2 -c32 -d10s` (req/s, p99 latency)
 #   1 MiB blob GET with the same wrk settings (req/s, p99 latency)
 # Usage: bench/registry.sh [RUNS]   (needs skopeo, docker-registry, wrk, curl, python3)
@@ -14,8 +15,8 @@ done
 cargo build --release -q -p berth
 berth=$PWD/target/release/berth
 work=$(mktemp -d /tmp/berth-regbench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+
+cleanup() { stop_all; rm -rf "$work"; }
 trap cleanup EXIT
 
 # The image: three gzip layers of incompressible data (60 + 35 + 10 MB).
@@ -61,27 +62,39 @@ start() {  # kind dir -> prints address; pid appended to $work/pids
 stop_all() { if [ -f "$work/pids" ]; then while read -r p; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done < "$work/pids"; rm -f "$work/pids"; fi; }
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-declare -A push pull mrps mp99 brps bp99
-for kind in berth docker-registry; do
-  pushes=(); pulls=()
-  for i in $(seq "$runs"); do
+# Raw transfer of the three layers with curl (one POST + PUT per layer, then GETs): the
+# servers' own share of a push and a pull, without skopeo's client-side work.
+layers=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]+"/index.json"))["manifests"][0]["digest"].split(":")[1]; print(" ".join(l["digest"] for l in json.load(open(sys.argv[1]+"/blobs/sha256/"+m))["layers"]))' "$work/img")
+upload() {  # addr repo file digest
+  local loc sep
+  loc=$(curl -s -o /dev/null -D - -X POST "http://$1/v2/$2/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case $loc in http*) ;; *) loc="http://$1$loc" ;; esac
+  case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+  curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$3" "$loc${sep}digest=$4"
+}
+median() { sort -n | sed -n "$(( (runs + 1) / 2 ))p"; }
+
+declare -A push pull rawput rawget mrps mp99 brps bp99
+for kind in berth docker-registry; do : > "$work/push-$kind"; : > "$work/pull-$kind"; : > "$work/rawput-$kind"; : > "$work/rawget-$kind"; done
+for i in $(seq "$runs"); do
+  # Alternate the order so a change in machine load does not favour one server.
+  if [ $((i % 2)) -eq 1 ]; then order="berth docker-registry"; else order="docker-registry berth"; fi
+  for kind in $order; do
     addr=$(start "$kind" "$work/$kind-$i")
     t0=$(ms); skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/img:v1" "docker://$addr/bench/img:v1"; t1=$(ms)
-    skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$addr/bench/img:v1" "oci:$work/pulled-$kind-$i:v1"; t2=$(ms)
-    pushes+=($((t1 - t0))); pulls+=($((t2 - t1)))
-    rm -rf "$work/pulled-$kind-$i"
-    if [ "$i" -lt "$runs" ]; then stop_all; rm -rf "$work/$kind-$i"; fi
+    skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$addr/bench/img:v1" "oci:$work/pulled:v1"; t2=$(ms)
+    echo $((t1 - t0)) >> "$work/push-$kind"; echo $((t2 - t1)) >> "$work/pull-$kind"
+    rm -rf "$work/pulled"
+    t0=$(ms); for l in $layers; do upload "$addr" raw/img "$work/img/blobs/sha256/${l#sha256:}" "$l"; done; t1=$(ms)
+    for l in $layers; do curl -sf -o /dev/null "http://$addr/v2/raw/img/blobs/$l"; done; t2=$(ms)
+    echo $((t1 - t0)) >> "$work/rawput-$kind"; echo $((t2 - t1)) >> "$work/rawget-$kind"
+    stop_all; rm -rf "$work/$kind-$i"
   done
-  push[$kind]=$(printf '%s\n' "${pushes[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
-  pull[$kind]=$(printf '%s\n' "${pulls[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
-  # The 1 MiB blob: POST an upload, PUT the bytes (works on both servers).
-  loc=$(curl -s -o /dev/null -D - -X POST "http://$addr/v2/bench/img/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
-  case $loc in http*) ;; *) loc="http://$addr$loc" ;; esac
-  case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
-  curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$work/blob1m" "$loc${sep}digest=$blob_digest"
-  wrk_run() {  # url header -> "rps p99ms"
-    wrk -t2 -c32 -d10s --latency -H "$2" "$1" > "$work/wrk.out"
-    python3 - "$work/wrk.out" <<'PY'
+done
+
+wrk_run() {  # url header -> "rps p99ms"
+  wrk -t2 -c32 -d10s --latency -H "$2" "$1" > "$work/wrk.out"
+  python3 - "$work/wrk.out" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
@@ -91,21 +104,28 @@ non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 if non2xx: sys.exit(f"wrk saw {non2xx.group(1)} error responses:\n{t}")
 print(f"{rps:.0f} {p99:.2f}")
 PY
-  }
+}
+for kind in berth docker-registry; do
+  push[$kind]=$(median < "$work/push-$kind"); pull[$kind]=$(median < "$work/pull-$kind")
+  rawput[$kind]=$(median < "$work/rawput-$kind"); rawget[$kind]=$(median < "$work/rawget-$kind")
+  addr=$(start "$kind" "$work/$kind-wrk")
+  skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/img:v1" "docker://$addr/bench/img:v1"
+  upload "$addr" bench/img "$work/blob1m" "$blob_digest"
   read -r mrps[$kind] mp99[$kind] < <(wrk_run "http://$addr/v2/bench/img/manifests/v1" "Accept: application/vnd.oci.image.manifest.v1+json")
   read -r brps[$kind] bp99[$kind] < <(wrk_run "http://$addr/v2/bench/img/blobs/$blob_digest" "Accept: */*")
   stop_all
 done
 
 b=berth; d=docker-registry
-printf '%-18s %12s %12s %16s %14s %16s %14s\n' server "push (ms)" "pull (ms)" "manifest req/s" "manifest p99" "1MiB blob req/s" "blob p99"
+printf '%-16s %10s %10s %13s %13s %15s %13s %15s %13s\n' server "push ms" "pull ms" "raw put ms" "raw get ms" "manifest req/s" "manifest p99" "1MiB blob req/s" "blob p99"
 for k in $b $d; do
-  printf '%-18s %12s %12s %16s %12s ms %16s %12s ms\n' "$k" "${push[$k]}" "${pull[$k]}" "${mrps[$k]}" "${mp99[$k]}" "${brps[$k]}" "${bp99[$k]}"
+  printf '%-16s %10s %10s %13s %13s %15s %10s ms %15s %10s ms\n' "$k" "${push[$k]}" "${pull[$k]}" "${rawput[$k]}" "${rawget[$k]}" "${mrps[$k]}" "${mp99[$k]}" "${brps[$k]}" "${bp99[$k]}"
 done
-python3 - "${push[$b]}" "${push[$d]}" "${pull[$b]}" "${pull[$d]}" "${mrps[$b]}" "${mrps[$d]}" "${mp99[$b]}" "${mp99[$d]}" "${brps[$b]}" "${brps[$d]}" "${bp99[$b]}" "${bp99[$d]}" <<'PY'
+python3 - "${push[$b]}" "${push[$d]}" "${pull[$b]}" "${pull[$d]}" "${rawput[$b]}" "${rawput[$d]}" "${rawget[$b]}" "${rawget[$d]}" "${mrps[$b]}" "${mrps[$d]}" "${mp99[$b]}" "${mp99[$d]}" "${brps[$b]}" "${brps[$d]}" "${bp99[$b]}" "${bp99[$d]}" <<'PY'
 import sys
 a = list(map(float, sys.argv[1:]))
-print(f"berth / docker-registry: push {a[0]/a[1]:.2f}x time, pull {a[2]/a[3]:.2f}x time, "
-      f"manifest {a[4]/a[5]:.1f}x req/s (p99 {a[6]:.2f} vs {a[7]:.2f} ms), "
-      f"1 MiB blob {a[8]/a[9]:.1f}x req/s (p99 {a[10]:.2f} vs {a[11]:.2f} ms)")
+print(f"berth / docker-registry: skopeo push {a[0]/a[1]:.2f}x time, skopeo pull {a[2]/a[3]:.2f}x time, "
+      f"raw put {a[4]/a[5]:.2f}x time, raw get {a[6]/a[7]:.2f}x time, "
+      f"manifest GET {a[8]/a[9]:.1f}x req/s (p99 {a[10]:.2f} vs {a[11]:.2f} ms), "
+      f"1 MiB blob GET {a[12]/a[13]:.1f}x req/s (p99 {a[14]:.2f} vs {a[15]:.2f} ms)")
 PY

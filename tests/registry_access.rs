@@ -199,6 +199,23 @@ fn basic_auth_private_namespaces_and_anonymous_pull() {
             .as_u16(),
         401
     );
+    // The catalog lists only what the caller may pull.
+    let cat = |user: &str, pass: &str| -> Value {
+        c.get(reg.url("/v2/_catalog"))
+            .basic_auth(user, Some(pass))
+            .send()
+            .expect("send request")
+            .json()
+            .expect("JSON body")
+    };
+    assert_eq!(
+        cat("alice", "wonderland")["repositories"],
+        serde_json::json!(["alice/app", "public/app"])
+    );
+    assert_eq!(
+        cat("bob", "builder")["repositories"],
+        serde_json::json!(["public/app"])
+    );
     // ...and anonymous push to public/* is still refused.
     assert_eq!(
         c.post(reg.url("/v2/public/app/blobs/uploads/"))

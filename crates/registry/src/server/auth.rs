@@ -321,10 +321,6 @@ impl Auth {
         }
     }
 
-    pub fn check_catalog(&self, headers: &HeaderMap) -> ApiResult<()> {
-        self.check_base(headers)
-    }
-
     fn sign(&self, claims: &Claims) -> String {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());

@@ -69,6 +69,9 @@ pub async fn get(
             )
         })?;
         if head {
+            // A HEAD is how a pushing client decides not to send a blob: mark it used so
+            // a concurrent GC keeps it for the manifest that will follow.
+            st2.store.touch_blob(&d2);
             return Ok((size, None, None));
         }
         let mut f = std::fs::File::open(st2.store.blob_path(&d2))?;
@@ -111,7 +114,7 @@ pub async fn get(
             (
                 StatusCode::PARTIAL_CONTENT,
                 len,
-                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(rd, 256 * 1024)),
+                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(rd, 1024 * 1024)),
             )
         }
         (None, _, Some(f)) => {
@@ -119,7 +122,7 @@ pub async fn get(
             (
                 StatusCode::OK,
                 size,
-                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(rd, 256 * 1024)),
+                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(rd, 1024 * 1024)),
             )
         }
         (_, None, None) => (StatusCode::OK, size, Body::empty()),

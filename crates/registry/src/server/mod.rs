@@ -336,8 +336,8 @@ async fn handle(st: Shared, req: Request) -> ApiResult<Response> {
         Route::Token => st.auth.token_endpoint(&headers, &query),
         Route::Metrics => Ok(metrics(&st)),
         Route::Catalog => {
-            st.auth.check_catalog(&headers)?;
-            tags::catalog(&st, &query).await
+            st.auth.check_base(&headers)?;
+            tags::catalog(&st, &headers, &query).await
         }
         Route::Tags(n) => {
             st.auth.check(&headers, &n, Access::Pull)?;
@@ -375,7 +375,8 @@ async fn handle(st: Shared, req: Request) -> ApiResult<Response> {
             uploads::start(&st, &n, &query, &headers, req.into_body()).await
         }
         Route::Upload(n, id) => {
-            st.auth.check(&headers, &n, access)?;
+            // Every upload request, even a status GET, is part of a push.
+            st.auth.check(&headers, &n, Access::Push)?;
             match method {
                 Method::GET => uploads::status(&st, &n, &id).await,
                 Method::PATCH => {

@@ -2,10 +2,10 @@
 //! and a `Link: <…>; rel="next"` header (spec.md "Listing Tags").
 
 use super::error::{ApiError, ApiResult, Code};
-use super::{blocking, Shared};
+use super::{blocking, Access, Shared};
 use crate::reference::Name;
 use axum::body::Body;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use std::collections::HashMap;
 
@@ -90,10 +90,19 @@ pub async fn list(
     )
 }
 
-pub async fn catalog(st: &Shared, query: &HashMap<String, String>) -> ApiResult<Response> {
+/// `GET /v2/_catalog`: the repositories the caller may pull.
+pub async fn catalog(
+    st: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> ApiResult<Response> {
     let st2 = st.clone();
     let repos = blocking(move || Ok(st2.store.repositories()?)).await?;
-    let all = repos.into_iter().map(|n| n.as_str().to_string()).collect();
+    let all = repos
+        .into_iter()
+        .filter(|n| st.auth.check(headers, n, Access::Pull).is_ok())
+        .map(|n| n.as_str().to_string())
+        .collect();
     let (page, next) = paginate(all, query)?;
     respond("repositories", None, page, next, "/v2/_catalog", false)
 }

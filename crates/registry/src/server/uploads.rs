@@ -207,6 +207,10 @@ fn session_response(status: StatusCode, name: &Name, id: &Uuid, size: u64) -> Re
                 header::HeaderName::from_static("docker-upload-uuid"),
                 id.to_string(),
             ),
+            (
+                header::HeaderName::from_static("blob-upload-session-id"),
+                id.to_string(),
+            ),
             (header::CONTENT_LENGTH, "0".to_string()),
         ],
     )
@@ -357,6 +361,10 @@ fn check_range(headers: &HeaderMap, name: &Name, id: &Uuid, size: u64) -> ApiRes
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
         .with_header(header::LOCATION, &format!("/v2/{name}/blobs/uploads/{id}"))
         .with_header(header::RANGE, &range_value(size))
+        .with_header(
+            header::HeaderName::from_static("blob-upload-session-id"),
+            &id.to_string(),
+        )
     };
     let (a, b) = parse_content_range(cr).ok_or_else(out_of_order)?;
     if a != size {
