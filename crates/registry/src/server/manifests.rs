@@ -7,7 +7,7 @@
 //! the tag; deleting by digest removes the manifest and the tags that named it.
 
 use super::error::{ApiError, ApiResult, Code};
-use super::{blocking, header_str, read_body_capped, Shared, MAX_MANIFEST};
+use super::{blocking, header_str, read_body_capped, BodySlot, Shared, MAX_MANIFEST};
 use crate::media;
 use crate::reference::{Algorithm, Digest, Name, Reference};
 use axum::body::Body;
@@ -213,7 +213,7 @@ pub async fn put(
     name: &Name,
     raw: &str,
     headers: &HeaderMap,
-    body: Body,
+    body: &BodySlot,
 ) -> ApiResult<Response> {
     let r = reference(raw)?;
     // A declared size far past the cap is refused at once; a body just past it is read
@@ -229,7 +229,7 @@ pub async fn put(
             .with_status(StatusCode::PAYLOAD_TOO_LARGE));
         }
     }
-    let bytes = read_body_capped(body, MAX_MANIFEST).await?;
+    let bytes = read_body_capped(body.take(), MAX_MANIFEST).await?;
     st.metrics
         .bytes_received
         .fetch_add(bytes.len() as u64, Ordering::Relaxed);

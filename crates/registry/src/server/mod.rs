@@ -316,16 +316,67 @@ fn write_guard(st: &AppState) -> ApiResult<()> {
     Ok(())
 }
 
+/// A request body that a handler takes when it starts reading. What is left when the
+/// handler fails early (auth, a bad range, an unknown upload) is drained before the error
+/// goes out, so the client reads the answer instead of a reset connection.
+pub struct BodySlot(std::sync::Mutex<Option<Body>>);
+
+/// At most this much of a refused request's body is read and dropped.
+const DRAIN_MAX: usize = 8 * 1024 * 1024;
+
+impl BodySlot {
+    fn new(b: Body) -> BodySlot {
+        BodySlot(std::sync::Mutex::new(Some(b)))
+    }
+
+    /// The body (empty if already taken).
+    pub fn take(&self) -> Body {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut b| b.take())
+            .unwrap_or_else(Body::empty)
+    }
+
+    async fn drain(&self) {
+        use http_body_util::BodyExt;
+        let Some(mut b) = self.0.lock().ok().and_then(|mut b| b.take()) else {
+            return;
+        };
+        let mut seen = 0;
+        while let Some(Ok(frame)) = b.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_MAX {
+                break;
+            }
+        }
+    }
+}
+
 async fn handle(st: Shared, req: Request) -> ApiResult<Response> {
-    let r = route(req.uri().path())?;
-    let method = req.method().clone();
-    let query = parse_query(req.uri().query());
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let body = BodySlot::new(body);
+    let res = handle_parts(st, &parts, &body).await;
+    if res.is_err() {
+        body.drain().await;
+    }
+    res
+}
+
+async fn handle_parts(
+    st: Shared,
+    req: &axum::http::request::Parts,
+    body: &BodySlot,
+) -> ApiResult<Response> {
+    let r = route(req.uri.path())?;
+    let method = req.method.clone();
+    let query = parse_query(req.uri.query());
+    let headers = &req.headers;
     let is_read = method == Method::GET || method == Method::HEAD;
     let access = if is_read { Access::Pull } else { Access::Push };
     match r {
         Route::Base => {
-            st.auth.check_base(&headers)?;
+            st.auth.check_base(headers)?;
             Ok((
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -333,31 +384,31 @@ async fn handle(st: Shared, req: Request) -> ApiResult<Response> {
             )
                 .into_response())
         }
-        Route::Token => st.auth.token_endpoint(&headers, &query),
+        Route::Token => st.auth.token_endpoint(headers, &query),
         Route::Metrics => Ok(metrics(&st)),
         Route::Catalog => {
-            st.auth.check_base(&headers)?;
-            tags::catalog(&st, &headers, &query).await
+            st.auth.check_base(headers)?;
+            tags::catalog(&st, headers, &query).await
         }
         Route::Tags(n) => {
-            st.auth.check(&headers, &n, Access::Pull)?;
+            st.auth.check(headers, &n, Access::Pull)?;
             if !is_read {
                 return Err(method_not_allowed());
             }
             tags::list(&st, &n, &query, method == Method::HEAD).await
         }
         Route::Referrers(n, d) => {
-            st.auth.check(&headers, &n, Access::Pull)?;
+            st.auth.check(headers, &n, Access::Pull)?;
             if !is_read {
                 return Err(method_not_allowed());
             }
             referrers::list(&st, &n, &d, &query).await
         }
         Route::Blob(n, d) => {
-            st.auth.check(&headers, &n, access)?;
+            st.auth.check(headers, &n, access)?;
             match method {
                 Method::GET | Method::HEAD => {
-                    blobs::get(&st, &n, &d, &headers, method == Method::HEAD).await
+                    blobs::get(&st, &n, &d, headers, method == Method::HEAD).await
                 }
                 Method::DELETE => {
                     write_guard(&st)?;
@@ -370,36 +421,36 @@ async fn handle(st: Shared, req: Request) -> ApiResult<Response> {
             if method != Method::POST {
                 return Err(method_not_allowed());
             }
-            st.auth.check(&headers, &n, Access::Push)?;
+            st.auth.check(headers, &n, Access::Push)?;
             write_guard(&st)?;
-            uploads::start(&st, &n, &query, &headers, req.into_body()).await
+            uploads::start(&st, &n, &query, headers, body).await
         }
         Route::Upload(n, id) => {
             // Every upload request, even a status GET, is part of a push.
-            st.auth.check(&headers, &n, Access::Push)?;
+            st.auth.check(headers, &n, Access::Push)?;
             match method {
                 Method::GET => uploads::status(&st, &n, &id).await,
                 Method::PATCH => {
                     write_guard(&st)?;
-                    uploads::patch(&st, &n, &id, &headers, req.into_body()).await
+                    uploads::patch(&st, &n, &id, headers, body).await
                 }
                 Method::PUT => {
                     write_guard(&st)?;
-                    uploads::finish(&st, &n, &id, &query, &headers, req.into_body()).await
+                    uploads::finish(&st, &n, &id, &query, headers, body).await
                 }
                 Method::DELETE => uploads::cancel(&st, &n, &id).await,
                 _ => Err(method_not_allowed()),
             }
         }
         Route::Manifest(n, reference) => {
-            st.auth.check(&headers, &n, access)?;
+            st.auth.check(headers, &n, access)?;
             match method {
                 Method::GET | Method::HEAD => {
-                    manifests::get(&st, &n, &reference, &headers, method == Method::HEAD).await
+                    manifests::get(&st, &n, &reference, headers, method == Method::HEAD).await
                 }
                 Method::PUT => {
                     write_guard(&st)?;
-                    manifests::put(&st, &n, &reference, &headers, req.into_body()).await
+                    manifests::put(&st, &n, &reference, headers, body).await
                 }
                 Method::DELETE => {
                     write_guard(&st)?;

@@ -8,7 +8,7 @@
 //! resume (its state is rebuilt from the file) or which expires.
 
 use super::error::{ApiError, ApiResult, Code};
-use super::{blocking, digest, header_str, Access, Shared};
+use super::{blocking, digest, header_str, Access, BodySlot, Shared};
 use crate::reference::{Algorithm, Digest, Name};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -238,7 +238,7 @@ pub async fn start(
     name: &Name,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-    body: Body,
+    body: &BodySlot,
 ) -> ApiResult<Response> {
     if let Some(m) = query.get("mount") {
         let d = digest(m)?;
@@ -266,7 +266,7 @@ pub async fn start(
         let d = digest(dg)?;
         let (id, up) = create(st, name).await?;
         let mut guard = up.lock().await;
-        let res = append(st, &mut guard, body).await;
+        let res = append(st, &mut guard, body.take()).await;
         let res = match res {
             Ok(_) => commit(st, &mut guard, &d).await,
             Err(e) => Err(e),
@@ -277,7 +277,7 @@ pub async fn start(
     }
     let (id, up) = create(st, name).await?;
     let mut guard = up.lock().await;
-    append(st, &mut guard, body).await?;
+    append(st, &mut guard, body.take()).await?;
     Ok(session_response(
         StatusCode::ACCEPTED,
         name,
@@ -387,12 +387,12 @@ pub async fn patch(
     name: &Name,
     id: &str,
     headers: &HeaderMap,
-    body: Body,
+    body: &BodySlot,
 ) -> ApiResult<Response> {
     let (uuid, up) = lookup(st, name, id).await?;
     let mut guard = up.lock().await;
     let want = check_range(headers, name, &uuid, guard.size)?;
-    let written = append(st, &mut guard, body).await?;
+    let written = append(st, &mut guard, body.take()).await?;
     if let Some(want) = want {
         if written != want {
             return Err(ApiError::new(
@@ -417,7 +417,7 @@ pub async fn finish(
     id: &str,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-    body: Body,
+    body: &BodySlot,
 ) -> ApiResult<Response> {
     let (uuid, up) = lookup(st, name, id).await?;
     let d = match query.get("digest") {
@@ -431,7 +431,7 @@ pub async fn finish(
     };
     let mut guard = up.lock().await;
     check_range(headers, name, &uuid, guard.size)?;
-    append(st, &mut guard, body).await?;
+    append(st, &mut guard, body.take()).await?;
     let res = commit(st, &mut guard, &d).await;
     // Verified or not, the upload is over: on a digest mismatch nothing is stored.
     discard(st, &uuid, &guard.dir).await;
