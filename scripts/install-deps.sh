@@ -3,8 +3,9 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 # skopeo, docker-registry (distribution 2.8, a peer in the registry tests), wrk (bench),
-# apache2-utils (htpasswd), openssl (TLS test certificates), curl, gzip: the registry suites.
-pkgs=(busybox-static libseccomp-dev pkg-config podman crun runc hyperfine uidmap iproute2 procps time
+# apache2-utils (htpasswd), openssl (TLS test certificates), curl, gzip, umoci (builds and
+# unpacks the example image): the registry suites.
+pkgs=(busybox-static libseccomp-dev pkg-config podman crun runc hyperfine uidmap iproute2 procps time umoci
       skopeo docker-registry wrk apache2-utils openssl curl gzip)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

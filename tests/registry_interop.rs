@@ -475,3 +475,72 @@ fn chunked_upload_resumes_after_a_dropped_connection() {
     );
     assert_eq!(layout_blobs(&tmp.join("src")), layout_blobs(&back));
 }
+
+#[test]
+fn build_push_pull_and_run_an_image() {
+    need("umoci");
+    let reg = Registry::start(&[]);
+    let tmp = TempDir::new("build-run");
+    let img = format!("{}:v1", tmp.join("img").display());
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(tmp.join("img")),
+    );
+    run_ok(Command::new("umoci").args(["new", "--image", &img]));
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &img])
+            .arg(tmp.join("build")),
+    );
+    let rootfs = tmp.join("build/rootfs");
+    fs::create_dir_all(rootfs.join("bin")).expect("mkdir bin");
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox (busybox-static)");
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).expect("symlink sh");
+    run_ok(
+        Command::new("umoci")
+            .args(["repack", "--image", &img])
+            .arg(tmp.join("build")),
+    );
+    run_ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &img,
+        "--config.cmd",
+        "/bin/sh",
+        "--config.cmd",
+        "-c",
+        "--config.cmd",
+        "echo hello from the registry",
+    ]));
+    let home = tmp.join("home");
+    let dest = format!("{}/demo/hello:v1", reg.addr);
+    run_ok(berth(&home).args(["push", "--tls-verify=false", "--layout", &img, &dest]));
+    let pulled = tmp.join("pulled");
+    run_ok(
+        berth(&home)
+            .args(["pull", "--tls-verify=false", &dest, "--layout"])
+            .arg(&pulled),
+    );
+    let bundle = tmp.join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:v1", pulled.display())])
+            .arg(&bundle),
+    );
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&fs::read(&cfg_path).expect("read config.json"))
+            .expect("config.json");
+    cfg["process"]["terminal"] = serde_json::Value::Bool(false);
+    fs::write(&cfg_path, cfg.to_string()).expect("write config.json");
+    let out = run_ok(
+        Command::new(berth_tests::runtime_bin())
+            .arg("--root")
+            .arg(tmp.join("state"))
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(berth_tests::unique_id("regrun")),
+    );
+    assert_eq!(out, "hello from the registry\n");
+}
