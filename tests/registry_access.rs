@@ -358,12 +358,22 @@ fn gc_keeps_referenced_and_young_blobs_and_uploads_in_progress() {
         .expect("test value")
         .set_modified(old)
         .expect("test value");
+    // A temp file a crash left in the blob store.
+    let stale_tmp = orphan_path.with_file_name(".tmp-crashed");
+    std::fs::write(&stale_tmp, b"partial").expect("write temp file");
+    std::fs::File::options()
+        .append(true)
+        .open(&stale_tmp)
+        .expect("open temp file")
+        .set_modified(old)
+        .expect("age temp file");
     let out = run_ok(
         Command::new(berth_bin())
             .args(["registry", "gc", "--grace-seconds", "3600", "--root"])
             .arg(&reg.root),
     );
     assert!(out.contains("deleted 1 blobs"), "gc said: {out}");
+    assert!(!stale_tmp.exists(), "gc left a stale temp file");
     assert_eq!(
         c.head(reg.url(&format!("/v2/gc/app/blobs/{orphan}")))
             .send()

@@ -544,3 +544,142 @@ fn build_push_pull_and_run_an_image() {
     );
     assert_eq!(out, "hello from the registry\n");
 }
+
+#[test]
+fn skopeo_with_bearer_tokens_and_private_namespaces() {
+    need("skopeo");
+    let tmp = TempDir::new("skopeo-auth");
+    let pw = tmp.join("htpasswd");
+    run_ok(
+        Command::new("htpasswd")
+            .arg("-cbB")
+            .arg(&pw)
+            .args(["alice", "wonderland"]),
+    );
+    run_ok(
+        Command::new("htpasswd")
+            .arg("-bB")
+            .arg(&pw)
+            .args(["bob", "builder"]),
+    );
+    let reg = Registry::start(&[
+        "--htpasswd",
+        &pw.to_string_lossy(),
+        "--token-realm",
+        "/token",
+    ]);
+    let img = Image::new(vec![tar(&[("f", b"private\n")])], "auth");
+    img.write_layout(&tmp.join("src"), "v1");
+    let src = format!("oci:{}:v1", tmp.join("src").display());
+    let dest = format!("docker://{}/alice/secret:v1", reg.addr);
+    // No credentials: refused.
+    let out = skopeo()
+        .args(["copy", "--dest-tls-verify=false", &src, &dest])
+        .output()
+        .expect("spawn skopeo");
+    assert!(!out.status.success(), "anonymous push succeeded");
+    // alice pushes through the token flow and reads it back.
+    run_ok(skopeo().args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:wonderland",
+        &src,
+        &dest,
+    ]));
+    let raw = run_ok(skopeo().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "alice:wonderland",
+        &dest,
+    ]));
+    assert_eq!(raw.as_bytes(), img.manifest.as_slice());
+    // bob cannot read alice's namespace.
+    let out = skopeo()
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            "bob:builder",
+            &dest,
+        ])
+        .output()
+        .expect("spawn skopeo");
+    assert!(!out.status.success(), "bob read alice/secret");
+}
+
+#[test]
+fn gc_while_pushes_continue_loses_nothing() {
+    need("skopeo");
+    let reg = Registry::start(&[]);
+    let tmp = TempDir::new("gc-live");
+    let images: Vec<Image> = (0..4)
+        .map(|i| {
+            Image::new(
+                vec![
+                    tar(&[("d", &noise(500 + i, 512 << 10))]),
+                    tar(&[("e", &noise(600 + i, 64 << 10))]),
+                ],
+                "gc",
+            )
+        })
+        .collect();
+    for (i, img) in images.iter().enumerate() {
+        img.write_layout(&tmp.join(format!("src{i}")), "v1");
+    }
+    let stop = Arc::new(AtomicUsize::new(0));
+    let gc_runs = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        let (stop2, runs2, root) = (stop.clone(), gc_runs.clone(), reg.root.clone());
+        s.spawn(move || {
+            while stop2.load(Ordering::SeqCst) == 0 {
+                run_ok(
+                    Command::new(berth_bin())
+                        .args(["registry", "gc", "--grace-seconds", "120", "--root"])
+                        .arg(&root),
+                );
+                runs2.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        for (i, _) in images.iter().enumerate() {
+            run_ok(
+                skopeo()
+                    .args(["copy", "--dest-tls-verify=false"])
+                    .arg(format!("oci:{}:v1", tmp.join(format!("src{i}")).display()))
+                    .arg(format!("docker://{}/gc/app{i}:v1", reg.addr)),
+            );
+        }
+        stop.store(1, Ordering::SeqCst);
+    });
+    assert!(
+        gc_runs.load(Ordering::SeqCst) > 0,
+        "gc never ran during the pushes"
+    );
+    // A last GC after the pushes: everything is referenced, nothing goes.
+    let out = run_ok(
+        Command::new(berth_bin())
+            .args(["registry", "gc", "--grace-seconds", "0", "--root"])
+            .arg(&reg.root),
+    );
+    assert!(
+        out.contains("deleted 0 blobs"),
+        "gc after the pushes: {out}"
+    );
+    for i in 0..images.len() {
+        let back = tmp.join(format!("back{i}"));
+        run_ok(
+            skopeo()
+                .args(["copy", "--src-tls-verify=false"])
+                .arg(format!("docker://{}/gc/app{i}:v1", reg.addr))
+                .arg(format!("oci:{}:v1", back.display())),
+        );
+        assert_eq!(
+            layout_blobs(&tmp.join(format!("src{i}"))),
+            layout_blobs(&back),
+            "image {i} damaged by gc"
+        );
+    }
+}

@@ -105,6 +105,14 @@ pub fn run(root: &Path, grace: Duration, dry_run: bool) -> Result<Report, GcErro
             let dir = blobs.join(&alg).join(&hh);
             for hex in super::storage::read_dir_names(&dir).map_err(walk)? {
                 let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) else {
+                    // A temp file a crash left behind (manifests are written through one).
+                    let p = dir.join(&hex);
+                    let old = std::fs::metadata(&p)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|m| m < cutoff);
+                    if hex.starts_with(".tmp-") && old && !dry_run {
+                        let _ = std::fs::remove_file(&p);
+                    }
                     continue;
                 };
                 if live.contains(&d) {
