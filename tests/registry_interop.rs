@@ -683,3 +683,47 @@ fn gc_while_pushes_continue_loses_nothing() {
         );
     }
 }
+
+#[test]
+fn berth_login_and_push_with_basic_auth_to_docker_registry() {
+    let tmp = TempDir::new("client-basic");
+    let pw = tmp.join("htpasswd");
+    run_ok(
+        Command::new("htpasswd")
+            .arg("-cbB")
+            .arg(&pw)
+            .args(["carol", "secret"]),
+    );
+    let peer = DockerRegistry::start_with(Some(&pw));
+    let home = tmp.join("home");
+    let img = three_layer_image(700);
+    img.write_layout(&tmp.join("src"), "v1");
+    let src = format!("{}:v1", tmp.join("src").display());
+    let dest = format!("{}/carol/app:v1", peer.addr);
+    let out = berth(&home)
+        .args(["push", "--tls-verify=false", "--layout", &src, &dest])
+        .output()
+        .expect("spawn berth");
+    assert!(
+        !out.status.success(),
+        "push to an auth-protected peer without login succeeded"
+    );
+    run_ok(berth(&home).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "carol",
+        "-p",
+        "secret",
+        &peer.addr,
+    ]));
+    let out = run_ok(berth(&home).args(["push", "--tls-verify=false", "--layout", &src, &dest]));
+    assert!(out.starts_with("4 blobs sent"), "{out}");
+    let back = tmp.join("back");
+    run_ok(
+        berth(&home)
+            .args(["pull", "--tls-verify=false", &dest, "--layout"])
+            .arg(&back),
+    );
+    assert_eq!(layout_blobs(&tmp.join("src")), layout_blobs(&back));
+}

@@ -275,6 +275,11 @@ pub struct DockerRegistry {
 
 impl DockerRegistry {
     pub fn start() -> DockerRegistry {
+        DockerRegistry::start_with(None)
+    }
+
+    /// With `htpasswd`: distribution's basic auth over that bcrypt file.
+    pub fn start_with(htpasswd: Option<&Path>) -> DockerRegistry {
         let bin = Path::new("/usr/bin/docker-registry");
         assert!(
             bin.is_file(),
@@ -287,6 +292,13 @@ impl DockerRegistry {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
             dir.join("data").display()
         );
+        let cfg = match htpasswd {
+            Some(p) => format!(
+                "{cfg}auth:\n  htpasswd:\n    realm: peer\n    path: {}\n",
+                p.display()
+            ),
+            None => cfg,
+        };
         fs::write(dir.join("config.yml"), cfg).expect("write config");
         let child = Command::new(bin)
             .arg("serve")
