@@ -727,3 +727,71 @@ fn berth_login_and_push_with_basic_auth_to_docker_registry() {
     );
     assert_eq!(layout_blobs(&tmp.join("src")), layout_blobs(&back));
 }
+
+#[test]
+fn berth_push_and_pull_a_multi_platform_index() {
+    let reg = Registry::start(&[]);
+    let tmp = TempDir::new("client-index");
+    let amd = Image::new(vec![tar(&[("arch", b"amd64\n")])], "amd64");
+    let arm = Image::new(vec![tar(&[("arch", b"arm64\n")])], "arm64");
+    let src = tmp.join("src");
+    amd.write_layout(&src, "amd");
+    arm.write_layout(&src, "arm");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd.manifest_digest, "size": amd.manifest.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm.manifest_digest, "size": arm.manifest.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+        ],
+    }))
+    .expect("index json");
+    let index_digest = sha256(&index);
+    fs::write(src.join("blobs/sha256").join(&index_digest[7..]), &index).expect("write index blob");
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": index_digest, "size": index.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"},
+    }]});
+    fs::write(src.join("index.json"), top.to_string()).expect("write index.json");
+    let home = tmp.join("home");
+    let dest = format!("{}/multi/app:v1", reg.addr);
+    let out = run_ok(berth(&home).args([
+        "push",
+        "--tls-verify=false",
+        "--layout",
+        &format!("{}:multi", src.display()),
+        &dest,
+    ]));
+    assert!(
+        out.contains("3 manifests") && out.contains(&index_digest),
+        "{out}"
+    );
+    let back = tmp.join("back");
+    let out = run_ok(
+        berth(&home)
+            .args(["pull", "--tls-verify=false", &dest, "--layout"])
+            .arg(&back),
+    );
+    assert!(
+        out.contains("3 manifests") && out.contains(&index_digest),
+        "{out}"
+    );
+    assert_eq!(
+        layout_blobs(&src),
+        layout_blobs(&back),
+        "pulled index differs"
+    );
+    // The registry serves the index with its media type.
+    let r = reqwest::blocking::Client::new()
+        .get(reg.url("/v2/multi/app/manifests/v1"))
+        .header("accept", "application/vnd.oci.image.index.v1+json")
+        .send()
+        .expect("GET index");
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+}
