@@ -388,3 +388,59 @@ pub fn have(prog: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Fails the test with an install hint when `prog` is missing.
+pub fn need(prog: &str) {
+    assert!(
+        have(prog),
+        "{prog} is not installed: run scripts/install-deps.sh (apt-get install {prog})"
+    );
+}
+
+/// `skopeo --insecure-policy`.
+pub fn skopeo() -> Command {
+    let mut c = Command::new("skopeo");
+    c.args(["--insecure-policy"]);
+    c
+}
+
+/// Every blob file of an OCI layout: (file name, sha256 of its bytes, size).
+pub fn layout_blobs(dir: &Path) -> Vec<(String, String, usize)> {
+    let mut out: Vec<(String, String, usize)> = fs::read_dir(dir.join("blobs/sha256"))
+        .expect("layout blobs")
+        .map(|e| {
+            let e = e.expect("dir entry");
+            let b = fs::read(e.path()).expect("read blob");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                sha256(&b),
+                b.len(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `berth` with its auth file and blob-location cache in `home`.
+pub fn berth(home: &Path) -> Command {
+    let mut c = Command::new(berth_bin());
+    c.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env_remove("BERTH_AUTH_FILE")
+        .env("BERTH_LOG", "warn");
+    c
+}
+
+/// An image of three layers (3 MiB, 2 MiB, 64 KiB of noise).
+pub fn three_layer_image(seed: u64) -> Image {
+    Image::new(
+        vec![
+            tar(&[("a", &noise(seed, 3 << 20))]),
+            tar(&[("b", &noise(seed + 1, 2 << 20))]),
+            tar(&[("c", &noise(seed + 2, 64 << 10))]),
+        ],
+        "client",
+    )
+}
