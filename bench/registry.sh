@@ -3,6 +3,7 @@
 #   push and pull of a ~105 MB three-layer image with skopeo (median of RUNS; each run
 #   against a fresh, empty server so every blob moves; the two servers alternate)
 #   the same three layers moved with curl (the servers' share, without skopeo's own work)
+#   push and pull with berth's own client (`berth push`/`berth pull`) against each server
 #   manifest GET with `wrk -t2 -c32 -d10s` (req/s, p99 latency)
 #   1 MiB blob GET with the same wrk settings (req/s, p99 latency)
 # Usage: bench/registry.sh [RUNS]   (needs skopeo, docker-registry, wrk, curl, python3)
@@ -74,8 +75,10 @@ upload() {  # addr repo file digest
 }
 median() { sort -n | sed -n "$(( (runs + 1) / 2 ))p"; }
 
-declare -A push pull rawput rawget mrps mp99 brps bp99
-for kind in berth docker-registry; do : > "$work/push-$kind"; : > "$work/pull-$kind"; : > "$work/rawput-$kind"; : > "$work/rawget-$kind"; done
+declare -A push pull rawput rawget bpush bpull mrps mp99 brps bp99
+for kind in berth docker-registry; do
+  for m in push pull rawput rawget bpush bpull; do : > "$work/$m-$kind"; done
+done
 for i in $(seq "$runs"); do
   # Alternate the order so a change in machine load does not favour one server.
   if [ $((i % 2)) -eq 1 ]; then order="berth docker-registry"; else order="docker-registry berth"; fi
@@ -88,6 +91,12 @@ for i in $(seq "$runs"); do
     t0=$(ms); for l in $layers; do upload "$addr" raw/img "$work/img/blobs/sha256/${l#sha256:}" "$l"; done; t1=$(ms)
     for l in $layers; do curl -sf -o /dev/null "http://$addr/v2/raw/img/blobs/$l"; done; t2=$(ms)
     echo $((t1 - t0)) >> "$work/rawput-$kind"; echo $((t2 - t1)) >> "$work/rawget-$kind"
+    # berth's own client (a fresh HOME: no credentials, no blob-location cache).
+    export HOME=$work/home-$kind-$i XDG_CACHE_HOME=$work/home-$kind-$i/.cache
+    t0=$(ms); "$berth" push --tls-verify=false --layout "$work/img:v1" "$addr/client/img:v1" >/dev/null 2>&1; t1=$(ms)
+    "$berth" pull --tls-verify=false "$addr/client/img:v1" --layout "$work/bpulled" >/dev/null 2>&1; t2=$(ms)
+    echo $((t1 - t0)) >> "$work/bpush-$kind"; echo $((t2 - t1)) >> "$work/bpull-$kind"
+    rm -rf "$work/bpulled" "$HOME"
     stop_all; rm -rf "$work/$kind-$i"
   done
 done
@@ -108,6 +117,7 @@ PY
 for kind in berth docker-registry; do
   push[$kind]=$(median < "$work/push-$kind"); pull[$kind]=$(median < "$work/pull-$kind")
   rawput[$kind]=$(median < "$work/rawput-$kind"); rawget[$kind]=$(median < "$work/rawget-$kind")
+  bpush[$kind]=$(median < "$work/bpush-$kind"); bpull[$kind]=$(median < "$work/bpull-$kind")
   addr=$(start "$kind" "$work/$kind-wrk")
   skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/img:v1" "docker://$addr/bench/img:v1"
   upload "$addr" bench/img "$work/blob1m" "$blob_digest"
@@ -117,15 +127,17 @@ for kind in berth docker-registry; do
 done
 
 b=berth; d=docker-registry
-printf '%-16s %10s %10s %13s %13s %15s %13s %15s %13s\n' server "push ms" "pull ms" "raw put ms" "raw get ms" "manifest req/s" "manifest p99" "1MiB blob req/s" "blob p99"
+printf '%-16s %8s %8s %8s %8s %8s %8s %12s %9s %12s %9s\n' server "skopeo" "skopeo" "raw" "raw" "berth" "berth" "manifest" "manifest" "1MiB blob" "blob"
+printf '%-16s %8s %8s %8s %8s %8s %8s %12s %9s %12s %9s\n' "" "push ms" "pull ms" "put ms" "get ms" "push ms" "pull ms" "GET req/s" "p99 ms" "GET req/s" "p99 ms"
 for k in $b $d; do
-  printf '%-16s %10s %10s %13s %13s %15s %10s ms %15s %10s ms\n' "$k" "${push[$k]}" "${pull[$k]}" "${rawput[$k]}" "${rawget[$k]}" "${mrps[$k]}" "${mp99[$k]}" "${brps[$k]}" "${bp99[$k]}"
+  printf '%-16s %8s %8s %8s %8s %8s %8s %12s %9s %12s %9s\n' "$k" "${push[$k]}" "${pull[$k]}" "${rawput[$k]}" "${rawget[$k]}" "${bpush[$k]}" "${bpull[$k]}" "${mrps[$k]}" "${mp99[$k]}" "${brps[$k]}" "${bp99[$k]}"
 done
-python3 - "${push[$b]}" "${push[$d]}" "${pull[$b]}" "${pull[$d]}" "${rawput[$b]}" "${rawput[$d]}" "${rawget[$b]}" "${rawget[$d]}" "${mrps[$b]}" "${mrps[$d]}" "${mp99[$b]}" "${mp99[$d]}" "${brps[$b]}" "${brps[$d]}" "${bp99[$b]}" "${bp99[$d]}" <<'PY'
+python3 - "${push[$b]}" "${push[$d]}" "${pull[$b]}" "${pull[$d]}" "${rawput[$b]}" "${rawput[$d]}" "${rawget[$b]}" "${rawget[$d]}" "${bpush[$b]}" "${bpush[$d]}" "${bpull[$b]}" "${bpull[$d]}" "${mrps[$b]}" "${mrps[$d]}" "${mp99[$b]}" "${mp99[$d]}" "${brps[$b]}" "${brps[$d]}" "${bp99[$b]}" "${bp99[$d]}" <<'PY'
 import sys
 a = list(map(float, sys.argv[1:]))
-print(f"berth / docker-registry: skopeo push {a[0]/a[1]:.2f}x time, skopeo pull {a[2]/a[3]:.2f}x time, "
-      f"raw put {a[4]/a[5]:.2f}x time, raw get {a[6]/a[7]:.2f}x time, "
-      f"manifest GET {a[8]/a[9]:.1f}x req/s (p99 {a[10]:.2f} vs {a[11]:.2f} ms), "
-      f"1 MiB blob GET {a[12]/a[13]:.1f}x req/s (p99 {a[14]:.2f} vs {a[15]:.2f} ms)")
+r = lambda i: a[i] / a[i + 1]
+print(f"berth / docker-registry (time ratios; lower is better): skopeo push {r(0):.2f}, skopeo pull {r(2):.2f}, "
+      f"raw put {r(4):.2f}, raw get {r(6):.2f}, berth-client push {r(8):.2f}, berth-client pull {r(10):.2f}")
+print(f"berth / docker-registry (req/s; higher is better): manifest GET {r(12):.1f}x (p99 {a[14]:.2f} vs {a[15]:.2f} ms), "
+      f"1 MiB blob GET {r(16):.1f}x (p99 {a[18]:.2f} vs {a[19]:.2f} ms)")
 PY
