@@ -92,11 +92,11 @@ for i in $(seq "$runs"); do
     for l in $layers; do curl -sf -o /dev/null "http://$addr/v2/raw/img/blobs/$l"; done; t2=$(ms)
     echo $((t1 - t0)) >> "$work/rawput-$kind"; echo $((t2 - t1)) >> "$work/rawget-$kind"
     # berth's own client (a fresh HOME: no credentials, no blob-location cache).
-    export HOME=$work/home-$kind-$i XDG_CACHE_HOME=$work/home-$kind-$i/.cache
-    t0=$(ms); "$berth" push --tls-verify=false --layout "$work/img:v1" "$addr/client/img:v1" >/dev/null 2>&1; t1=$(ms)
-    "$berth" pull --tls-verify=false "$addr/client/img:v1" --layout "$work/bpulled" >/dev/null 2>&1; t2=$(ms)
+    h=$work/home-$kind-$i
+    t0=$(ms); HOME=$h XDG_CACHE_HOME=$h/.cache "$berth" push --tls-verify=false --layout "$work/img:v1" "$addr/client/img:v1" >/dev/null 2>&1; t1=$(ms)
+    HOME=$h XDG_CACHE_HOME=$h/.cache "$berth" pull --tls-verify=false "$addr/client/img:v1" --layout "$work/bpulled" >/dev/null 2>&1; t2=$(ms)
     echo $((t1 - t0)) >> "$work/bpush-$kind"; echo $((t2 - t1)) >> "$work/bpull-$kind"
-    rm -rf "$work/bpulled" "$HOME"
+    rm -rf "$work/bpulled" "$h"
     stop_all; rm -rf "$work/$kind-$i"
   done
 done
