@@ -294,6 +294,7 @@ async fn dispatch(State(st): State<Shared>, req: Request) -> Response {
     st.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
     let mut resp = match handle(st, req).await {
         Ok(r) => r,
         Err(e) => {
@@ -305,6 +306,7 @@ async fn dispatch(State(st): State<Shared>, req: Request) -> Response {
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp
 }
 

@@ -118,10 +118,10 @@ impl Storage {
             .parent()
             .ok_or_else(|| io::Error::other("blob path has no parent"))?;
         fs::create_dir_all(dir)?;
+        // The renamed file keeps the fresh mtime of its writing, which a concurrent GC
+        // reads as "in use".
         fs::rename(tmp, &dst)?;
-        fsync_dir(dir)?;
-        self.touch_blob(d);
-        Ok(())
+        fsync_dir(dir)
     }
 
     /// Stores small content (a manifest) as a blob.
@@ -153,12 +153,19 @@ impl Storage {
             .join(d.hex())
     }
 
+    /// Links a blob into a repository: an empty file whose existence is the link, made
+    /// durable by an fsync of its directory.
     pub fn link_blob(&self, name: &Name, d: &Digest) -> io::Result<()> {
         let p = self.layer_link(name, d);
         if p.exists() {
             return Ok(());
         }
-        write_atomic(&p, b"")
+        let dir = p
+            .parent()
+            .ok_or_else(|| io::Error::other("link path has no parent"))?;
+        fs::create_dir_all(dir)?;
+        fs::File::create(&p)?;
+        fsync_dir(dir)
     }
 
     /// Whether the repository holds the blob (linked and present in the blob store).

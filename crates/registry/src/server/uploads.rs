@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 /// Uploads untouched for this long are removed.
@@ -92,18 +91,7 @@ async fn lookup(
         if repo != name2.as_str() {
             return Err(upload_unknown(&id2));
         }
-        let mut f = std::fs::File::open(dir.join("data")).map_err(|_| upload_unknown(&id2))?;
-        let mut sha256 = Sha256::new();
-        let mut buf = vec![0u8; WRITE_BUF];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            sha256.update(&buf[..n]);
-            size += n as u64;
-        }
+        let (sha256, size) = rehash(&dir.join("data")).map_err(|_| upload_unknown(&id2))?;
         Ok(Upload {
             repo: name2,
             size,
@@ -125,9 +113,14 @@ async fn create(st: &Shared, name: &Name) -> ApiResult<(Uuid, Arc<tokio::sync::M
     }
     let id = Uuid::new_v4();
     let dir = st.store.uploads_dir().join(id.to_string());
-    tokio::fs::create_dir_all(&dir).await?;
-    tokio::fs::write(dir.join("repo"), name.as_str()).await?;
-    tokio::fs::File::create(dir.join("data")).await?;
+    let (d2, n2) = (dir.clone(), name.as_str().to_string());
+    blocking(move || {
+        std::fs::create_dir_all(&d2)?;
+        std::fs::write(d2.join("repo"), n2)?;
+        std::fs::File::create(d2.join("data"))?;
+        Ok(())
+    })
+    .await?;
     let up = Upload {
         repo: name.clone(),
         size: 0,
@@ -137,17 +130,20 @@ async fn create(st: &Shared, name: &Name) -> ApiResult<(Uuid, Arc<tokio::sync::M
     Ok((id, st.uploads.insert(id, up)))
 }
 
-/// Streams `body` onto the end of the upload's data file, hashing as it goes. The state
-/// counts exactly the bytes written, even when the connection drops mid-body.
+/// Streams `body` onto the end of the upload's data file. The async side only receives;
+/// a blocking writer hashes and writes each frame as it arrives (no extra copy), and past
+/// [`SYNC_EVERY`] bytes a helper thread starts the file's writeback, so the fsync at
+/// commit has little left to do. The state counts exactly the bytes written, even when
+/// the connection drops mid-body.
 async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
     use http_body_util::BodyExt;
-    let mut f = tokio::fs::OpenOptions::new()
-        .append(true)
-        .open(up.dir.join("data"))
-        .await?;
+    let path = up.dir.join("data");
+    let p2 = path.clone();
+    let file = blocking(move || Ok(std::fs::OpenOptions::new().append(true).open(&p2)?)).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let hasher = std::mem::take(&mut up.sha256);
+    let writer = tokio::task::spawn_blocking(move || write_loop(file, hasher, rx));
     let mut body = body;
-    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF);
-    let mut written = 0u64;
     let mut failure = None;
     loop {
         match body.frame().await {
@@ -161,35 +157,108 @@ async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
             }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    st.metrics
-                        .bytes_received
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    let n = data.len() as u64;
+                    st.metrics.bytes_received.fetch_add(n, Ordering::Relaxed);
                     st.metrics
                         .blob_bytes_received
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
-                    buf.extend_from_slice(&data);
-                    if buf.len() >= WRITE_BUF {
-                        f.write_all(&buf).await?;
-                        up.sha256.update(&buf);
-                        up.size += buf.len() as u64;
-                        written += buf.len() as u64;
-                        buf.clear();
+                        .fetch_add(n, Ordering::Relaxed);
+                    if tx.send(data).await.is_err() {
+                        break; // the writer failed; its error is reported below
                     }
                 }
             }
         }
     }
-    if !buf.is_empty() {
-        f.write_all(&buf).await?;
-        up.sha256.update(&buf);
-        up.size += buf.len() as u64;
-        written += buf.len() as u64;
+    drop(tx);
+    let out = writer.await.map_err(ApiError::internal)?;
+    if let Some(e) = out.error {
+        // A failed write may have left part of a frame on disk: rebuild the state from
+        // the file so size and hash agree with it.
+        let (h, size) = blocking(move || Ok(rehash(&path)?)).await?;
+        up.sha256 = h;
+        up.size = size;
+        return Err(ApiError::internal(e));
     }
-    f.flush().await?;
+    up.sha256 = out.hasher;
+    up.size += out.written;
     match failure {
         Some(e) => Err(e),
-        None => Ok(written),
+        None => Ok(out.written),
     }
+}
+
+/// Start the writeback of an upload's data after this many new bytes.
+const SYNC_EVERY: u64 = 16 * 1024 * 1024;
+
+struct WriteOut {
+    hasher: Sha256,
+    written: u64,
+    error: Option<std::io::Error>,
+}
+
+/// The blocking half of [`append`].
+fn write_loop(
+    mut f: std::fs::File,
+    mut hasher: Sha256,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> WriteOut {
+    use std::io::Write;
+    let mut written = 0u64;
+    let mut since_sync = 0u64;
+    let mut syncer: Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)> = None;
+    let mut error = None;
+    while let Some(chunk) = rx.blocking_recv() {
+        if let Err(e) = f.write_all(&chunk) {
+            error = Some(e);
+            break;
+        }
+        hasher.update(&chunk);
+        written += chunk.len() as u64;
+        since_sync += chunk.len() as u64;
+        if since_sync >= SYNC_EVERY {
+            since_sync = 0;
+            if syncer.is_none() {
+                if let Ok(clone) = f.try_clone() {
+                    let (stx, srx) = std::sync::mpsc::sync_channel::<()>(1);
+                    let h = std::thread::spawn(move || {
+                        for () in srx {
+                            let _ = clone.sync_data();
+                        }
+                    });
+                    syncer = Some((stx, h));
+                }
+            }
+            if let Some((stx, _)) = &syncer {
+                let _ = stx.try_send(()); // busy: the next round catches up
+            }
+        }
+    }
+    if let Some((stx, h)) = syncer {
+        drop(stx);
+        let _ = h.join();
+    }
+    WriteOut {
+        hasher,
+        written,
+        error,
+    }
+}
+
+/// The sha256 state and size of an upload's data file.
+fn rehash(path: &std::path::Path) -> std::io::Result<(Sha256, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut sha256 = Sha256::new();
+    let mut buf = vec![0u8; WRITE_BUF];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha256.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((sha256, size))
 }
 
 fn range_value(size: u64) -> String {
