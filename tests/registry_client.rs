@@ -182,15 +182,50 @@ fn berth_login_push_pull_with_bearer_tokens() {
     );
 }
 
+/// Which way a [`CuttingProxy`] counts and cuts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Request bytes (an upload).
+    Upload,
+    /// Response bytes (a download).
+    Download,
+}
+
 /// A loopback TCP proxy that cuts the first connection carrying more than `cut_after`
-/// request bytes, to drop an upload mid-chunk.
+/// bytes in one direction, to drop a transfer midway.
 struct CuttingProxy {
     addr: String,
     cuts: Arc<AtomicUsize>,
 }
 
+/// Copies `from` to `to`; with `cut`, stops after `cut_after` bytes (once per proxy),
+/// passing on only half of the last read, and shuts both connections.
+fn pipe(mut from: TcpStream, mut to: TcpStream, cut: Option<(usize, Arc<AtomicUsize>)>) {
+    let mut buf = [0u8; 16384];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        total += n;
+        if let Some((after, cuts)) = &cut {
+            if total > *after && cuts.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = to.write_all(&buf[..n / 2]);
+                let _ = to.shutdown(Shutdown::Both);
+                let _ = from.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
 impl CuttingProxy {
-    fn start(upstream: String, cut_after: usize) -> CuttingProxy {
+    fn start(upstream: String, cut_after: usize, dir: Cut) -> CuttingProxy {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = l.local_addr().expect("proxy addr").to_string();
         let cuts = Arc::new(AtomicUsize::new(0));
@@ -201,48 +236,31 @@ impl CuttingProxy {
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     break;
                 };
-                let cuts = cuts2.clone();
-                let (mut c_r, mut s_w) = (
+                let (c2, s2) = (
                     client.try_clone().expect("clone"),
                     server.try_clone().expect("clone"),
                 );
-                let (mut s_r, mut c_w) = (server, client);
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut s_r, &mut c_w);
-                    let _ = c_w.shutdown(Shutdown::Both);
-                });
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16384];
-                    let mut total = 0;
-                    loop {
-                        let n = match c_r.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        total += n;
-                        if total > cut_after && cuts.load(Ordering::SeqCst) == 0 {
-                            cuts.fetch_add(1, Ordering::SeqCst);
-                            let _ = s_w.write_all(&buf[..n / 2]);
-                            let _ = s_w.shutdown(Shutdown::Both);
-                            let _ = c_r.shutdown(Shutdown::Both);
-                            break;
-                        }
-                        if s_w.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = s_w.shutdown(Shutdown::Write);
-                });
+                let cut = Some((cut_after, cuts2.clone()));
+                let (up_cut, down_cut) = match dir {
+                    Cut::Upload => (cut, None),
+                    Cut::Download => (None, cut),
+                };
+                std::thread::spawn(move || pipe(client, server, up_cut));
+                std::thread::spawn(move || pipe(s2, c2, down_cut));
             }
         });
         CuttingProxy { addr, cuts }
+    }
+
+    fn cut_count(&self) -> usize {
+        self.cuts.load(Ordering::SeqCst).min(1)
     }
 }
 
 #[test]
 fn chunked_upload_resumes_after_a_dropped_connection() {
     let reg = Registry::start(&[]);
-    let proxy = CuttingProxy::start(reg.addr.clone(), 2_500_000);
+    let proxy = CuttingProxy::start(reg.addr.clone(), 2_500_000, Cut::Upload);
     let tmp = TempDir::new("client-resume");
     let img = Image::new(vec![tar(&[("big", &noise(300, 6 << 20))])], "resume");
     img.write_layout(&tmp.join("src"), "v1");
@@ -257,11 +275,7 @@ fn chunked_upload_resumes_after_a_dropped_connection() {
         &format!("{}:v1", tmp.join("src").display()),
         &format!("{}/resume/app:v1", proxy.addr),
     ]));
-    assert_eq!(
-        proxy.cuts.load(Ordering::SeqCst),
-        1,
-        "the proxy never cut the upload"
-    );
+    assert_eq!(proxy.cut_count(), 1, "the proxy never cut the upload");
     assert!(out.contains(&img.manifest_digest), "{out}");
     let total: usize = img.layers.iter().map(|(_, l)| l.len()).sum::<usize>() + img.config.len();
     let received = reg.metrics()["berth_registry_blob_bytes_received_total"] as usize;
@@ -462,5 +476,40 @@ fn berth_push_and_pull_a_multi_platform_index() {
             .get("content-type")
             .and_then(|v| v.to_str().ok()),
         Some("application/vnd.oci.image.index.v1+json")
+    );
+}
+
+#[test]
+fn download_resumes_after_a_dropped_connection() {
+    let reg = Registry::start(&[]);
+    let proxy = CuttingProxy::start(reg.addr.clone(), 3_000_000, Cut::Download);
+    let tmp = TempDir::new("client-resume-pull");
+    let img = Image::new(vec![tar(&[("big", &noise(310, 6 << 20))])], "resume-pull");
+    img.write_layout(&tmp.join("src"), "v1");
+    let home = tmp.join("home");
+    run_ok(berth(&home).args([
+        "push",
+        "--tls-verify=false",
+        "--layout",
+        &format!("{}:v1", tmp.join("src").display()),
+        &format!("{}/resume/pull:v1", reg.addr),
+    ]));
+    let back = tmp.join("back");
+    let out = run_ok(
+        berth(&home)
+            .args([
+                "pull",
+                "--tls-verify=false",
+                &format!("{}/resume/pull:v1", proxy.addr),
+                "--layout",
+            ])
+            .arg(&back),
+    );
+    assert_eq!(proxy.cut_count(), 1, "the proxy never cut the download");
+    assert!(out.contains(&img.manifest_digest), "{out}");
+    assert_eq!(
+        layout_blobs(&tmp.join("src")),
+        layout_blobs(&back),
+        "resumed download differs"
     );
 }

@@ -565,12 +565,18 @@ impl Registry {
                     }
                 })
                 .await?;
-            let ok = if from > 0 {
-                StatusCode::PARTIAL_CONTENT
-            } else {
-                StatusCode::OK
-            };
-            let mut resp = Self::expect(resp, &[ok]).await?;
+            let mut resp =
+                Self::expect(resp, &[StatusCode::OK, StatusCode::PARTIAL_CONTENT]).await?;
+            if from > 0 && resp.status() == StatusCode::OK {
+                // The server ignored the Range: start over.
+                f.set_len(0).await.map_err(io_err(&tmp))?;
+                f.seek(std::io::SeekFrom::Start(0))
+                    .await
+                    .map_err(io_err(&tmp))?;
+                h256 = Sha256::new();
+                h512 = Sha512::new();
+                have = 0;
+            }
             let mut broke = false;
             loop {
                 match resp.chunk().await {
