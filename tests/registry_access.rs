@@ -477,3 +477,39 @@ fn serves_https_with_a_pem_certificate() {
         "plain HTTP answered on the TLS port"
     );
 }
+
+#[test]
+fn too_many_open_uploads_is_429() {
+    let reg = Registry::start(&["--max-uploads", "2"]);
+    let c = client();
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let r = c
+            .post(reg.url("/v2/busy/blobs/uploads/"))
+            .send()
+            .expect("send request");
+        assert_eq!(r.status().as_u16(), 202);
+        open.push(hdr(r.headers(), "location"));
+    }
+    let r = c
+        .post(reg.url("/v2/busy/blobs/uploads/"))
+        .send()
+        .expect("send request");
+    assert_eq!(hdr(r.headers(), "retry-after"), "5");
+    let (s, code) = status_code(r);
+    assert_eq!((s, code.as_str()), (429, "TOOMANYREQUESTS"));
+    // Finishing one frees a place.
+    assert_eq!(
+        c.delete(reg.url(&open[0]))
+            .send()
+            .expect("send request")
+            .status()
+            .as_u16(),
+        204
+    );
+    let r = c
+        .post(reg.url("/v2/busy/blobs/uploads/"))
+        .send()
+        .expect("send request");
+    assert_eq!(r.status().as_u16(), 202);
+}

@@ -46,6 +46,9 @@ struct ServeArgs {
     /// Repositories anyone may pull: `*`, `NAME` or `PREFIX/*` (repeatable).
     #[arg(long = "anonymous-pull")]
     anonymous_pull: Vec<String>,
+    /// Uploads open at once; more are answered 429 TOOMANYREQUESTS.
+    #[arg(long, default_value_t = 4096)]
+    max_uploads: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,6 +94,7 @@ fn serve(s: ServeArgs) -> Result<()> {
         tls: s.tls_cert.zip(s.tls_key),
         read_only: s.read_only,
         anonymous_pull: s.anonymous_pull,
+        max_uploads: s.max_uploads,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

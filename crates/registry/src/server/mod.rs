@@ -43,6 +43,8 @@ pub struct Config {
     pub read_only: bool,
     /// Repository patterns anyone may pull (`*`, `name`, or `prefix/*`).
     pub anonymous_pull: Vec<String>,
+    /// Uploads open at once; past this, new ones are answered 429 TOOMANYREQUESTS.
+    pub max_uploads: usize,
 }
 
 /// Why the server could not start.

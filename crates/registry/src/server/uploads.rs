@@ -24,8 +24,6 @@ use uuid::Uuid;
 
 /// Uploads untouched for this long are removed.
 const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Uploads open at once; past this, new ones are answered 429 TOOMANYREQUESTS.
-const MAX_UPLOADS: usize = 4096;
 /// Chunks are written to disk in pieces of this size.
 const WRITE_BUF: usize = 1024 * 1024;
 
@@ -104,10 +102,11 @@ async fn lookup(
 }
 
 async fn create(st: &Shared, name: &Name) -> ApiResult<(Uuid, Arc<tokio::sync::Mutex<Upload>>)> {
-    if st.uploads.len() >= MAX_UPLOADS {
+    let max = st.cfg.max_uploads;
+    if st.uploads.len() >= max {
         return Err(ApiError::new(
             Code::TooManyRequests,
-            format!("{MAX_UPLOADS} uploads are in progress; retry later"),
+            format!("{max} uploads are in progress; retry later"),
         )
         .with_header(header::RETRY_AFTER, "5"));
     }
