@@ -420,3 +420,86 @@ fn denied(user: &str, name: &Name, access: Access) -> ApiError {
         format!("user {user} may not {} {name}", access.action()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(anonymous_pull: &[&str]) -> Auth {
+        // Cost 4 keeps the test fast; the format is what htpasswd -B writes.
+        let hash = |p: &str| bcrypt::hash(p, 4).expect("bcrypt");
+        let text = format!(
+            "alice:{}\nbob:{}\n# comment\nmd5user:$apr1$x$y\n",
+            hash("a"),
+            hash("b")
+        );
+        Auth {
+            users: Some(Htpasswd::parse(&text)),
+            token_realm: Some("http://127.0.0.1:1/token".into()),
+            anonymous_pull: anonymous_pull.iter().map(|s| s.to_string()).collect(),
+            key: vec![7; 32],
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).expect("name")
+    }
+
+    #[test]
+    fn policy() {
+        let a = auth(&["public/*", "exact"]);
+        assert!(a.allowed(Some("alice"), &name("alice/app"), Access::Push));
+        assert!(!a.allowed(Some("bob"), &name("alice/app"), Access::Pull));
+        assert!(a.allowed(Some("bob"), &name("shared/app"), Access::Push));
+        assert!(a.allowed(None, &name("public/app"), Access::Pull));
+        assert!(!a.allowed(None, &name("public/app"), Access::Push));
+        assert!(a.allowed(None, &name("exact"), Access::Pull));
+        assert!(!a.allowed(None, &name("exact/sub"), Access::Pull));
+        assert!(!a.allowed(None, &name("publicity/app"), Access::Pull));
+        // Non-bcrypt entries are ignored, so that user does not exist.
+        assert!(!a.users.as_ref().is_some_and(|u| u.contains("md5user")));
+    }
+
+    #[test]
+    fn tokens_are_signed_scoped_and_expire() {
+        let a = auth(&[]);
+        let claims = Claims {
+            iss: SERVICE.into(),
+            sub: "alice".into(),
+            aud: SERVICE.into(),
+            exp: now() + 60,
+            iat: now(),
+            access: vec![AccessEntry {
+                kind: "repository".into(),
+                name: "alice/app".into(),
+                actions: vec!["pull".into()],
+            }],
+        };
+        let tok = a.sign(&claims);
+        let back = a.verify_token(&tok).expect("valid token");
+        assert_eq!(back.sub, "alice");
+        // Another key, a flipped byte, an expired token: refused.
+        let mut other = auth(&[]);
+        other.key = vec![8; 32];
+        assert!(other.verify_token(&tok).is_none());
+        let mut forged = tok.clone().into_bytes();
+        let i = forged.len() / 2;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        assert!(a.verify_token(&String::from_utf8_lossy(&forged)).is_none());
+        let expired = a.sign(&Claims {
+            exp: now() - 1,
+            ..claims
+        });
+        assert!(a.verify_token(&expired).is_none());
+    }
+
+    #[test]
+    fn basic_credentials_are_cached_only_when_right() {
+        let a = auth(&[]);
+        assert!(a.check_basic("alice", "a"));
+        assert!(a.check_basic("alice", "a")); // from the cache
+        assert!(!a.check_basic("alice", "b"));
+        assert!(!a.check_basic("nobody", "a"));
+    }
+}
