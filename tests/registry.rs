@@ -440,6 +440,10 @@ fn manifest_bad_input() {
             .as_u16(),
         404
     );
+    // A descriptor whose size is not its blob's.
+    let lying = manifest(&(cd.clone(), 3), &[], json!({}));
+    let (s, code) = status_code(put_manifest(&c, &reg, "badm", "v1", OCI_MANIFEST, &lying));
+    assert_eq!((s, code.as_str()), (400, "MANIFEST_INVALID"));
     // Not JSON; mediaType disagreeing with Content-Type; digest reference mismatch.
     let (s, code) = status_code(put_manifest(
         &c,

@@ -513,3 +513,86 @@ fn download_resumes_after_a_dropped_connection() {
         "resumed download differs"
     );
 }
+
+/// Uploads a blob to docker-registry (POST, then PUT with the bytes).
+fn peer_upload(c: &reqwest::blocking::Client, addr: &str, repo: &str, data: &[u8]) -> String {
+    let d = sha256(data);
+    let r = c
+        .post(format!("http://{addr}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .expect("POST upload");
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("upload location")
+        .to_string();
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("http://{addr}{loc}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let r = c
+        .put(format!("{url}{sep}digest={d}"))
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .expect("PUT upload");
+    assert_eq!(r.status().as_u16(), 201, "upload to docker-registry");
+    d
+}
+
+#[test]
+fn pull_refuses_a_blob_longer_than_its_descriptor() {
+    // berth's server refuses such a manifest (MANIFEST_INVALID); distribution stores it.
+    let peer = DockerRegistry::start();
+    let c = reqwest::blocking::Client::new();
+    let cfg = b"{}".to_vec();
+    let layer = noise(800, 300_000);
+    let cd = peer_upload(&c, &peer.addr, "lying/app", &cfg);
+    let ld = peer_upload(&c, &peer.addr, "lying/app", &layer);
+    // The manifest claims the layer is 1000 bytes; the registry serves 300,000.
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": 1000}],
+    }))
+    .expect("manifest json");
+    let r = c
+        .put(format!("http://{}/v2/lying/app/manifests/v1", peer.addr))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(m)
+        .send()
+        .expect("PUT manifest");
+    assert_eq!(
+        r.status().as_u16(),
+        201,
+        "docker-registry took the manifest"
+    );
+    let tmp = TempDir::new("client-lying");
+    let back = tmp.join("back");
+    let out = berth(&tmp.join("home"))
+        .args([
+            "pull",
+            "--tls-verify=false",
+            &format!("{}/lying/app:v1", peer.addr),
+            "--layout",
+        ])
+        .arg(&back)
+        .output()
+        .expect("spawn berth");
+    assert!(!out.status.success(), "pull of an oversized blob succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sent more than 1000 bytes"), "{err}");
+    let leftovers: Vec<_> = fs::read_dir(back.join("blobs/sha256"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers
+            .iter()
+            .all(|n| !n.to_string_lossy().ends_with(".partial")),
+        "partial download left behind: {leftovers:?}"
+    );
+}

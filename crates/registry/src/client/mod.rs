@@ -56,8 +56,8 @@ pub enum ClientError {
     BadReference(String),
     #[error("token from {realm}: {detail}")]
     Token { realm: String, detail: String },
-    #[error("upload to {url} made no progress after {attempts} attempts")]
-    Stalled { url: String, attempts: u32 },
+    #[error("{url} sent more than {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
     #[error(transparent)]
     AuthFile(#[from] auth::AuthFileError),
 }
@@ -581,6 +581,15 @@ impl Registry {
             loop {
                 match resp.chunk().await {
                     Ok(Some(c)) => {
+                        // A registry that sends more than the descriptor's size is
+                        // refused before it can fill the disk.
+                        if have + c.len() as u64 > desc.size {
+                            let _ = tokio::fs::remove_file(&tmp).await;
+                            return Err(ClientError::TooLarge {
+                                url: url.clone(),
+                                limit: desc.size,
+                            });
+                        }
                         f.write_all(&c).await.map_err(io_err(&tmp))?;
                         match desc.digest.algorithm() {
                             Algorithm::Sha256 => h256.update(&c),
@@ -648,12 +657,21 @@ impl Registry {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Http {
+        let mut resp = resp;
+        let mut bytes = Vec::new();
+        while let Some(c) = resp.chunk().await.map_err(|source| ClientError::Http {
             method: Method::GET,
             url: url.clone(),
             source,
-        })?;
-        let bytes = bytes.to_vec();
+        })? {
+            if bytes.len() + c.len() > crate::server::MAX_MANIFEST {
+                return Err(ClientError::TooLarge {
+                    url,
+                    limit: crate::server::MAX_MANIFEST as u64,
+                });
+            }
+            bytes.extend_from_slice(&c);
+        }
         let (alg, want) = match Reference::parse(reference) {
             Ok(Reference::Digest(d)) => (d.algorithm(), Some(d)),
             _ => (Algorithm::Sha256, None),

@@ -125,9 +125,15 @@ fn desc_digest(v: &Value, field: &str) -> ApiResult<Digest> {
     Digest::parse(s).map_err(|e| invalid(format!("{field}.digest: {e}")))
 }
 
+/// A descriptor's `size`, when it has one.
+fn desc_size(v: &Value) -> Option<u64> {
+    v.get("size").and_then(Value::as_u64)
+}
+
 /// What a manifest references: blobs (config, layers) and child manifests.
 struct Refs {
-    blobs: Vec<Digest>,
+    /// Digests and the sizes the descriptors claim.
+    blobs: Vec<(Digest, Option<u64>)>,
     manifests: Vec<Digest>,
     subject: Option<Digest>,
 }
@@ -149,7 +155,8 @@ fn references(mt: &str, v: &Value) -> ApiResult<Refs> {
             let config = v
                 .get("config")
                 .ok_or_else(|| invalid("config is missing"))?;
-            refs.blobs.push(desc_digest(config, "config")?);
+            refs.blobs
+                .push((desc_digest(config, "config")?, desc_size(config)));
             let layers = match v.get("layers") {
                 Some(Value::Array(a)) => a.as_slice(),
                 None if mt == media::OCI_MANIFEST => &[],
@@ -163,7 +170,7 @@ fn references(mt: &str, v: &Value) -> ApiResult<Refs> {
                     .and_then(Value::as_array)
                     .is_some_and(|u| !u.is_empty());
                 if !foreign {
-                    refs.blobs.push(d);
+                    refs.blobs.push((d, desc_size(l)));
                 }
             }
         }
@@ -275,12 +282,18 @@ pub async fn put(
     let subject = refs.subject.clone();
     let (st2, name2, d2, mt2) = (st.clone(), name.clone(), d.clone(), mt.clone());
     blocking(move || {
-        for b in &refs.blobs {
-            if st2.store.blob_in_repo(&name2, b)?.is_none() {
+        for (b, claimed) in &refs.blobs {
+            let Some(size) = st2.store.blob_in_repo(&name2, b)? else {
                 return Err(ApiError::new(
                     Code::ManifestBlobUnknown,
                     format!("blob {b} is unknown to {name2}"),
                 ));
+            };
+            // A descriptor must state its blob's size: clients trust it to bound reads.
+            if let Some(claimed) = claimed.filter(|c| *c != size) {
+                return Err(invalid(format!(
+                    "descriptor of {b} says {claimed} bytes, the blob has {size}"
+                )));
             }
             st2.store.touch_blob(b);
         }
