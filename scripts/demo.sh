@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
-# berth's main job as it stands: build berth, build the example image from
-# examples/hello/Containerfile and run it; then run a bare busybox bundle with
-# berth-runtime. Run as root on Debian 12.
+# berth's main job as it stands, on a fresh Debian 12 machine as root: install what berth
+# needs, build berth, build the example image from examples/hello/Containerfile and run it,
+# push it to a registry served by berth on loopback, remove it, pull it back and run it
+# again; then run a bare busybox bundle with berth-runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --workspace
 root=$(mktemp -d /tmp/berth-demo.XXXXXX)
-trap 'rm -rf "$root"' EXIT
+reg_pid=
+cleanup() {
+  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null || true
+  rm -rf "$root"
+}
+trap cleanup EXIT
+export HOME=$root/home XDG_CONFIG_HOME=$root/home/.config XDG_CACHE_HOME=$root/home/.cache
 berth() { ./target/release/berth --root "$root/store" --runroot "$root/run" "$@"; }
-# The example's base stage is FROM scratch + COPY busybox: put busybox in the context.
+
+# Build and run. The example's base stage is FROM scratch + COPY busybox.
 cp /bin/busybox examples/hello/busybox
 berth build -t hello examples/hello
 berth run --rm hello
+
+# A registry on loopback (an ephemeral port), push, remove, pull back, run.
+coproc REG { BERTH_LOG=warn exec ./target/release/berth registry serve --listen 127.0.0.1:0 --root "$root/registry"; }
+reg_pid=$REG_PID
+read -r line <&"${REG[0]}"
+addr=${line#listening on }
+echo "registry: $addr"
+berth push --tls-verify=false hello "$addr/demo/hello:v1"
+berth rmi hello
+berth pull --tls-verify=false "$addr/demo/hello:v1"
+berth run --rm "$addr/demo/hello:v1"
+
 # The runtime on its own: a bundle made by `berth bundle`.
 ./target/release/berth bundle "$root/bundle" -- sh -c 'echo "hello from berth-runtime: pid $$ on $(hostname)"'
 ./target/release/berth-runtime run --bundle "$root/bundle" "demo-$$"

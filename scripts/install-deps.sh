@@ -2,10 +2,14 @@
 # Installs what berth's build, tests and benchmarks need on Debian 12 (run as root).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(busybox-static libseccomp-dev pkg-config podman buildah crun runc hyperfine uidmap iproute2 procps time skopeo umoci tar gzip)
+# skopeo, docker-registry (distribution 2.8, a peer in the registry tests), wrk (bench),
+# apache2-utils (htpasswd), openssl (TLS test certificates), curl, gzip, umoci, buildah: the
+# image and registry suites.
+pkgs=(busybox-static libseccomp-dev pkg-config podman buildah crun runc hyperfine uidmap iproute2 procps time
+      skopeo umoci tar gzip docker-registry wrk apache2-utils openssl curl)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 fi

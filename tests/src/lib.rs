@@ -8,7 +8,9 @@
 //! failing test leaks nothing.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod images;
+pub mod oci;
 
 use serde_json::{json, Value};
 use std::cell::RefCell;

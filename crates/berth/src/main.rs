@@ -67,9 +67,26 @@ enum Cmd {
     System(cmd::system::Args),
     /// Build an image from a Containerfile (or Dockerfile).
     Build(cmd::build::Args),
+    /// Run an OCI Distribution registry (`serve`) or collect its garbage (`gc`).
+    Registry(cmd::registry::Args),
+    /// Push an image (or an OCI image layout) to a registry.
+    Push(cmd::transfer::PushArgs),
+    /// Pull an image from a registry (into the image store, or an OCI image layout).
+    Pull(cmd::transfer::PullArgs),
+    /// Store credentials for a registry in ~/.config/berth/auth.json.
+    Login(cmd::transfer::LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(cmd::transfer::LogoutArgs),
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     // Listing commands end quietly when their reader goes away; `run` keeps SIGPIPE
     // ignored so that it always gets to clean up.
@@ -94,6 +111,11 @@ fn main() {
         Cmd::Image(a) => cmd::image::run(&g, a).map(|()| 0),
         Cmd::System(a) => cmd::system::run(&g, a).map(|()| 0),
         Cmd::Build(a) => cmd::build::run(&g, a).map(|()| 0),
+        Cmd::Registry(a) => cmd::registry::run(a).map(|()| 0),
+        Cmd::Push(a) => cmd::transfer::push(&g, a).map(|()| 0),
+        Cmd::Pull(a) => cmd::transfer::pull(&g, a).map(|()| 0),
+        Cmd::Login(a) => cmd::transfer::login(a).map(|()| 0),
+        Cmd::Logout(a) => cmd::transfer::logout(a).map(|()| 0),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -1,0 +1,115 @@
+//! `berth registry serve|gc`: run the OCI Distribution server, collect garbage.
+
+use anyhow::{Context, Result};
+use registry::server::{self, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: Sub,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Serve the OCI Distribution API (distribution-spec v1.1).
+    Serve(ServeArgs),
+    /// Delete blobs no manifest references (safe while pushes continue).
+    Gc(GcArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    listen: SocketAddr,
+    /// Storage directory.
+    #[arg(long, default_value = "/var/lib/berth/registry")]
+    root: PathBuf,
+    /// htpasswd file with bcrypt entries (`htpasswd -B`); enables authentication.
+    #[arg(long)]
+    htpasswd: Option<PathBuf>,
+    /// Challenge clients for bearer tokens from this URL (the registry serves `/token`).
+    #[arg(long)]
+    token_realm: Option<String>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse every write.
+    #[arg(long)]
+    read_only: bool,
+    /// Repositories anyone may pull: `*`, `NAME` or `PREFIX/*` (repeatable).
+    #[arg(long = "anonymous-pull")]
+    anonymous_pull: Vec<String>,
+    /// Uploads open at once; more are answered 429 TOOMANYREQUESTS.
+    #[arg(long, default_value_t = 4096)]
+    max_uploads: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct GcArgs {
+    /// Storage directory.
+    #[arg(long, default_value = "/var/lib/berth/registry")]
+    root: PathBuf,
+    /// Keep unreferenced blobs younger than this many seconds (pushes in flight).
+    #[arg(long, default_value_t = 3600)]
+    grace_seconds: u64,
+    /// Report only.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    match a.cmd {
+        Sub::Serve(s) => serve(s),
+        Sub::Gc(g) => {
+            let r = server::gc::run(&g.root, Duration::from_secs(g.grace_seconds), g.dry_run)
+                .with_context(|| format!("gc of {}", g.root.display()))?;
+            println!(
+                "live {} deleted {} blobs ({} bytes), kept {} young, removed {} links, {} stale uploads{}",
+                r.live,
+                r.deleted_blobs,
+                r.deleted_bytes,
+                r.kept_young,
+                r.removed_links,
+                r.removed_uploads,
+                if g.dry_run { " (dry run)" } else { "" }
+            );
+            Ok(())
+        }
+    }
+}
+
+fn serve(s: ServeArgs) -> Result<()> {
+    let cfg = Config {
+        listen: s.listen,
+        root: s.root,
+        htpasswd: s.htpasswd,
+        token_realm: s.token_realm,
+        tls: s.tls_cert.zip(s.tls_key),
+        read_only: s.read_only,
+        anonymous_pull: s.anonymous_pull,
+        max_uploads: s.max_uploads,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Ok(addr) = rx.await {
+                // Tests and scripts read the bound address (useful with port 0) from here.
+                println!("listening on {addr}");
+            }
+        });
+        server::serve(cfg, Some(tx)).await
+    })
+    .context("registry server")?;
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! Validated names, tags and digests. Every path the server builds from a request goes
+//! through these types first, so no `..`, `/` or other byte outside the grammars below
+//! ever reaches the filesystem.
+
+use sha2::{Digest as _, Sha256, Sha512};
+use std::fmt;
+
+/// A repository name, checked against the grammar of spec.md ("Pulling manifests"):
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`,
+/// at most 255 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(String);
+
+/// Why a name, tag or digest was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RefError {
+    #[error("repository name {0:?} does not match the distribution-spec grammar")]
+    Name(String),
+    #[error("tag {0:?} does not match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")]
+    Tag(String),
+    #[error("digest {0:?} is not ALGORITHM:HEX")]
+    Digest(String),
+    #[error("digest algorithm {0:?} is not supported (sha256, sha512)")]
+    Algorithm(String),
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// One path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn component_ok(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run: ".", "_", "__" or "-+", followed by an alphanumeric.
+        let start = i;
+        match b[i] {
+            b'.' => i += 1,
+            b'_' => {
+                i += 1;
+                if i < b.len() && b[i] == b'_' {
+                    i += 1;
+                }
+            }
+            b'-' => {
+                while i < b.len() && b[i] == b'-' {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+        if i == start || i >= b.len() || !is_alnum(b[i]) {
+            return false;
+        }
+    }
+    true
+}
+
+impl Name {
+    pub fn parse(s: &str) -> Result<Name, RefError> {
+        if s.is_empty() || s.len() > 255 || !s.split('/').all(component_ok) {
+            return Err(RefError::Name(s.to_string()));
+        }
+        Ok(Name(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first path component (the namespace that may belong to a user).
+    pub fn namespace(&self) -> &str {
+        self.0.split('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub fn valid_tag(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// A digest algorithm the registry can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+
+    /// The digest of `data` with this algorithm.
+    pub fn digest(self, data: &[u8]) -> Digest {
+        let hex = match self {
+            Algorithm::Sha256 => hex(&Sha256::digest(data)),
+            Algorithm::Sha512 => hex(&Sha512::digest(data)),
+        };
+        Digest { alg: self, hex }
+    }
+}
+
+/// A verified-shape digest (`sha256:` + 64 lower-case hex, or `sha512:` + 128).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    alg: Algorithm,
+    hex: String,
+}
+
+impl Digest {
+    /// Parses `ALG:HEX`. A well-formed digest of an algorithm we do not implement is
+    /// [`RefError::Algorithm`] (answered as UNSUPPORTED), anything else [`RefError::Digest`].
+    pub fn parse(s: &str) -> Result<Digest, RefError> {
+        let (alg, hexpart) = s
+            .split_once(':')
+            .ok_or_else(|| RefError::Digest(s.to_string()))?;
+        // spec.md / image-spec descriptor grammar: algorithm-component [a-z0-9]+ joined by
+        // [+._-]; encoded [a-zA-Z0-9=_-]+.
+        let alg_ok = !alg.is_empty()
+            && alg
+                .bytes()
+                .all(|c| is_alnum(c) || matches!(c, b'+' | b'.' | b'_' | b'-'));
+        let hex_ok = !hexpart.is_empty()
+            && hexpart
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'));
+        if !alg_ok || !hex_ok {
+            return Err(RefError::Digest(s.to_string()));
+        }
+        let alg = match alg {
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            other => return Err(RefError::Algorithm(other.to_string())),
+        };
+        if hexpart.len() != alg.hex_len()
+            || !hexpart
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        {
+            return Err(RefError::Digest(s.to_string()));
+        }
+        Ok(Digest {
+            alg,
+            hex: hexpart.to_string(),
+        })
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.alg.as_str(), self.hex)
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(H[(b >> 4) as usize] as char);
+        s.push(H[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// A manifest reference: a tag or a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl Reference {
+    pub fn parse(s: &str) -> Result<Reference, RefError> {
+        if s.contains(':') {
+            Digest::parse(s).map(Reference::Digest)
+        } else if valid_tag(s) {
+            Ok(Reference::Tag(s.to_string()))
+        } else {
+            Err(RefError::Tag(s.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "library/busybox", "a.b_c__d-e---f/g0", "x/y/z"] {
+            assert!(Name::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "A", "a/../b", "..", "a//b", "/a", "a/", "a__-b", "a___b", "-a", "a.", "a/B",
+            "a b", "a/./b",
+        ] {
+            assert!(Name::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Name::parse(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn tags() {
+        assert!(valid_tag("latest") && valid_tag("_x.Y-1") && valid_tag(&"a".repeat(128)));
+        assert!(!valid_tag("") && !valid_tag(".x") && !valid_tag("-x") && !valid_tag("a/b"));
+        assert!(!valid_tag(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn digests() {
+        let d = Algorithm::Sha256.digest(b"");
+        assert_eq!(
+            d.to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(Digest::parse(&d.to_string()), Ok(d));
+        assert!(Digest::parse("sha256:../../etc").is_err());
+        assert!(Digest::parse("sha256:ABC").is_err());
+        assert!(matches!(
+            Digest::parse("md5:abc"),
+            Err(RefError::Algorithm(_))
+        ));
+        let d = Algorithm::Sha512.digest(b"x");
+        assert_eq!(Digest::parse(&d.to_string()), Ok(d));
+    }
+}
