@@ -88,9 +88,14 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    // Listing commands end quietly when their reader goes away; `run` keeps SIGPIPE
-    // ignored so that it always gets to clean up.
-    if !matches!(cli.cmd, Cmd::Run(_)) {
+    // Listing commands end quietly when their reader goes away (`berth images | head`).
+    // Everything else keeps SIGPIPE ignored: `run` must always get to clean up, and a
+    // registry client or server must see a dropped connection as an error (EPIPE) it can
+    // retry, not die of it.
+    if matches!(
+        cli.cmd,
+        Cmd::Images(_) | Cmd::Inspect(_) | Cmd::History(_) | Cmd::Image(_) | Cmd::System(_)
+    ) {
         let _ = sys::signal::default_sigpipe();
     }
     let g = Globals {
