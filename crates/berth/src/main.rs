@@ -21,10 +21,13 @@ struct Cli {
 enum Cmd {
     /// Make an OCI bundle from a static busybox, ready for `berth-runtime run`.
     Bundle(cmd::bundle::Args),
+    /// MicroVMs: run, list, stop, pause, snapshot and restore KVM virtual machines.
+    Vm(cmd::vm::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Bundle(a) => cmd::bundle::run(a),
+        Cmd::Vm(a) => cmd::vm::run(a),
     }
 }

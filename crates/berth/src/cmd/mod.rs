@@ -1,3 +1,4 @@
 //! Subcommands of `berth`, one file each.
 
 pub mod bundle;
+pub mod vm;

@@ -1,0 +1,88 @@
+//! `berth vm run`: boot a kernel in a new microVM.
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+use vmm::config::{DiskConfig, VmConfig, DEFAULT_CMDLINE};
+use vmm::{Console, Vmm};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    cpus: u8,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 128)]
+    memory: u64,
+    /// Kernel: a PVH ELF, a vmlinux or a bzImage.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initial ramdisk (uncompressed cpio is fastest).
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// A raw disk image, as a virtio-mmio block device; `:ro` makes it read-only.
+    #[arg(long = "disk", value_name = "IMG[:ro]")]
+    disks: Vec<String>,
+    /// A host tap device for virtio-net (not implemented yet).
+    #[arg(long)]
+    net: Option<String>,
+    /// Kernel command line.
+    #[arg(long, default_value = DEFAULT_CMDLINE)]
+    cmdline: String,
+    /// The VM's name (default: generated).
+    #[arg(long)]
+    name: Option<String>,
+    /// Run in the background; the console goes to a log (`berth vm console NAME`).
+    #[arg(short = 'd', long = "detach")]
+    detach: bool,
+    #[arg(long, hide = true)]
+    detached_child: bool,
+}
+
+fn disk(spec: &str) -> DiskConfig {
+    match spec.strip_suffix(":ro") {
+        Some(path) => DiskConfig {
+            path: PathBuf::from(path),
+            read_only: true,
+        },
+        None => DiskConfig {
+            path: PathBuf::from(spec.strip_suffix(":rw").unwrap_or(spec)),
+            read_only: false,
+        },
+    }
+}
+
+pub fn run(root: &Path, a: Args) -> Result<()> {
+    if let Some(tap) = &a.net {
+        bail!("--net {tap}: virtio-net is not implemented yet");
+    }
+    let name = a.name.clone().unwrap_or_else(super::default_name);
+    let config = VmConfig {
+        name: name.clone(),
+        cpus: a.cpus,
+        memory_mib: a.memory,
+        kernel: a.kernel.clone(),
+        initrd: a.initrd.clone(),
+        cmdline: a.cmdline.clone(),
+        disks: a.disks.iter().map(|d| disk(d)).collect(),
+    };
+    if a.detach {
+        // Validate here too, so the common mistakes are reported without a second process.
+        config.validate()?;
+        let extra: Vec<String> = match a.name {
+            Some(_) => Vec::new(),
+            None => vec!["--name".into(), name.clone()],
+        };
+        return super::detach(&name, &extra);
+    }
+    let console = if a.detached_child {
+        Console::File(root.join(&name).join("console.log"))
+    } else {
+        Console::Stdout
+    };
+    let vmm = Vmm::boot(config, root, console.clone())?;
+    if let Console::File(log) = &console {
+        super::signal_ready(log)?;
+    }
+    let outcome = vmm.run()?;
+    super::finish(&name, outcome)
+}

@@ -1,0 +1,463 @@
+; berth test guest: a tiny ring-0 program booted as a PVH ELF (by berth's VMM and by qemu).
+;
+; It enters in 32-bit protected mode without paging (the PVH entry, XEN_ELFNOTE_PHYS32_ENTRY)
+; with EBX pointing at the hvm_start_info structure, and then:
+;   1. prints the marker line  "berth-guest: hello"  on the 8250 serial port (0x3f8);
+;   2. prints "mem_mib=N": the RAM in the PVH memory map (type 1 entries), rounded up to MiB;
+;   3. prints "cpus=N": the enabled processor entries of the MP table (Intel MultiProcessor
+;      spec), found by its floating pointer "_MP_" in the EBDA (0x9fc00) or 0xf0000-0xfffff;
+;      0 when there is none;
+;   4. for the first virtio-mmio block device in 0xd0000000 + i*0x1000 (i < 8): initialises it
+;      (virtio 1.x, one queue of 8), prints "blk: capacity=N", reads sector 0 and prints its
+;      first 32 bytes ("blk: sector0=..."), writes sector 1 with "berth-guest wrote sector 1"
+;      ("blk: write status=S"), flushes ("blk: flush status=S");
+;   5. with "crash" on the command line: executes ud2 without an IDT (a triple fault);
+;      with "tick": prints "tick N" forever, N counting up from 1;
+;   6. else prints "berth-guest: done" and exits: with "reset" on the command line through
+;      the i8042 (0xfe to port 0x64), otherwise by writing 0 to the debug-exit port 0xf4.
+; Build: nasm -f elf64 guest.asm -o guest.o
+;        ld -m elf_x86_64 --no-warn-rwx-segments -T guest.ld -o guest.elf guest.o
+
+BITS 32
+
+SERIAL      equ 0x3f8
+DEBUG_EXIT  equ 0xf4
+MMIO_BASE   equ 0xd0000000
+QSIZE       equ 8
+
+section .note.Xen note alloc noexec nowrite align=4
+    dd 4                    ; n_namesz
+    dd 4                    ; n_descsz
+    dd 18                   ; XEN_ELFNOTE_PHYS32_ENTRY
+    db "Xen", 0
+    dd pvh_start
+
+section .text
+global pvh_start
+pvh_start:
+    cli
+    mov esp, stack_top
+    mov [start_info], ebx
+
+    mov esi, msg_hello
+    call puts
+
+    ; ---- memory: sum of RAM entries of the PVH memmap, in KiB ----
+    mov ebx, [start_info]
+    mov esi, [ebx + 40]         ; memmap_paddr (low 32 bits)
+    mov ecx, [ebx + 48]         ; memmap_entries
+    cmp ecx, 64
+    jbe .mm_ok
+    mov ecx, 64
+.mm_ok:
+    xor edi, edi                ; KiB total
+.mm_loop:
+    test ecx, ecx
+    jz .mm_done
+    cmp dword [esi + 16], 1     ; type RAM
+    jne .mm_next
+    mov eax, [esi + 8]          ; size low
+    mov edx, [esi + 12]         ; size high
+    shrd eax, edx, 10           ; size >> 10 (fits: < 4 TiB)
+    add edi, eax
+.mm_next:
+    add esi, 24
+    dec ecx
+    jmp .mm_loop
+.mm_done:
+    mov esi, msg_mem
+    call puts
+    mov eax, edi
+    add eax, 1023
+    shr eax, 10
+    call put_dec
+    call newline
+
+    ; ---- CPUs: MP table ----
+    mov esi, 0x9fc00
+    mov edi, 0xa0000
+    call find_mp
+    test esi, esi
+    jnz .mp_found
+    mov esi, 0xf0000
+    mov edi, 0x100000
+    call find_mp
+.mp_found:
+    xor edx, edx                ; processor count
+    test esi, esi
+    jz .mp_done
+    mov esi, [esi + 4]          ; physical address of the configuration table
+    test esi, esi
+    jz .mp_done
+    cmp dword [esi], 'PCMP'
+    jne .mp_done
+    movzx ecx, word [esi + 34]  ; entry count
+    add esi, 44
+.mp_entry:
+    test ecx, ecx
+    jz .mp_done
+    cmp byte [esi], 0           ; processor entry (20 bytes)
+    jne .mp_other
+    test byte [esi + 3], 1      ; enabled
+    jz .mp_skip_cpu
+    inc edx
+.mp_skip_cpu:
+    add esi, 20
+    dec ecx
+    jmp .mp_entry
+.mp_other:
+    add esi, 8
+    dec ecx
+    jmp .mp_entry
+.mp_done:
+    mov esi, msg_cpus
+    call puts
+    mov eax, edx
+    call put_dec
+    call newline
+
+    call blk_test
+
+    mov esi, str_crash
+    call cmdline_has
+    test eax, eax
+    jz .no_crash
+    ud2                         ; no IDT: #UD, #DF, triple fault
+.no_crash:
+    mov esi, str_tick
+    call cmdline_has
+    test eax, eax
+    jnz tick_loop
+
+    mov esi, msg_done
+    call puts
+    mov esi, str_reset
+    call cmdline_has
+    test eax, eax
+    jz .debug_exit
+    mov al, 0xfe
+    out 0x64, al
+.debug_exit:
+    mov al, 0
+    out DEBUG_EXIT, al
+.halt:
+    hlt
+    jmp .halt
+
+tick_loop:
+    mov dword [ticks], 0
+.next:
+    mov ecx, 100000
+.delay:
+    dec ecx
+    jnz .delay
+    inc dword [ticks]
+    mov esi, msg_tick
+    call puts
+    mov eax, [ticks]
+    call put_dec
+    call newline
+    jmp .next
+
+; find_mp: ESI = start, EDI = end; returns ESI = floating pointer address or 0.
+find_mp:
+.loop:
+    cmp esi, edi
+    jae .none
+    cmp dword [esi], '_MP_'
+    je .found
+    add esi, 16
+    jmp .loop
+.none:
+    xor esi, esi
+.found:
+    ret
+
+; cmdline_has: ESI = NUL-terminated word; EAX = 1 if the command line contains it.
+cmdline_has:
+    push ebx
+    push edi
+    mov ebx, [start_info]
+    mov edi, [ebx + 24]         ; cmdline_paddr
+    xor eax, eax
+    test edi, edi
+    jz .out
+.pos:
+    cmp byte [edi], 0
+    je .out
+    xor ecx, ecx
+.cmp:
+    mov dl, [esi + ecx]
+    test dl, dl
+    jz .yes
+    cmp dl, [edi + ecx]
+    jne .adv
+    inc ecx
+    jmp .cmp
+.adv:
+    inc edi
+    jmp .pos
+.yes:
+    mov eax, 1
+.out:
+    pop edi
+    pop ebx
+    ret
+
+; ---- virtio-mmio block ----
+blk_test:
+    mov ebx, MMIO_BASE
+    mov ecx, 8
+.probe:
+    cmp dword [ebx], 0x74726976 ; "virt"
+    jne .probe_next
+    cmp dword [ebx + 8], 2      ; block device
+    je .found
+.probe_next:
+    add ebx, 0x1000
+    dec ecx
+    jnz .probe
+    ret
+.found:
+    mov [blk_base], ebx
+    mov dword [ebx + 0x70], 0           ; reset
+    mov dword [ebx + 0x70], 1           ; ACKNOWLEDGE
+    mov dword [ebx + 0x70], 3           ; | DRIVER
+    mov dword [ebx + 0x14], 0
+    mov eax, [ebx + 0x10]
+    and eax, (1 << 5) | (1 << 9)        ; VIRTIO_BLK_F_RO, VIRTIO_BLK_F_FLUSH
+    mov dword [ebx + 0x24], 0
+    mov [ebx + 0x20], eax
+    mov dword [ebx + 0x24], 1
+    mov dword [ebx + 0x20], 1           ; VIRTIO_F_VERSION_1
+    mov dword [ebx + 0x70], 11          ; | FEATURES_OK
+    test dword [ebx + 0x70], 8
+    jnz .features_ok
+    mov esi, msg_blk_feat
+    call puts
+    ret
+.features_ok:
+    mov dword [ebx + 0x30], 0           ; queue 0
+    mov dword [ebx + 0x38], QSIZE
+    mov dword [ebx + 0x80], vq_desc
+    mov dword [ebx + 0x84], 0
+    mov dword [ebx + 0x90], vq_avail
+    mov dword [ebx + 0x94], 0
+    mov dword [ebx + 0xa0], vq_used
+    mov dword [ebx + 0xa4], 0
+    mov dword [ebx + 0x44], 1           ; ready
+    mov dword [ebx + 0x70], 15          ; | DRIVER_OK
+
+    mov esi, msg_blk_cap
+    call puts
+    mov eax, [ebx + 0x100]              ; capacity (512-byte sectors), low word
+    call put_dec
+    call newline
+
+    ; read sector 0
+    mov eax, 0                          ; VIRTIO_BLK_T_IN
+    mov edx, 0
+    call blk_request
+    mov esi, msg_blk_read
+    call puts
+    mov esi, blk_data
+    mov ecx, 32
+.show:
+    mov al, [esi]
+    cmp al, 0x20
+    jb .dot
+    cmp al, 0x7e
+    jbe .put
+.dot:
+    mov al, '.'
+.put:
+    call putc
+    inc esi
+    dec ecx
+    jnz .show
+    call newline
+
+    ; write sector 1
+    mov edi, blk_data
+    mov ecx, 512
+    xor al, al
+    rep stosb
+    mov esi, str_wrote
+    mov edi, blk_data
+.copy:
+    mov al, [esi]
+    test al, al
+    jz .copied
+    mov [edi], al
+    inc esi
+    inc edi
+    jmp .copy
+.copied:
+    mov eax, 1                          ; VIRTIO_BLK_T_OUT
+    mov edx, 1
+    call blk_request
+    mov esi, msg_blk_write
+    call puts
+    movzx eax, byte [blk_status]
+    call put_dec
+    call newline
+
+    mov eax, 4                          ; VIRTIO_BLK_T_FLUSH
+    mov edx, 0
+    call blk_request
+    mov esi, msg_blk_flush
+    call puts
+    movzx eax, byte [blk_status]
+    call put_dec
+    call newline
+    ret
+
+; blk_request: EAX = type, EDX = sector; one request of header, 512-byte data, status.
+blk_request:
+    push ebx
+    mov [blk_hdr], eax
+    mov dword [blk_hdr + 4], 0
+    mov [blk_hdr + 8], edx
+    mov dword [blk_hdr + 12], 0
+    mov byte [blk_status], 0xff
+    ; descriptor 0: header (device reads)
+    mov dword [vq_desc + 0], blk_hdr
+    mov dword [vq_desc + 4], 0
+    mov dword [vq_desc + 8], 16
+    mov word [vq_desc + 12], 1          ; NEXT
+    mov word [vq_desc + 14], 1
+    ; descriptor 1: data (device writes for IN); flush requests carry no data
+    mov ecx, 2                          ; status descriptor index
+    cmp eax, 4
+    je .status_desc
+    mov dword [vq_desc + 16], blk_data
+    mov dword [vq_desc + 20], 0
+    mov dword [vq_desc + 24], 512
+    mov word [vq_desc + 28], 1          ; NEXT
+    test eax, eax
+    jnz .out_dir
+    mov word [vq_desc + 28], 3          ; NEXT | WRITE
+.out_dir:
+    mov word [vq_desc + 30], 2
+    jmp .status
+.status_desc:
+    mov word [vq_desc + 14], 2
+    mov dword [vq_desc + 16], 0
+    mov ecx, 2
+.status:
+    mov dword [vq_desc + 32], blk_status
+    mov dword [vq_desc + 36], 0
+    mov dword [vq_desc + 40], 1
+    mov word [vq_desc + 44], 2          ; WRITE
+    mov word [vq_desc + 46], 0
+    ; flush: header -> status directly (descriptor 2)
+    ; avail ring
+    movzx eax, word [vq_avail + 2]
+    mov edx, eax
+    and edx, QSIZE - 1
+    mov word [vq_avail + 4 + edx * 2], 0
+    inc eax
+    mov [vq_avail + 2], ax
+    mov ebx, [blk_base]
+    mov dword [ebx + 0x50], 0           ; notify queue 0
+.wait:
+    mov cx, [vq_used + 2]
+    cmp cx, ax
+    jne .wait
+    mov eax, [ebx + 0x60]
+    mov [ebx + 0x64], eax               ; acknowledge the interrupt
+    pop ebx
+    ret
+
+; ---- serial output ----
+putc:
+    push edx
+    push eax
+    mov dx, SERIAL + 5
+.wait:
+    in al, dx
+    test al, 0x20
+    jz .wait
+    pop eax
+    mov dx, SERIAL
+    out dx, al
+    pop edx
+    ret
+
+puts:
+    push eax
+.loop:
+    mov al, [esi]
+    test al, al
+    jz .end
+    call putc
+    inc esi
+    jmp .loop
+.end:
+    pop eax
+    ret
+
+newline:
+    push eax
+    mov al, 10
+    call putc
+    pop eax
+    ret
+
+; put_dec: EAX as unsigned decimal.
+put_dec:
+    push ebx
+    push ecx
+    push edx
+    mov ebx, 10
+    xor ecx, ecx
+.div:
+    xor edx, edx
+    div ebx
+    push edx
+    inc ecx
+    test eax, eax
+    jnz .div
+.out:
+    pop eax
+    add al, '0'
+    call putc
+    dec ecx
+    jnz .out
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
+msg_hello:      db "berth-guest: hello", 10, 0
+msg_mem:        db "mem_mib=", 0
+msg_cpus:       db "cpus=", 0
+msg_done:       db "berth-guest: done", 10, 0
+msg_tick:       db "tick ", 0
+msg_blk_feat:   db "blk: features rejected", 10, 0
+msg_blk_cap:    db "blk: capacity=", 0
+msg_blk_read:   db "blk: sector0=", 0
+msg_blk_write:  db "blk: write status=", 0
+msg_blk_flush:  db "blk: flush status=", 0
+str_tick:       db "tick", 0
+str_reset:      db "reset", 0
+str_crash:      db "crash", 0
+str_wrote:      db "berth-guest wrote sector 1", 0
+
+section .bss
+alignb 4096
+vq_desc:    resb 16 * QSIZE
+alignb 4096
+vq_avail:   resb 4 + 2 * QSIZE + 2
+alignb 4096
+vq_used:    resb 4 + 8 * QSIZE + 2
+alignb 16
+blk_hdr:    resb 16
+blk_data:   resb 512
+blk_status: resb 4
+blk_base:   resd 1
+start_info: resd 1
+ticks:      resd 1
+alignb 16
+stack:      resb 4096
+stack_top:
