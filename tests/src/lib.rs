@@ -8,6 +8,8 @@
 //! failing test leaks nothing.
 #![forbid(unsafe_code)]
 
+pub mod vm;
+
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::fmt;

@@ -24,7 +24,11 @@ pub struct Args {
 
 pub fn run(root: &Path, a: Args) -> Result<()> {
     if a.detach {
-        let name = a.name.clone().unwrap_or_else(|| "restored".into());
+        // Read the header here too: a bad file is reported without a second process.
+        let name = match &a.name {
+            Some(n) => n.clone(),
+            None => vmm::snapshot::load(&a.file)?.header.config.name,
+        };
         return super::detach(&name, &[]);
     }
     let name = a.name.clone();

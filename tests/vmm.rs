@@ -1,0 +1,376 @@
+//! microVMs end to end: `berth vm` boots the test guest (tests/guest/guest.asm, a PVH ELF
+//! assembled by the suite) under KVM and the tests read what the guest reports on its serial
+//! console: the marker, the memory and CPU count it found, what it read from and wrote to a
+//! virtio-blk disk. They need /dev/kvm and fail, saying so, where it is absent.
+
+use berth_tests::vm::*;
+use berth_tests::TempDir;
+use std::fs;
+use std::time::Duration;
+
+fn lines(out: &str) -> Vec<&str> {
+    out.lines().map(str::trim_end).collect()
+}
+
+#[test]
+fn boots_the_test_guest_and_prints_its_marker() {
+    let r = VmRoot::new();
+    let out = r.run_guest(&["--name", "marker", "--cpus", "1", "--memory", "32"]);
+    out.ok();
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "berth-guest: hello",
+            "mem_mib=32",
+            "cpus=1",
+            "berth-guest: done"
+        ],
+        "{out}"
+    );
+    assert!(r.names().is_empty(), "state left behind: {:?}", r.names());
+}
+
+#[test]
+fn memory_and_cpus_are_as_configured() {
+    let r = VmRoot::new();
+    for (cpus, mib) in [(2u8, 64u64), (4, 256), (8, 1024)] {
+        let out = r.run_guest(&["--cpus", &cpus.to_string(), "--memory", &mib.to_string()]);
+        out.ok();
+        assert!(out.stdout.contains(&format!("\nmem_mib={mib}\n")), "{out}");
+        assert!(out.stdout.contains(&format!("\ncpus={cpus}\n")), "{out}");
+    }
+}
+
+#[test]
+fn memory_above_the_mmio_gap_is_reported() {
+    // 4 GiB: 3.25 GiB below the MMIO gap and the rest above 4 GiB (untouched pages cost
+    // nothing: the mapping is MAP_NORESERVE).
+    let host_mib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |k| k / 1024);
+    let r = VmRoot::new();
+    let mib = 4096.min(host_mib);
+    let out = r.run_guest(&["--memory", &mib.to_string()]);
+    out.ok();
+    assert!(out.stdout.contains(&format!("\nmem_mib={mib}\n")), "{out}");
+}
+
+#[test]
+fn reset_through_the_i8042_stops_the_vm_cleanly() {
+    let r = VmRoot::new();
+    let out = r.run_guest(&["--cmdline", "reset"]);
+    out.ok();
+    assert!(out.stdout.contains("berth-guest: done"), "{out}");
+    assert!(r.names().is_empty());
+}
+
+#[test]
+fn a_guest_crash_is_reported_and_stops_only_that_vm() {
+    let r = VmRoot::new();
+    let out = r.run_guest(&["--name", "crash", "--cmdline", "crash"]);
+    out.failed_mentioning(&["vm crash", "triple fault", "rip 0x"]);
+    assert!(out.stdout.contains("cpus=1"), "{out}");
+    assert!(r.names().is_empty(), "state left behind: {:?}", r.names());
+}
+
+#[test]
+fn two_vms_run_at_once() {
+    let r = VmRoot::new();
+    r.run_guest(&["-d", "--name", "one", "--cmdline", "tick"])
+        .ok();
+    r.run_guest(&["-d", "--name", "two", "--cpus", "2", "--cmdline", "tick"])
+        .ok();
+    let one = r.wait_console("one", "tick 2\n");
+    let two = r.wait_console("two", "tick 2\n");
+    assert!(
+        one.contains("cpus=1\n") && two.contains("cpus=2\n"),
+        "{one}\n{two}"
+    );
+    let ls = r.vm(&["ls"]);
+    ls.ok();
+    let rows: Vec<&str> = ls.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{ls}");
+    assert!(
+        rows[0].starts_with("one ") && rows[0].contains("running"),
+        "{ls}"
+    );
+    assert!(
+        rows[1].starts_with("two ") && rows[1].contains("running"),
+        "{ls}"
+    );
+    r.vm(&["stop", "one"]).ok();
+    r.vm(&["stop", "two"]).ok();
+    assert!(r.names().is_empty(), "state left behind: {:?}", r.names());
+    assert!(vmm_processes(&r.root()).is_empty());
+}
+
+#[test]
+fn pause_stops_the_guest_and_resume_continues_it() {
+    let r = VmRoot::new();
+    r.run_guest(&["-d", "--name", "p", "--cmdline", "tick"])
+        .ok();
+    r.wait_console("p", "tick 2\n");
+    r.vm(&["pause", "p"]).ok();
+    let ls = r.vm(&["ls"]);
+    assert!(ls.stdout.contains("paused"), "{ls}");
+    let before = last_tick(&r.console("p"));
+    std::thread::sleep(Duration::from_millis(700));
+    let after = last_tick(&r.console("p"));
+    assert_eq!(before, after, "ticks while paused:\n{}", r.console("p"));
+    r.vm(&["resume", "p"]).ok();
+    r.wait_console("p", &format!("tick {}\n", after + 2));
+    assert!(r.vm(&["ls"]).stdout.contains("running"));
+    r.vm(&["kill", "p"]).ok();
+    assert!(r.names().is_empty());
+}
+
+#[test]
+fn snapshot_and_restore_continue_where_the_guest_stopped() {
+    let r = VmRoot::new();
+    let snap = r.dir.join("snap");
+    r.run_guest(&["-d", "--name", "orig", "--cmdline", "tick"])
+        .ok();
+    r.wait_console("orig", "tick 3\n");
+    r.vm(&["snapshot", "orig", snap.to_str().expect("path")])
+        .ok();
+    // The snapshot leaves the VM running.
+    let at = last_tick(&r.console("orig"));
+    r.wait_console("orig", &format!("tick {}\n", at + 1));
+    // (The console log goes with the VM's state directory when it stops.)
+    let saved = last_tick(&r.console("orig"));
+    r.vm(&["stop", "orig"]).ok();
+
+    r.vm(&[
+        "restore",
+        "-d",
+        "--name",
+        "copy",
+        snap.to_str().expect("path"),
+    ])
+    .ok();
+    let copy = r.wait_console("copy", "tick");
+    let copy = if last_tick(&copy) < first_tick(&copy) + 1 {
+        r.wait_console("copy", &format!("tick {}\n", first_tick(&copy) + 1))
+    } else {
+        copy
+    };
+    // It continues counting (no reboot: no marker), from where the snapshot was taken.
+    assert!(
+        !copy.contains("berth-guest: hello"),
+        "the restored guest rebooted:\n{copy}"
+    );
+    let first = first_tick(&copy);
+    assert!(
+        (4..=saved).contains(&first),
+        "first tick {first} (saved at 3 or later, before {saved}):\n{copy}"
+    );
+    r.vm(&["stop", "copy"]).ok();
+
+    // A restore keeps the name unique and refuses files that are not snapshots.
+    let bogus = r.dir.join("bogus");
+    fs::write(&bogus, b"not a snapshot at all, just text").expect("write");
+    r.vm(&["restore", bogus.to_str().expect("path")])
+        .failed_mentioning(&["not a berth snapshot"]);
+    let mut bytes = fs::read(&snap).expect("read snapshot");
+    bytes.truncate(4096);
+    fs::write(&bogus, &bytes).expect("write");
+    r.vm(&["restore", bogus.to_str().expect("path")])
+        .failed_mentioning(&["snapshot", "corrupt"]);
+    assert!(r.names().is_empty(), "state left behind: {:?}", r.names());
+}
+
+fn disk(dir: &TempDir, name: &str, sector0: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let mut data = vec![0u8; 1 << 20];
+    data[..sector0.len()].copy_from_slice(sector0);
+    fs::write(&path, &data).expect("write disk");
+    path
+}
+
+#[test]
+fn block_device_round_trip() {
+    let r = VmRoot::new();
+    let path = disk(&r.dir, "disk.img", b"written by the host into sector 0");
+    let spec = path.to_str().expect("path");
+    let out = r.run_guest(&["--disk", spec]);
+    out.ok();
+    // The guest sees the host's data…
+    assert!(out.stdout.contains("blk: capacity=2048\n"), "{out}");
+    assert!(
+        out.stdout
+            .contains("blk: sector0=written by the host into sector \n"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("blk: write status=0\n"), "{out}");
+    assert!(out.stdout.contains("blk: flush status=0\n"), "{out}");
+    // …and the host sees the guest's.
+    let data = fs::read(&path).expect("read disk");
+    let text = b"berth-guest wrote sector 1";
+    assert_eq!(&data[512..512 + text.len()], text);
+    assert!(data[512 + text.len()..1024].iter().all(|b| *b == 0));
+    assert!(data[1024..].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn read_only_disk_refuses_writes() {
+    let r = VmRoot::new();
+    let path = disk(&r.dir, "ro.img", b"read-only data");
+    let before = fs::read(&path).expect("read disk");
+    let spec = format!("{}:ro", path.display());
+    let out = r.run_guest(&["--disk", &spec]);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("blk: sector0=read-only data.................."),
+        "{out}"
+    );
+    assert!(out.stdout.contains("blk: write status=1\n"), "{out}");
+    assert_eq!(fs::read(&path).expect("read disk"), before);
+}
+
+/// `berth vm run` must fail mentioning `needles`, leaving no state and no process.
+#[track_caller]
+fn rejected(r: &VmRoot, args: &[&str], needles: &[&str]) {
+    let out = r.vm(args);
+    out.failed_mentioning(needles);
+    assert!(
+        r.names().is_empty(),
+        "state left behind: {:?}\n{out}",
+        r.names()
+    );
+    assert!(vmm_processes(&r.root()).is_empty(), "a VMM is left:\n{out}");
+}
+
+fn run_args<'a>(detach: bool, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["run"];
+    if detach {
+        a.push("-d");
+    }
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn bad_input_is_refused_without_leftovers() {
+    let r = VmRoot::new();
+    let guest = test_guest();
+    let g = guest.to_str().expect("path");
+    let missing = r.dir.join("missing");
+    let m = missing.to_str().expect("path");
+    let text = r.dir.join("text");
+    fs::write(&text, b"this is not a kernel\n".repeat(100)).expect("write");
+    let t = text.to_str().expect("path");
+    let empty = r.dir.join("empty");
+    fs::write(&empty, b"").expect("write");
+    let e = empty.to_str().expect("path");
+    // An ELF header that claims more program headers than the file has.
+    let mut truncated = fs::read(&guest).expect("read guest");
+    truncated.truncate(80);
+    let trunc = r.dir.join("truncated.elf");
+    fs::write(&trunc, &truncated).expect("write");
+    let tr = trunc.to_str().expect("path");
+    let d = r.dir.path().to_str().expect("path");
+    let odd = r.dir.join("odd.img");
+    fs::write(&odd, [0u8; 1000]).expect("write");
+
+    for detach in [false, true] {
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", m]),
+            &["kernel", "missing", "no such file"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", d]),
+            &["kernel", "not a regular file"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", e]),
+            &["kernel", "empty"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", t]),
+            &["kernel", "text", "not an elf or bzimage"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", tr]),
+            &["kernel", "not an elf or bzimage"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--initrd", m]),
+            &["initrd", "no such file"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--disk", m]),
+            &["disk", "no such file"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--disk", d]),
+            &["disk", "not a regular file"],
+        );
+        rejected(
+            &r,
+            &run_args(
+                detach,
+                &["--kernel", g, "--disk", odd.to_str().expect("path")],
+            ),
+            &["disk", "multiple of 512"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--memory", "100000000"]),
+            &["--memory 100000000", "more than the host has"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--cpus", "0"]),
+            &["--cpus 0"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--name", "a/b"]),
+            &["invalid vm name"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--net", "tap0"]),
+            &["virtio-net"],
+        );
+    }
+}
+
+#[test]
+fn a_duplicate_name_is_refused() {
+    let r = VmRoot::new();
+    r.run_guest(&["-d", "--name", "dup", "--cmdline", "tick"])
+        .ok();
+    r.wait_console("dup", "tick 1\n");
+    for detach in [false, true] {
+        let mut args = vec!["--name", "dup"];
+        if detach {
+            args.push("-d");
+        }
+        r.run_guest(&args)
+            .failed_mentioning(&["a vm named \"dup\" already exists"]);
+    }
+    assert_eq!(r.names(), ["dup"]);
+    assert_eq!(vmm_processes(&r.root()).len(), 1);
+    // The first VM is unharmed.
+    let now = last_tick(&r.console("dup"));
+    r.wait_console("dup", &format!("tick {}\n", now + 1));
+    r.vm(&["stop", "dup"]).ok();
+    r.vm(&["stop", "dup"])
+        .failed_mentioning(&["no vm named \"dup\""]);
+    assert!(r.names().is_empty());
+}
