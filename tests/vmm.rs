@@ -106,7 +106,7 @@ fn two_vms_run_at_once() {
     r.vm(&["stop", "one"]).ok();
     r.vm(&["stop", "two"]).ok();
     assert!(r.names().is_empty(), "state left behind: {:?}", r.names());
-    assert!(vmm_processes(&r.root()).is_empty());
+    assert!(vmm_processes(&r.root(), 0).is_empty());
 }
 
 #[test]
@@ -243,7 +243,8 @@ fn rejected(r: &VmRoot, args: &[&str], needles: &[&str]) {
         "state left behind: {:?}\n{out}",
         r.names()
     );
-    assert!(vmm_processes(&r.root()).is_empty(), "a VMM is left:\n{out}");
+    let left = vmm_processes(&r.root(), 0);
+    assert!(left.is_empty(), "a VMM is left: {left:?}\n{out}");
 }
 
 fn run_args<'a>(detach: bool, extra: &[&'a str]) -> Vec<&'a str> {
@@ -365,7 +366,7 @@ fn a_duplicate_name_is_refused() {
             .failed_mentioning(&["a vm named \"dup\" already exists"]);
     }
     assert_eq!(r.names(), ["dup"]);
-    assert_eq!(vmm_processes(&r.root()).len(), 1);
+    assert_eq!(vmm_processes(&r.root(), 1).len(), 1);
     // The first VM is unharmed.
     let now = last_tick(&r.console("dup"));
     r.wait_console("dup", &format!("tick {}\n", now + 1));

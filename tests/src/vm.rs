@@ -177,7 +177,14 @@ pub fn first_tick(console: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// Whether any process runs with `root` in its command line (a VMM left behind).
-pub fn vmm_processes(root: &Path) -> Vec<(i32, String)> {
-    crate::pids_with_cmdline(&root.to_string_lossy())
+/// The processes with `root` in their command line (VMMs), after waiting up to 3 s for
+/// their number to become `expected`: a monitor that ended leaves KVM's teardown of its VM
+/// to a child that lives a few milliseconds past it (see `Vm::defer_teardown`).
+pub fn vmm_processes(root: &Path, expected: usize) -> Vec<(i32, String)> {
+    let mut last = Vec::new();
+    poll(Duration::from_secs(3), || {
+        last = crate::pids_with_cmdline(&root.to_string_lossy());
+        (last.len() == expected).then_some(())
+    });
+    last
 }

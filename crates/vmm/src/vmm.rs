@@ -181,6 +181,22 @@ impl Vmm {
     /// Runs the event loop until the guest stops or a `Stop` request arrives; then stops the
     /// vCPUs and removes the socket and state directory.
     pub fn run(mut self) -> Result<Outcome, VmmError> {
+        let outcome = self.run_loop();
+        self.vm.shutdown();
+        self.vm.defer_teardown();
+        outcome
+    }
+
+    /// [`run`](Self::run), also measuring the process's memory just before the VM stops.
+    pub fn run_with_stats(mut self) -> Result<(Outcome, MemoryStats), VmmError> {
+        let outcome = self.run_loop();
+        let stats = MemoryStats::measure(&self.vm);
+        self.vm.shutdown();
+        self.vm.defer_teardown();
+        Ok((outcome?, stats))
+    }
+
+    fn run_loop(&mut self) -> Result<Outcome, VmmError> {
         let outcome = loop {
             if let Some(r) = self.vm.stop_reason() {
                 break Outcome::Guest(r);
@@ -209,7 +225,6 @@ impl Vmm {
                 break Outcome::Stopped;
             }
         };
-        self.vm.shutdown();
         Ok(outcome)
     }
 
@@ -249,5 +264,59 @@ impl Vmm {
             }
             VmmAction::Stop => Ok(VmmData::Empty),
         }
+    }
+}
+
+/// The VMM process's memory: its peak resident set and the guest pages resident in it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryStats {
+    /// VmHWM of the process, KiB.
+    pub peak_rss_kib: u64,
+    /// Resident guest memory (pages the guest or the loader touched), KiB.
+    pub guest_rss_kib: u64,
+}
+
+impl MemoryStats {
+    fn measure(vm: &Vm) -> MemoryStats {
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+        let ranges: Vec<(u64, u64)> = vm
+            .mem
+            .iter()
+            .filter_map(|r| {
+                let host = vm.mem.get_host_address(r.start_addr()).ok()? as u64;
+                Some((host, host + r.len()))
+            })
+            .collect();
+        let mut stats = MemoryStats::default();
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            stats.peak_rss_kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+        }
+        let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+            return stats;
+        };
+        let mut in_guest = false;
+        for line in smaps.lines() {
+            if let Some(rss) = line.strip_prefix("Rss:") {
+                if in_guest {
+                    stats.guest_rss_kib += rss
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .unwrap_or(0);
+                }
+            } else if let Some((range, _)) = line.split_once(' ') {
+                if let Some((a, _)) = range.split_once('-') {
+                    if let Ok(start) = u64::from_str_radix(a, 16) {
+                        in_guest = ranges.iter().any(|(s, e)| start >= *s && start < *e);
+                    }
+                }
+            }
+        }
+        stats
     }
 }

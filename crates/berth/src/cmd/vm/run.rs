@@ -36,6 +36,9 @@ pub struct Args {
     detach: bool,
     #[arg(long, hide = true)]
     detached_child: bool,
+    /// Print the monitor's peak RSS and resident guest memory on stderr at exit (benchmarks).
+    #[arg(long, hide = true)]
+    stats: bool,
 }
 
 fn disk(spec: &str) -> DiskConfig {
@@ -83,6 +86,17 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
     if let Console::File(log) = &console {
         super::signal_ready(log)?;
     }
-    let outcome = vmm.run()?;
+    let outcome = if a.stats {
+        let (outcome, s) = vmm.run_with_stats()?;
+        eprintln!(
+            "berth-vm-stats: peak_rss_kib={} guest_rss_kib={} overhead_kib={}",
+            s.peak_rss_kib,
+            s.guest_rss_kib,
+            s.peak_rss_kib.saturating_sub(s.guest_rss_kib)
+        );
+        outcome
+    } else {
+        vmm.run()?
+    };
     super::finish(&name, outcome)
 }
