@@ -4,8 +4,10 @@
 //! virtio-blk disk. They need /dev/kvm and fail, saying so, where it is absent.
 
 use berth_tests::vm::*;
-use berth_tests::TempDir;
+use berth_tests::{unique_suffix, TempDir};
 use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn lines(out: &str) -> Vec<&str> {
@@ -345,8 +347,13 @@ fn bad_input_is_refused_without_leftovers() {
         );
         rejected(
             &r,
-            &run_args(detach, &["--kernel", g, "--net", "tap0"]),
-            &["virtio-net"],
+            &run_args(detach, &["--kernel", g, "--net", "a/b"]),
+            &["tap \"a/b\""],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--net", "berthnotap0"]),
+            &["tap berthnotap0: no such tap device"],
         );
     }
 }
@@ -374,4 +381,95 @@ fn a_duplicate_name_is_refused() {
     r.vm(&["stop", "dup"])
         .failed_mentioning(&["no vm named \"dup\""]);
     assert!(r.names().is_empty());
+}
+
+/// A network namespace of this test, deleted on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn new() -> NetNs {
+        let name = format!("berth-t-{}", unique_suffix());
+        sh(&["ip", "netns", "add", &name]);
+        NetNs(name)
+    }
+    fn exec(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(args);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[track_caller]
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn net_frames_flow_between_the_guest_and_a_tap() {
+    let r = VmRoot::new();
+    let ns = NetNs::new();
+    for cmd in [
+        vec!["ip", "tuntap", "add", "dev", "btap0", "mode", "tap"],
+        vec!["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+        vec!["ip", "link", "set", "btap0", "up"],
+    ] {
+        let st = ns.exec(&cmd).status().expect("ip netns exec");
+        assert!(st.success(), "{cmd:?}");
+    }
+    let peer = berth_tests::workspace_dir().join("tests/guest/net-peer.py");
+    let mut py = ns
+        .exec(&["python3", peer.to_str().expect("path"), "btap0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python3 (install python3)");
+    let mut lines = BufReader::new(py.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    lines.read_line(&mut ready).expect("read");
+    assert_eq!(ready.trim(), "ready");
+
+    let guest = test_guest();
+    let mut vm = ns.exec(&[berth_bin().to_str().expect("path"), "vm", "--root"]);
+    vm.arg(r.root()).args([
+        "run",
+        "--kernel",
+        guest.to_str().expect("path"),
+        "--memory",
+        "32",
+        "--net",
+        "btap0",
+        "--cmdline",
+        "net",
+    ]);
+    let out = berth_tests::capture(vm, berth_tests::Capture::Pipes, VM_TIMEOUT);
+    let mut heard = String::new();
+    lines.read_to_string(&mut heard).expect("read");
+    let _ = py.wait();
+    out.ok();
+    // The guest's frame reached the host…
+    assert_eq!(
+        heard.trim(),
+        "got berth-guest frame from 06:be:47:00:00:00",
+        "{out}"
+    );
+    // …and the host's answer reached the guest.
+    assert!(out.stdout.contains("net: mac=06:be:47:00:00:00\n"), "{out}");
+    assert!(out.stdout.contains("net: sent\n"), "{out}");
+    assert!(
+        out.stdout.contains("net: received=berth-host frame\n"),
+        "{out}"
+    );
 }

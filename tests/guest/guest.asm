@@ -11,9 +11,13 @@
 ;      (virtio 1.x, one queue of 8), prints "blk: capacity=N", reads sector 0 and prints its
 ;      first 32 bytes ("blk: sector0=..."), writes sector 1 with "berth-guest wrote sector 1"
 ;      ("blk: write status=S"), flushes ("blk: flush status=S");
-;   5. with "crash" on the command line: executes ud2 without an IDT (a triple fault);
+;   5. with "net" on the command line, for the first virtio-mmio network device: prints
+;      "net: mac=…", sends one broadcast frame of ethertype 0x88b5 carrying
+;      "berth-guest frame" ("net: sent"), then waits for a frame of that ethertype and prints
+;      its first 16 payload bytes ("net: received=…"), skipping other frames;
+;   6. with "crash" on the command line: executes ud2 without an IDT (a triple fault);
 ;      with "tick": prints "tick N" forever, N counting up from 1;
-;   6. else prints "berth-guest: done" and exits: with "reset" on the command line through
+;   7. else prints "berth-guest: done" and exits: with "reset" on the command line through
 ;      the i8042 (0xfe to port 0x64), otherwise by writing 0 to the debug-exit port 0xf4.
 ; Build: nasm -f elf64 guest.asm -o guest.o
 ;        ld -m elf_x86_64 --no-warn-rwx-segments -T guest.ld -o guest.elf guest.o
@@ -118,6 +122,12 @@ pvh_start:
 
     call blk_test
 
+    mov esi, str_net
+    call cmdline_has
+    test eax, eax
+    jz .no_net
+    call net_test
+.no_net:
     mov esi, str_crash
     call cmdline_has
     test eax, eax
@@ -369,6 +379,183 @@ blk_request:
     pop ebx
     ret
 
+; ---- virtio-mmio network ----
+net_test:
+    mov ebx, MMIO_BASE
+    mov ecx, 8
+.probe:
+    cmp dword [ebx], 0x74726976
+    jne .probe_next
+    cmp dword [ebx + 8], 1      ; network device
+    je .found
+.probe_next:
+    add ebx, 0x1000
+    dec ecx
+    jnz .probe
+    mov esi, msg_net_none
+    call puts
+    ret
+.found:
+    mov [net_base], ebx
+    mov dword [ebx + 0x70], 0
+    mov dword [ebx + 0x70], 1
+    mov dword [ebx + 0x70], 3
+    mov dword [ebx + 0x14], 0
+    mov eax, [ebx + 0x10]
+    and eax, 1 << 5                     ; VIRTIO_NET_F_MAC
+    mov dword [ebx + 0x24], 0
+    mov [ebx + 0x20], eax
+    mov dword [ebx + 0x24], 1
+    mov dword [ebx + 0x20], 1           ; VIRTIO_F_VERSION_1
+    mov dword [ebx + 0x70], 11
+    test dword [ebx + 0x70], 8
+    jnz .features_ok
+    mov esi, msg_net_feat
+    call puts
+    ret
+.features_ok:
+    mov dword [ebx + 0x30], 0           ; receive queue
+    mov dword [ebx + 0x38], QSIZE
+    mov dword [ebx + 0x80], rxq_desc
+    mov dword [ebx + 0x84], 0
+    mov dword [ebx + 0x90], rxq_avail
+    mov dword [ebx + 0x94], 0
+    mov dword [ebx + 0xa0], rxq_used
+    mov dword [ebx + 0xa4], 0
+    mov dword [ebx + 0x44], 1
+    mov dword [ebx + 0x30], 1           ; transmit queue
+    mov dword [ebx + 0x38], QSIZE
+    mov dword [ebx + 0x80], txq_desc
+    mov dword [ebx + 0x84], 0
+    mov dword [ebx + 0x90], txq_avail
+    mov dword [ebx + 0x94], 0
+    mov dword [ebx + 0xa0], txq_used
+    mov dword [ebx + 0xa4], 0
+    mov dword [ebx + 0x44], 1
+    mov dword [ebx + 0x70], 15          ; DRIVER_OK
+
+    ; MAC address from the configuration space
+    mov esi, msg_net_mac
+    call puts
+    xor ecx, ecx
+.mac:
+    mov al, [ebx + 0x100 + ecx]
+    mov [net_mac + ecx], al
+    call put_hex8
+    inc ecx
+    cmp ecx, 6
+    je .mac_done
+    mov al, ':'
+    call putc
+    jmp .mac
+.mac_done:
+    call newline
+
+    call net_post_rx
+
+    ; the frame: virtio_net_hdr_v1 (12 zero bytes), broadcast, our MAC, 0x88b5, payload
+    mov edi, tx_buf
+    mov ecx, 12
+    xor al, al
+    rep stosb
+    mov ecx, 6
+    mov al, 0xff
+    rep stosb
+    mov esi, net_mac
+    mov ecx, 6
+    rep movsb
+    mov byte [edi], 0x88
+    mov byte [edi + 1], 0xb5
+    add edi, 2
+    mov esi, str_frame
+    mov ecx, str_frame_len
+    rep movsb
+    sub edi, tx_buf
+    mov dword [txq_desc + 0], tx_buf
+    mov dword [txq_desc + 4], 0
+    mov [txq_desc + 8], edi
+    mov word [txq_desc + 12], 0
+    mov word [txq_avail + 4], 0
+    mov word [txq_avail + 2], 1
+    mov dword [ebx + 0x50], 1           ; notify the transmit queue
+.tx_wait:
+    cmp word [txq_used + 2], 1
+    jne .tx_wait
+    mov esi, msg_net_sent
+    call puts
+
+.rx_wait:
+    mov ax, [rxq_used + 2]
+    cmp ax, [rx_seen]
+    je .rx_wait
+    mov [rx_seen], ax
+    cmp byte [rx_buf + 12 + 12], 0x88
+    jne .rx_other
+    cmp byte [rx_buf + 12 + 13], 0xb5
+    jne .rx_other
+    mov esi, msg_net_recv
+    call puts
+    mov esi, rx_buf + 12 + 14
+    mov ecx, 16
+.show:
+    mov al, [esi]
+    cmp al, 0x20
+    jb .dot
+    cmp al, 0x7e
+    jbe .put
+.dot:
+    mov al, '.'
+.put:
+    call putc
+    inc esi
+    dec ecx
+    jnz .show
+    call newline
+    ret
+.rx_other:
+    call net_post_rx
+    jmp .rx_wait
+
+; net_post_rx: offers rx_buf (descriptor 0) to the device as the next receive buffer.
+net_post_rx:
+    push ebx
+    mov dword [rxq_desc + 0], rx_buf
+    mov dword [rxq_desc + 4], 0
+    mov dword [rxq_desc + 8], 12 + 1514
+    mov word [rxq_desc + 12], 2         ; WRITE
+    movzx eax, word [rxq_avail + 2]
+    mov edx, eax
+    and edx, QSIZE - 1
+    mov word [rxq_avail + 4 + edx * 2], 0
+    inc eax
+    mov [rxq_avail + 2], ax
+    mov ebx, [net_base]
+    mov dword [ebx + 0x50], 0           ; notify the receive queue
+    pop ebx
+    ret
+
+; put_hex8: AL as two hex digits.
+put_hex8:
+    push eax
+    push ecx
+    mov ecx, eax
+    shr al, 4
+    call .digit
+    mov eax, ecx
+    and al, 0xf
+    call .digit
+    pop ecx
+    pop eax
+    ret
+.digit:
+    and al, 0xf
+    add al, '0'
+    cmp al, '9'
+    jbe .out
+    add al, 'a' - '0' - 10
+.out:
+    jmp putc
+
 ; ---- serial output ----
 putc:
     push edx
@@ -442,6 +629,14 @@ msg_blk_flush:  db "blk: flush status=", 0
 str_tick:       db "tick", 0
 str_reset:      db "reset", 0
 str_crash:      db "crash", 0
+str_net:        db "net", 0
+str_frame:      db "berth-guest frame"
+str_frame_len   equ $ - str_frame
+msg_net_none:   db "net: no device", 10, 0
+msg_net_feat:   db "net: features rejected", 10, 0
+msg_net_mac:    db "net: mac=", 0
+msg_net_sent:   db "net: sent", 10, 0
+msg_net_recv:   db "net: received=", 0
 str_wrote:      db "berth-guest wrote sector 1", 0
 
 section .bss
@@ -458,6 +653,25 @@ blk_status: resb 4
 blk_base:   resd 1
 start_info: resd 1
 ticks:      resd 1
+alignb 4096
+rxq_desc:   resb 16 * QSIZE
+alignb 4096
+rxq_avail:  resb 4 + 2 * QSIZE + 2
+alignb 4096
+rxq_used:   resb 4 + 8 * QSIZE + 2
+alignb 4096
+txq_desc:   resb 16 * QSIZE
+alignb 4096
+txq_avail:  resb 4 + 2 * QSIZE + 2
+alignb 4096
+txq_used:   resb 4 + 8 * QSIZE + 2
+alignb 16
+rx_buf:     resb 12 + 1514
+alignb 16
+tx_buf:     resb 12 + 1514
+net_mac:    resb 8
+net_base:   resd 1
+rx_seen:    resw 2
 alignb 16
 stack:      resb 4096
 stack_top:

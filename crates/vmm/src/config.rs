@@ -25,6 +25,16 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Block devices, in guest order.
     pub disks: Vec<DiskConfig>,
+    /// Network devices (after the disks), in guest order.
+    #[serde(default)]
+    pub nets: Vec<NetConfig>,
+}
+
+/// One virtio-mmio network device on a host tap.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The tap device's name (in the monitor's network namespace).
+    pub tap: String,
 }
 
 /// One virtio-mmio block device.
@@ -78,9 +88,18 @@ pub enum ConfigError {
     /// disk {0}: given twice
     #[error("disk {0}: given twice")]
     DiskTwice(PathBuf),
-    /// too many disks ({0}; at most {max})
-    #[error("too many disks ({0}; at most {max})", max = crate::memory::MAX_MMIO_DEVICES)]
+    /// too many devices ({0}; at most {max})
+    #[error("too many devices ({0}; at most {max})", max = crate::memory::MAX_MMIO_DEVICES)]
     TooManyDisks(usize),
+    /// tap {0:?}: a name of 1-15 bytes without '/'
+    #[error("tap {0:?}: a name of 1-15 bytes without '/'")]
+    TapName(String),
+    /// tap {0}: given twice
+    #[error("tap {0}: given twice")]
+    TapTwice(String),
+    /// tap {0}: no such tap device in this network namespace (create it: ip tuntap add dev {0} mode tap)
+    #[error("tap {0}: no such tap device in this network namespace (create it: ip tuntap add dev {0} mode tap)")]
+    NoTap(String),
 }
 
 /// Whether `name` is a usable VM name.
@@ -138,6 +157,16 @@ impl VmConfig {
         if let Some(initrd) = &self.initrd {
             check_file("initrd", initrd)?;
         }
+        for net in &self.nets {
+            // Attach to an existing tap only: never create a host interface by accident.
+            if !Path::new("/sys/class/net")
+                .join(&net.tap)
+                .join("tun_flags")
+                .exists()
+            {
+                return Err(ConfigError::NoTap(net.tap.clone()));
+            }
+        }
         for (i, disk) in self.disks.iter().enumerate() {
             let len = check_file("disk", &disk.path)?;
             if !len.is_multiple_of(512) {
@@ -168,8 +197,17 @@ impl VmConfig {
                 host,
             });
         }
-        if self.disks.len() > crate::memory::MAX_MMIO_DEVICES {
-            return Err(ConfigError::TooManyDisks(self.disks.len()));
+        let devices = self.disks.len() + self.nets.len();
+        if devices > crate::memory::MAX_MMIO_DEVICES {
+            return Err(ConfigError::TooManyDisks(devices));
+        }
+        for (i, net) in self.nets.iter().enumerate() {
+            if net.tap.is_empty() || net.tap.len() > 15 || net.tap.contains(['/', '\0']) {
+                return Err(ConfigError::TapName(net.tap.clone()));
+            }
+            if self.nets[..i].iter().any(|n| n.tap == net.tap) {
+                return Err(ConfigError::TapTwice(net.tap.clone()));
+            }
         }
         Ok(())
     }

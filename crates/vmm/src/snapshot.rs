@@ -10,6 +10,7 @@ use crate::config::VmConfig;
 use crate::devices::serial::persist::SerialSnapshot;
 use crate::devices::virtio::block::persist::BlockSnapshot;
 use crate::devices::virtio::mmio::MmioSnapshot;
+use crate::devices::virtio::net::persist::NetSnapshot;
 use crate::memory;
 use crate::vcpu::state::VcpuState;
 use crate::vm::{Vm, VmState};
@@ -43,6 +44,8 @@ pub struct Header {
     pub vcpus: Vec<VcpuState>,
     pub serial: SerialSnapshot,
     pub disks: Vec<(MmioSnapshot, BlockSnapshot)>,
+    #[serde(default)]
+    pub nets: Vec<(MmioSnapshot, NetSnapshot)>,
     pub memory: Vec<MemoryRegion>,
 }
 
@@ -101,12 +104,23 @@ pub fn save(vm: &Vm, path: &Path) -> Result<(), SnapshotError> {
             )
         })
         .collect();
+    let nets = vm
+        .nets
+        .iter()
+        .map(|d| {
+            (
+                d.transport.lock().unwrap_or_else(|p| p.into_inner()).save(),
+                d.net.lock().unwrap_or_else(|p| p.into_inner()).save(),
+            )
+        })
+        .collect();
     let mut header = Header {
         config: vm.config.clone(),
         vm: vm.save_state()?,
         vcpus: vm.save_vcpus()?,
         serial,
         disks,
+        nets,
         memory: Vec::new(),
     };
     // The header's size depends on the offsets it lists: compute with placeholders first.

@@ -5,6 +5,7 @@ use crate::config::VmConfig;
 use crate::devices::serial::{self, persist::SerialSnapshot, SerialDevice, SerialOut};
 use crate::devices::virtio::block::{persist::BlockSnapshot, Block, BlockError};
 use crate::devices::virtio::mmio::{MmioSnapshot, MmioTransport, QUEUE_NOTIFY};
+use crate::devices::virtio::net::{device::mac_for, persist::NetSnapshot, Net, NetError};
 use crate::devices::virtio::IrqTrigger;
 use crate::devices::{debug_exit, i8042, Bus, BusError, EventFdTrigger};
 use crate::memory::{self, FIRST_DEVICE_GSI, MMIO_DEVICE_SIZE};
@@ -48,6 +49,9 @@ pub enum VmError {
     Disk(#[from] BlockError),
     /// {0}
     #[error(transparent)]
+    Net(#[from] NetError),
+    /// {0}
+    #[error(transparent)]
     Bus(#[from] BusError),
     /// {0}
     #[error(transparent)]
@@ -81,11 +85,18 @@ pub struct VmState {
 pub struct DeviceState<'a> {
     pub serial: &'a SerialSnapshot,
     pub disks: &'a [(MmioSnapshot, BlockSnapshot)],
+    pub nets: &'a [(MmioSnapshot, NetSnapshot)],
 }
 
 /// A virtio-mmio block device with its transport.
 pub struct Disk {
     pub block: Arc<Mutex<Block>>,
+    pub transport: Arc<Mutex<MmioTransport>>,
+}
+
+/// A virtio-mmio net device with its transport.
+pub struct NetDev {
+    pub net: Arc<Mutex<Net>>,
     pub transport: Arc<Mutex<MmioTransport>>,
 }
 
@@ -96,6 +107,7 @@ pub struct Vm {
     pub mem: GuestMemoryMmap,
     pub serial: Arc<Mutex<SerialDevice>>,
     pub disks: Vec<Disk>,
+    pub nets: Vec<NetDev>,
     vcpus: Vec<VcpuHandle>,
     pub ctx: VcpuContext,
     paused: bool,
@@ -106,7 +118,7 @@ impl Vm {
     pub fn boot(config: VmConfig, console: SerialOut) -> Result<Vm, VmError> {
         let mem = memory::create(config.memory_mib)?;
         let (kvm, mut vm) = Vm::shell(config, mem, console, None)?;
-        let extra: Vec<String> = (0..vm.disks.len())
+        let extra: Vec<String> = (0..vm.disks.len() + vm.nets.len())
             .map(|i| {
                 format!(
                     "virtio_mmio.device=4K@{:#x}:{}",
@@ -286,6 +298,47 @@ impl Vm {
             disks.push(Disk { block, transport });
         }
 
+        let mut nets = Vec::new();
+        if let Some(d) = devices.as_ref() {
+            if d.nets.len() != config.nets.len() {
+                return Err(VmError::Mismatch("net device count".into()));
+            }
+        }
+        for (j, net) in config.nets.iter().enumerate() {
+            let i = config.disks.len() + j;
+            let gsi = FIRST_DEVICE_GSI + i as u32;
+            let addr = memory::mmio_device_addr(i);
+            let irq_evt = evt()?;
+            fd.register_irqfd(&irq_evt, gsi)
+                .map_err(ioctl("KVM_IRQFD"))?;
+            let irq = Arc::new(IrqTrigger::new(irq_evt));
+            let saved = devices.as_ref().and_then(|d| d.nets.get(j));
+            let dev = match saved {
+                Some((_, n)) => Net::restore(n, &mem, irq.clone())?,
+                None => Net::new(&net.tap, mac_for(i), irq.clone())?,
+            };
+            let rx = dev.rx_evt.try_clone().map_err(VmError::EventFd)?;
+            let tx = dev.tx_evt.try_clone().map_err(VmError::EventFd)?;
+            let notify = IoEventAddress::Mmio(addr + QUEUE_NOTIFY);
+            fd.register_ioevent(&rx, &notify, 0u32)
+                .map_err(ioctl("KVM_IOEVENTFD"))?;
+            fd.register_ioevent(&tx, &notify, 1u32)
+                .map_err(ioctl("KVM_IOEVENTFD"))?;
+            let dev = Arc::new(Mutex::new(dev));
+            let mut transport = MmioTransport::new(dev.clone(), mem.clone(), irq, vec![rx, tx]);
+            if let Some((t, _)) = saved {
+                transport
+                    .restore(t)
+                    .map_err(|e| VmError::Mismatch(format!("net {j} queues: {e:?}")))?;
+            }
+            let transport = Arc::new(Mutex::new(transport));
+            mmio.insert(addr, MMIO_DEVICE_SIZE, transport.clone())?;
+            nets.push(NetDev {
+                net: dev,
+                transport,
+            });
+        }
+
         let ctx = VcpuContext {
             pio,
             mmio,
@@ -300,6 +353,7 @@ impl Vm {
                 mem,
                 serial,
                 disks,
+                nets,
                 vcpus: Vec::new(),
                 ctx,
                 paused: false,

@@ -136,6 +136,7 @@ impl Vmm {
             DeviceState {
                 serial: &header.serial,
                 disks: &header.disks,
+                nets: &header.nets,
             },
             header.vcpus,
             paused,
@@ -159,6 +160,9 @@ impl Vmm {
         em.add_subscriber(Arc::new(Mutex::new(StopWatcher(vm.ctx.stop_evt.clone()))));
         for d in &vm.disks {
             em.add_subscriber(d.block.clone());
+        }
+        for n in &vm.nets {
+            em.add_subscriber(n.net.clone());
         }
         if console == Console::Stdout && std::io::stdin().is_terminal() {
             em.add_subscriber(Arc::new(Mutex::new(SerialInput {

@@ -1,8 +1,8 @@
 //! `berth vm run`: boot a kernel in a new microVM.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
-use vmm::config::{DiskConfig, VmConfig, DEFAULT_CMDLINE};
+use vmm::config::{DiskConfig, NetConfig, VmConfig, DEFAULT_CMDLINE};
 use vmm::{Console, Vmm};
 
 #[derive(clap::Args, Debug)]
@@ -22,9 +22,9 @@ pub struct Args {
     /// A raw disk image, as a virtio-mmio block device; `:ro` makes it read-only.
     #[arg(long = "disk", value_name = "IMG[:ro]")]
     disks: Vec<String>,
-    /// A host tap device for virtio-net (not implemented yet).
-    #[arg(long)]
-    net: Option<String>,
+    /// A host tap device (in this network namespace) as a virtio-mmio network device.
+    #[arg(long = "net", value_name = "TAP")]
+    nets: Vec<String>,
     /// Kernel command line.
     #[arg(long, default_value = DEFAULT_CMDLINE)]
     cmdline: String,
@@ -55,9 +55,6 @@ fn disk(spec: &str) -> DiskConfig {
 }
 
 pub fn run(root: &Path, a: Args) -> Result<()> {
-    if let Some(tap) = &a.net {
-        bail!("--net {tap}: virtio-net is not implemented yet");
-    }
     let name = a.name.clone().unwrap_or_else(super::default_name);
     let config = VmConfig {
         name: name.clone(),
@@ -67,6 +64,11 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
         initrd: a.initrd.clone(),
         cmdline: a.cmdline.clone(),
         disks: a.disks.iter().map(|d| disk(d)).collect(),
+        nets: a
+            .nets
+            .iter()
+            .map(|t| NetConfig { tap: t.clone() })
+            .collect(),
     };
     if a.detach {
         // Validate here too, so the common mistakes are reported without a second process.

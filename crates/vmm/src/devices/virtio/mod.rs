@@ -2,6 +2,7 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,6 +15,7 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// Interrupt status bit: a used ring changed.
 pub const INT_VRING: u32 = 1;
 /// Device ids.
+pub const TYPE_NET: u32 = 1;
 pub const TYPE_BLOCK: u32 = 2;
 
 /// A device's interrupt line: the status register the driver reads and acknowledges, and the
