@@ -473,3 +473,24 @@ fn net_frames_flow_between_the_guest_and_a_tap() {
         "{out}"
     );
 }
+
+#[test]
+fn rng_fills_the_guests_buffers_with_random_bytes() {
+    let r = VmRoot::new();
+    let out = r.run_guest(&["--rng", "--cmdline", "rng"]);
+    out.ok();
+    let draws: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("rng: "))
+        .collect();
+    assert_eq!(draws.len(), 2, "{out}");
+    for d in &draws {
+        assert!(
+            d.len() == 32 && d.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{out}"
+        );
+        assert_ne!(*d, "0".repeat(32), "{out}");
+    }
+    assert_ne!(draws[0], draws[1], "{out}");
+}

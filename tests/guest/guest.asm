@@ -15,6 +15,8 @@
 ;      "net: mac=…", sends one broadcast frame of ethertype 0x88b5 carrying
 ;      "berth-guest frame" ("net: sent"), then waits for a frame of that ethertype and prints
 ;      its first 16 payload bytes ("net: received=…"), skipping other frames;
+;      with "rng": reads 16 bytes twice from the first virtio-rng device and prints them
+;      in hex ("rng: …");
 ;   6. with "crash" on the command line: executes ud2 without an IDT (a triple fault);
 ;      with "tick": prints "tick N" forever, N counting up from 1;
 ;   7. else prints "berth-guest: done" and exits: with "reset" on the command line through
@@ -128,6 +130,12 @@ pvh_start:
     jz .no_net
     call net_test
 .no_net:
+    mov esi, str_rng
+    call cmdline_has
+    test eax, eax
+    jz .no_rng
+    call rng_test
+.no_rng:
     mov esi, str_crash
     call cmdline_has
     test eax, eax
@@ -556,6 +564,70 @@ put_hex8:
 .out:
     jmp putc
 
+; ---- virtio-mmio entropy ----
+rng_test:
+    mov ebx, MMIO_BASE
+    mov ecx, 8
+.probe:
+    cmp dword [ebx], 0x74726976
+    jne .probe_next
+    cmp dword [ebx + 8], 4      ; entropy device
+    je .found
+.probe_next:
+    add ebx, 0x1000
+    dec ecx
+    jnz .probe
+    mov esi, msg_rng_none
+    call puts
+    ret
+.found:
+    mov dword [ebx + 0x70], 0
+    mov dword [ebx + 0x70], 3
+    mov dword [ebx + 0x24], 0
+    mov dword [ebx + 0x20], 0
+    mov dword [ebx + 0x24], 1
+    mov dword [ebx + 0x20], 1           ; VIRTIO_F_VERSION_1
+    mov dword [ebx + 0x70], 11
+    mov dword [ebx + 0x30], 0
+    mov dword [ebx + 0x38], QSIZE
+    mov dword [ebx + 0x80], rngq_desc
+    mov dword [ebx + 0x84], 0
+    mov dword [ebx + 0x90], rngq_avail
+    mov dword [ebx + 0x94], 0
+    mov dword [ebx + 0xa0], rngq_used
+    mov dword [ebx + 0xa4], 0
+    mov dword [ebx + 0x44], 1
+    mov dword [ebx + 0x70], 15
+    mov dword [rngq_desc + 0], rng_buf
+    mov dword [rngq_desc + 4], 0
+    mov dword [rngq_desc + 8], 16
+    mov word [rngq_desc + 12], 2        ; WRITE
+    xor edi, edi                        ; requests done
+.request:
+    mov eax, edi
+    and eax, QSIZE - 1
+    mov word [rngq_avail + 4 + eax * 2], 0
+    lea eax, [edi + 1]
+    mov [rngq_avail + 2], ax
+    mov dword [ebx + 0x50], 0
+.wait:
+    cmp [rngq_used + 2], ax
+    jne .wait
+    mov esi, msg_rng
+    call puts
+    xor ecx, ecx
+.hex:
+    mov al, [rng_buf + ecx]
+    call put_hex8
+    inc ecx
+    cmp ecx, 16
+    jne .hex
+    call newline
+    inc edi
+    cmp edi, 2
+    jne .request
+    ret
+
 ; ---- serial output ----
 putc:
     push edx
@@ -630,6 +702,9 @@ str_tick:       db "tick", 0
 str_reset:      db "reset", 0
 str_crash:      db "crash", 0
 str_net:        db "net", 0
+str_rng:        db "rng", 0
+msg_rng_none:   db "rng: no device", 10, 0
+msg_rng:        db "rng: ", 0
 str_frame:      db "berth-guest frame"
 str_frame_len   equ $ - str_frame
 msg_net_none:   db "net: no device", 10, 0
@@ -665,6 +740,14 @@ alignb 4096
 txq_avail:  resb 4 + 2 * QSIZE + 2
 alignb 4096
 txq_used:   resb 4 + 8 * QSIZE + 2
+alignb 4096
+rngq_desc:  resb 16 * QSIZE
+alignb 4096
+rngq_avail: resb 4 + 2 * QSIZE + 2
+alignb 4096
+rngq_used:  resb 4 + 8 * QSIZE + 2
+alignb 16
+rng_buf:    resb 16
 alignb 16
 rx_buf:     resb 12 + 1514
 alignb 16

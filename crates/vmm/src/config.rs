@@ -28,6 +28,9 @@ pub struct VmConfig {
     /// Network devices (after the disks), in guest order.
     #[serde(default)]
     pub nets: Vec<NetConfig>,
+    /// A virtio-rng device (after the network devices).
+    #[serde(default)]
+    pub rng: bool,
 }
 
 /// One virtio-mmio network device on a host tap.
@@ -179,6 +182,11 @@ impl VmConfig {
         Ok(())
     }
 
+    /// How many virtio-mmio devices the VM has.
+    pub fn device_count(&self) -> usize {
+        self.disks.len() + self.nets.len() + usize::from(self.rng)
+    }
+
     /// Checks the name and sizes (what a snapshot's configuration must also satisfy).
     pub fn validate_shape(&self) -> Result<(), ConfigError> {
         if !valid_name(&self.name) {
@@ -197,7 +205,7 @@ impl VmConfig {
                 host,
             });
         }
-        let devices = self.disks.len() + self.nets.len();
+        let devices = self.device_count();
         if devices > crate::memory::MAX_MMIO_DEVICES {
             return Err(ConfigError::TooManyDisks(devices));
         }

@@ -11,6 +11,7 @@ use crate::devices::serial::persist::SerialSnapshot;
 use crate::devices::virtio::block::persist::BlockSnapshot;
 use crate::devices::virtio::mmio::MmioSnapshot;
 use crate::devices::virtio::net::persist::NetSnapshot;
+use crate::devices::virtio::rng::persist::RngSnapshot;
 use crate::memory;
 use crate::vcpu::state::VcpuState;
 use crate::vm::{Vm, VmState};
@@ -46,6 +47,8 @@ pub struct Header {
     pub disks: Vec<(MmioSnapshot, BlockSnapshot)>,
     #[serde(default)]
     pub nets: Vec<(MmioSnapshot, NetSnapshot)>,
+    #[serde(default)]
+    pub rng: Option<(MmioSnapshot, RngSnapshot)>,
     pub memory: Vec<MemoryRegion>,
 }
 
@@ -114,6 +117,12 @@ pub fn save(vm: &Vm, path: &Path) -> Result<(), SnapshotError> {
             )
         })
         .collect();
+    let rng = vm.rng.as_ref().map(|d| {
+        (
+            d.transport.lock().unwrap_or_else(|p| p.into_inner()).save(),
+            d.rng.lock().unwrap_or_else(|p| p.into_inner()).save(),
+        )
+    });
     let mut header = Header {
         config: vm.config.clone(),
         vm: vm.save_state()?,
@@ -121,6 +130,7 @@ pub fn save(vm: &Vm, path: &Path) -> Result<(), SnapshotError> {
         serial,
         disks,
         nets,
+        rng,
         memory: Vec::new(),
     };
     // The header's size depends on the offsets it lists: compute with placeholders first.

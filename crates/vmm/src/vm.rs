@@ -6,6 +6,7 @@ use crate::devices::serial::{self, persist::SerialSnapshot, SerialDevice, Serial
 use crate::devices::virtio::block::{persist::BlockSnapshot, Block, BlockError};
 use crate::devices::virtio::mmio::{MmioSnapshot, MmioTransport, QUEUE_NOTIFY};
 use crate::devices::virtio::net::{device::mac_for, persist::NetSnapshot, Net, NetError};
+use crate::devices::virtio::rng::{persist::RngSnapshot, Rng};
 use crate::devices::virtio::IrqTrigger;
 use crate::devices::{debug_exit, i8042, Bus, BusError, EventFdTrigger};
 use crate::memory::{self, FIRST_DEVICE_GSI, MMIO_DEVICE_SIZE};
@@ -86,6 +87,7 @@ pub struct DeviceState<'a> {
     pub serial: &'a SerialSnapshot,
     pub disks: &'a [(MmioSnapshot, BlockSnapshot)],
     pub nets: &'a [(MmioSnapshot, NetSnapshot)],
+    pub rng: Option<&'a (MmioSnapshot, RngSnapshot)>,
 }
 
 /// A virtio-mmio block device with its transport.
@@ -100,6 +102,12 @@ pub struct NetDev {
     pub transport: Arc<Mutex<MmioTransport>>,
 }
 
+/// The virtio-rng device with its transport.
+pub struct RngDev {
+    pub rng: Arc<Mutex<Rng>>,
+    pub transport: Arc<Mutex<MmioTransport>>,
+}
+
 /// A running (or paused) VM.
 pub struct Vm {
     pub config: VmConfig,
@@ -108,6 +116,7 @@ pub struct Vm {
     pub serial: Arc<Mutex<SerialDevice>>,
     pub disks: Vec<Disk>,
     pub nets: Vec<NetDev>,
+    pub rng: Option<RngDev>,
     vcpus: Vec<VcpuHandle>,
     pub ctx: VcpuContext,
     paused: bool,
@@ -118,7 +127,7 @@ impl Vm {
     pub fn boot(config: VmConfig, console: SerialOut) -> Result<Vm, VmError> {
         let mem = memory::create(config.memory_mib)?;
         let (kvm, mut vm) = Vm::shell(config, mem, console, None)?;
-        let extra: Vec<String> = (0..vm.disks.len() + vm.nets.len())
+        let extra: Vec<String> = (0..vm.config.device_count())
             .map(|i| {
                 format!(
                     "virtio_mmio.device=4K@{:#x}:{}",
@@ -339,6 +348,47 @@ impl Vm {
             });
         }
 
+        let mut rng = None;
+        if let Some(d) = devices.as_ref() {
+            if d.rng.is_some() != config.rng {
+                return Err(VmError::Mismatch("rng device".into()));
+            }
+        }
+        if config.rng {
+            let i = config.disks.len() + config.nets.len();
+            let addr = memory::mmio_device_addr(i);
+            let irq_evt = evt()?;
+            fd.register_irqfd(&irq_evt, FIRST_DEVICE_GSI + i as u32)
+                .map_err(ioctl("KVM_IRQFD"))?;
+            let irq = Arc::new(IrqTrigger::new(irq_evt));
+            let saved = devices.as_ref().and_then(|d| d.rng);
+            let dev = match saved {
+                Some((_, r)) => Rng::restore(r, &mem, irq.clone()),
+                None => Rng::new(irq.clone()),
+            }
+            .map_err(VmError::EventFd)?;
+            let notify = dev.queue_evt.try_clone().map_err(VmError::EventFd)?;
+            fd.register_ioevent(
+                &notify,
+                &IoEventAddress::Mmio(addr + QUEUE_NOTIFY),
+                NoDatamatch,
+            )
+            .map_err(ioctl("KVM_IOEVENTFD"))?;
+            let dev = Arc::new(Mutex::new(dev));
+            let mut transport = MmioTransport::new(dev.clone(), mem.clone(), irq, vec![notify]);
+            if let Some((t, _)) = saved {
+                transport
+                    .restore(t)
+                    .map_err(|e| VmError::Mismatch(format!("rng queues: {e:?}")))?;
+            }
+            let transport = Arc::new(Mutex::new(transport));
+            mmio.insert(addr, MMIO_DEVICE_SIZE, transport.clone())?;
+            rng = Some(RngDev {
+                rng: dev,
+                transport,
+            });
+        }
+
         let ctx = VcpuContext {
             pio,
             mmio,
@@ -354,6 +404,7 @@ impl Vm {
                 serial,
                 disks,
                 nets,
+                rng,
                 vcpus: Vec::new(),
                 ctx,
                 paused: false,

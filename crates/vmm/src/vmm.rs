@@ -137,6 +137,7 @@ impl Vmm {
                 serial: &header.serial,
                 disks: &header.disks,
                 nets: &header.nets,
+                rng: header.rng.as_ref(),
             },
             header.vcpus,
             paused,
@@ -163,6 +164,9 @@ impl Vmm {
         }
         for n in &vm.nets {
             em.add_subscriber(n.net.clone());
+        }
+        if let Some(r) = &vm.rng {
+            em.add_subscriber(r.rng.clone());
         }
         if console == Console::Stdout && std::io::stdin().is_terminal() {
             em.add_subscriber(Arc::new(Mutex::new(SerialInput {

@@ -25,6 +25,9 @@ pub struct Args {
     /// A host tap device (in this network namespace) as a virtio-mmio network device.
     #[arg(long = "net", value_name = "TAP")]
     nets: Vec<String>,
+    /// A virtio-rng device (entropy from the host's getrandom).
+    #[arg(long)]
+    rng: bool,
     /// Kernel command line.
     #[arg(long, default_value = DEFAULT_CMDLINE)]
     cmdline: String,
@@ -69,6 +72,7 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
             .iter()
             .map(|t| NetConfig { tap: t.clone() })
             .collect(),
+        rng: a.rng,
     };
     if a.detach {
         // Validate here too, so the common mistakes are reported without a second process.
