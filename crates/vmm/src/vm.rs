@@ -394,6 +394,7 @@ impl Vm {
             mmio,
             stop: Arc::new(Mutex::new(None)),
             stop_evt: Arc::new(evt()?),
+            mem: mem.clone(),
         };
         Ok((
             kvm,

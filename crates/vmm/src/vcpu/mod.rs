@@ -74,6 +74,8 @@ pub struct VcpuContext {
     pub stop: Arc<Mutex<Option<StopReason>>>,
     /// Signalled when `stop` is set.
     pub stop_evt: Arc<EventFd>,
+    /// Guest memory, to read the instruction behind an emulation failure.
+    pub mem: vm_memory::GuestMemoryMmap,
 }
 
 impl VcpuContext {
@@ -344,12 +346,7 @@ impl Vcpu {
                     self.where_()
                 )))
             }
-            VcpuExit::InternalError => {
-                return Err(StopReason::Error(format!(
-                    "vcpu {id}: KVM internal error (an instruction KVM could not emulate){}",
-                    self.where_()
-                )))
-            }
+            VcpuExit::InternalError => return self.internal_error(),
             VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
             other => {
                 let name = format!("{other:?}");
@@ -364,6 +361,67 @@ impl Vcpu {
             Some(GuestRequest::Exit(code)) => Err(StopReason::DebugExit(code)),
             Some(GuestRequest::Reset) => Err(StopReason::Reset),
         }
+    }
+
+    /// KVM could not go on. An `int3` that KVM's emulator refuses (kvm_pvm does, in Linux's
+    /// int3 self-test) is delivered to the guest as the #BP it is; anything else stops the
+    /// VM with the suberror and the instruction bytes.
+    fn internal_error(&mut self) -> Result<(), StopReason> {
+        let id = self.id;
+        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the union
+        // member KVM filled in; it is plain data.
+        let internal = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal };
+        let regs = self.fd.get_regs().map_err(|e| {
+            StopReason::Error(format!("vcpu {id}: KVM internal error; KVM_GET_REGS: {e}"))
+        })?;
+        let mut insn = [0u8; 15];
+        let mut len = 0;
+        if let Ok(t) = self.fd.translate_gva(regs.rip) {
+            if t.valid != 0 {
+                for (i, b) in insn.iter_mut().enumerate() {
+                    let addr = vm_memory::GuestAddress(t.physical_address + i as u64);
+                    match vm_memory::Bytes::read_obj::<u8>(&self.ctx.mem, addr) {
+                        Ok(v) => {
+                            *b = v;
+                            len += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if internal.suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION
+            && len > 0
+            && insn[0] == 0xcc
+        {
+            let mut regs = regs;
+            regs.rip += 1;
+            let events = self.fd.get_vcpu_events().and_then(|mut ev| {
+                ev.exception.injected = 1;
+                ev.exception.nr = 3; // #BP
+                ev.exception.has_error_code = 0;
+                self.fd.set_regs(&regs)?;
+                self.fd.set_vcpu_events(&ev)
+            });
+            if events.is_ok() {
+                return Ok(());
+            }
+        }
+        let bytes: Vec<String> = insn[..len].iter().map(|b| format!("{b:02x}")).collect();
+        let what = if internal.suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION {
+            "an instruction KVM could not emulate".to_string()
+        } else {
+            format!("suberror {}", internal.suberror)
+        };
+        Err(StopReason::Error(format!(
+            "vcpu {id}: KVM internal error ({what}) at rip {:#x}{}",
+            regs.rip,
+            if bytes.is_empty() {
+                String::new()
+            } else {
+                format!(", instruction bytes {}", bytes.join(" "))
+            }
+        )))
     }
 
     /// " at rip …" for reports.
