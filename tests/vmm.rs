@@ -494,3 +494,44 @@ fn rng_fills_the_guests_buffers_with_random_bytes() {
     }
     assert_ne!(draws[0], draws[1], "{out}");
 }
+
+#[test]
+fn vsock_connects_the_guest_to_a_host_unix_socket() {
+    use std::io::Write;
+    use std::os::unix::net::UnixListener;
+    let r = VmRoot::new();
+    let uds = r.dir.join("v.sock");
+    // The guest connects to host port 1234: the monitor connects to `<uds>_1234`.
+    let listener = UnixListener::bind(format!("{}_1234", uds.display())).expect("bind");
+    let host = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut got = vec![0u8; 20];
+        conn.read_exact(&mut got).expect("read the guest's message");
+        conn.write_all(b"hello from the host").expect("write");
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest)
+            .expect("read to the guest's shutdown");
+        (String::from_utf8_lossy(&got).into_owned(), rest)
+    });
+    let spec = format!("3:{}", uds.display());
+    let out = r.run_guest(&["--name", "vs", "--vsock", &spec, "--cmdline", "vsock"]);
+    out.ok();
+    let (got, rest) = host.join().expect("host thread");
+    assert_eq!(got, "hello from the guest", "{out}");
+    assert!(rest.is_empty(), "{out}");
+    assert!(out.stdout.contains("vsock: connected\n"), "{out}");
+    assert!(
+        out.stdout.contains("vsock: received=hello from the host\n"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("vsock: closed\n"), "{out}");
+    // The device's own socket goes with the VM.
+    assert!(!uds.exists());
+
+    // Nobody listening on the port: the guest's connection is refused.
+    let out = r.run_guest(&["--vsock", "4", "--cmdline", "vsock"]);
+    out.ok();
+    assert!(out.stdout.contains("vsock: refused\n"), "{out}");
+}

@@ -31,6 +31,18 @@ pub struct VmConfig {
     /// A virtio-rng device (after the network devices).
     #[serde(default)]
     pub rng: bool,
+    /// A virtio-vsock device (last).
+    #[serde(default)]
+    pub vsock: Option<VsockConfig>,
+}
+
+/// The vsock device: the guest's CID and the host's unix socket.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VsockConfig {
+    /// The guest's context id (3 or more).
+    pub cid: u32,
+    /// The host side's unix socket (default: `vsock.sock` in the VM's state directory).
+    pub uds: Option<PathBuf>,
 }
 
 /// One virtio-mmio network device on a host tap.
@@ -97,6 +109,9 @@ pub enum ConfigError {
     /// tap {0:?}: a name of 1-15 bytes without '/'
     #[error("tap {0:?}: a name of 1-15 bytes without '/'")]
     TapName(String),
+    /// vsock CID {0}: must be at least 3
+    #[error("vsock CID {0}: must be at least 3")]
+    VsockCid(u32),
     /// tap {0}: given twice
     #[error("tap {0}: given twice")]
     TapTwice(String),
@@ -184,7 +199,10 @@ impl VmConfig {
 
     /// How many virtio-mmio devices the VM has.
     pub fn device_count(&self) -> usize {
-        self.disks.len() + self.nets.len() + usize::from(self.rng)
+        self.disks.len()
+            + self.nets.len()
+            + usize::from(self.rng)
+            + usize::from(self.vsock.is_some())
     }
 
     /// Checks the name and sizes (what a snapshot's configuration must also satisfy).
@@ -208,6 +226,11 @@ impl VmConfig {
         let devices = self.device_count();
         if devices > crate::memory::MAX_MMIO_DEVICES {
             return Err(ConfigError::TooManyDisks(devices));
+        }
+        if let Some(v) = &self.vsock {
+            if v.cid < 3 || v.cid == u32::MAX {
+                return Err(ConfigError::VsockCid(v.cid));
+            }
         }
         for (i, net) in self.nets.iter().enumerate() {
             if net.tap.is_empty() || net.tap.len() > 15 || net.tap.contains(['/', '\0']) {

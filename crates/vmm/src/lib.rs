@@ -22,5 +22,5 @@ pub mod vcpu;
 pub mod vm;
 pub mod vmm;
 
-pub use config::{DiskConfig, NetConfig, VmConfig};
+pub use config::{DiskConfig, NetConfig, VmConfig, VsockConfig};
 pub use vmm::{Console, Vmm, VmmError};

@@ -12,6 +12,7 @@ use crate::devices::virtio::block::persist::BlockSnapshot;
 use crate::devices::virtio::mmio::MmioSnapshot;
 use crate::devices::virtio::net::persist::NetSnapshot;
 use crate::devices::virtio::rng::persist::RngSnapshot;
+use crate::devices::virtio::vsock::persist::VsockSnapshot;
 use crate::memory;
 use crate::vcpu::state::VcpuState;
 use crate::vm::{Vm, VmState};
@@ -49,6 +50,8 @@ pub struct Header {
     pub nets: Vec<(MmioSnapshot, NetSnapshot)>,
     #[serde(default)]
     pub rng: Option<(MmioSnapshot, RngSnapshot)>,
+    #[serde(default)]
+    pub vsock: Option<(MmioSnapshot, VsockSnapshot)>,
     pub memory: Vec<MemoryRegion>,
 }
 
@@ -123,6 +126,12 @@ pub fn save(vm: &Vm, path: &Path) -> Result<(), SnapshotError> {
             d.rng.lock().unwrap_or_else(|p| p.into_inner()).save(),
         )
     });
+    let vsock = vm.vsock.as_ref().map(|d| {
+        (
+            d.transport.lock().unwrap_or_else(|p| p.into_inner()).save(),
+            d.vsock.lock().unwrap_or_else(|p| p.into_inner()).save(),
+        )
+    });
     let mut header = Header {
         config: vm.config.clone(),
         vm: vm.save_state()?,
@@ -131,6 +140,7 @@ pub fn save(vm: &Vm, path: &Path) -> Result<(), SnapshotError> {
         disks,
         nets,
         rng,
+        vsock,
         memory: Vec::new(),
     };
     // The header's size depends on the offsets it lists: compute with placeholders first.

@@ -7,6 +7,7 @@ use crate::devices::virtio::block::{persist::BlockSnapshot, Block, BlockError};
 use crate::devices::virtio::mmio::{MmioSnapshot, MmioTransport, QUEUE_NOTIFY};
 use crate::devices::virtio::net::{device::mac_for, persist::NetSnapshot, Net, NetError};
 use crate::devices::virtio::rng::{persist::RngSnapshot, Rng};
+use crate::devices::virtio::vsock::{persist::VsockSnapshot, Vsock, VsockError};
 use crate::devices::virtio::IrqTrigger;
 use crate::devices::{debug_exit, i8042, Bus, BusError, EventFdTrigger};
 use crate::memory::{self, FIRST_DEVICE_GSI, MMIO_DEVICE_SIZE};
@@ -19,6 +20,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VmFd};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
@@ -51,6 +53,9 @@ pub enum VmError {
     /// {0}
     #[error(transparent)]
     Net(#[from] NetError),
+    /// {0}
+    #[error(transparent)]
+    Vsock(#[from] VsockError),
     /// {0}
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -88,6 +93,7 @@ pub struct DeviceState<'a> {
     pub disks: &'a [(MmioSnapshot, BlockSnapshot)],
     pub nets: &'a [(MmioSnapshot, NetSnapshot)],
     pub rng: Option<&'a (MmioSnapshot, RngSnapshot)>,
+    pub vsock: Option<&'a (MmioSnapshot, VsockSnapshot)>,
 }
 
 /// A virtio-mmio block device with its transport.
@@ -108,6 +114,12 @@ pub struct RngDev {
     pub transport: Arc<Mutex<MmioTransport>>,
 }
 
+/// The virtio-vsock device with its transport.
+pub struct VsockDev {
+    pub vsock: Arc<Mutex<Vsock>>,
+    pub transport: Arc<Mutex<MmioTransport>>,
+}
+
 /// A running (or paused) VM.
 pub struct Vm {
     pub config: VmConfig,
@@ -117,6 +129,7 @@ pub struct Vm {
     pub disks: Vec<Disk>,
     pub nets: Vec<NetDev>,
     pub rng: Option<RngDev>,
+    pub vsock: Option<VsockDev>,
     vcpus: Vec<VcpuHandle>,
     pub ctx: VcpuContext,
     paused: bool,
@@ -124,9 +137,10 @@ pub struct Vm {
 
 impl Vm {
     /// Creates a VM from `config`, boots its kernel and starts its vCPUs.
-    pub fn boot(config: VmConfig, console: SerialOut) -> Result<Vm, VmError> {
+    /// `dir` is the VM's state directory (where its vsock socket goes by default).
+    pub fn boot(config: VmConfig, console: SerialOut, dir: &Path) -> Result<Vm, VmError> {
         let mem = memory::create(config.memory_mib)?;
-        let (kvm, mut vm) = Vm::shell(config, mem, console, None)?;
+        let (kvm, mut vm) = Vm::shell(config, mem, console, None, dir)?;
         let extra: Vec<String> = (0..vm.config.device_count())
             .map(|i| {
                 format!(
@@ -158,8 +172,10 @@ impl Vm {
     }
 
     /// Recreates a VM from a snapshot's parts; it runs unless `paused`.
+    #[allow(clippy::too_many_arguments)]
     pub fn restore(
         config: VmConfig,
+        dir: &Path,
         mem: GuestMemoryMmap,
         console: SerialOut,
         state: &VmState,
@@ -174,7 +190,7 @@ impl Vm {
                 config.cpus
             )));
         }
-        let (kvm, mut vm) = Vm::shell(config, mem, console, Some(devices))?;
+        let (kvm, mut vm) = Vm::shell(config, mem, console, Some(devices), dir)?;
         let mut pic = state.pic_master;
         pic.chip_id = KVM_IRQCHIP_PIC_MASTER;
         vm.fd.set_irqchip(&pic).map_err(ioctl("KVM_SET_IRQCHIP"))?;
@@ -216,6 +232,7 @@ impl Vm {
         mem: GuestMemoryMmap,
         console: SerialOut,
         devices: Option<DeviceState<'_>>,
+        dir: &Path,
     ) -> Result<(Kvm, Vm), VmError> {
         let kvm = Kvm::new().map_err(VmError::Kvm)?;
         let fd = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
@@ -389,6 +406,50 @@ impl Vm {
             });
         }
 
+        let mut vsock = None;
+        if let Some(d) = devices.as_ref() {
+            if d.vsock.is_some() != config.vsock.is_some() {
+                return Err(VmError::Mismatch("vsock device".into()));
+            }
+        }
+        if let Some(vc) = &config.vsock {
+            let i = config.device_count() - 1;
+            let addr = memory::mmio_device_addr(i);
+            let irq_evt = evt()?;
+            fd.register_irqfd(&irq_evt, FIRST_DEVICE_GSI + i as u32)
+                .map_err(ioctl("KVM_IRQFD"))?;
+            let irq = Arc::new(IrqTrigger::new(irq_evt));
+            let uds = vc.uds.clone().unwrap_or_else(|| dir.join("vsock.sock"));
+            let saved = devices.as_ref().and_then(|d| d.vsock);
+            let dev = match saved {
+                Some((_, v)) => Vsock::restore(v, &uds, &mem, irq.clone())?,
+                None => Vsock::new(u64::from(vc.cid), &uds, irq.clone())?,
+            };
+            let notify = IoEventAddress::Mmio(addr + QUEUE_NOTIFY);
+            let evts = [&dev.rx_evt, &dev.tx_evt, &dev.ev_evt]
+                .iter()
+                .map(|e| e.try_clone())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(VmError::EventFd)?;
+            for (q, e) in evts.iter().enumerate() {
+                fd.register_ioevent(e, &notify, q as u32)
+                    .map_err(ioctl("KVM_IOEVENTFD"))?;
+            }
+            let dev = Arc::new(Mutex::new(dev));
+            let mut transport = MmioTransport::new(dev.clone(), mem.clone(), irq, evts);
+            if let Some((t, _)) = saved {
+                transport
+                    .restore(t)
+                    .map_err(|e| VmError::Mismatch(format!("vsock queues: {e:?}")))?;
+            }
+            let transport = Arc::new(Mutex::new(transport));
+            mmio.insert(addr, MMIO_DEVICE_SIZE, transport.clone())?;
+            vsock = Some(VsockDev {
+                vsock: dev,
+                transport,
+            });
+        }
+
         let ctx = VcpuContext {
             pio,
             mmio,
@@ -406,6 +467,7 @@ impl Vm {
                 disks,
                 nets,
                 rng,
+                vsock,
                 vcpus: Vec::new(),
                 ctx,
                 paused: false,

@@ -107,7 +107,7 @@ impl Vmm {
         config.validate()?;
         let dir = VmDir::create(root, &config.name)?;
         let out = open_console(&console)?;
-        let vm = Vm::boot(config, out)?;
+        let vm = Vm::boot(config, out, &dir.path)?;
         Vmm::assemble(vm, dir, console)
     }
 
@@ -130,6 +130,7 @@ impl Vmm {
         let out = open_console(&console)?;
         let vm = Vm::restore(
             config,
+            &dir.path,
             loaded.mem,
             out,
             &header.vm,
@@ -138,6 +139,7 @@ impl Vmm {
                 disks: &header.disks,
                 nets: &header.nets,
                 rng: header.rng.as_ref(),
+                vsock: header.vsock.as_ref(),
             },
             header.vcpus,
             paused,
@@ -167,6 +169,9 @@ impl Vmm {
         }
         if let Some(r) = &vm.rng {
             em.add_subscriber(r.rng.clone());
+        }
+        if let Some(v) = &vm.vsock {
+            em.add_subscriber(v.vsock.clone());
         }
         if console == Console::Stdout && std::io::stdin().is_terminal() {
             em.add_subscriber(Arc::new(Mutex::new(SerialInput {

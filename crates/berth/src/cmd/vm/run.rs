@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use vmm::config::{DiskConfig, NetConfig, VmConfig, DEFAULT_CMDLINE};
+use vmm::config::{DiskConfig, NetConfig, VmConfig, VsockConfig, DEFAULT_CMDLINE};
 use vmm::{Console, Vmm};
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +25,11 @@ pub struct Args {
     /// A host tap device (in this network namespace) as a virtio-mmio network device.
     #[arg(long = "net", value_name = "TAP")]
     nets: Vec<String>,
+    /// A virtio-vsock device: the guest's CID, and the host's unix socket (default
+    /// `vsock.sock` in the VM's state directory). Guest connections to port P reach
+    /// `PATH_P`; a host program writes `CONNECT P` to PATH to reach guest port P.
+    #[arg(long, value_name = "CID[:PATH]")]
+    vsock: Option<String>,
     /// A virtio-rng device (entropy from the host's getrandom).
     #[arg(long)]
     rng: bool,
@@ -57,6 +62,17 @@ fn disk(spec: &str) -> DiskConfig {
     }
 }
 
+fn vsock(spec: &str) -> Result<VsockConfig> {
+    let (cid, uds) = match spec.split_once(':') {
+        Some((c, p)) => (c, Some(PathBuf::from(p))),
+        None => (spec, None),
+    };
+    let cid = cid
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--vsock {spec}: the CID is not a number"))?;
+    Ok(VsockConfig { cid, uds })
+}
+
 pub fn run(root: &Path, a: Args) -> Result<()> {
     let name = a.name.clone().unwrap_or_else(super::default_name);
     let config = VmConfig {
@@ -73,6 +89,7 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
             .map(|t| NetConfig { tap: t.clone() })
             .collect(),
         rng: a.rng,
+        vsock: a.vsock.as_deref().map(vsock).transpose()?,
     };
     if a.detach {
         // Validate here too, so the common mistakes are reported without a second process.
