@@ -147,7 +147,7 @@ impl Vsock {
     }
 
     /// Writes one packet into the next receive buffer; false if the guest has none.
-    fn to_guest(&mut self, hdr: &Header, payload: &[u8]) -> bool {
+    fn send_to_guest(&mut self, hdr: &Header, payload: &[u8]) -> bool {
         let Some(mem) = self.mem.clone() else {
             return false;
         };
@@ -170,7 +170,7 @@ impl Vsock {
     /// Sends queued control packets while the guest has buffers.
     fn flush_ctl(&mut self) {
         while let Some(h) = self.ctl.front().copied() {
-            if !self.to_guest(&h, &[]) {
+            if !self.send_to_guest(&h, &[]) {
                 return;
             }
             self.ctl.pop_front();
@@ -216,14 +216,14 @@ impl Vsock {
         for bytes in packets {
             if let Some(h) = Header::parse(&bytes) {
                 let end = (HDR_LEN + h.len as usize).min(bytes.len());
-                self.from_guest(&h, &bytes[HDR_LEN..end]);
+                self.handle_guest_packet(&h, &bytes[HDR_LEN..end]);
             }
         }
         self.flush_ctl();
     }
 
     /// One packet from the guest.
-    fn from_guest(&mut self, h: &Header, payload: &[u8]) {
+    fn handle_guest_packet(&mut self, h: &Header, payload: &[u8]) {
         if h.dst_cid != HOST_CID || h.src_cid != self.cid || h.type_ != TYPE_STREAM {
             return;
         }
@@ -284,18 +284,14 @@ impl Vsock {
                     self.ctl.push_back(r);
                 }
             }
-            OP_CREDIT_REQUEST => {
-                if self.conns.contains_key(&key) {
-                    let r = self.reply(key, OP_CREDIT_UPDATE, self.conns.get(&key));
-                    self.ctl.push_back(r);
-                }
+            OP_CREDIT_REQUEST if self.conns.contains_key(&key) => {
+                let r = self.reply(key, OP_CREDIT_UPDATE, self.conns.get(&key));
+                self.ctl.push_back(r);
             }
-            OP_SHUTDOWN => {
-                if self.conns.contains_key(&key) {
-                    self.close(key);
-                    let r = self.reply(key, OP_RST, None);
-                    self.ctl.push_back(r);
-                }
+            OP_SHUTDOWN if self.conns.contains_key(&key) => {
+                self.close(key);
+                let r = self.reply(key, OP_RST, None);
+                self.ctl.push_back(r);
             }
             OP_RST => self.close(key),
             _ => {}
