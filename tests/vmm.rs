@@ -535,3 +535,75 @@ fn vsock_connects_the_guest_to_a_host_unix_socket() {
     out.ok();
     assert!(out.stdout.contains("vsock: refused\n"), "{out}");
 }
+
+#[test]
+fn a_vm_with_every_device_snapshots_and_restores() {
+    let r = VmRoot::new();
+    let path = disk(&r.dir, "snapdisk.img", b"disk of a snapshotted VM");
+    let snap = r.dir.join("devices.snap");
+    let spec = path.to_str().expect("path");
+    r.run_guest(&[
+        "-d",
+        "--name",
+        "full",
+        "--disk",
+        spec,
+        "--rng",
+        "--vsock",
+        "5",
+        "--cpus",
+        "2",
+        "--cmdline",
+        "tick",
+    ])
+    .ok();
+    let console = r.wait_console("full", "tick 2\n");
+    assert!(console.contains("blk: write status=0\n"), "{console}");
+    assert!(r.root().join("full/vsock.sock").exists());
+    // `berth vm console` prints what the guest wrote so far (and follows until it stops).
+    r.vm(&["snapshot", "full", snap.to_str().expect("path")])
+        .ok();
+    r.vm(&["stop", "full"]).ok();
+    r.vm(&[
+        "restore",
+        "-d",
+        "--name",
+        "again",
+        snap.to_str().expect("path"),
+    ])
+    .ok();
+    let again = r.wait_console("again", "tick");
+    let first = first_tick(&again);
+    r.wait_console("again", &format!("tick {}\n", first + 1));
+    assert!(r.root().join("again/vsock.sock").exists());
+    let ls = r.vm(&["ls"]);
+    assert!(
+        ls.stdout.contains("again") && ls.stdout.contains("running"),
+        "{ls}"
+    );
+    r.vm(&["stop", "again"]).ok();
+    assert!(r.names().is_empty());
+}
+
+#[test]
+fn console_follows_a_detached_vm_until_it_stops() {
+    let r = VmRoot::new();
+    r.run_guest(&["-d", "--name", "con", "--cmdline", "tick"])
+        .ok();
+    r.wait_console("con", "tick 1\n");
+    let root = r.root();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        let mut cmd = Command::new(berth_bin());
+        cmd.arg("vm").arg("--root").arg(&root).args(["stop", "con"]);
+        berth_tests::capture(cmd, berth_tests::Capture::Pipes, VM_TIMEOUT)
+    });
+    let out = r.vm(&["console", "con"]);
+    stopper.join().expect("stopper").ok();
+    out.ok();
+    assert!(out.stdout.starts_with("berth-guest: hello\n"), "{out}");
+    assert!(last_tick(&out.stdout) >= 2, "{out}");
+    // A foreground VM has no console to follow; an unknown name is an error.
+    r.vm(&["console", "nope"])
+        .failed_mentioning(&["no vm named \"nope\""]);
+}
