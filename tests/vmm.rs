@@ -607,3 +607,41 @@ fn console_follows_a_detached_vm_until_it_stops() {
     r.vm(&["console", "nope"])
         .failed_mentioning(&["no vm named \"nope\""]);
 }
+
+#[test]
+fn vcpu_threads_run_under_a_seccomp_filter() {
+    let r = VmRoot::new();
+    r.run_guest(&["-d", "--name", "sec", "--cpus", "2", "--cmdline", "tick"])
+        .ok();
+    r.wait_console("sec", "tick 1\n");
+    let record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(r.root().join("sec/vm.json")).expect("vm.json"))
+            .expect("json");
+    let pid = record["pid"].as_u64().expect("pid");
+    let mut filtered = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        if field("Name:").starts_with("vcpu") {
+            filtered.push((field("Name:"), field("Seccomp:")));
+        }
+    }
+    filtered.sort();
+    assert_eq!(
+        filtered,
+        [
+            ("vcpu0".to_string(), "2".to_string()),
+            ("vcpu1".to_string(), "2".to_string())
+        ]
+    );
+    r.vm(&["stop", "sec"]).ok();
+}

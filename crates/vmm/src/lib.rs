@@ -16,6 +16,7 @@ pub mod boot;
 pub mod config;
 pub mod devices;
 pub mod memory;
+pub mod seccomp;
 pub mod snapshot;
 pub mod state;
 pub mod vcpu;

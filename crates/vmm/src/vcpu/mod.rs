@@ -60,6 +60,9 @@ pub enum VcpuError {
     /// cannot start vcpu thread: {0}
     #[error("cannot start vcpu thread: {0}")]
     Spawn(std::io::Error),
+    /// vcpu seccomp filter: {0}
+    #[error("vcpu seccomp filter: {0}")]
+    Seccomp(String),
     /// cannot install the vcpu kick signal handler: {0}
     #[error("cannot install the vcpu kick signal handler: {0}")]
     Signal(vmm_sys_util::errno::Error),
@@ -122,11 +125,17 @@ impl VcpuHandle {
         paused: bool,
     ) -> Result<VcpuHandle, VcpuError> {
         install_kick_handler()?;
+        let filter =
+            crate::seccomp::vcpu_filter().map_err(|e| VcpuError::Seccomp(e.to_string()))?;
         let (tx, thread_rx) = channel();
         let (thread_tx, rx) = channel();
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
+                if let Err(e) = crate::seccomp::apply(&filter) {
+                    ctx.report(StopReason::Error(format!("vcpu {id}: {e}")));
+                    return;
+                }
                 Vcpu {
                     id,
                     fd,
