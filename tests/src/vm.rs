@@ -188,3 +188,52 @@ pub fn vmm_processes(root: &Path, expected: usize) -> Vec<(i32, String)> {
     });
     last
 }
+
+/// The microVM guest kernel's directory (`vmlinux`, `bzImage`), built from Debian's
+/// linux-source-6.1 by `scripts/build-guest-kernel.sh` on first use and cached in
+/// `target/guest-kernel/` (about 3 minutes on 2 cores).
+pub fn guest_kernel() -> PathBuf {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(workspace_dir().join("scripts/build-guest-kernel.sh"))
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .expect("run scripts/build-guest-kernel.sh");
+            assert!(
+                out.status.success(),
+                "scripts/build-guest-kernel.sh failed (run scripts/install-deps.sh first)"
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone()
+}
+
+/// An uncompressed initramfs (newc cpio: a gzip one costs minutes of guest time under
+/// kvm_pvm) with busybox and an `/init` that prints a marker and reboots.
+pub fn busybox_initramfs(dir: &Path) -> PathBuf {
+    let tree = dir.join("initramfs");
+    std::fs::create_dir_all(tree.join("bin")).expect("mkdir initramfs");
+    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).expect("copy busybox");
+    let init = tree.join("init");
+    std::fs::write(
+        &init,
+        "#!/bin/busybox sh\n/bin/busybox echo berth-linux-init-ran\n/bin/busybox reboot -f\n",
+    )
+    .expect("write init");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cpio = dir.join("initramfs.cpio");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd '{}' && find . | cpio -o -H newc --quiet > '{}'",
+            tree.display(),
+            cpio.display()
+        ))
+        .status()
+        .expect("run cpio");
+    assert!(st.success(), "cpio failed (install cpio)");
+    cpio
+}
