@@ -25,9 +25,21 @@ enum Cmd {
     Vm(cmd::vm::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
+fn main() {
+    let result = match Cli::parse().cmd {
         Cmd::Bundle(a) => cmd::bundle::run(a),
         Cmd::Vm(a) => cmd::vm::run(a),
+    };
+    if let Err(e) = result {
+        // One line: the message, then each cause it does not already spell out.
+        let mut msg = e.to_string();
+        for cause in e.chain().skip(1) {
+            let c = cause.to_string();
+            if !msg.contains(&c) {
+                msg = format!("{msg}: {c}");
+            }
+        }
+        eprintln!("Error: {msg}");
+        std::process::exit(1);
     }
 }
