@@ -34,6 +34,19 @@ pub struct VmConfig {
     /// A virtio-vsock device (last).
     #[serde(default)]
     pub vsock: Option<VsockConfig>,
+    /// How to enter an ELF kernel that has a PVH note (default: PVH).
+    #[serde(default)]
+    pub boot_protocol: BootProtocol,
+}
+
+/// The boot protocol for an ELF kernel with a PVH entry note (others have one choice).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum BootProtocol {
+    /// PVH when the kernel has the note, else the 64-bit Linux boot protocol.
+    #[default]
+    Auto,
+    /// The 64-bit Linux boot protocol (long mode, zero page) even with a PVH note.
+    Linux,
 }
 
 /// The vsock device: the guest's CID and the host's unix socket.

@@ -117,8 +117,16 @@ pub fn load(
             end,
         });
     }
-    let entry = match (is_elf, loaded.pvh_boot_cap) {
-        (true, PvhBootCapability::PvhEntryPresent(addr)) => {
+    let pvh = match loaded.pvh_boot_cap {
+        PvhBootCapability::PvhEntryPresent(addr)
+            if config.boot_protocol == crate::config::BootProtocol::Auto =>
+        {
+            Some(addr)
+        }
+        _ => None,
+    };
+    let entry = match (is_elf, pvh) {
+        (true, Some(addr)) => {
             if addr.0 < HIMEM_START || addr.0 >= end.max(start + 1) {
                 return Err(BootError::PvhEntry {
                     path: kpath.clone(),

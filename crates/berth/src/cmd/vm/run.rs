@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use vmm::config::{DiskConfig, NetConfig, VmConfig, VsockConfig, DEFAULT_CMDLINE};
+use vmm::config::{BootProtocol, DiskConfig, NetConfig, VmConfig, VsockConfig, DEFAULT_CMDLINE};
 use vmm::{Console, Vmm};
 
 #[derive(clap::Args, Debug)]
@@ -33,6 +33,9 @@ pub struct Args {
     /// A virtio-rng device (entropy from the host's getrandom).
     #[arg(long)]
     rng: bool,
+    /// Enter an ELF kernel with a PVH note through the 64-bit Linux boot protocol instead.
+    #[arg(long)]
+    linux_boot: bool,
     /// Kernel command line.
     #[arg(long, default_value = DEFAULT_CMDLINE)]
     cmdline: String,
@@ -90,6 +93,11 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
             .collect(),
         rng: a.rng,
         vsock: a.vsock.as_deref().map(vsock).transpose()?,
+        boot_protocol: if a.linux_boot {
+            BootProtocol::Linux
+        } else {
+            BootProtocol::Auto
+        },
     };
     if a.detach {
         // Validate here too, so the common mistakes are reported without a second process.
