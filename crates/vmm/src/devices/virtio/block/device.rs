@@ -278,3 +278,99 @@ impl Block {
         self.mem.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virtio_queue::desc::split::Descriptor;
+    use vm_memory::GuestAddress;
+
+    const WRITE: u16 = 2;
+
+    struct Fixture {
+        mem: GuestMemoryMmap,
+        file: File,
+        path: PathBuf,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    fn fixture(name: &str) -> Fixture {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).expect("memory");
+        let path = std::env::temp_dir().join(format!("berth-blk-{name}-{}", std::process::id()));
+        std::fs::write(&path, vec![7u8; 4096]).expect("disk");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open");
+        Fixture { mem, file, path }
+    }
+
+    fn header(mem: &GuestMemoryMmap, kind: u32, sector: u64) -> Descriptor {
+        mem.write_obj(kind, GuestAddress(0x1000)).expect("write");
+        mem.write_obj(sector, GuestAddress(0x1008)).expect("write");
+        Descriptor::new(0x1000, 16, 1, 1)
+    }
+
+    fn status(mem: &GuestMemoryMmap) -> u8 {
+        mem.read_obj(GuestAddress(0x3000)).expect("read")
+    }
+
+    #[test]
+    fn reads_and_writes_inside_the_disk() {
+        let f = fixture("rw");
+        let hdr = header(&f.mem, T_IN, 7);
+        let data = Descriptor::new(0x2000, 512, 1 | WRITE, 2);
+        let st = Descriptor::new(0x3000, 1, WRITE, 0);
+        assert_eq!(serve(&f.file, false, 8, &f.mem, &[hdr, data, st]), 513);
+        assert_eq!(status(&f.mem), S_OK);
+        let hdr = header(&f.mem, T_OUT, 0);
+        let data = Descriptor::new(0x2000, 512, 1, 2);
+        assert_eq!(serve(&f.file, false, 8, &f.mem, &[hdr, data, st]), 1);
+        assert_eq!(status(&f.mem), S_OK);
+    }
+
+    #[test]
+    fn refuses_what_a_hostile_driver_asks() {
+        let f = fixture("hostile");
+        let st = Descriptor::new(0x3000, 1, WRITE, 0);
+        // Past the end of the disk (8 sectors), and a sector number that overflows.
+        for sector in [8, u64::MAX / 256] {
+            let hdr = header(&f.mem, T_IN, sector);
+            let data = Descriptor::new(0x2000, 512, 1 | WRITE, 2);
+            serve(&f.file, false, 8, &f.mem, &[hdr, data, st]);
+            assert_eq!(status(&f.mem), S_IOERR, "sector {sector}");
+        }
+        // Not a whole sector; a write to a read-only disk; a buffer outside guest memory.
+        let hdr = header(&f.mem, T_IN, 0);
+        let odd = Descriptor::new(0x2000, 100, 1 | WRITE, 2);
+        serve(&f.file, false, 8, &f.mem, &[hdr, odd, st]);
+        assert_eq!(status(&f.mem), S_IOERR);
+        let hdr = header(&f.mem, T_OUT, 0);
+        let data = Descriptor::new(0x2000, 512, 1, 2);
+        serve(&f.file, true, 8, &f.mem, &[hdr, data, st]);
+        assert_eq!(status(&f.mem), S_IOERR);
+        let hdr = header(&f.mem, T_IN, 0);
+        let outside = Descriptor::new(0xff_ff00, 512, 1 | WRITE, 2);
+        serve(&f.file, false, 8, &f.mem, &[hdr, outside, st]);
+        assert_eq!(status(&f.mem), S_IOERR);
+        // A device-readable buffer for a read; an unknown request type.
+        let hdr = header(&f.mem, T_IN, 0);
+        let wrong_dir = Descriptor::new(0x2000, 512, 1, 2);
+        serve(&f.file, false, 8, &f.mem, &[hdr, wrong_dir, st]);
+        assert_eq!(status(&f.mem), S_IOERR);
+        let hdr = header(&f.mem, 99, 0);
+        serve(&f.file, false, 8, &f.mem, &[hdr, st]);
+        assert_eq!(status(&f.mem), S_UNSUPP);
+        // No status descriptor, or a short header: nothing is done.
+        let hdr = header(&f.mem, T_IN, 0);
+        assert_eq!(serve(&f.file, false, 8, &f.mem, &[hdr]), 0);
+        let short = Descriptor::new(0x1000, 8, 1, 1);
+        assert_eq!(serve(&f.file, false, 8, &f.mem, &[short, st]), 0);
+    }
+}
