@@ -26,7 +26,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-nasm -f elf64 -o "$work/guest.o" tests/guest/guest.asm
+nasm -f elf64 -I tests/guest/ -o "$work/guest.o" tests/guest/guest.asm
 ld -m elf_x86_64 --no-warn-rwx-segments -T tests/guest/guest.ld -o "$work/guest.elf" "$work/guest.o"
 guest=$work/guest.elf
 

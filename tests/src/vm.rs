@@ -57,7 +57,9 @@ pub fn test_guest() -> PathBuf {
             let elf = out.join("guest.elf");
             run_tool(
                 Command::new("nasm")
-                    .args(["-f", "elf64", "-o"])
+                    .args(["-f", "elf64"])
+                    .arg(format!("-I{}/", src.display()))
+                    .arg("-o")
                     .arg(&obj)
                     .arg(src.join("guest.asm")),
             );
