@@ -278,6 +278,7 @@ fn bad_input_is_refused_without_leftovers() {
     fs::write(&trunc, &truncated).expect("write");
     let tr = trunc.to_str().expect("path");
     let d = r.dir.path().to_str().expect("path");
+    let long = "x".repeat(4096);
     let odd = r.dir.join("odd.img");
     fs::write(&odd, [0u8; 1000]).expect("write");
 
@@ -354,6 +355,11 @@ fn bad_input_is_refused_without_leftovers() {
             &r,
             &run_args(detach, &["--kernel", g, "--net", "berthnotap0"]),
             &["tap berthnotap0: no such tap device"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--cmdline", &long]),
+            &["kernel command line"],
         );
     }
 }
