@@ -536,6 +536,41 @@ fn vsock_connects_the_guest_to_a_host_unix_socket() {
     // The device's own socket goes with the VM.
     assert!(!uds.exists());
 
+    // A host program connects to the device's socket and asks for guest port 5000.
+    let uds2 = r.dir.join("h.sock");
+    let spec = format!("3:{}", uds2.display());
+    let guest = test_guest();
+    let mut cmd = Command::new(berth_bin());
+    cmd.arg("vm")
+        .arg("--root")
+        .arg(r.root())
+        .args(["run", "--kernel"])
+        .arg(&guest)
+        .args(["--vsock", &spec, "--cmdline", "vsock-listen"]);
+    let vm = std::thread::spawn(move || {
+        berth_tests::capture(cmd, berth_tests::Capture::Pipes, VM_TIMEOUT)
+    });
+    berth_tests::poll(VM_TIMEOUT, || uds2.exists().then_some(()))
+        .expect("the vsock socket appears");
+    let mut conn = std::os::unix::net::UnixStream::connect(&uds2).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    conn.write_all(b"CONNECT 5000\n").expect("write");
+    let mut ack = [0u8; 14];
+    conn.read_exact(&mut ack).expect("read the ack");
+    assert_eq!(&ack, b"OK 1073741824\n");
+    conn.write_all(b"ping from the host").expect("write");
+    let mut echo = [0u8; 18];
+    conn.read_exact(&mut echo).expect("read the echo");
+    assert_eq!(&echo, b"ping from the host");
+    drop(conn);
+    let out = vm.join().expect("vm thread");
+    out.ok();
+    assert!(
+        out.stdout.contains("vsock: accepted\nvsock: echoed\n"),
+        "{out}"
+    );
+
     // Nobody listening on the port: the guest's connection is refused.
     let out = r.run_guest(&["--vsock", "4", "--cmdline", "vsock"]);
     out.ok();

@@ -19,7 +19,9 @@
 ;      in hex ("rng: …");
 ;      with "vsock": connects from port 5000 to host port 1234 over the first virtio-vsock
 ;      device ("vsock: connected" or "vsock: refused"), sends "hello from the guest", prints
-;      the host's answer ("vsock: received=…") and shuts the connection down;
+;      the host's answer ("vsock: received=…") and shuts the connection down; with
+;      "vsock-listen": waits for a host connection to its port 5000 ("vsock: accepted") and
+;      echoes the first data it receives ("vsock: echoed");
 ;   6. with "crash" on the command line: executes ud2 without an IDT (a triple fault);
 ;      with "tick": prints "tick N" forever, N counting up from 1;
 ;   7. else prints "berth-guest: done" and exits: with "reset" on the command line through
@@ -140,6 +142,13 @@ pvh_start:
     jz .no_rng
     call rng_test
 .no_rng:
+    mov esi, str_vsock_listen
+    call cmdline_has
+    test eax, eax
+    jz .no_listen
+    call vsock_listen
+    jmp .no_vsock
+.no_listen:
     mov esi, str_vsock
     call cmdline_has
     test eax, eax
@@ -303,6 +312,7 @@ str_crash:      db "crash", 0
 str_net:        db "net", 0
 str_rng:        db "rng", 0
 str_vsock:      db "vsock", 0
+str_vsock_listen: db "vsock-listen", 0
 
 
 %include "virtio-blk.asm"

@@ -2,7 +2,59 @@
 section .text
 ; ---- virtio-mmio vsock ----
 VS_BUF equ 512
+; vsock_test: connects to host port 1234, sends a greeting, prints the answer.
 vsock_test:
+    call vs_init
+    test eax, eax
+    jz .none
+    mov dword [vs_peer_port], 1234
+    jmp vs_client
+.none:
+    ret
+
+; vsock_listen: waits for a host connection to port 5000 and echoes what it receives.
+vsock_listen:
+    call vs_init
+    test eax, eax
+    jz .none
+    mov esi, msg_vs_listening
+    call puts
+.wait_request:
+    call vs_recv
+    cmp word [esi + 30], 1              ; OP_REQUEST
+    jne .wait_request
+    cmp dword [esi + 20], 5000          ; to our port
+    jne .wait_request
+    mov eax, [esi + 16]                 ; the host's port
+    mov [vs_peer_port], eax
+    mov eax, 2                          ; OP_RESPONSE
+    xor ecx, ecx
+    call vs_send
+    mov esi, msg_vs_accepted
+    call puts
+.wait_data:
+    call vs_recv
+    cmp word [esi + 30], 5              ; OP_RW
+    jne .wait_data
+    mov ecx, [esi + 24]
+    cmp ecx, 200
+    jbe .len_ok
+    mov ecx, 200
+.len_ok:
+    push ecx
+    add esi, 44
+    mov edi, vs_tx_buf + 44
+    rep movsb
+    pop ecx
+    mov eax, 5
+    call vs_send
+    mov esi, msg_vs_echoed
+    call puts
+.none:
+    ret
+
+; vs_init: finds and starts the first vsock device; EAX = 0 if there is none.
+vs_init:
     mov ebx, MMIO_BASE
     mov ecx, 8
 .probe:
@@ -16,6 +68,7 @@ vsock_test:
     jnz .probe
     mov esi, msg_vs_none
     call puts
+    xor eax, eax
     ret
 .found:
     mov [vs_base], ebx
@@ -74,7 +127,10 @@ vsock_test:
     inc ecx
     cmp ecx, QSIZE
     jne .rx_desc
+    mov eax, 1
+    ret
 
+vs_client:
     mov eax, 1                          ; OP_REQUEST
     xor ecx, ecx
     call vs_send
@@ -194,7 +250,8 @@ vs_send:
     mov dword [vs_tx_buf + 8], 2        ; host
     mov dword [vs_tx_buf + 12], 0
     mov dword [vs_tx_buf + 16], 5000    ; src_port
-    mov dword [vs_tx_buf + 20], 1234    ; dst_port
+    mov edx, [vs_peer_port]
+    mov [vs_tx_buf + 20], edx           ; dst_port
     mov [vs_tx_buf + 24], ecx           ; len
     mov word [vs_tx_buf + 28], 1        ; stream
     mov [vs_tx_buf + 30], ax            ; op
@@ -229,6 +286,9 @@ msg_vs_refused: db "vsock: refused", 10, 0
 msg_vs_connected: db "vsock: connected", 10, 0
 msg_vs_recv:    db "vsock: received=", 0
 msg_vs_closed:  db "vsock: closed", 10, 0
+msg_vs_listening: db "vsock: listening", 10, 0
+msg_vs_accepted: db "vsock: accepted", 10, 0
+msg_vs_echoed:  db "vsock: echoed", 10, 0
 
 section .bss
 alignb 4096
@@ -256,5 +316,6 @@ vs_tx_buf:  resb 44 + 256
 vs_base:    resd 1
 vs_cid:     resd 1
 vs_flags:   resd 1
+vs_peer_port: resd 1
 vs_rx_seen: resw 2
 
