@@ -696,7 +696,7 @@ const LINUX_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 noxsave nofsgsbase 
 /// until it runs /init. Slow: about 75 s of guest time under kvm_pvm, where the guest's
 /// userspace then faults and the kernel panics and reboots; on hardware KVM /init reboots.
 #[track_caller]
-fn boot_linux(extra: &[&str]) {
+fn boot_linux(extra: &[&str]) -> berth_tests::Output {
     let r = VmRoot::new();
     let kernel = guest_kernel().join("vmlinux");
     let initrd = busybox_initramfs(r.dir.path());
@@ -720,11 +720,17 @@ fn boot_linux(extra: &[&str]) {
         out.stdout.contains("Run /init as init process"),
         "the kernel did not reach /init:\n{out}"
     );
+    out
 }
 
+/// Two vCPUs: Linux finds them in the MP table and starts the second with INIT/SIPI.
 #[test]
 fn linux_guest_boots_to_init_through_pvh() {
-    boot_linux(&[]);
+    let out = boot_linux(&["--cpus", "2"]);
+    assert!(
+        out.stdout.contains("smp: Brought up 1 node, 2 CPUs"),
+        "{out}"
+    );
 }
 
 /// The same vmlinux entered in long mode at its ELF entry with a zero page (how
@@ -732,5 +738,10 @@ fn linux_guest_boots_to_init_through_pvh() {
 /// but its gzip decompressor runs for minutes under kvm_pvm's emulator, so it is not here.
 #[test]
 fn linux_guest_boots_to_init_through_the_64_bit_boot_protocol() {
-    boot_linux(&["--linux-boot"]);
+    let out = boot_linux(&["--linux-boot"]);
+    assert!(
+        out.stdout
+            .contains("BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable"),
+        "{out}"
+    );
 }

@@ -510,11 +510,20 @@ impl VirtioDevice for Vsock {
         Ok(())
     }
     fn reset(&mut self) {
+        // Established streams end with the driver. A host program still waiting for its
+        // connection (it may have connected while the guest was booting, before the driver
+        // reset the device) asks again once the driver is back.
         let keys: Vec<Key> = self.conns.keys().copied().collect();
-        for k in keys {
-            self.close(k);
-        }
         self.ctl.clear();
+        for k in keys {
+            match self.conns.get(&k) {
+                Some(c) if !c.established => {
+                    let h = self.reply(k, OP_REQUEST, Some(c));
+                    self.ctl.push_back(h);
+                }
+                _ => self.close(k),
+            }
+        }
         self.queues.clear();
         self.mem = None;
         self.acked_features = 0;
