@@ -43,17 +43,20 @@ fn run_tool(cmd: &mut Command) {
     );
 }
 
-/// The test guest (a PVH ELF), assembled once per test process into `target/test-guest/`.
+/// The test guest (a PVH ELF), assembled once per test process into
+/// `target/test-guest/guest.elf`.
 pub fn test_guest() -> PathBuf {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
     GUEST
         .get_or_init(|| {
             let src = workspace_dir().join("tests/guest");
-            let out = workspace_dir()
-                .join("target/test-guest")
-                .join(std::process::id().to_string());
+            let out = workspace_dir().join("target/test-guest");
             std::fs::create_dir_all(&out).expect("create target/test-guest");
-            let obj = out.join("guest.o");
+            // Built under names of this process, then renamed into place (atomically, so
+            // a concurrent test process never sees half a file).
+            let pid = std::process::id();
+            let obj = out.join(format!("guest-{pid}.o"));
+            let tmp = out.join(format!("guest-{pid}.elf"));
             let elf = out.join("guest.elf");
             run_tool(
                 Command::new("nasm")
@@ -68,9 +71,11 @@ pub fn test_guest() -> PathBuf {
                     .args(["-m", "elf_x86_64", "--no-warn-rwx-segments", "-T"])
                     .arg(src.join("guest.ld"))
                     .arg("-o")
-                    .arg(&elf)
+                    .arg(&tmp)
                     .arg(&obj),
             );
+            let _ = std::fs::remove_file(&obj);
+            std::fs::rename(&tmp, &elf).expect("rename the test guest into place");
             elf
         })
         .clone()
@@ -158,10 +163,15 @@ impl Drop for VmRoot {
     }
 }
 
-/// The last "tick N" of a console, 0 if none.
+/// The complete lines of a console (a line still being written is left out).
+fn complete_lines(console: &str) -> std::str::Lines<'_> {
+    let end = console.rfind('\n').map_or(0, |i| i + 1);
+    console[..end].lines()
+}
+
+/// The last complete "tick N" line of a console, 0 if none.
 pub fn last_tick(console: &str) -> u32 {
-    console
-        .lines()
+    complete_lines(console)
         .rev()
         .filter_map(|l| l.strip_prefix("tick "))
         .filter_map(|n| n.trim().parse().ok())
@@ -169,14 +179,24 @@ pub fn last_tick(console: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// The first "tick N" of a console, 0 if none.
+/// The first complete "tick N" line of a console, 0 if none.
 pub fn first_tick(console: &str) -> u32 {
-    console
-        .lines()
+    complete_lines(console)
         .filter_map(|l| l.strip_prefix("tick "))
         .filter_map(|n| n.trim().parse().ok())
         .next()
         .unwrap_or(0)
+}
+
+impl VmRoot {
+    /// Waits until `name`'s console has a complete "tick N" line; returns the first N.
+    #[track_caller]
+    pub fn wait_first_tick(&self, name: &str) -> u32 {
+        poll(VM_TIMEOUT, || {
+            Some(first_tick(&self.console(name))).filter(|t| *t > 0)
+        })
+        .unwrap_or_else(|| panic!("vm {name} never ticked:\n{}", self.console(name)))
+    }
 }
 
 /// The processes with `root` in their command line (VMMs), after waiting up to 3 s for
