@@ -275,6 +275,12 @@ fn bad_input_is_refused_without_leftovers() {
     let tr = trunc.to_str().expect("path");
     let d = r.dir.path().to_str().expect("path");
     let long = "x".repeat(4096);
+    // An initrd larger than the guest's memory (sparse: it costs no disk).
+    let big_path = r.dir.join("big.cpio");
+    fs::File::create(&big_path)
+        .and_then(|f| f.set_len(64 << 20))
+        .expect("create big initrd");
+    let big = big_path.to_str().expect("path");
     let odd = r.dir.join("odd.img");
     fs::write(&odd, [0u8; 1000]).expect("write");
 
@@ -356,6 +362,16 @@ fn bad_input_is_refused_without_leftovers() {
             &r,
             &run_args(detach, &["--kernel", g, "--cmdline", &long]),
             &["kernel command line"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--memory", "16", "--initrd", big]),
+            &["initrd", "do not fit"],
+        );
+        rejected(
+            &r,
+            &run_args(detach, &["--kernel", g, "--disk", e]),
+            &["disk", "empty"],
         );
     }
 }
