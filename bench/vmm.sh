@@ -7,7 +7,8 @@
 #   VMM memory overhead: peak RSS minus resident guest pages (berth: --stats reads VmHWM
 #     and the guest mapping's Rss in /proc/self/smaps; qemu: GNU time %M minus the same
 #     guest pages, the payload being identical)
-#   snapshot restore to running vs a fresh start to running (`-d`, until the monitor is up)
+#   snapshot restore to running vs a fresh start to running (`-d`, until the monitor is up),
+#     for the test guest and for a Linux guest snapshotted early in its boot
 # Usage: bench/vmm.sh [RUNS]   (as root; needs /dev/kvm, hyperfine, qemu-system-x86, nasm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +77,34 @@ hyperfine -N --warmup 2 --runs "$runs" --export-json "$work/restore.json" \
   -n "run -d" "$berth vm --root $root run -d --name f --kernel $guest --memory 64 --cmdline tick" \
   >"$work/restore.log" 2>&1 || { cat "$work/restore.log" >&2; exit 1; }
 
+# Linux: restore to running vs a fresh boot to the same guest state. The guest kernel of
+# scripts/build-guest-kernel.sh boots until its console shows "pid_max" (a point early in
+# boot); the VM is snapshotted there, and restores of that snapshot are timed until the
+# monitor runs. Skipped with BENCH_LINUX=0.
+if [ "${BENCH_LINUX:-1}" = 1 ]; then
+  kdir=$(bash scripts/build-guest-kernel.sh)
+  mkdir -p "$work/ir/bin"
+  cp /bin/busybox "$work/ir/bin/"
+  printf '#!/bin/busybox sh\n/bin/busybox reboot -f\n' >"$work/ir/init"
+  chmod +x "$work/ir/init"
+  (cd "$work/ir" && find . | cpio -o -H newc --quiet >"$work/ir.cpio")
+  lcmd="console=ttyS0 reboot=k panic=-1 noxsave nofsgsbase clearcpuid=smap,cx16,popcnt,bmi1,bmi2,movbe,rdrand,rdseed,avx2,avx,abm"
+  t0=$(date +%s%N)
+  "$berth" vm --root "$root" run -d --name lx --memory 256 --kernel "$kdir/vmlinux" --initrd "$work/ir.cpio" --cmdline "$lcmd" >/dev/null
+  until grep -q pid_max "$root/lx/console.log" 2>/dev/null; do sleep 0.05; done
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000 )) >"$work/lx-fresh-us"
+  "$berth" vm --root "$root" snapshot lx "$work/lx.snap"
+  "$berth" vm --root "$root" kill lx
+  for i in 1 2 3 4 5; do
+    t0=$(date +%s%N)
+    "$berth" vm --root "$root" restore -d --name lxr "$work/lx.snap" >/dev/null
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000 ))
+    "$berth" vm --root "$root" kill lxr
+  done | sort -n | sed -n 3p >"$work/lx-restore-us"
+fi
+
 python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]
@@ -96,4 +125,10 @@ print(f"{'peak RSS (GNU time)':<28}{b_rss:>9} KB{q_rss:>11} KB{b_rss / q_rss:>8.
 print(f"{'overhead (RSS - guest)':<28}{b_over:>9} KB{q_rss - guest:>11} KB{b_over / (q_rss - guest):>8.3f}   (guest pages resident: {guest} KB)")
 print(f"{'restore -d to running':<28}{rs['restore -d']:>9.2f} ms")
 print(f"{'run -d to running':<28}{rs['run -d']:>9.2f} ms{'':>14}{rs['restore -d'] / rs['run -d']:>8.3f}")
+import os
+if os.path.exists(f"{w}/lx-restore-us"):
+    fresh = int(open(f"{w}/lx-fresh-us").read()) / 1000
+    restore = int(open(f"{w}/lx-restore-us").read()) / 1000
+    print(f"{'Linux: boot to snapshot point':<28}{fresh:>9.0f} ms")
+    print(f"{'Linux: restore -d to running':<28}{restore:>9.2f} ms{'':>14}{restore / fresh:>8.4f}")
 PY
