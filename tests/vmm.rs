@@ -756,3 +756,47 @@ fn linux_guest_boots_to_init_through_the_64_bit_boot_protocol() {
         "{out}"
     );
 }
+
+/// A Linux guest snapshotted early in its boot and restored goes on booting from there
+/// (no second "Linux version" banner) up to /init.
+#[test]
+fn linux_guest_restored_from_a_snapshot_continues_booting() {
+    let r = VmRoot::new();
+    let kernel = guest_kernel().join("vmlinux");
+    let initrd = busybox_initramfs(r.dir.path());
+    let snap = r.dir.join("linux.snap");
+    let out = r.vm(&[
+        "run",
+        "-d",
+        "--name",
+        "lx",
+        "--memory",
+        "256",
+        "--kernel",
+        kernel.to_str().expect("path"),
+        "--initrd",
+        initrd.to_str().expect("path"),
+        "--cmdline",
+        LINUX_CMDLINE,
+    ]);
+    out.ok();
+    berth_tests::poll(Duration::from_secs(600), || {
+        r.console("lx").contains("pid_max").then_some(())
+    })
+    .unwrap_or_else(|| panic!("no pid_max line:\n{}", r.console("lx")));
+    r.vm(&["snapshot", "lx", snap.to_str().expect("path")]).ok();
+    r.vm(&["kill", "lx"]).ok();
+    let mut cmd = Command::new(berth_bin());
+    cmd.env_remove("RUST_BACKTRACE")
+        .arg("vm")
+        .arg("--root")
+        .arg(r.root())
+        .args(["restore", "--name", "lx2"])
+        .arg(&snap);
+    let out = berth_tests::capture(cmd, berth_tests::Capture::Pipes, Duration::from_secs(600));
+    assert!(!out.stdout.contains("Linux version"), "rebooted:\n{out}");
+    assert!(
+        out.stdout.contains("Run /init as init process"),
+        "the restored kernel did not reach /init:\n{out}"
+    );
+}
