@@ -11,6 +11,7 @@
 pub mod api;
 pub mod images;
 pub mod oci;
+pub mod vm;
 
 use serde_json::{json, Value};
 use std::cell::RefCell;

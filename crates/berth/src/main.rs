@@ -77,6 +77,8 @@ enum Cmd {
     Login(cmd::transfer::LoginArgs),
     /// Remove stored credentials for a registry.
     Logout(cmd::transfer::LogoutArgs),
+    /// MicroVMs: run, list, stop, pause, snapshot and restore KVM virtual machines.
+    Vm(cmd::vm::Args),
 }
 
 fn main() {
@@ -121,11 +123,20 @@ fn main() {
         Cmd::Pull(a) => cmd::transfer::pull(&g, a).map(|()| 0),
         Cmd::Login(a) => cmd::transfer::login(a).map(|()| 0),
         Cmd::Logout(a) => cmd::transfer::logout(a).map(|()| 0),
+        Cmd::Vm(a) => cmd::vm::run(a).map(|()| 0),
     };
     match r {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            // One line: the message, then each cause it does not already spell out.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg = format!("{msg}: {c}");
+                }
+            }
+            eprintln!("berth: {msg}");
             // 125 is what docker and podman return when the engine itself fails.
             std::process::exit(125);
         }

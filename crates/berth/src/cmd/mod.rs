@@ -18,3 +18,4 @@ pub mod system;
 pub mod tag;
 pub mod transfer;
 mod util;
+pub mod vm;

@@ -1,0 +1,133 @@
+//! `berth vm run`: boot a kernel in a new microVM.
+
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use vmm::config::{BootProtocol, DiskConfig, NetConfig, VmConfig, VsockConfig, DEFAULT_CMDLINE};
+use vmm::{Console, Vmm};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    cpus: u8,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 128)]
+    memory: u64,
+    /// Kernel: a PVH ELF, a vmlinux or a bzImage.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initial ramdisk (uncompressed cpio is fastest).
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// A raw disk image, as a virtio-mmio block device; `:ro` makes it read-only.
+    #[arg(long = "disk", value_name = "IMG[:ro]")]
+    disks: Vec<String>,
+    /// A host tap device (in this network namespace) as a virtio-mmio network device.
+    #[arg(long = "net", value_name = "TAP")]
+    nets: Vec<String>,
+    /// A virtio-vsock device: the guest's CID, and the host's unix socket (default
+    /// `vsock.sock` in the VM's state directory). Guest connections to port P reach
+    /// `PATH_P`; a host program writes `CONNECT P` to PATH to reach guest port P.
+    #[arg(long, value_name = "CID[:PATH]")]
+    vsock: Option<String>,
+    /// A virtio-rng device (entropy from the host's getrandom).
+    #[arg(long)]
+    rng: bool,
+    /// Enter an ELF kernel with a PVH note through the 64-bit Linux boot protocol instead.
+    #[arg(long)]
+    linux_boot: bool,
+    /// Kernel command line.
+    #[arg(long, default_value = DEFAULT_CMDLINE)]
+    cmdline: String,
+    /// The VM's name (default: generated).
+    #[arg(long)]
+    name: Option<String>,
+    /// Run in the background; the console goes to a log (`berth vm console NAME`).
+    #[arg(short = 'd', long = "detach")]
+    detach: bool,
+    #[arg(long, hide = true)]
+    detached_child: bool,
+    /// Print the monitor's peak RSS and resident guest memory on stderr at exit (benchmarks).
+    #[arg(long, hide = true)]
+    stats: bool,
+}
+
+fn disk(spec: &str) -> DiskConfig {
+    match spec.strip_suffix(":ro") {
+        Some(path) => DiskConfig {
+            path: PathBuf::from(path),
+            read_only: true,
+        },
+        None => DiskConfig {
+            path: PathBuf::from(spec.strip_suffix(":rw").unwrap_or(spec)),
+            read_only: false,
+        },
+    }
+}
+
+fn vsock(spec: &str) -> Result<VsockConfig> {
+    let (cid, uds) = match spec.split_once(':') {
+        Some((c, p)) => (c, Some(PathBuf::from(p))),
+        None => (spec, None),
+    };
+    let cid = cid
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--vsock {spec}: the CID is not a number"))?;
+    Ok(VsockConfig { cid, uds })
+}
+
+pub fn run(root: &Path, a: Args) -> Result<()> {
+    let name = a.name.clone().unwrap_or_else(super::default_name);
+    let config = VmConfig {
+        name: name.clone(),
+        cpus: a.cpus,
+        memory_mib: a.memory,
+        kernel: a.kernel.clone(),
+        initrd: a.initrd.clone(),
+        cmdline: a.cmdline.clone(),
+        disks: a.disks.iter().map(|d| disk(d)).collect(),
+        nets: a
+            .nets
+            .iter()
+            .map(|t| NetConfig { tap: t.clone() })
+            .collect(),
+        rng: a.rng,
+        vsock: a.vsock.as_deref().map(vsock).transpose()?,
+        boot_protocol: if a.linux_boot {
+            BootProtocol::Linux
+        } else {
+            BootProtocol::Auto
+        },
+    };
+    if a.detach {
+        // Validate here too, so the common mistakes are reported without a second process.
+        config.validate()?;
+        let extra: Vec<String> = match a.name {
+            Some(_) => Vec::new(),
+            None => vec!["--name".into(), name.clone()],
+        };
+        return super::detach(&name, &extra);
+    }
+    let console = if a.detached_child {
+        Console::File(root.join(&name).join("console.log"))
+    } else {
+        Console::Stdout
+    };
+    let vmm = Vmm::boot(config, root, console.clone())?;
+    if let Console::File(log) = &console {
+        super::signal_ready(log)?;
+    }
+    let outcome = if a.stats {
+        let (outcome, s) = vmm.run_with_stats()?;
+        eprintln!(
+            "berth-vm-stats: peak_rss_kib={} guest_rss_kib={} overhead_kib={}",
+            s.peak_rss_kib,
+            s.guest_rss_kib,
+            s.peak_rss_kib.saturating_sub(s.guest_rss_kib)
+        );
+        outcome
+    } else {
+        vmm.run()?
+    };
+    super::finish(&name, outcome)
+}

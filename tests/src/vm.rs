@@ -1,0 +1,261 @@
+//! Support for the microVM tests (`tests/vmm.rs`): the test guest (built here from
+//! `tests/guest/guest.asm` with nasm and ld), the `berth` binary, and [`VmRoot`], a private
+//! state root whose VMs are killed when it is dropped.
+
+use crate::{capture, poll, workspace_dir, Capture, Output, TempDir};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long one `berth vm` command may take.
+pub const VM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fails the test unless `/dev/kvm` is there: these tests never pass silently without KVM.
+#[track_caller]
+pub fn require_kvm() {
+    assert!(
+        Path::new("/dev/kvm").exists(),
+        "the microVM tests need /dev/kvm, which is absent on this host (load kvm_intel, \
+         kvm_amd or kvm_pvm, or run on a machine with KVM)"
+    );
+}
+
+/// The `berth` binary under test.
+pub fn berth_bin() -> PathBuf {
+    let path = workspace_dir().join("target/debug/berth");
+    assert!(
+        path.is_file(),
+        "berth not built: run `cargo build --workspace` first (looked for {})",
+        path.display()
+    );
+    path
+}
+
+fn run_tool(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (install nasm and binutils): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The test guest (a PVH ELF), assembled once per test process into
+/// `target/test-guest/guest.elf`.
+pub fn test_guest() -> PathBuf {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST
+        .get_or_init(|| {
+            let src = workspace_dir().join("tests/guest");
+            let out = workspace_dir().join("target/test-guest");
+            std::fs::create_dir_all(&out).expect("create target/test-guest");
+            // Built under names of this process, then renamed into place (atomically, so
+            // a concurrent test process never sees half a file).
+            let pid = std::process::id();
+            let obj = out.join(format!("guest-{pid}.o"));
+            let tmp = out.join(format!("guest-{pid}.elf"));
+            let elf = out.join("guest.elf");
+            run_tool(
+                Command::new("nasm")
+                    .args(["-f", "elf64"])
+                    .arg(format!("-I{}/", src.display()))
+                    .arg("-o")
+                    .arg(&obj)
+                    .arg(src.join("guest.asm")),
+            );
+            run_tool(
+                Command::new("ld")
+                    .args(["-m", "elf_x86_64", "--no-warn-rwx-segments", "-T"])
+                    .arg(src.join("guest.ld"))
+                    .arg("-o")
+                    .arg(&tmp)
+                    .arg(&obj),
+            );
+            let _ = std::fs::remove_file(&obj);
+            std::fs::rename(&tmp, &elf).expect("rename the test guest into place");
+            elf
+        })
+        .clone()
+}
+
+/// A private `--root` for `berth vm`; every VM still recorded there is killed on drop.
+pub struct VmRoot {
+    pub dir: TempDir,
+}
+
+impl Default for VmRoot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VmRoot {
+    pub fn new() -> VmRoot {
+        require_kvm();
+        VmRoot {
+            dir: TempDir::new("vm"),
+        }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// `berth vm --root ROOT ARGS…`, captured.
+    pub fn vm(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(berth_bin());
+        cmd.arg("vm").arg("--root").arg(self.root()).args(args);
+        cmd.env_remove("RUST_BACKTRACE");
+        capture(cmd, Capture::Pipes, VM_TIMEOUT)
+    }
+
+    /// `berth vm run --kernel <test guest> ARGS…` in the foreground.
+    pub fn run_guest(&self, args: &[&str]) -> Output {
+        let guest = test_guest();
+        let mut all = vec!["run", "--kernel", guest.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        self.vm(&all)
+    }
+
+    /// The names of the VMs recorded under the root.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// A detached VM's console log so far.
+    pub fn console(&self, name: &str) -> String {
+        std::fs::read_to_string(self.root().join(name).join("console.log")).unwrap_or_default()
+    }
+
+    /// Waits until `name`'s console contains `needle`; panics with the console otherwise.
+    #[track_caller]
+    pub fn wait_console(&self, name: &str, needle: &str) -> String {
+        poll(VM_TIMEOUT, || {
+            let c = self.console(name);
+            c.contains(needle).then_some(c)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "vm {name}: {needle:?} never appeared on the console:\n{}",
+                self.console(name)
+            )
+        })
+    }
+}
+
+impl Drop for VmRoot {
+    fn drop(&mut self) {
+        for name in self.names() {
+            let _ = self.vm(&["kill", &name]);
+        }
+    }
+}
+
+/// The complete lines of a console (a line still being written is left out).
+fn complete_lines(console: &str) -> std::str::Lines<'_> {
+    let end = console.rfind('\n').map_or(0, |i| i + 1);
+    console[..end].lines()
+}
+
+/// The last complete "tick N" line of a console, 0 if none.
+pub fn last_tick(console: &str) -> u32 {
+    complete_lines(console)
+        .rev()
+        .filter_map(|l| l.strip_prefix("tick "))
+        .filter_map(|n| n.trim().parse().ok())
+        .next()
+        .unwrap_or(0)
+}
+
+/// The first complete "tick N" line of a console, 0 if none.
+pub fn first_tick(console: &str) -> u32 {
+    complete_lines(console)
+        .filter_map(|l| l.strip_prefix("tick "))
+        .filter_map(|n| n.trim().parse().ok())
+        .next()
+        .unwrap_or(0)
+}
+
+impl VmRoot {
+    /// Waits until `name`'s console has a complete "tick N" line; returns the first N.
+    #[track_caller]
+    pub fn wait_first_tick(&self, name: &str) -> u32 {
+        poll(VM_TIMEOUT, || {
+            Some(first_tick(&self.console(name))).filter(|t| *t > 0)
+        })
+        .unwrap_or_else(|| panic!("vm {name} never ticked:\n{}", self.console(name)))
+    }
+}
+
+/// The processes with `root` in their command line (VMMs), after waiting up to 3 s for
+/// their number to become `expected`: a monitor that ended leaves KVM's teardown of its VM
+/// to a child that lives a few milliseconds past it (see `Vm::defer_teardown`).
+pub fn vmm_processes(root: &Path, expected: usize) -> Vec<(i32, String)> {
+    let mut last = Vec::new();
+    poll(Duration::from_secs(3), || {
+        last = crate::pids_with_cmdline(&root.to_string_lossy());
+        (last.len() == expected).then_some(())
+    });
+    last
+}
+
+/// The microVM guest kernel's directory (`vmlinux`, `bzImage`), built from Debian's
+/// linux-source-6.1 by `scripts/build-guest-kernel.sh` on first use and cached in
+/// `target/guest-kernel/` (about 3 minutes on 2 cores).
+pub fn guest_kernel() -> PathBuf {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(workspace_dir().join("scripts/build-guest-kernel.sh"))
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .expect("run scripts/build-guest-kernel.sh");
+            assert!(
+                out.status.success(),
+                "scripts/build-guest-kernel.sh failed (run scripts/install-deps.sh first)"
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone()
+}
+
+/// An uncompressed initramfs (newc cpio: a gzip one costs minutes of guest time under
+/// kvm_pvm) with busybox and an `/init` that prints a marker and reboots.
+pub fn busybox_initramfs(dir: &Path) -> PathBuf {
+    let tree = dir.join("initramfs");
+    std::fs::create_dir_all(tree.join("bin")).expect("mkdir initramfs");
+    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).expect("copy busybox");
+    let init = tree.join("init");
+    std::fs::write(
+        &init,
+        "#!/bin/busybox sh\n/bin/busybox echo berth-linux-init-ran\n/bin/busybox reboot -f\n",
+    )
+    .expect("write init");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cpio = dir.join("initramfs.cpio");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd '{}' && find . | cpio -o -H newc --quiet > '{}'",
+            tree.display(),
+            cpio.display()
+        ))
+        .status()
+        .expect("run cpio");
+    assert!(st.success(), "cpio failed (install cpio)");
+    cpio
+}
