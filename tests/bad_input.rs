@@ -204,3 +204,22 @@ fn unknown_log_format_is_refused() {
     b.rt(&["--log-format", "yaml", "list"])
         .failed_mentioning(&["yaml"]);
 }
+
+#[test]
+fn update_with_resources_that_are_not_an_object() {
+    let b = Bundle::new("updbad").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let file = b.dir().join("resources.json");
+    fs::write(&file, "[1, 2]").expect("write resources");
+    b.rt(&[
+        "update",
+        "--resources",
+        &file.to_string_lossy(),
+        "--memory",
+        "67108864",
+        &b.id,
+    ])
+    .failed_mentioning(&["--resources", "object"]);
+    assert_eq!(b.status(), "running");
+    b.force_delete_clean(Some(pid));
+}

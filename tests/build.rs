@@ -511,6 +511,25 @@ fn copy_never_reads_outside_the_context() {
 }
 
 #[test]
+fn copy_of_a_fifo_is_refused_not_waited_on() {
+    // A FIFO named as a COPY source would block the build forever if it were opened.
+    let e = Env::new("fifo");
+    nix::unistd::mkfifo(
+        &e.ctx().join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+    fs::write(
+        e.ctx().join("Containerfile"),
+        "FROM scratch\nCOPY pipe /x\n",
+    )
+    .expect("write");
+    let ctx = e.ctx().display().to_string();
+    e.berth(&["build", "-t", "fifo", &ctx])
+        .failed_mentioning(&["line 2", "not a regular file"]);
+}
+
+#[test]
 fn sigkill_mid_build_leaves_a_consistent_store() {
     let e = Env::new("sigkill");
     fs::write(

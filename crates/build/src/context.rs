@@ -24,6 +24,8 @@ pub enum ContextError {
     NotFound(String),
     #[error("source pattern {0:?} matches no file")]
     NoMatch(String),
+    #[error("source {0:?} is not a regular file or a directory (a FIFO, socket or device)")]
+    Special(String),
     #[error("invalid pattern {pattern:?}")]
     Pattern {
         pattern: String,
@@ -236,6 +238,10 @@ impl SourceRoot {
             }
             let real = self.resolve(&rel)?;
             let md = fs::metadata(&real).map_err(at(&real))?;
+            if !md.is_dir() && !md.is_file() {
+                // A FIFO would hang the build and a device would be read without end.
+                return Err(ContextError::Special(rel.display().to_string()));
+            }
             if md.is_dir() {
                 // The destination directory itself (created if missing, kept as it is if
                 // the image has it), then the source directory's contents under it.

@@ -169,11 +169,21 @@ impl Root {
         Ok(n)
     }
 
-    /// Opens regular file `rel` for reading (symlinks followed inside the root).
+    /// Opens regular file `rel` for reading (symlinks followed inside the root); any other
+    /// type (a FIFO, a device node of an image) is refused, never opened for blocking.
     pub fn read_file(&self, rel: &Path) -> Result<File, RootError> {
         let rel = clean(rel);
-        let fd = self.resolve(&rel, libc::O_RDONLY).map_err(at(&rel))?;
-        Ok(File::from(fd))
+        let fd = self
+            .resolve(&rel, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .map_err(at(&rel))?;
+        let f = File::from(fd);
+        if !f.metadata().map_err(at(&rel))?.is_file() {
+            return Err(at(&rel)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        Ok(f)
     }
 
     /// Creates a symlink at `rel` pointing to `target` (which is not checked: it is

@@ -42,14 +42,14 @@ fn read_etc(root: &Path, file: &str) -> String {
     let Ok(dir) = fs::File::open(root) else {
         return String::new();
     };
-    let Ok(fd) =
-        sys::resolve::open_in_root(dir.as_fd(), &Path::new("etc").join(file), libc::O_RDONLY, 0)
+    // Only a regular file: a FIFO or device node there must not hang or feed the build.
+    let Ok(f) = sys::resolve::open_regular_in_root(dir.as_fd(), &Path::new("etc").join(file))
     else {
         return String::new();
     };
     let mut s = String::new();
     // A file that is not text has no users for us.
-    let _ = fs::File::from(fd).take(1 << 20).read_to_string(&mut s);
+    let _ = f.take(1 << 20).read_to_string(&mut s);
     s
 }
 

@@ -6,6 +6,7 @@ use crate::context::{Item, Kind};
 use crate::fsroot::{clean, Owner, Root, RootError};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A filesystem error naming the path.
@@ -148,7 +149,20 @@ pub fn copy_items(root: &Root, items: &[Item], o: CopyOpts) -> Result<u64, CopyE
             Kind::Dir => root.dir(&it.dest, mode, owner)?,
             Kind::Symlink(t) => root.symlink(&it.dest, t, owner)?,
             Kind::File => {
-                let mut f = File::open(&it.src).map_err(at(&it.src))?;
+                // Non-blocking and re-checked: the source may have changed type since it was
+                // listed (a FIFO must not hang the build).
+                let mut f = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(&it.src)
+                    .map_err(at(&it.src))?;
+                if !f.metadata().map_err(at(&it.src))?.is_file() {
+                    return Err(at(&it.src)(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "not a regular file",
+                    ))
+                    .into());
+                }
                 if o.extract && it.top {
                     if let Some(reader) = archive_reader(&mut f).map_err(at(&it.src))? {
                         // An archive is unpacked as a directory at the destination.

@@ -97,9 +97,18 @@ impl Archive {
     }
 }
 
+/// Entries an image archive may hold (an image has a few files per layer).
+const MAX_ARCHIVE_ENTRIES: usize = 100_000;
+
 fn read_tar(store: &ImageStore, r: Box<dyn Read + '_>, files: &mut Archive) -> Result<()> {
     let mut ar = tar::Archive::new(r);
-    for entry in ar.entries().map_err(|e| invalid("archive", e))? {
+    for (n, entry) in ar.entries().map_err(|e| invalid("archive", e))?.enumerate() {
+        if n >= MAX_ARCHIVE_ENTRIES {
+            return Err(invalid(
+                "archive",
+                format!("more than {MAX_ARCHIVE_ENTRIES} entries"),
+            ));
+        }
         let mut entry = entry.map_err(|e| invalid("archive", e))?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw)

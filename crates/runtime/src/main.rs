@@ -320,6 +320,11 @@ fn run(cli: Cli) -> Result<i32> {
                 }
                 None => serde_json::json!({}),
             };
+            if !r.is_object() {
+                return Err(Error::Usage(
+                    "--resources: the document must be a JSON object (linux.resources)".into(),
+                ));
+            }
             let mut set = |section: &str, key: &str, v: serde_json::Value| {
                 if !r[section].is_object() {
                     r[section] = serde_json::json!({});

@@ -86,3 +86,20 @@ fn openat2(
     // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Opens `path` inside `root` (as [`open_in_root`]) for reading, only if it is a regular
+/// file: an image's `/etc/passwd` that is a FIFO or a device node must neither block the
+/// reader nor be read as a file. Other types fail with `EINVAL`.
+pub fn open_regular_in_root(root: BorrowedFd<'_>, path: &Path) -> nix::Result<std::fs::File> {
+    let fd = open_in_root(
+        root,
+        path,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    )?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Errno::EINVAL);
+    }
+    Ok(std::fs::File::from(fd))
+}

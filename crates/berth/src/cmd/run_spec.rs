@@ -191,7 +191,7 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
         _ => (t, 1),
     };
     let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
-    if n <= 0.0 {
+    if !n.is_finite() || n <= 0.0 {
         bail!("invalid size {s:?}");
     }
     Ok((n * mult as f64) as i64)
@@ -201,12 +201,9 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
 /// `/etc/passwd` may be a symlink to anywhere).
 fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
     let root = std::fs::File::open(rootfs).ok()?;
-    let fd = sys::resolve::open_in_root(root.as_fd(), Path::new(path), libc::O_RDONLY, 0).ok()?;
+    let f = sys::resolve::open_regular_in_root(root.as_fd(), Path::new(path)).ok()?;
     let mut s = String::new();
-    std::fs::File::from(fd)
-        .take(4 << 20)
-        .read_to_string(&mut s)
-        .ok()?;
+    f.take(4 << 20).read_to_string(&mut s).ok()?;
     Some(s)
 }
 

@@ -140,15 +140,11 @@ impl Layout {
         }
     }
 
-    /// Writes a verified blob (temp file, then rename).
+    /// Writes a verified blob: a temp file of its own (concurrent pulls do not race),
+    /// fsynced, renamed, the directory fsynced.
     pub fn write_blob(&self, d: &Digest, data: &[u8]) -> Result<(), LayoutError> {
         let p = self.blob_path(d);
-        if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).map_err(self.io(dir))?;
-        }
-        let tmp = p.with_extension("partial");
-        std::fs::write(&tmp, data).map_err(self.io(&tmp))?;
-        std::fs::rename(&tmp, &p).map_err(self.io(&p))
+        crate::server::storage::write_atomic(&p, data).map_err(self.io(&p))
     }
 
     /// Creates `oci-layout` and `index.json` if missing, and names `desc` as `name`
