@@ -118,6 +118,12 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
 }
 
 fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    // Most cgroups have no children: try the directory itself first.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             remove_tree(&e.path())?;

@@ -153,21 +153,17 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
     Ok(())
 }
 
-/// The capabilities of a config set that this kernel knows: a profile written for a newer
-/// kernel (or "all capabilities") must not fail capset with EPERM, as crun does.
 fn capset(set: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
-    let known = caps::runtime::thread_all_supported();
     set.iter()
         .flatten()
         .filter_map(|c| Capability::from_str(&serde_name(c)).ok())
-        .filter(|c| known.contains(c))
         .collect()
 }
 
 /// A config set limited to `held`, the bounding set left after the config's was applied:
-/// the process cannot gain a capability outside it, so asking for one (a host whose own
-/// bounding set lacks it, as in a nested container) leaves it out instead of failing
-/// capset with EPERM.
+/// the process cannot gain a capability outside it, so asking for one this kernel does not
+/// know (a profile for a newer kernel, "all capabilities") or one the host's own bounding
+/// set lacks (a nested container) leaves it out instead of failing capset with EPERM.
 fn capset_within(set: &Option<oci_spec::runtime::Capabilities>, held: &CapsHashSet) -> CapsHashSet {
     capset(set).intersection(held).copied().collect()
 }
@@ -313,7 +309,12 @@ pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
             }
         };
         // Effective must stay a subset of permitted at every step: shrink it first.
-        let held = caps::read(None, CapSet::Bounding).unwrap_or_else(|_| caps::all());
+        // The bounding set now: the config's, less what this kernel or host lacks (probed
+        // only for the capabilities the config keeps).
+        let held: CapsHashSet = capset(c.bounding())
+            .into_iter()
+            .filter(|cap| caps::has_cap(None, CapSet::Bounding, *cap).unwrap_or(false))
+            .collect();
         caps::set(
             None,
             CapSet::Effective,
