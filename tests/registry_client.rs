@@ -641,4 +641,12 @@ fn store_image_push_rmi_pull_run() {
         again.stdout.starts_with("0 blobs sent (0 bytes)"),
         "{again}"
     );
+    // The store has every blob: a second pull fetches none, and leaves no temp files.
+    let again = berth(&["pull", "--tls-verify=false", &dest]);
+    again.ok();
+    assert!(
+        again.stdout.starts_with("0 blobs received (0 bytes)"),
+        "{again}"
+    );
+    s.assert_blobs_verify();
 }

@@ -113,6 +113,19 @@ struct StoreView {
 }
 
 impl StoreView {
+    /// A layout directory (under the run root) whose `blobs` are the store's.
+    fn empty(g: &Globals, what: &str) -> Result<StoreView> {
+        let store = g.store()?;
+        let dir = g.runroot.join(format!("{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        let view = StoreView { dir };
+        std::os::unix::fs::symlink(store.content().root().join("blobs"), view.dir.join("blobs"))
+            .context("link the store's blobs")?;
+        Ok(view)
+    }
+
+    /// A view naming one image of the store.
     fn new(g: &Globals, image: &str) -> Result<StoreView> {
         let store = g.store()?;
         let digest = store
@@ -126,12 +139,7 @@ impl StoreView {
             .ok()
             .and_then(|v| v["mediaType"].as_str().map(str::to_string))
             .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
-        let dir = g.runroot.join(format!("push-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-        let view = StoreView { dir };
-        std::os::unix::fs::symlink(store.content().root().join("blobs"), view.dir.join("blobs"))
-            .context("link the store's blobs")?;
+        let view = StoreView::empty(g, "push")?;
         let desc = Descriptor {
             media_type,
             digest: registry::reference::Digest::parse(&digest.to_string())?,
@@ -190,23 +198,21 @@ pub fn push(g: &Globals, a: PushArgs) -> Result<()> {
 
 pub fn pull(g: &Globals, a: PullArgs) -> Result<()> {
     let src = ImageRef::parse(&a.src)?;
-    // Into the store: a temporary layout, then a verified load under the full name.
-    let tmp = match &a.layout {
+    // Into the store: a layout view whose `blobs` are the store's own, so a blob the store
+    // has is never fetched, and a fetched one (verified against its digest, fsynced, then
+    // renamed into place by the client) is written once; then the image is named.
+    let view = match &a.layout {
         Some(_) => None,
-        None => {
-            let d = g.runroot.join(format!("pull-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            Some(TempDir(d))
-        }
+        None => Some(StoreView::empty(g, "pull")?),
     };
-    let dir = match (&a.layout, &tmp) {
+    let dir = match (&a.layout, &view) {
         (Some(l), _) => l.clone(),
-        (None, Some(t)) => t.0.clone(),
+        (None, Some(v)) => v.dir.clone(),
         (None, None) => bail!("no destination"),
     };
     let layout = Layout::new(&dir);
     let reg = connect(&src.registry, &a.tls)?;
-    let tag = match (&a.name, &tmp) {
+    let tag = match (&a.name, &view) {
         (Some(n), _) => n.clone(),
         (None, Some(_)) => a.src.clone(),
         (None, None) => src.reference_str(),
@@ -222,7 +228,7 @@ pub fn pull(g: &Globals, a: PullArgs) -> Result<()> {
         r.manifests,
         r.digest.unwrap_or_default()
     );
-    if tmp.is_some() {
+    if view.is_some() {
         let store = g.store()?;
         for (name, _) in image::archive::load(&store, &dir)
             .with_context(|| format!("load {} into the store", a.src))?
@@ -231,15 +237,6 @@ pub fn pull(g: &Globals, a: PullArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 pub fn login(a: LoginArgs) -> Result<()> {

@@ -543,7 +543,9 @@ impl Registry {
         got: &(dyn Fn(u64) + Sync),
     ) -> Result<(), ClientError> {
         let url = self.url(&format!("/v2/{name}/blobs/{}", desc.digest));
-        let tmp = dest.with_extension("partial");
+        // A temp name of this download's own: two pulls of one blob into one store must
+        // never write into the same file (each verifies what it received, not the file).
+        let tmp = dest.with_extension(format!("partial-{}", uuid::Uuid::new_v4()));
         if let Some(dir) = dest.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
         }
