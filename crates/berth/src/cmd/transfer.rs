@@ -1,9 +1,10 @@
 //! `berth push`, `berth pull`, `berth login`, `berth logout`: the registry client between
 //! a registry and berth's image store (or an OCI image-layout directory with `--layout`).
 //!
-//! The store keeps blobs as an OCI layout does (`blobs/<alg>/<hex>`), so a push reads them
-//! in place through a small layout view; a pull lands in a temporary layout first and is
-//! then loaded like any archive, so every blob is verified on its way into the store.
+//! The store keeps blobs as an OCI layout does (`blobs/<alg>/<hex>`), so both directions go
+//! through a small layout view whose `blobs` is the store's: a push reads them in place; a
+//! pull skips what the store has and writes each new blob once (the client verifies it
+//! against its digest, fsyncs it and renames it into place), then names the image.
 
 use crate::Globals;
 use anyhow::{bail, Context, Result};
