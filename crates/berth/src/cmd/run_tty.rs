@@ -3,7 +3,7 @@
 //! terminal in raw mode and relays bytes both ways; a SIGWINCH resizes the pty.
 
 use anyhow::{Context, Result};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -94,19 +94,7 @@ impl Relay {
     /// Waits for our child `pid` (the runtime), forwarding signals to it and resizing the
     /// pty on SIGWINCH; then lets the output drain. Signals must be blocked.
     pub fn wait(self, pid: Pid) -> Result<i32> {
-        let mut set = SigSet::empty();
-        for s in [
-            Signal::SIGCHLD,
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-            Signal::SIGWINCH,
-        ] {
-            set.add(s);
-        }
+        let set = runtime::container::forwarded();
         let code = 'outer: loop {
             loop {
                 match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {

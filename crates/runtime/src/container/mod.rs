@@ -100,8 +100,8 @@ pub fn wait_gone(pid: i32, start: u64, timeout: Duration) -> bool {
     }
 }
 
-/// Signals forwarded to a foreground container process.
-fn forwarded() -> SigSet {
+/// Signals forwarded to a foreground container process (also by `berth run`).
+pub fn forwarded() -> SigSet {
     let mut s = SigSet::empty();
     for sig in [
         Signal::SIGCHLD,
