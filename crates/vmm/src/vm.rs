@@ -73,6 +73,42 @@ pub enum VmError {
     Mismatch(String),
 }
 
+/// Puts a virtio device on the MMIO bus at `addr`: its queue-notify eventfds become
+/// ioeventfds of the QueueNotify register (matched on the queue index when it has several
+/// queues), and its transport is built, with `saved` queue state restored.
+#[allow(clippy::too_many_arguments)]
+fn attach_virtio(
+    fd: &VmFd,
+    mmio: &mut Bus,
+    mem: &GuestMemoryMmap,
+    addr: u64,
+    dev: Arc<Mutex<dyn crate::devices::virtio::VirtioDevice>>,
+    irq: Arc<IrqTrigger>,
+    evts: Vec<EventFd>,
+    saved: Option<&MmioSnapshot>,
+    what: &str,
+) -> Result<Arc<Mutex<MmioTransport>>, VmError> {
+    let notify = IoEventAddress::Mmio(addr + QUEUE_NOTIFY);
+    if let [only] = evts.as_slice() {
+        fd.register_ioevent(only, &notify, NoDatamatch)
+            .map_err(ioctl("KVM_IOEVENTFD"))?;
+    } else {
+        for (q, e) in evts.iter().enumerate() {
+            fd.register_ioevent(e, &notify, q as u32)
+                .map_err(ioctl("KVM_IOEVENTFD"))?;
+        }
+    }
+    let mut transport = MmioTransport::new(dev, mem.clone(), irq, evts);
+    if let Some(t) = saved {
+        transport
+            .restore(t)
+            .map_err(|e| VmError::Mismatch(format!("{what} queues: {e:?}")))?;
+    }
+    let transport = Arc::new(Mutex::new(transport));
+    mmio.insert(addr, MMIO_DEVICE_SIZE, transport.clone())?;
+    Ok(transport)
+}
+
 fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
     move |source| VmError::Ioctl { what, source }
 }
@@ -305,22 +341,19 @@ impl Vm {
                     .map_err(|e| VmError::Mismatch(e.to_string()))?,
                 None => Block::new(&disk.path, disk.read_only, irq.clone())?,
             };
-            let notify = block.queue_evt.try_clone().map_err(VmError::EventFd)?;
-            fd.register_ioevent(
-                &notify,
-                &IoEventAddress::Mmio(addr + QUEUE_NOTIFY),
-                NoDatamatch,
-            )
-            .map_err(ioctl("KVM_IOEVENTFD"))?;
+            let evts = vec![block.queue_evt.try_clone().map_err(VmError::EventFd)?];
             let block = Arc::new(Mutex::new(block));
-            let mut transport = MmioTransport::new(block.clone(), mem.clone(), irq, vec![notify]);
-            if let Some((t, _)) = saved {
-                transport
-                    .restore(t)
-                    .map_err(|e| VmError::Mismatch(format!("disk {i} queues: {e:?}")))?;
-            }
-            let transport = Arc::new(Mutex::new(transport));
-            mmio.insert(addr, MMIO_DEVICE_SIZE, transport.clone())?;
+            let transport = attach_virtio(
+                &fd,
+                &mut mmio,
+                &mem,
+                addr,
+                block.clone(),
+                irq,
+                evts,
+                saved.map(|(t, _)| t),
+                &format!("disk {i}"),
+            )?;
             disks.push(Disk { block, transport });
         }
 
@@ -343,22 +376,22 @@ impl Vm {
                 Some((_, n)) => Net::restore(n, &mem, irq.clone())?,
                 None => Net::new(&net.tap, mac_for(i), irq.clone())?,
             };
-            let rx = dev.rx_evt.try_clone().map_err(VmError::EventFd)?;
-            let tx = dev.tx_evt.try_clone().map_err(VmError::EventFd)?;
-            let notify = IoEventAddress::Mmio(addr + QUEUE_NOTIFY);
-            fd.register_ioevent(&rx, &notify, 0u32)
-                .map_err(ioctl("KVM_IOEVENTFD"))?;
-            fd.register_ioevent(&tx, &notify, 1u32)
-                .map_err(ioctl("KVM_IOEVENTFD"))?;
+            let evts = vec![
+                dev.rx_evt.try_clone().map_err(VmError::EventFd)?,
+                dev.tx_evt.try_clone().map_err(VmError::EventFd)?,
+            ];
             let dev = Arc::new(Mutex::new(dev));
-            let mut transport = MmioTransport::new(dev.clone(), mem.clone(), irq, vec![rx, tx]);
-            if let Some((t, _)) = saved {
-                transport
-                    .restore(t)
-                    .map_err(|e| VmError::Mismatch(format!("net {j} queues: {e:?}")))?;
-            }
-            let transport = Arc::new(Mutex::new(transport));
-            mmio.insert(addr, MMIO_DEVICE_SIZE, transport.clone())?;
+            let transport = attach_virtio(
+                &fd,
+                &mut mmio,
+                &mem,
+                addr,
+                dev.clone(),
+                irq,
+                evts,
+                saved.map(|(t, _)| t),
+                &format!("net {j}"),
+            )?;
             nets.push(NetDev {
                 net: dev,
                 transport,
@@ -384,22 +417,19 @@ impl Vm {
                 None => Rng::new(irq.clone()),
             }
             .map_err(VmError::EventFd)?;
-            let notify = dev.queue_evt.try_clone().map_err(VmError::EventFd)?;
-            fd.register_ioevent(
-                &notify,
-                &IoEventAddress::Mmio(addr + QUEUE_NOTIFY),
-                NoDatamatch,
-            )
-            .map_err(ioctl("KVM_IOEVENTFD"))?;
+            let evts = vec![dev.queue_evt.try_clone().map_err(VmError::EventFd)?];
             let dev = Arc::new(Mutex::new(dev));
-            let mut transport = MmioTransport::new(dev.clone(), mem.clone(), irq, vec![notify]);
-            if let Some((t, _)) = saved {
-                transport
-                    .restore(t)
-                    .map_err(|e| VmError::Mismatch(format!("rng queues: {e:?}")))?;
-            }
-            let transport = Arc::new(Mutex::new(transport));
-            mmio.insert(addr, MMIO_DEVICE_SIZE, transport.clone())?;
+            let transport = attach_virtio(
+                &fd,
+                &mut mmio,
+                &mem,
+                addr,
+                dev.clone(),
+                irq,
+                evts,
+                saved.map(|(t, _)| t),
+                "rng",
+            )?;
             rng = Some(RngDev {
                 rng: dev,
                 transport,
@@ -425,25 +455,23 @@ impl Vm {
                 Some((_, v)) => Vsock::restore(v, &uds, &mem, irq.clone())?,
                 None => Vsock::new(u64::from(vc.cid), &uds, irq.clone())?,
             };
-            let notify = IoEventAddress::Mmio(addr + QUEUE_NOTIFY);
             let evts = [&dev.rx_evt, &dev.tx_evt, &dev.ev_evt]
                 .iter()
                 .map(|e| e.try_clone())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(VmError::EventFd)?;
-            for (q, e) in evts.iter().enumerate() {
-                fd.register_ioevent(e, &notify, q as u32)
-                    .map_err(ioctl("KVM_IOEVENTFD"))?;
-            }
             let dev = Arc::new(Mutex::new(dev));
-            let mut transport = MmioTransport::new(dev.clone(), mem.clone(), irq, evts);
-            if let Some((t, _)) = saved {
-                transport
-                    .restore(t)
-                    .map_err(|e| VmError::Mismatch(format!("vsock queues: {e:?}")))?;
-            }
-            let transport = Arc::new(Mutex::new(transport));
-            mmio.insert(addr, MMIO_DEVICE_SIZE, transport.clone())?;
+            let transport = attach_virtio(
+                &fd,
+                &mut mmio,
+                &mem,
+                addr,
+                dev.clone(),
+                irq,
+                evts,
+                saved.map(|(t, _)| t),
+                "vsock",
+            )?;
             vsock = Some(VsockDev {
                 vsock: dev,
                 transport,
