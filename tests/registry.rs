@@ -50,23 +50,21 @@ fn blob_monolithic_get_head_range_delete() {
         .expect("test value");
     assert_eq!(r.status().as_u16(), 416);
     // Another repository does not see the blob.
-    let (s, code) = status_code(
-        c.get(reg.url(&format!("/v2/lib/other/blobs/{d}")))
-            .send()
-            .expect("test value"),
+    expect_error(
+        c.get(reg.url(&format!("/v2/lib/other/blobs/{d}"))),
+        404,
+        "BLOB_UNKNOWN",
     );
-    assert_eq!((s, code.as_str()), (404, "BLOB_UNKNOWN"));
     let r = c
         .delete(reg.url(&format!("/v2/lib/blob/blobs/{d}")))
         .send()
         .expect("test value");
     assert_eq!(r.status().as_u16(), 202);
-    let (s, code) = status_code(
-        c.get(reg.url(&format!("/v2/lib/blob/blobs/{d}")))
-            .send()
-            .expect("test value"),
+    expect_error(
+        c.get(reg.url(&format!("/v2/lib/blob/blobs/{d}"))),
+        404,
+        "BLOB_UNKNOWN",
     );
-    assert_eq!((s, code.as_str()), (404, "BLOB_UNKNOWN"));
 }
 
 #[test]
@@ -154,13 +152,12 @@ fn wrong_digest_is_digest_invalid_and_nothing_is_stored() {
         "upload files left after a refused upload: {uploads:?}"
     );
     // Malformed digests are refused too.
-    let (s, code) = status_code(
+    expect_error(
         c.post(reg.url("/v2/bad/digest/blobs/uploads/?digest=sha256:../../etc"))
-            .body("x")
-            .send()
-            .expect("test value"),
+            .body("x"),
+        400,
+        "DIGEST_INVALID",
     );
-    assert_eq!((s, code.as_str()), (400, "DIGEST_INVALID"));
 }
 
 #[test]
@@ -216,12 +213,11 @@ fn out_of_order_and_truncated_chunks() {
     assert_eq!(hdr(r.headers(), "range"), "0-9999");
     // Finishing a truncated upload with the full blob's digest: DIGEST_INVALID, no blob.
     let d = sha256(&data);
-    let (s, code) = status_code(
-        c.put(reg.url(&format!("{loc}?digest={d}")))
-            .send()
-            .expect("send request"),
+    expect_error(
+        c.put(reg.url(&format!("{loc}?digest={d}"))),
+        400,
+        "DIGEST_INVALID",
     );
-    assert_eq!((s, code.as_str()), (400, "DIGEST_INVALID"));
     let r = c
         .head(reg.url(&format!("/v2/ooo/blobs/{d}")))
         .send()
@@ -358,18 +354,16 @@ fn manifests_tags_content_negotiation_and_deletes() {
             .as_u16(),
         202
     );
-    let (s, code) = status_code(
-        c.get(reg.url("/v2/app/web/manifests/stable"))
-            .send()
-            .expect("test value"),
+    expect_error(
+        c.get(reg.url("/v2/app/web/manifests/stable")),
+        404,
+        "MANIFEST_UNKNOWN",
     );
-    assert_eq!((s, code.as_str()), (404, "MANIFEST_UNKNOWN"));
-    let (s, code) = status_code(
-        c.delete(reg.url(&format!("/v2/app/web/manifests/{d}")))
-            .send()
-            .expect("test value"),
+    expect_error(
+        c.delete(reg.url(&format!("/v2/app/web/manifests/{d}"))),
+        404,
+        "MANIFEST_UNKNOWN",
     );
-    assert_eq!((s, code.as_str()), (404, "MANIFEST_UNKNOWN"));
 }
 
 #[test]
@@ -547,12 +541,11 @@ fn tags_list_pagination() {
         "no Link on the last page"
     );
     assert_eq!(r.json::<Value>().expect("JSON body")["tags"], json!(["e"]));
-    let (s, code) = status_code(
-        c.get(reg.url("/v2/nothing/here/tags/list"))
-            .send()
-            .expect("send request"),
+    expect_error(
+        c.get(reg.url("/v2/nothing/here/tags/list")),
+        404,
+        "NAME_UNKNOWN",
     );
-    assert_eq!((s, code.as_str()), (404, "NAME_UNKNOWN"));
 }
 
 #[test]

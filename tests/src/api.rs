@@ -33,6 +33,13 @@ pub fn status_code(r: Response) -> (u16, String) {
     (s, error_code(&r.text().unwrap_or_default()))
 }
 
+/// Sends `req` and asserts the response's status and distribution-spec error code.
+#[track_caller]
+pub fn expect_error(req: reqwest::blocking::RequestBuilder, status: u16, code: &str) {
+    let (s, c) = status_code(req.send().expect("send request"));
+    assert_eq!((s, c.as_str()), (status, code));
+}
+
 /// Pushes a blob monolithically (`POST ?digest=`), asserting 201.
 pub fn push_blob(c: &Client, reg: &Registry, repo: &str, data: &[u8]) -> String {
     let d = sha256(data);
