@@ -9,7 +9,15 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 /// Reads and parses a JSON document, reporting the path of the field that failed to parse.
+///
+/// The document is parsed plainly first; only a document that fails is parsed again with
+/// `serde_path_to_error` to find the field. The path-tracking parser is a large
+/// monomorphised copy of the config types' deserializers, and keeping it off the common
+/// path keeps its pages out of the runtime's resident set (docs/benchmarks.md).
 pub fn parse_json<T: serde::de::DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T> {
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
