@@ -1051,3 +1051,74 @@ fn cve_2024_21626_cwd_through_a_leaked_fd_cannot_escape() {
         );
     }
 }
+
+/// The line of our mountinfo for `/` (its propagation must not change).
+fn our_root_mount_line() -> String {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn without_a_mount_namespace_the_container_shares_ours_and_delete_unmounts() {
+    // config-linux.md: a namespace type that is not listed is inherited. The container's
+    // mounts land in our namespace, under its rootfs; delete must take them away again.
+    let b = Bundle::new("nomntns")
+        .args(&["sleep", "100"])
+        .with(|c| drop_namespace(c, "mount"));
+    fs::write(b.rootfs().join("marker"), "inside\n").expect("marker");
+    let rootfs = fs::canonicalize(b.rootfs()).expect("rootfs");
+    let under = || -> Vec<String> {
+        host_mounts()
+            .into_iter()
+            .map(|m| m.mount_point)
+            .filter(|p| std::path::Path::new(p).starts_with(&rootfs))
+            .collect()
+    };
+    assert_eq!(under(), Vec::<String>::new(), "mounts before create");
+    let root_before = our_root_mount_line();
+    b.create().ok();
+    b.start().ok();
+    let during = under();
+    assert!(
+        during.iter().any(|p| p.ends_with("/proc")),
+        "the container's /proc is not a mount in our namespace: {during:?}"
+    );
+    let ours = fs::read_link("/proc/self/ns/mnt").expect("our mnt ns");
+    let out = b.exec(&["sh", "-c", "readlink /proc/self/ns/mnt; cat /marker"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("{}\ninside\n", ours.display()),
+        "exec is not in our mount namespace chrooted into the rootfs: {out}"
+    );
+    b.kill("KILL").ok();
+    b.wait_status("stopped", WAIT);
+    b.delete().ok();
+    assert_eq!(under(), Vec::<String>::new(), "mounts left after delete");
+    assert_eq!(
+        our_root_mount_line(),
+        root_before,
+        "our / changed propagation"
+    );
+    assert_no_leftovers(&b, &b.id, None);
+
+    // A create that fails half-way (a bind of a missing source after the default mounts)
+    // leaves none of the mounts it made.
+    let bad = Bundle::new("nomntns-bad")
+        .args(&["true"])
+        .with(|c| drop_namespace(c, "mount"))
+        .mount(json!({"destination": "/mnt", "type": "bind", "source": "/nonexistent-berth-src", "options": ["bind"]}));
+    bad.create().failed();
+    let bad_root = fs::canonicalize(bad.rootfs()).expect("rootfs");
+    let left: Vec<String> = host_mounts()
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| std::path::Path::new(p).starts_with(&bad_root))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "mounts left by a failed create");
+    assert_no_leftovers(&bad, &bad.id, None);
+}

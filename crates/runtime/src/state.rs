@@ -78,6 +78,10 @@ pub struct State {
     pub owner: String,
     /// The spec the container was created with (hooks, namespaces, seccomp for exec).
     pub config: Spec,
+    /// Without a mount namespace of its own: the mounts its setup made in ours, removed
+    /// at delete (see container/host_mounts.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_mounts: Vec<crate::container::host_mounts::HostMount>,
 }
 
 impl State {

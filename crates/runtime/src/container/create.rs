@@ -3,6 +3,7 @@
 //! `clone3(CLONE_INTO_CGROUP)` on cgroup v2 hosts.
 
 use crate::config;
+use crate::container::host_mounts::{self, HostMount};
 use crate::error::{config_err, Context, Error, Result};
 use crate::process::init::{self, InitCtx};
 use crate::process::sync::{self, Msg};
@@ -48,6 +49,8 @@ struct Cleanup<'a> {
     id: String,
     cgroup: Option<Box<dyn CgroupManager>>,
     child: Option<Pid>,
+    /// Without a mount namespace: the rootfs and the mounts below it before the init ran.
+    host_mounts: Option<(PathBuf, Vec<HostMount>)>,
     armed: bool,
 }
 
@@ -59,6 +62,9 @@ impl Drop for Cleanup<'_> {
         if let Some(pid) = self.child {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some((rootfs, before)) = &self.host_mounts {
+            host_mounts::unmount(&host_mounts::added_since(rootfs, before));
         }
         if let Some(cg) = &self.cgroup {
             let _ = cg.kill_all(libc::SIGKILL);
@@ -106,15 +112,10 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         ));
     }
     let namespaces = linux.namespaces().clone().unwrap_or_default();
-    if !namespaces
+    // Not listed: the container shares our mount namespace (config-linux.md).
+    let shared_mnt = !namespaces
         .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::Mount)
-    {
-        return Err(config_err(
-            "linux.namespaces",
-            "a mount namespace is required",
-        ));
-    }
+        .any(|n| n.typ() == LinuxNamespaceType::Mount);
     // In a pid namespace of its own the init is invisible to every other process until it
     // has exec'd the container's program; otherwise it must not run from our binary.
     if !namespaces
@@ -170,6 +171,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         id: o.id.clone(),
         cgroup: None,
         child: None,
+        host_mounts: shared_mnt.then(|| (rootfs.clone(), host_mounts::under(&rootfs))),
         armed: true,
     };
     let cg = crate::container::manager_for_spec(&spec, &o.id)?;
@@ -285,6 +287,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
                 cgroup_paths,
                 cgroup_unified: unified,
                 no_pivot: o.no_pivot,
+                shared_mnt,
                 preserve_fds: o.preserve_fds,
                 no_new_keyring: o.no_new_keyring,
                 seccomp_listener,
@@ -334,6 +337,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         created: state::now_rfc3339(),
         owner: String::new(),
         config: Spec::default(),
+        host_mounts: Vec::new(),
     };
     // Hooks see the config's annotations (state.md) from the first one on.
     st.config = spec;
@@ -369,6 +373,9 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
             }
             None => return Err(Error::Init("container process exited during setup".into())),
         }
+    }
+    if let Some((rootfs, before)) = &guard.host_mounts {
+        st.host_mounts = host_mounts::added_since(rootfs, before);
     }
     st.pid_start = state::process_start_time(pid.as_raw())
         .ok_or_else(|| Error::Init("container process exited during setup".into()))?;

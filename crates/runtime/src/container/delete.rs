@@ -48,6 +48,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     if cg.pids().is_ok_and(|p| !p.is_empty()) {
         let _ = cg.kill_all(libc::SIGKILL);
     }
+    super::host_mounts::unmount(&st.host_mounts);
     let hooks = st.config.hooks().as_ref();
     crate::hooks::run_all_warn(
         "poststop",

@@ -167,6 +167,20 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
             ));
         }
     }
+    // A container in our mount namespace has only its chroot to enter.
+    let root = if types.contains(&LinuxNamespaceType::Mount) {
+        None
+    } else {
+        let path = format!("/proc/{}/root", st.pid);
+        Some(OwnedFd::from(
+            std::os::unix::fs::OpenOptionsExt::custom_flags(
+                std::fs::OpenOptions::new().read(true),
+                libc::O_PATH | libc::O_DIRECTORY,
+            )
+            .open(&path)
+            .ctx(|| format!("open {path}"))?,
+        ))
+    };
     let procs = super::cgroup_of(&st)?.procs_files();
     let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
     let personality = st
@@ -213,6 +227,7 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
                 personality: personality.as_ref(),
                 preserve_fds: o.preserve_fds,
                 listener: listener.map(|l| (l, state_doc)),
+                root: root.as_ref(),
             });
             let _ = child_ch.send(&Msg::Failed(err.to_string()));
             std::process::exit(127);
@@ -252,6 +267,8 @@ struct ChildCtx<'a> {
     preserve_fds: i32,
     /// The seccomp agent's socket and the container state to send it.
     listener: Option<(OwnedFd, serde_json::Value)>,
+    /// The container's root, when it shares our mount namespace.
+    root: Option<&'a OwnedFd>,
 }
 
 fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
@@ -264,6 +281,7 @@ fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
         personality,
         preserve_fds,
         listener,
+        root,
     } = c;
     nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     // Our pid as the host sees it, while /proc is still the host's.
@@ -278,6 +296,11 @@ fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
         if !matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
             nix::sched::setns(fd, *flag).ctx(|| format!("join {} namespace", ns_file(*t)))?;
         }
+    }
+    if let Some(root) = root {
+        nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(root))
+            .ctx(|| "chdir to the container's root".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot to the container's root".into())?;
     }
     finalize::enter_cwd(p.cwd(), false)?;
     if let Some(sock) = &console {

@@ -4,6 +4,7 @@
 pub mod create;
 pub mod delete;
 pub mod exec;
+pub mod host_mounts;
 pub mod kill;
 pub mod list;
 pub mod pause;

@@ -39,6 +39,8 @@ pub struct InitCtx<'a> {
     pub cgroup_paths: BTreeMap<String, PathBuf>,
     pub cgroup_unified: bool,
     pub no_pivot: bool,
+    /// No mount namespace of its own: mount in the runtime's and chroot (host_mounts.rs).
+    pub shared_mnt: bool,
     pub preserve_fds: i32,
     pub no_new_keyring: bool,
     /// Connected `linux.seccomp.listenerPath`, when the profile notifies an agent.
@@ -179,7 +181,11 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
 
     // Stage 3: the rootfs.
     let rootfs = ctx.rootfs;
-    rootfs::prepare_root(rootfs, linux.rootfs_propagation().as_deref())?;
+    rootfs::prepare_root(
+        rootfs,
+        linux.rootfs_propagation().as_deref(),
+        ctx.shared_mnt,
+    )?;
     let root: OwnedFd = std::fs::File::open(rootfs)
         .ctx(|| format!("open rootfs {}", rootfs.display()))?
         .into();
@@ -236,7 +242,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         &hook_state(ctx, own_pid, "creating"),
     )?;
     drop(root);
-    rootfs::pivot(rootfs, ctx.no_pivot)?;
+    rootfs::pivot(rootfs, ctx.no_pivot, ctx.shared_mnt)?;
 
     // Stage 4: finish the container from the inside.
     if let Some(p) = linux.rootfs_propagation() {

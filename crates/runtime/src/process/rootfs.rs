@@ -440,14 +440,20 @@ fn mount_cgroup(ctx: &MountCtx<'_>, dest: &Path, opts: &MountOpts, index: usize)
 
 /// Prepares the mount namespace before any mount: nothing propagates back to the host, and
 /// the rootfs becomes a mount point of its own (pivot_root needs one).
-pub fn prepare_root(rootfs: &Path, propagation: Option<&str>) -> Result<()> {
+///
+/// In the runtime's own mount namespace (`shared`) the host's propagation is left alone;
+/// only the rootfs bind is made private, so the container's mounts below it reach no
+/// other namespace.
+pub fn prepare_root(rootfs: &Path, propagation: Option<&str>, shared: bool) -> Result<()> {
     let root_flag = match propagation {
         Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    mnt(None::<&str>, Path::new("/"), None, root_flag, None, || {
-        "make / a slave mount".into()
-    })?;
+    if !shared {
+        mnt(None::<&str>, Path::new("/"), None, root_flag, None, || {
+            "make / a slave mount".into()
+        })?;
+    }
     mnt(
         Some(rootfs),
         rootfs,
@@ -455,12 +461,24 @@ pub fn prepare_root(rootfs: &Path, propagation: Option<&str>) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
         || format!("bind rootfs {}", rootfs.display()),
-    )
+    )?;
+    if shared {
+        mnt(
+            None::<&str>,
+            rootfs,
+            None,
+            MsFlags::MS_PRIVATE,
+            None,
+            || format!("make rootfs {} private", rootfs.display()),
+        )?;
+    }
+    Ok(())
 }
 
 /// Switches the root to the rootfs: pivot_root(".", ".") then a lazy unmount of the old root
-/// stacked below, as crun and runc do; or MS_MOVE + chroot for `--no-pivot`.
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// stacked below, as crun and runc do; or MS_MOVE + chroot for `--no-pivot`; or only
+/// chroot in the runtime's mount namespace (`shared`), whose root must not move.
+pub fn pivot(rootfs: &Path, no_pivot: bool, shared: bool) -> Result<()> {
     let new = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
@@ -475,7 +493,9 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         .open("/")
         .ctx(|| "open old root".into())?;
     nix::unistd::fchdir(new.as_raw_fd()).ctx(|| "chdir to rootfs".into())?;
-    if no_pivot {
+    if shared {
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else if no_pivot {
         mnt(
             Some("."),
             Path::new("/"),
