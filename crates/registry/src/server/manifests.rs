@@ -27,6 +27,16 @@ fn reference(s: &str) -> ApiResult<Reference> {
     })
 }
 
+/// The reference of a pull or delete. spec.md "Pulling manifests": a manifest that is not
+/// in the repository is 404 Not Found — and a tag outside the tag grammar can never have
+/// been pushed, so it names no manifest (only a malformed *digest* is a 400).
+fn existing_reference(name: &Name, raw: &str) -> ApiResult<Reference> {
+    match Reference::parse(raw) {
+        Err(crate::reference::RefError::Tag(_)) => Err(unknown(name, raw)),
+        _ => reference(raw),
+    }
+}
+
 fn unknown(name: &Name, r: &str) -> ApiError {
     ApiError::new(
         Code::ManifestUnknown,
@@ -76,7 +86,7 @@ pub async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult<Response> {
-    let r = reference(raw)?;
+    let r = existing_reference(name, raw)?;
     // Three small reads (tag, link, manifest of at most 4 MiB, usually a few KB) served
     // from the page cache: done on the worker, as a hop to the blocking pool would cost
     // more than the reads and lengthens the latency tail under load.
@@ -338,7 +348,7 @@ pub async fn put(
 }
 
 pub async fn delete(st: &Shared, name: &Name, raw: &str) -> ApiResult<Response> {
-    let r = reference(raw)?;
+    let r = existing_reference(name, raw)?;
     let (st2, name2, raw2) = (st.clone(), name.clone(), raw.to_string());
     blocking(move || {
         match r {
