@@ -7,6 +7,7 @@
 //! the tag; deleting by digest removes the manifest and the tags that named it.
 
 use super::error::{ApiError, ApiResult, Code};
+use super::storage::both;
 use super::{blocking, header_str, read_body_capped, BodySlot, Shared, MAX_MANIFEST};
 use crate::media;
 use crate::reference::{Algorithm, Digest, Name, Reference};
@@ -315,14 +316,24 @@ pub async fn put(
                 ));
             }
         }
-        st2.store.put_blob_bytes(&d2, &bytes)?;
-        st2.store.put_manifest_link(&name2, &d2, &mt2)?;
-        if let (Some(s), Some(desc)) = (&refs.subject, &desc) {
-            st2.store.add_referrer(&name2, s, &d2, desc.as_bytes())?;
-        }
-        if let Reference::Tag(t) = &r {
-            st2.store.set_tag(&name2, t, &d2)?;
-        }
+        // The manifest's bytes and its link are independent durable writes (a link
+        // whose blob is not there yet reads as unknown), so their fsyncs overlap; the
+        // tag and the referrer entry name the manifest and come only after both.
+        let store = &st2.store;
+        both(
+            || store.put_blob_bytes(&d2, &bytes),
+            || store.put_manifest_link(&name2, &d2, &mt2),
+        )?;
+        both(
+            || match (&refs.subject, &desc) {
+                (Some(s), Some(desc)) => store.add_referrer(&name2, s, &d2, desc.as_bytes()),
+                _ => Ok(()),
+            },
+            || match &r {
+                Reference::Tag(t) => store.set_tag(&name2, t, &d2),
+                Reference::Digest(_) => Ok(()),
+            },
+        )?;
         Ok(())
     })
     .await?;

@@ -30,6 +30,22 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Runs two independent durable writes at once (each is mostly an fsync's wait), and
+/// fails if either failed.
+pub fn both(
+    a: impl FnOnce() -> io::Result<()> + Send,
+    b: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    std::thread::scope(|s| {
+        let a = s.spawn(a);
+        let rb = b();
+        let ra = a
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("durable write thread panicked")));
+        ra.and(rb)
+    })
+}
+
 /// Writes `data` to `path` atomically and durably.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path
@@ -109,9 +125,13 @@ impl Storage {
         }
     }
 
-    /// Makes the verified file `tmp` the blob `d`. If another push committed the same
-    /// content first, the rename replaces identical bytes, which is harmless.
-    pub fn commit_blob(&self, tmp: &Path, d: &Digest) -> io::Result<()> {
+    /// Makes the verified file `tmp` the blob `d` and links it into `repo`. If another
+    /// push committed the same content first, the rename replaces identical bytes, which
+    /// is harmless. The link is made only after the rename (a concurrent GC drops links
+    /// whose blob is missing), but its fsync and the blob directory's run at once: the
+    /// link counts only while the blob exists ([`Storage::blob_in_repo`]), so a crash
+    /// between the two leaves nothing a client was told exists.
+    pub fn commit_blob(&self, tmp: &Path, d: &Digest, repo: &Name) -> io::Result<()> {
         fs::File::open(tmp)?.sync_all()?;
         let dst = self.blob_path(d);
         let dir = dst
@@ -121,7 +141,7 @@ impl Storage {
         // The renamed file keeps the fresh mtime of its writing, which a concurrent GC
         // reads as "in use".
         fs::rename(tmp, &dst)?;
-        fsync_dir(dir)
+        both(|| fsync_dir(dir), || self.link_blob(repo, d))
     }
 
     /// Stores small content (a manifest) as a blob.
