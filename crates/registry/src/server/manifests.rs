@@ -10,6 +10,7 @@ use super::error::{ApiError, ApiResult, Code};
 use super::storage::both;
 use super::{blocking, header_str, read_body_capped, BodySlot, Shared, MAX_MANIFEST};
 use crate::media;
+use crate::reference::parse_digest;
 use crate::reference::{Algorithm, Digest, Name, Reference};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -133,7 +134,7 @@ fn desc_digest(v: &Value, field: &str) -> ApiResult<Digest> {
         .get("digest")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid(format!("{field}.digest is missing")))?;
-    Digest::parse(s).map_err(|e| invalid(format!("{field}.digest: {e}")))
+    parse_digest(s).map_err(|e| invalid(format!("{field}.digest: {e}")))
 }
 
 /// A descriptor's `size`, when it has one.
@@ -276,7 +277,7 @@ pub async fn put(
         Reference::Digest(d) => d.algorithm(),
         Reference::Tag(_) => Algorithm::Sha256,
     };
-    let d = alg.digest(&bytes);
+    let d = Digest::of(alg, &bytes);
     if let Reference::Digest(want) = &r {
         if *want != d {
             return Err(ApiError::new(
@@ -424,7 +425,7 @@ mod tests {
 
     #[test]
     fn references_of_an_image_manifest() {
-        let d = Algorithm::Sha256.digest(b"x").to_string();
+        let d = Digest::of(Algorithm::Sha256, b"x").to_string();
         let v = serde_json::json!({
             "schemaVersion": 2,
             "config": {"mediaType": "a", "digest": d, "size": 1},

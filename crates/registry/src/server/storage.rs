@@ -15,6 +15,7 @@
 //! rename → fsync of the directory, so a crash leaves the old or the new value, never a torn
 //! one; a blob is renamed into `blobs/` only after its digest verified.
 
+use crate::reference::parse_digest;
 use crate::reference::{Digest, Name};
 use std::fs;
 use std::io::{self, Write};
@@ -103,7 +104,7 @@ impl Storage {
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         self.root
             .join("blobs")
-            .join(d.algorithm().as_str())
+            .join(d.algorithm().name())
             .join(&d.hex()[..2])
             .join(d.hex())
     }
@@ -169,7 +170,7 @@ impl Storage {
     fn layer_link(&self, name: &Name, d: &Digest) -> PathBuf {
         self.repo_dir(name)
             .join("_layers")
-            .join(d.algorithm().as_str())
+            .join(d.algorithm().name())
             .join(d.hex())
     }
 
@@ -203,7 +204,7 @@ impl Storage {
     fn manifest_link(&self, name: &Name, d: &Digest) -> PathBuf {
         self.repo_dir(name)
             .join("_manifests")
-            .join(d.algorithm().as_str())
+            .join(d.algorithm().name())
             .join(d.hex())
     }
 
@@ -227,7 +228,7 @@ impl Storage {
         let base = self.repo_dir(name).join("_manifests");
         for alg in read_dir_names(&base)? {
             for hex in read_dir_names(&base.join(&alg))? {
-                if let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) {
+                if let Ok(d) = parse_digest(&format!("{alg}:{hex}")) {
                     out.push(d);
                 }
             }
@@ -241,7 +242,7 @@ impl Storage {
         let base = self.repo_dir(name).join("_layers");
         for alg in read_dir_names(&base)? {
             for hex in read_dir_names(&base.join(&alg))? {
-                if let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) {
+                if let Ok(d) = parse_digest(&format!("{alg}:{hex}")) {
                     out.push(d);
                 }
             }
@@ -259,7 +260,7 @@ impl Storage {
 
     pub fn get_tag(&self, name: &Name, tag: &str) -> io::Result<Option<Digest>> {
         Ok(read_opt(&self.tag_path(name, tag))?
-            .and_then(|b| Digest::parse(String::from_utf8_lossy(&b).trim()).ok()))
+            .and_then(|b| parse_digest(String::from_utf8_lossy(&b).trim()).ok()))
     }
 
     pub fn delete_tag(&self, name: &Name, tag: &str) -> io::Result<bool> {
@@ -282,7 +283,7 @@ impl Storage {
     fn referrers_dir(&self, name: &Name, subject: &Digest) -> PathBuf {
         self.repo_dir(name)
             .join("_referrers")
-            .join(subject.algorithm().as_str())
+            .join(subject.algorithm().name())
             .join(subject.hex())
     }
 
@@ -295,7 +296,7 @@ impl Storage {
     ) -> io::Result<()> {
         let p = self.referrers_dir(name, subject).join(format!(
             "{}-{}",
-            referrer.algorithm().as_str(),
+            referrer.algorithm().name(),
             referrer.hex()
         ));
         write_atomic(&p, descriptor)
@@ -309,7 +310,7 @@ impl Storage {
     ) -> io::Result<()> {
         let p = self.referrers_dir(name, subject).join(format!(
             "{}-{}",
-            referrer.algorithm().as_str(),
+            referrer.algorithm().name(),
             referrer.hex()
         ));
         not_found_ok(fs::remove_file(p)).map(|_| ())

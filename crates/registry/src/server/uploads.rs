@@ -9,6 +9,7 @@
 
 use super::error::{ApiError, ApiResult, Code};
 use super::{blocking, digest, header_str, Access, BodySlot, Shared};
+use crate::reference::parse_digest;
 use crate::reference::{Algorithm, Digest, Name};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -401,7 +402,7 @@ async fn commit(st: &Shared, up: &mut Upload, d: &Digest) -> ApiResult<()> {
         Algorithm::Sha256 => {
             let h = std::mem::take(&mut up.sha256);
             let hex = crate::reference::hex(&h.finalize());
-            Digest::parse(&format!("sha256:{hex}")).map_err(ApiError::internal)?
+            parse_digest(&format!("sha256:{hex}")).map_err(ApiError::internal)?
         }
         Algorithm::Sha512 => {
             let data = data.clone();
@@ -417,7 +418,7 @@ async fn commit(st: &Shared, up: &mut Upload, d: &Digest) -> ApiResult<()> {
                     h.update(&buf[..n]);
                 }
                 let hex = crate::reference::hex(&h.finalize());
-                Digest::parse(&format!("sha512:{hex}")).map_err(ApiError::internal)
+                parse_digest(&format!("sha512:{hex}")).map_err(ApiError::internal)
             })
             .await?
         }
