@@ -483,6 +483,35 @@ fn manifest_bad_input() {
     assert_eq!((s, code.as_str()), (400, "MANIFEST_INVALID"));
 }
 
+/// spec.md "Pulling manifests": "If the manifest is not found in the repository, the
+/// response code MUST be `404 Not Found`." A reference outside the tag grammar can never
+/// have been pushed, so it names no manifest: the conformance suite pulls
+/// `.INVALID_MANIFEST_NAME` and expects 404 (berth answered 400 MANIFEST_INVALID). Only a
+/// malformed digest stays a 400.
+#[test]
+fn pull_of_a_reference_outside_the_tag_grammar_is_not_found() {
+    let reg = Registry::start(&[]);
+    let c = client();
+    let d = push_image(&c, &reg, "lib/notag", "v1", 11);
+    let bad = reg.url("/v2/lib/notag/manifests/.INVALID_MANIFEST_NAME");
+    expect_error(c.get(&bad), 404, "MANIFEST_UNKNOWN");
+    let r = c.head(&bad).send().expect("HEAD manifest");
+    assert_eq!(r.status().as_u16(), 404);
+    expect_error(c.delete(&bad), 404, "MANIFEST_UNKNOWN");
+    expect_error(
+        c.get(reg.url("/v2/lib/notag/manifests/sha256:totallywrong")),
+        400,
+        "DIGEST_INVALID",
+    );
+    // The repository itself is untouched: its tag still resolves to the manifest.
+    let r = c
+        .head(reg.url("/v2/lib/notag/manifests/v1"))
+        .send()
+        .expect("HEAD manifest");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(hdr(r.headers(), "docker-content-digest"), d);
+}
+
 #[test]
 fn tags_list_pagination() {
     let reg = Registry::start(&[]);

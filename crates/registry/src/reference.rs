@@ -2,7 +2,6 @@
 //! through these types first, so no `..`, `/` or other byte outside the grammars below
 //! ever reaches the filesystem.
 
-use sha2::{Digest as _, Sha256, Sha512};
 use std::fmt;
 
 /// A repository name, checked against the grammar of spec.md ("Pulling manifests"):
@@ -99,96 +98,34 @@ pub fn valid_tag(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
-/// A digest algorithm the registry can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Algorithm {
-    Sha256,
-    Sha512,
-}
+/// Digests are `berth-content`'s (one type for the image store and the registry: sha256
+/// and sha512, lower-case hex of the full length).
+pub use content::{Algorithm, Digest};
 
-impl Algorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::Sha256 => "sha256",
-            Algorithm::Sha512 => "sha512",
-        }
+/// Parses `ALG:HEX` as a request or a document gives it. A well-formed digest of an
+/// algorithm we do not implement is [`RefError::Algorithm`] (answered as UNSUPPORTED),
+/// anything else that is not a sha256/sha512 digest [`RefError::Digest`].
+pub fn parse_digest(s: &str) -> Result<Digest, RefError> {
+    let (alg, encoded) = s
+        .split_once(':')
+        .ok_or_else(|| RefError::Digest(s.to_string()))?;
+    // spec.md / image-spec descriptor grammar: algorithm-component [a-z0-9]+ joined by
+    // [+._-]; encoded [a-zA-Z0-9=_-]+.
+    let alg_ok = !alg.is_empty()
+        && alg
+            .bytes()
+            .all(|c| is_alnum(c) || matches!(c, b'+' | b'.' | b'_' | b'-'));
+    let encoded_ok = !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'));
+    if !alg_ok || !encoded_ok {
+        return Err(RefError::Digest(s.to_string()));
     }
-
-    fn hex_len(self) -> usize {
-        match self {
-            Algorithm::Sha256 => 64,
-            Algorithm::Sha512 => 128,
-        }
+    if !matches!(alg, "sha256" | "sha512") {
+        return Err(RefError::Algorithm(alg.to_string()));
     }
-
-    /// The digest of `data` with this algorithm.
-    pub fn digest(self, data: &[u8]) -> Digest {
-        let hex = match self {
-            Algorithm::Sha256 => hex(&Sha256::digest(data)),
-            Algorithm::Sha512 => hex(&Sha512::digest(data)),
-        };
-        Digest { alg: self, hex }
-    }
-}
-
-/// A verified-shape digest (`sha256:` + 64 lower-case hex, or `sha512:` + 128).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest {
-    alg: Algorithm,
-    hex: String,
-}
-
-impl Digest {
-    /// Parses `ALG:HEX`. A well-formed digest of an algorithm we do not implement is
-    /// [`RefError::Algorithm`] (answered as UNSUPPORTED), anything else [`RefError::Digest`].
-    pub fn parse(s: &str) -> Result<Digest, RefError> {
-        let (alg, hexpart) = s
-            .split_once(':')
-            .ok_or_else(|| RefError::Digest(s.to_string()))?;
-        // spec.md / image-spec descriptor grammar: algorithm-component [a-z0-9]+ joined by
-        // [+._-]; encoded [a-zA-Z0-9=_-]+.
-        let alg_ok = !alg.is_empty()
-            && alg
-                .bytes()
-                .all(|c| is_alnum(c) || matches!(c, b'+' | b'.' | b'_' | b'-'));
-        let hex_ok = !hexpart.is_empty()
-            && hexpart
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'));
-        if !alg_ok || !hex_ok {
-            return Err(RefError::Digest(s.to_string()));
-        }
-        let alg = match alg {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            other => return Err(RefError::Algorithm(other.to_string())),
-        };
-        if hexpart.len() != alg.hex_len()
-            || !hexpart
-                .bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-        {
-            return Err(RefError::Digest(s.to_string()));
-        }
-        Ok(Digest {
-            alg,
-            hex: hexpart.to_string(),
-        })
-    }
-
-    pub fn algorithm(&self) -> Algorithm {
-        self.alg
-    }
-
-    pub fn hex(&self) -> &str {
-        &self.hex
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.alg.as_str(), self.hex)
-    }
+    s.parse().map_err(|_| RefError::Digest(s.to_string()))
 }
 
 /// Lower-case hex of bytes.
@@ -212,7 +149,7 @@ pub enum Reference {
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference, RefError> {
         if s.contains(':') {
-            Digest::parse(s).map(Reference::Digest)
+            parse_digest(s).map(Reference::Digest)
         } else if valid_tag(s) {
             Ok(Reference::Tag(s.to_string()))
         } else {
@@ -248,19 +185,19 @@ mod tests {
 
     #[test]
     fn digests() {
-        let d = Algorithm::Sha256.digest(b"");
+        let d = Digest::of(Algorithm::Sha256, b"");
         assert_eq!(
             d.to_string(),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        assert_eq!(Digest::parse(&d.to_string()), Ok(d));
-        assert!(Digest::parse("sha256:../../etc").is_err());
-        assert!(Digest::parse("sha256:ABC").is_err());
+        assert_eq!(parse_digest(&d.to_string()), Ok(d));
+        assert!(parse_digest("sha256:../../etc").is_err());
+        assert!(parse_digest("sha256:ABC").is_err());
         assert!(matches!(
-            Digest::parse("md5:abc"),
+            parse_digest("md5:abc"),
             Err(RefError::Algorithm(_))
         ));
-        let d = Algorithm::Sha512.digest(b"x");
-        assert_eq!(Digest::parse(&d.to_string()), Ok(d));
+        let d = Digest::of(Algorithm::Sha512, b"x");
+        assert_eq!(parse_digest(&d.to_string()), Ok(d));
     }
 }

@@ -143,7 +143,7 @@ impl StoreView {
         let view = StoreView::empty(g, "push")?;
         let desc = Descriptor {
             media_type,
-            digest: registry::reference::Digest::parse(&digest.to_string())?,
+            digest,
             size: manifest.len() as u64,
         };
         Layout::new(&view.dir).add_ref(&desc, "image")?;

@@ -3,6 +3,7 @@
 //! `org.opencontainers.image.ref.name` annotation of their `index.json` entry.
 
 use crate::media;
+use crate::reference::parse_digest;
 use crate::reference::{Algorithm, Digest};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -56,7 +57,7 @@ impl Descriptor {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            digest: Digest::parse(digest).map_err(|e| bad(e.to_string()))?,
+            digest: parse_digest(digest).map_err(|e| bad(e.to_string()))?,
             size: v
                 .get("size")
                 .and_then(Value::as_u64)
@@ -81,7 +82,7 @@ impl Layout {
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         self.dir
             .join("blobs")
-            .join(d.algorithm().as_str())
+            .join(d.algorithm().name())
             .join(d.hex())
     }
 
@@ -235,5 +236,5 @@ pub fn manifest_media_type(bytes: &[u8]) -> String {
 
 /// The digest of `bytes` with `alg`.
 pub fn digest_of(alg: Algorithm, bytes: &[u8]) -> Digest {
-    alg.digest(bytes)
+    Digest::of(alg, bytes)
 }

@@ -9,6 +9,7 @@ pub mod layout;
 pub mod transfer;
 
 use crate::media;
+use crate::reference::parse_digest;
 use crate::reference::{Algorithm, Digest, Name, Reference};
 use layout::Descriptor;
 use reqwest::header::{
@@ -85,7 +86,7 @@ impl ImageRef {
             return Err(bad());
         }
         let (path, reference) = if let Some((p, d)) = rest.split_once('@') {
-            (p, Reference::Digest(Digest::parse(d).map_err(|_| bad())?))
+            (p, Reference::Digest(parse_digest(d).map_err(|_| bad())?))
         } else {
             match rest.rsplit_once(':') {
                 Some((p, t)) if !t.contains('/') => (p, Reference::parse(t).map_err(|_| bad())?),
@@ -626,7 +627,7 @@ impl Registry {
             Algorithm::Sha256 => crate::reference::hex(&h256.finalize()),
             Algorithm::Sha512 => crate::reference::hex(&h512.finalize()),
         };
-        let actual = Digest::parse(&format!("{}:{hex}", desc.digest.algorithm().as_str()))
+        let actual = parse_digest(&format!("{}:{hex}", desc.digest.algorithm().name()))
             .map_err(|_| ClientError::BadReference(hex.clone()))?;
         if actual != desc.digest {
             let _ = tokio::fs::remove_file(&tmp).await;
@@ -678,7 +679,7 @@ impl Registry {
             Ok(Reference::Digest(d)) => (d.algorithm(), Some(d)),
             _ => (Algorithm::Sha256, None),
         };
-        let actual = alg.digest(&bytes);
+        let actual = Digest::of(alg, &bytes);
         if let Some(want) = want {
             if want != actual {
                 return Err(ClientError::DigestMismatch {
@@ -753,7 +754,7 @@ mod tests {
         );
         let r = ImageRef::parse("localhost/x").expect("parse");
         assert_eq!(r.reference_str(), "latest");
-        let d = Algorithm::Sha256.digest(b"");
+        let d = Digest::of(Algorithm::Sha256, b"");
         let r = ImageRef::parse(&format!("reg.example:1/x@{d}")).expect("parse");
         assert_eq!(r.reference, Reference::Digest(d));
         assert!(ImageRef::parse("busybox").is_err());

@@ -68,7 +68,7 @@ impl Progress {
 }
 
 fn short(d: &Digest) -> String {
-    format!("{}:{}", d.algorithm().as_str(), &d.hex()[..12])
+    format!("{}:{}", d.algorithm().name(), &d.hex()[..12])
 }
 
 /// Where blobs were seen: registry → digest → repositories.

@@ -9,6 +9,7 @@
 //! Stale uploads (older than a day) are removed too.
 
 use super::storage::Storage;
+use crate::reference::parse_digest;
 use crate::reference::{Digest, Name};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -50,7 +51,7 @@ fn children(bytes: &[u8]) -> Vec<Digest> {
     let mut out = Vec::new();
     let mut push = |d: Option<&Value>| {
         if let Some(d) = d.and_then(|d| d.get("digest")).and_then(Value::as_str) {
-            if let Ok(d) = Digest::parse(d) {
+            if let Ok(d) = parse_digest(d) {
                 out.push(d);
             }
         }
@@ -104,7 +105,7 @@ pub fn run(root: &Path, grace: Duration, dry_run: bool) -> Result<Report, GcErro
         for hh in super::storage::read_dir_names(&blobs.join(&alg)).map_err(walk)? {
             let dir = blobs.join(&alg).join(&hh);
             for hex in super::storage::read_dir_names(&dir).map_err(walk)? {
-                let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) else {
+                let Ok(d) = parse_digest(&format!("{alg}:{hex}")) else {
                     // A temp file a crash left behind (manifests are written through one).
                     let p = dir.join(&hex);
                     let old = std::fs::metadata(&p)

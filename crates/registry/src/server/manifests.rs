@@ -7,8 +7,10 @@
 //! the tag; deleting by digest removes the manifest and the tags that named it.
 
 use super::error::{ApiError, ApiResult, Code};
+use super::storage::both;
 use super::{blocking, header_str, read_body_capped, BodySlot, Shared, MAX_MANIFEST};
 use crate::media;
+use crate::reference::parse_digest;
 use crate::reference::{Algorithm, Digest, Name, Reference};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -25,6 +27,16 @@ fn reference(s: &str) -> ApiResult<Reference> {
             .err()
             .unwrap_or_else(|| ApiError::new(Code::DigestInvalid, e.to_string())),
     })
+}
+
+/// The reference of a pull or delete. spec.md "Pulling manifests": a manifest that is not
+/// in the repository is 404 Not Found — and a tag outside the tag grammar can never have
+/// been pushed, so it names no manifest (only a malformed *digest* is a 400).
+fn existing_reference(name: &Name, raw: &str) -> ApiResult<Reference> {
+    match Reference::parse(raw) {
+        Err(crate::reference::RefError::Tag(_)) => Err(unknown(name, raw)),
+        _ => reference(raw),
+    }
 }
 
 fn unknown(name: &Name, r: &str) -> ApiError {
@@ -76,7 +88,7 @@ pub async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult<Response> {
-    let r = reference(raw)?;
+    let r = existing_reference(name, raw)?;
     // Three small reads (tag, link, manifest of at most 4 MiB, usually a few KB) served
     // from the page cache: done on the worker, as a hop to the blocking pool would cost
     // more than the reads and lengthens the latency tail under load.
@@ -122,7 +134,7 @@ fn desc_digest(v: &Value, field: &str) -> ApiResult<Digest> {
         .get("digest")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid(format!("{field}.digest is missing")))?;
-    Digest::parse(s).map_err(|e| invalid(format!("{field}.digest: {e}")))
+    parse_digest(s).map_err(|e| invalid(format!("{field}.digest: {e}")))
 }
 
 /// A descriptor's `size`, when it has one.
@@ -265,7 +277,7 @@ pub async fn put(
         Reference::Digest(d) => d.algorithm(),
         Reference::Tag(_) => Algorithm::Sha256,
     };
-    let d = alg.digest(&bytes);
+    let d = Digest::of(alg, &bytes);
     if let Reference::Digest(want) = &r {
         if *want != d {
             return Err(ApiError::new(
@@ -305,14 +317,24 @@ pub async fn put(
                 ));
             }
         }
-        st2.store.put_blob_bytes(&d2, &bytes)?;
-        st2.store.put_manifest_link(&name2, &d2, &mt2)?;
-        if let (Some(s), Some(desc)) = (&refs.subject, &desc) {
-            st2.store.add_referrer(&name2, s, &d2, desc.as_bytes())?;
-        }
-        if let Reference::Tag(t) = &r {
-            st2.store.set_tag(&name2, t, &d2)?;
-        }
+        // The manifest's bytes and its link are independent durable writes (a link
+        // whose blob is not there yet reads as unknown), so their fsyncs overlap; the
+        // tag and the referrer entry name the manifest and come only after both.
+        let store = &st2.store;
+        both(
+            || store.put_blob_bytes(&d2, &bytes),
+            || store.put_manifest_link(&name2, &d2, &mt2),
+        )?;
+        both(
+            || match (&refs.subject, &desc) {
+                (Some(s), Some(desc)) => store.add_referrer(&name2, s, &d2, desc.as_bytes()),
+                _ => Ok(()),
+            },
+            || match &r {
+                Reference::Tag(t) => store.set_tag(&name2, t, &d2),
+                Reference::Digest(_) => Ok(()),
+            },
+        )?;
         Ok(())
     })
     .await?;
@@ -338,7 +360,7 @@ pub async fn put(
 }
 
 pub async fn delete(st: &Shared, name: &Name, raw: &str) -> ApiResult<Response> {
-    let r = reference(raw)?;
+    let r = existing_reference(name, raw)?;
     let (st2, name2, raw2) = (st.clone(), name.clone(), raw.to_string());
     blocking(move || {
         match r {
@@ -403,7 +425,7 @@ mod tests {
 
     #[test]
     fn references_of_an_image_manifest() {
-        let d = Algorithm::Sha256.digest(b"x").to_string();
+        let d = Digest::of(Algorithm::Sha256, b"x").to_string();
         let v = serde_json::json!({
             "schemaVersion": 2,
             "config": {"mediaType": "a", "digest": d, "size": 1},

@@ -12,6 +12,7 @@ mod tags;
 mod tls;
 mod uploads;
 
+use crate::reference::parse_digest;
 pub use auth::{Access, Htpasswd};
 use error::{ApiError, ApiResult, Code};
 use storage::Storage;
@@ -271,7 +272,7 @@ fn route(path: &str) -> ApiResult<Route> {
 /// Parses a digest from a path or query; a well-formed but unimplemented algorithm is
 /// UNSUPPORTED, anything else DIGEST_INVALID.
 pub fn digest(s: &str) -> ApiResult<Digest> {
-    Digest::parse(s).map_err(|e| match e {
+    parse_digest(s).map_err(|e| match e {
         RefError::Algorithm(_) => {
             ApiError::new(Code::Unsupported, e.to_string()).with_status(StatusCode::BAD_REQUEST)
         }

@@ -15,6 +15,7 @@
 //! rename → fsync of the directory, so a crash leaves the old or the new value, never a torn
 //! one; a blob is renamed into `blobs/` only after its digest verified.
 
+use crate::reference::parse_digest;
 use crate::reference::{Digest, Name};
 use std::fs;
 use std::io::{self, Write};
@@ -28,6 +29,22 @@ pub struct Storage {
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
+}
+
+/// Runs two independent durable writes at once (each is mostly an fsync's wait), and
+/// fails if either failed.
+pub fn both(
+    a: impl FnOnce() -> io::Result<()> + Send,
+    b: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    std::thread::scope(|s| {
+        let a = s.spawn(a);
+        let rb = b();
+        let ra = a
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("durable write thread panicked")));
+        ra.and(rb)
+    })
 }
 
 /// Writes `data` to `path` atomically and durably.
@@ -87,7 +104,7 @@ impl Storage {
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         self.root
             .join("blobs")
-            .join(d.algorithm().as_str())
+            .join(d.algorithm().name())
             .join(&d.hex()[..2])
             .join(d.hex())
     }
@@ -109,9 +126,13 @@ impl Storage {
         }
     }
 
-    /// Makes the verified file `tmp` the blob `d`. If another push committed the same
-    /// content first, the rename replaces identical bytes, which is harmless.
-    pub fn commit_blob(&self, tmp: &Path, d: &Digest) -> io::Result<()> {
+    /// Makes the verified file `tmp` the blob `d` and links it into `repo`. If another
+    /// push committed the same content first, the rename replaces identical bytes, which
+    /// is harmless. The link is made only after the rename (a concurrent GC drops links
+    /// whose blob is missing), but its fsync and the blob directory's run at once: the
+    /// link counts only while the blob exists ([`Storage::blob_in_repo`]), so a crash
+    /// between the two leaves nothing a client was told exists.
+    pub fn commit_blob(&self, tmp: &Path, d: &Digest, repo: &Name) -> io::Result<()> {
         fs::File::open(tmp)?.sync_all()?;
         let dst = self.blob_path(d);
         let dir = dst
@@ -121,7 +142,7 @@ impl Storage {
         // The renamed file keeps the fresh mtime of its writing, which a concurrent GC
         // reads as "in use".
         fs::rename(tmp, &dst)?;
-        fsync_dir(dir)
+        both(|| fsync_dir(dir), || self.link_blob(repo, d))
     }
 
     /// Stores small content (a manifest) as a blob.
@@ -149,7 +170,7 @@ impl Storage {
     fn layer_link(&self, name: &Name, d: &Digest) -> PathBuf {
         self.repo_dir(name)
             .join("_layers")
-            .join(d.algorithm().as_str())
+            .join(d.algorithm().name())
             .join(d.hex())
     }
 
@@ -183,7 +204,7 @@ impl Storage {
     fn manifest_link(&self, name: &Name, d: &Digest) -> PathBuf {
         self.repo_dir(name)
             .join("_manifests")
-            .join(d.algorithm().as_str())
+            .join(d.algorithm().name())
             .join(d.hex())
     }
 
@@ -207,7 +228,7 @@ impl Storage {
         let base = self.repo_dir(name).join("_manifests");
         for alg in read_dir_names(&base)? {
             for hex in read_dir_names(&base.join(&alg))? {
-                if let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) {
+                if let Ok(d) = parse_digest(&format!("{alg}:{hex}")) {
                     out.push(d);
                 }
             }
@@ -221,7 +242,7 @@ impl Storage {
         let base = self.repo_dir(name).join("_layers");
         for alg in read_dir_names(&base)? {
             for hex in read_dir_names(&base.join(&alg))? {
-                if let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) {
+                if let Ok(d) = parse_digest(&format!("{alg}:{hex}")) {
                     out.push(d);
                 }
             }
@@ -239,7 +260,7 @@ impl Storage {
 
     pub fn get_tag(&self, name: &Name, tag: &str) -> io::Result<Option<Digest>> {
         Ok(read_opt(&self.tag_path(name, tag))?
-            .and_then(|b| Digest::parse(String::from_utf8_lossy(&b).trim()).ok()))
+            .and_then(|b| parse_digest(String::from_utf8_lossy(&b).trim()).ok()))
     }
 
     pub fn delete_tag(&self, name: &Name, tag: &str) -> io::Result<bool> {
@@ -262,7 +283,7 @@ impl Storage {
     fn referrers_dir(&self, name: &Name, subject: &Digest) -> PathBuf {
         self.repo_dir(name)
             .join("_referrers")
-            .join(subject.algorithm().as_str())
+            .join(subject.algorithm().name())
             .join(subject.hex())
     }
 
@@ -275,7 +296,7 @@ impl Storage {
     ) -> io::Result<()> {
         let p = self.referrers_dir(name, subject).join(format!(
             "{}-{}",
-            referrer.algorithm().as_str(),
+            referrer.algorithm().name(),
             referrer.hex()
         ));
         write_atomic(&p, descriptor)
@@ -289,7 +310,7 @@ impl Storage {
     ) -> io::Result<()> {
         let p = self.referrers_dir(name, subject).join(format!(
             "{}-{}",
-            referrer.algorithm().as_str(),
+            referrer.algorithm().name(),
             referrer.hex()
         ));
         not_found_ok(fs::remove_file(p)).map(|_| ())

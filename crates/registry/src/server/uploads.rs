@@ -9,6 +9,7 @@
 
 use super::error::{ApiError, ApiResult, Code};
 use super::{blocking, digest, header_str, Access, BodySlot, Shared};
+use crate::reference::parse_digest;
 use crate::reference::{Algorithm, Digest, Name};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -130,29 +131,35 @@ async fn create(st: &Shared, name: &Name) -> ApiResult<(Uuid, Arc<tokio::sync::M
 }
 
 /// Streams `body` onto the end of the upload's data file. The async side only receives;
-/// a blocking writer hashes and writes each frame as it arrives (no extra copy), and past
+/// a blocking writer hashes and writes the frames (no extra copy), and past
 /// [`SYNC_EVERY`] bytes a helper thread starts the file's writeback, so the fsync at
-/// commit has little left to do. The state counts exactly the bytes written, even when
-/// the connection drops mid-body.
+/// commit has little left to do. Frames go to the writer in batches of at least
+/// [`BATCH`] bytes, one `writev` each: a hand-off per frame (a frame is whatever one
+/// socket read gave, often 16–128 KiB) cost a thread wake-up and a context switch each,
+/// a quarter of the server's CPU during a push. The state counts exactly the bytes
+/// written, even when the connection drops mid-body.
 async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
     use http_body_util::BodyExt;
     let path = up.dir.join("data");
     let p2 = path.clone();
     let file = blocking(move || Ok(std::fs::OpenOptions::new().append(true).open(&p2)?)).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(16);
     let hasher = std::mem::take(&mut up.sha256);
     let writer = tokio::task::spawn_blocking(move || write_loop(file, hasher, rx));
     let mut body = body;
     let mut failure = None;
+    let mut batch = Vec::new();
+    let mut batched = 0usize;
     loop {
-        match body.frame().await {
-            None => break,
+        let frame = body.frame().await;
+        let end = match frame {
+            None => true,
             Some(Err(e)) => {
                 failure = Some(ApiError::new(
                     Code::BlobUploadInvalid,
                     format!("reading request body: {e}"),
                 ));
-                break;
+                true
             }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
@@ -161,17 +168,26 @@ async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
                     st.metrics
                         .blob_bytes_received
                         .fetch_add(n, Ordering::Relaxed);
-                    if tx.send(data).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
+                    batched += data.len();
+                    batch.push(data);
                 }
+                false
             }
+        };
+        if (end || batched >= BATCH) && !batch.is_empty() {
+            batched = 0;
+            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                break; // the writer failed; its error is reported below
+            }
+        }
+        if end {
+            break;
         }
     }
     drop(tx);
     let out = writer.await.map_err(ApiError::internal)?;
     if let Some(e) = out.error {
-        // A failed write may have left part of a frame on disk: rebuild the state from
+        // A failed write may have left part of a batch on disk: rebuild the state from
         // the file so size and hash agree with it.
         let (h, size) = blocking(move || Ok(rehash(&path)?)).await?;
         up.sha256 = h;
@@ -188,6 +204,8 @@ async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
 
 /// Start the writeback of an upload's data after this many new bytes.
 const SYNC_EVERY: u64 = 16 * 1024 * 1024;
+/// Received frames are handed to the writer in batches of at least this many bytes.
+const BATCH: usize = 1024 * 1024;
 
 struct WriteOut {
     hasher: Sha256,
@@ -195,25 +213,43 @@ struct WriteOut {
     error: Option<std::io::Error>,
 }
 
+/// Writes all of `bufs` with as few `writev` calls as the kernel allows.
+fn write_all_vectored(f: &mut std::fs::File, bufs: &[bytes::Bytes]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match f.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The blocking half of [`append`].
 fn write_loop(
     mut f: std::fs::File,
     mut hasher: Sha256,
-    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<bytes::Bytes>>,
 ) -> WriteOut {
-    use std::io::Write;
     let mut written = 0u64;
     let mut since_sync = 0u64;
     let mut syncer: Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)> = None;
     let mut error = None;
-    while let Some(chunk) = rx.blocking_recv() {
-        if let Err(e) = f.write_all(&chunk) {
+    while let Some(batch) = rx.blocking_recv() {
+        if let Err(e) = write_all_vectored(&mut f, &batch) {
             error = Some(e);
             break;
         }
-        hasher.update(&chunk);
-        written += chunk.len() as u64;
-        since_sync += chunk.len() as u64;
+        let n: u64 = batch.iter().map(|b| b.len() as u64).sum();
+        for b in &batch {
+            hasher.update(b);
+        }
+        written += n;
+        since_sync += n;
         if since_sync >= SYNC_EVERY {
             since_sync = 0;
             if syncer.is_none() {
@@ -366,7 +402,7 @@ async fn commit(st: &Shared, up: &mut Upload, d: &Digest) -> ApiResult<()> {
         Algorithm::Sha256 => {
             let h = std::mem::take(&mut up.sha256);
             let hex = crate::reference::hex(&h.finalize());
-            Digest::parse(&format!("sha256:{hex}")).map_err(ApiError::internal)?
+            parse_digest(&format!("sha256:{hex}")).map_err(ApiError::internal)?
         }
         Algorithm::Sha512 => {
             let data = data.clone();
@@ -382,7 +418,7 @@ async fn commit(st: &Shared, up: &mut Upload, d: &Digest) -> ApiResult<()> {
                     h.update(&buf[..n]);
                 }
                 let hex = crate::reference::hex(&h.finalize());
-                Digest::parse(&format!("sha512:{hex}")).map_err(ApiError::internal)
+                parse_digest(&format!("sha512:{hex}")).map_err(ApiError::internal)
             })
             .await?
         }
@@ -395,8 +431,7 @@ async fn commit(st: &Shared, up: &mut Upload, d: &Digest) -> ApiResult<()> {
     }
     let (st2, repo, d2) = (st.clone(), up.repo.clone(), d.clone());
     blocking(move || {
-        st2.store.commit_blob(&data, &d2)?;
-        st2.store.link_blob(&repo, &d2)?;
+        st2.store.commit_blob(&data, &d2, &repo)?;
         Ok(())
     })
     .await
