@@ -610,3 +610,42 @@ fn console_socket_gets_the_pty_master() {
     b.delete().ok();
     assert_no_leftovers(&b, &b.id, Some(pid));
 }
+
+/// The ELF program header types of a 64-bit little-endian executable.
+fn elf_segment_types(bytes: &[u8]) -> Vec<u32> {
+    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
+    let u32_at =
+        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    assert!(
+        bytes.len() > 64 && &bytes[..4] == b"\x7fELF" && bytes[4] == 2,
+        "not ELF64"
+    );
+    let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().expect("e_phoff")) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).map(|i| u32_at(phoff + i * size)).collect()
+}
+
+#[test]
+fn runtime_binary_is_static_and_position_independent() {
+    // What the RSS and exec-time numbers in docs/benchmarks.md rest on: no interpreter
+    // (PT_INTERP, 3), so no dynamic loader and no shared libraries; and ET_DYN, so ASLR.
+    let bin = runtime_bin();
+    if runtime_is_runc() {
+        return; // a property of berth-runtime's build only
+    }
+    let bytes = fs::read(&bin).expect("read berth-runtime");
+    let types = elf_segment_types(&bytes);
+    assert!(!types.is_empty(), "no program headers in {}", bin.display());
+    assert!(
+        !types.contains(&3),
+        "{} is dynamically linked (has PT_INTERP): .cargo/config.toml's static link is not in effect",
+        bin.display()
+    );
+    let e_type = u16::from_le_bytes([bytes[16], bytes[17]]);
+    assert_eq!(
+        e_type,
+        3,
+        "{} is not position-independent (e_type {e_type})",
+        bin.display()
+    );
+}
