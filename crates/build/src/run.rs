@@ -5,18 +5,15 @@
 use crate::fsroot::clean;
 use serde_json::json;
 use std::fs;
-use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A RUN error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("user {0:?} not found in the image's /etc/passwd")]
-    NoUser(String),
-    #[error("group {0:?} not found in the image's /etc/group")]
-    NoGroup(String),
+    #[error(transparent)]
+    User(#[from] image::user::UserError),
     #[error("start {runtime}")]
     Spawn {
         runtime: PathBuf,
@@ -37,64 +34,6 @@ pub enum RunError {
     },
 }
 
-/// Reads `/etc/<file>` of the image root, confined to it (absent: empty).
-fn read_etc(root: &Path, file: &str) -> String {
-    let Ok(dir) = fs::File::open(root) else {
-        return String::new();
-    };
-    // Only a regular file: a FIFO or device node there must not hang or feed the build.
-    let Ok(f) = sys::resolve::open_regular_in_root(dir.as_fd(), &Path::new("etc").join(file))
-    else {
-        return String::new();
-    };
-    let mut s = String::new();
-    // A file that is not text has no users for us.
-    let _ = f.take(1 << 20).read_to_string(&mut s);
-    s
-}
-
-fn lookup(db: &str, name: &str, field: usize) -> Option<u32> {
-    db.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&name)).then(|| f.get(field)?.parse().ok())?
-    })
-}
-
-/// `USER` (`name`, `uid`, `name:group`, `uid:gid`) resolved against the image's
-/// `/etc/passwd` and `/etc/group`: (uid, gid).
-pub fn resolve_user(root: &Path, user: &str) -> Result<(u32, u32), RunError> {
-    if user.is_empty() {
-        return Ok((0, 0));
-    }
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let passwd = read_etc(root, "passwd");
-    let (uid, primary) = match u.parse::<u32>() {
-        Ok(uid) => {
-            let gid = passwd.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2) == Some(&u)).then(|| f.get(3)?.parse().ok())?
-            });
-            (uid, gid.unwrap_or(0))
-        }
-        Err(_) => (
-            lookup(&passwd, u, 2).ok_or_else(|| RunError::NoUser(u.to_string()))?,
-            lookup(&passwd, u, 3).unwrap_or(0),
-        ),
-    };
-    let gid = match g {
-        None => primary,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => lookup(&read_etc(root, "group"), g, 2)
-                .ok_or_else(|| RunError::NoGroup(g.to_string()))?,
-        },
-    };
-    Ok((uid, gid))
-}
-
 /// What to run.
 #[derive(Debug)]
 pub struct RunSpec<'a> {
@@ -110,29 +49,10 @@ pub struct RunSpec<'a> {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: &'a str,
-    pub uid: u32,
-    pub gid: u32,
+    pub user: image::user::User,
     /// Capture output (printed only when the command fails) instead of passing it through.
     pub quiet: bool,
 }
-
-/// The capabilities a RUN gets (Docker's default set).
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 fn config(s: &RunSpec<'_>) -> serde_json::Value {
     // The open-files limit of the build itself (a container cannot raise it anyway).
@@ -142,11 +62,11 @@ fn config(s: &RunSpec<'_>) -> serde_json::Value {
         "ociVersion": "1.1.0",
         "process": {
             "terminal": false,
-            "user": {"uid": s.uid, "gid": s.gid},
+            "user": {"uid": s.user.uid, "gid": s.user.gid, "additionalGids": s.user.additional_gids},
             "args": s.args,
             "env": s.env,
             "cwd": Path::new("/").join(clean(Path::new(s.cwd))),
-            "capabilities": {"bounding": CAPS, "effective": CAPS, "permitted": CAPS},
+            "capabilities": {"bounding": image::user::DEFAULT_CAPS, "effective": image::user::DEFAULT_CAPS, "permitted": image::user::DEFAULT_CAPS},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft}],
             "noNewPrivileges": false
         },
@@ -207,33 +127,4 @@ pub fn run(s: &RunSpec<'_>) -> Result<(), RunError> {
             format!(":\n{}", output.trim_end())
         },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn users_resolve_in_the_image() {
-        let d = std::env::temp_dir().join(format!("berth-run-{}", std::process::id()));
-        fs::create_dir_all(d.join("etc")).expect("mkdir");
-        fs::write(
-            d.join("etc/passwd"),
-            "root:x:0:0::/:/bin/sh\napp:x:1000:1001::/:/bin/sh\n",
-        )
-        .expect("write");
-        fs::write(d.join("etc/group"), "root:x:0:\nstaff:x:50:\n").expect("write");
-        assert_eq!(resolve_user(&d, "app").expect("app"), (1000, 1001));
-        assert_eq!(
-            resolve_user(&d, "app:staff").expect("app:staff"),
-            (1000, 50)
-        );
-        assert_eq!(resolve_user(&d, "1000").expect("uid"), (1000, 1001));
-        assert_eq!(resolve_user(&d, "7:8").expect("ids"), (7, 8));
-        assert!(matches!(
-            resolve_user(&d, "nobody"),
-            Err(RunError::NoUser(_))
-        ));
-        let _ = fs::remove_dir_all(&d);
-    }
 }

@@ -8,6 +8,8 @@
 //!   snapshots (copy fallback); nothing half-unpacked is ever visible.
 //! - [`store`]: names → manifests (crash-safe metadata), resolve, tag, commit, gc, leases.
 //! - [`archive`]: `load` (oci-archive, OCI layout directory, docker-archive) and `save`.
+//! - [`user`]: an image's `User` resolved in its own /etc/passwd and /etc/group; the
+//!   default capability set (for `berth run` and the builder alike).
 //!
 //! Invariants: every blob is verified against its digest before it is visible (berth-content);
 //! every layer's uncompressed digest is checked against the config's diffID before its
@@ -21,6 +23,7 @@ pub mod error;
 pub mod oci;
 pub mod snapshot;
 pub mod store;
+pub mod user;
 
 pub use error::{Error, Result};
 pub use oci::Layer;

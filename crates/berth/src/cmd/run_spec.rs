@@ -6,27 +6,7 @@
 use anyhow::{bail, Context, Result};
 use oci_spec::image::ImageConfiguration;
 use serde_json::{json, Value};
-use std::io::Read;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-
-/// The capabilities docker and podman give a container by default.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// What the command line asks of the container.
 #[derive(Debug, Default)]
@@ -118,7 +98,11 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
         .clone()
         .or_else(|| ic.user().clone())
         .unwrap_or_default();
-    let (uid, gid, groups) = resolve_user(rootfs, &user)?;
+    let image::user::User {
+        uid,
+        gid,
+        additional_gids: groups,
+    } = image::user::resolve(rootfs, &user)?;
 
     let p = &mut spec["process"];
     p["args"] = json!(args);
@@ -129,7 +113,7 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
     if !groups.is_empty() {
         p["user"]["additionalGids"] = json!(groups);
     }
-    let caps = json!(DEFAULT_CAPS);
+    let caps = json!(image::user::DEFAULT_CAPS);
     p["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
     // As many open files as this process may have (podman raises the soft limit too).
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -195,68 +179,6 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
         bail!("invalid size {s:?}");
     }
     Ok((n * mult as f64) as i64)
-}
-
-/// Reads a small file of the container's rootfs, resolved inside it (an image's
-/// `/etc/passwd` may be a symlink to anywhere).
-fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
-    let root = std::fs::File::open(rootfs).ok()?;
-    let f = sys::resolve::open_regular_in_root(root.as_fd(), Path::new(path)).ok()?;
-    let mut s = String::new();
-    f.take(4 << 20).read_to_string(&mut s).ok()?;
-    Some(s)
-}
-
-/// `user[:group]`, names or numbers, resolved with the image's /etc/passwd and /etc/group.
-pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>)> {
-    if spec.is_empty() {
-        return Ok((0, 0, vec![]));
-    }
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let passwd = read_in_root(rootfs, "/etc/passwd").unwrap_or_default();
-    let groups = read_in_root(rootfs, "/etc/group").unwrap_or_default();
-    let entry = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 4 && (f[0] == user || f[2] == user));
-    let (uid, mut gid, name) = match (user.parse::<u32>(), &entry) {
-        (_, Some(f)) => (
-            f[2].parse()
-                .with_context(|| format!("user {user:?}: bad uid in /etc/passwd"))?,
-            f[3].parse()
-                .with_context(|| format!("user {user:?}: bad gid in /etc/passwd"))?,
-            Some(f[0].to_string()),
-        ),
-        (Ok(n), None) => (n, 0, None),
-        (Err(_), None) => bail!("user {user:?} not found in the image's /etc/passwd"),
-    };
-    if let Some(g) = group {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => groups
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() >= 3 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .with_context(|| format!("group {g:?} not found in the image's /etc/group"))?,
-        };
-    }
-    let mut extra = Vec::new();
-    if let (Some(name), None) = (name, group) {
-        for f in groups.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
-            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
-                if let Ok(g) = f[2].parse::<u32>() {
-                    if g != gid && !extra.contains(&g) {
-                        extra.push(g);
-                    }
-                }
-            }
-        }
-    }
-    Ok((uid, gid, extra))
 }
 
 #[cfg(test)]

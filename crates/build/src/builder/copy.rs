@@ -128,8 +128,11 @@ impl Builder<'_> {
         };
         let owner = match flag("chown") {
             Some(c) => {
-                let (uid, gid) = run::resolve_user(rootfs, c)?;
-                Some(Owner { uid, gid })
+                let u = image::user::resolve(rootfs, c).map_err(run::RunError::from)?;
+                Some(Owner {
+                    uid: u.uid,
+                    gid: u.gid,
+                })
             }
             None => None,
         };

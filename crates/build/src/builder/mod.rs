@@ -640,7 +640,7 @@ impl Builder<'_> {
     ) -> Result<(), StepError> {
         let args = command(&ins.args, &st.shell());
         let c = &st.config.config;
-        let (uid, gid) = run::resolve_user(rootfs, &c.user)?;
+        let user = image::user::resolve(rootfs, &c.user).map_err(run::RunError::from)?;
         let mut env = c.env.clone();
         for (k, v) in &st.args {
             if c.env_get(k).is_none() {
@@ -663,8 +663,7 @@ impl Builder<'_> {
             args,
             env,
             cwd: st.workdir(),
-            uid,
-            gid,
+            user,
             quiet: self.o.quiet,
         })?;
         Ok(())
