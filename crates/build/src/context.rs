@@ -182,6 +182,46 @@ impl SourceRoot {
         real.strip_prefix(&self.dir).unwrap_or(Path::new(""))
     }
 
+    /// Opens the regular file an item lists, resolved inside the root again at the moment
+    /// of reading: a path swapped for a symlink since `plan` listed it cannot lead out of
+    /// the root, and a FIFO or device put in its place is refused without blocking.
+    pub fn open_file(&self, src: &Path) -> io::Result<File> {
+        sys::resolve::open_regular_in_root(self.fd.as_fd(), self.rel_of(src)).map_err(|e| {
+            if e == nix::errno::Errno::EINVAL {
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    /// A digest of what `items` would copy: destinations, kinds, modes, symlink targets
+    /// and file contents (the cache key input of a COPY or ADD).
+    pub fn hash_items(&self, items: &[Item]) -> Result<String, ContextError> {
+        let mut h = Sha256::new();
+        for it in items {
+            h.update(it.dest.as_os_str().as_encoded_bytes());
+            h.update([0]);
+            h.update(it.mode.to_le_bytes());
+            match &it.kind {
+                Kind::Dir => h.update(b"d"),
+                Kind::Symlink(t) => {
+                    h.update(b"l");
+                    h.update(t.as_os_str().as_encoded_bytes());
+                    h.update([0]);
+                }
+                Kind::File => {
+                    h.update(b"f");
+                    let mut f = self.open_file(&it.src).map_err(at(&it.src))?;
+                    let mut fh = Sha256::new();
+                    io::copy(&mut f, &mut fh).map_err(at(&it.src))?;
+                    h.update(fh.finalize());
+                }
+            }
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
+
     /// Every path (relative, not ignored) under the root, for glob matching.
     fn all(&self) -> Result<Vec<PathBuf>, ContextError> {
         let mut out = Vec::new();
@@ -325,33 +365,6 @@ impl SourceRoot {
     }
 }
 
-/// A digest of what `items` would copy: destinations, kinds, modes, symlink targets and
-/// file contents (the cache key input of a COPY or ADD).
-pub fn hash_items(items: &[Item]) -> Result<String, ContextError> {
-    let mut h = Sha256::new();
-    for it in items {
-        h.update(it.dest.as_os_str().as_encoded_bytes());
-        h.update([0]);
-        h.update(it.mode.to_le_bytes());
-        match &it.kind {
-            Kind::Dir => h.update(b"d"),
-            Kind::Symlink(t) => {
-                h.update(b"l");
-                h.update(t.as_os_str().as_encoded_bytes());
-                h.update([0]);
-            }
-            Kind::File => {
-                h.update(b"f");
-                let mut f = File::open(&it.src).map_err(at(&it.src))?;
-                let mut fh = Sha256::new();
-                io::copy(&mut f, &mut fh).map_err(at(&it.src))?;
-                h.update(fh.finalize());
-            }
-        }
-    }
-    Ok(format!("{:x}", h.finalize()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,20 +420,67 @@ mod tests {
             root.plan(&["*.md".into()], Path::new("/x"), false),
             Err(ContextError::NoMatch(_))
         ));
-        let h1 = hash_items(
-            &root
-                .plan(&["a.txt".into()], Path::new("/a"), false)
-                .expect("plan"),
-        )
-        .expect("hash");
+        let h1 = root
+            .hash_items(
+                &root
+                    .plan(&["a.txt".into()], Path::new("/a"), false)
+                    .expect("plan"),
+            )
+            .expect("hash");
         fs::write(ctx.join("a.txt"), "A").expect("write");
-        let h2 = hash_items(
-            &root
-                .plan(&["a.txt".into()], Path::new("/a"), false)
-                .expect("plan"),
-        )
-        .expect("hash");
+        let h2 = root
+            .hash_items(
+                &root
+                    .plan(&["a.txt".into()], Path::new("/a"), false)
+                    .expect("plan"),
+            )
+            .expect("hash");
         assert_ne!(h1, h2);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_after_planning_is_read_inside_the_root() {
+        let d = std::env::temp_dir().join(format!("berth-ctx-swap-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        let ctx = d.join("ctx");
+        fs::create_dir_all(ctx.join("dir")).expect("mkdir");
+        fs::write(ctx.join("dir/f"), "mine").expect("write");
+        fs::write(d.join("secret"), "secret").expect("write");
+        let root = SourceRoot::new(&ctx, Ignore::default()).expect("root");
+        let items = root
+            .plan(&["dir".into()], Path::new("/x"), true)
+            .expect("plan");
+        // After planning, the listed directory becomes a symlink to one outside the
+        // context holding a file of the same name.
+        fs::create_dir_all(d.join("out")).expect("mkdir");
+        fs::write(d.join("out/f"), "secret").expect("write");
+        fs::remove_dir_all(ctx.join("dir")).expect("rm");
+        std::os::unix::fs::symlink(d.join("out"), ctx.join("dir")).expect("symlink");
+        let file = items
+            .iter()
+            .find(|it| matches!(it.kind, Kind::File))
+            .expect("a file item");
+        let read = root.open_file(&file.src).map(|mut f| {
+            let mut s = String::new();
+            let _ = io::Read::read_to_string(&mut f, &mut s);
+            s
+        });
+        assert!(read.is_err(), "read through the swapped path: {read:?}");
+        assert!(
+            root.hash_items(&items).is_err(),
+            "hashed a file outside the root"
+        );
+        // A FIFO in a file's place is refused, not waited on.
+        fs::remove_file(ctx.join("dir")).expect("rm link");
+        fs::create_dir_all(ctx.join("dir")).expect("mkdir");
+        nix::unistd::mkfifo(
+            &ctx.join("dir/f"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
+        let err = root.open_file(&file.src).expect_err("a fifo");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
         let _ = fs::remove_dir_all(&d);
     }
 }

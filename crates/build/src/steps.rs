@@ -2,11 +2,10 @@
 //! layers with a fresh upper directory; the upper directory then becomes the step's layer
 //! (`diff.rs`) and, through the backend, its unpacked snapshot.
 
-use crate::context::{Item, Kind};
+use crate::context::{Item, Kind, SourceRoot};
 use crate::fsroot::{clean, Owner, Root, RootError};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A filesystem error naming the path.
@@ -135,8 +134,13 @@ pub struct CopyOpts {
     pub extract: bool,
 }
 
-/// Copies `items` into `root`. Returns the number of bytes written.
-pub fn copy_items(root: &Root, items: &[Item], o: CopyOpts) -> Result<u64, CopyError> {
+/// Copies `items` (listed by `from`) into `root`. Returns the number of bytes written.
+pub fn copy_items(
+    root: &Root,
+    from: &SourceRoot,
+    items: &[Item],
+    o: CopyOpts,
+) -> Result<u64, CopyError> {
     let owner = o.owner.unwrap_or_default();
     let mut total: u64 = 0;
     for it in items {
@@ -149,20 +153,9 @@ pub fn copy_items(root: &Root, items: &[Item], o: CopyOpts) -> Result<u64, CopyE
             Kind::Dir => root.dir(&it.dest, mode, owner)?,
             Kind::Symlink(t) => root.symlink(&it.dest, t, owner)?,
             Kind::File => {
-                // Non-blocking and re-checked: the source may have changed type since it was
-                // listed (a FIFO must not hang the build).
-                let mut f = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                    .open(&it.src)
-                    .map_err(at(&it.src))?;
-                if !f.metadata().map_err(at(&it.src))?.is_file() {
-                    return Err(at(&it.src)(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "not a regular file",
-                    ))
-                    .into());
-                }
+                // Resolved inside the source root again, non-blocking, and only a regular
+                // file: the source may have changed since it was listed.
+                let mut f = from.open_file(&it.src).map_err(at(&it.src))?;
                 if o.extract && it.top {
                     if let Some(reader) = archive_reader(&mut f).map_err(at(&it.src))? {
                         // An archive is unpacked as a directory at the destination.

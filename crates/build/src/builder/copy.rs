@@ -4,7 +4,7 @@
 use super::{invalid, BuildError, Builder, Report, Stage, StepError};
 use crate::backend::LayerRef;
 use crate::config::ImageConfig;
-use crate::context::{hash_items, Ignore, SourceRoot};
+use crate::context::{Ignore, SourceRoot};
 use crate::fsroot::{clean, Owner, Root};
 use crate::parse::{Args, Instruction, Keyword};
 use crate::run;
@@ -99,7 +99,7 @@ impl Builder<'_> {
             None => {
                 let ctx = self.context()?;
                 let items = ctx.plan(&srcs, Path::new(&dest), dest.ends_with('/'))?;
-                (None, hash_items(&items)?)
+                (None, ctx.hash_items(&items)?)
             }
         };
         Ok(CopySpec {
@@ -156,8 +156,9 @@ impl Builder<'_> {
         };
         match &spec.from {
             None => {
-                let items = self.context()?.plan(&spec.srcs, &dest, dest_dir)?;
-                copy_items(root, &items, opts)?;
+                let ctx = self.context()?;
+                let items = ctx.plan(&spec.srcs, &dest, dest_dir)?;
+                copy_items(root, ctx, &items, opts)?;
             }
             Some(layers) => {
                 let lowers = self
@@ -167,7 +168,7 @@ impl Builder<'_> {
                 let ov = Overlay::mount(&lowers, &dir.join("empty"), None, &dir.join("from"))?;
                 let src = SourceRoot::new(ov.path(), Ignore::default())?;
                 let items = src.plan(&spec.srcs, &dest, dest_dir)?;
-                copy_items(root, &items, opts)?;
+                copy_items(root, &src, &items, opts)?;
             }
         }
         Ok(())
