@@ -19,8 +19,9 @@ pub struct Args {
     /// Initial ramdisk (uncompressed cpio is fastest).
     #[arg(long)]
     initrd: Option<PathBuf>,
-    /// A raw disk image, as a virtio-mmio block device; `:ro` makes it read-only.
-    #[arg(long = "disk", value_name = "IMG[:ro]")]
+    /// A raw disk image, as a virtio-mmio block device; `:ro` makes it read-only; `:cow`
+    /// keeps it unchanged behind a copy-on-write overlay deleted with the VM.
+    #[arg(long = "disk", value_name = "IMG[:ro|:cow]")]
     disks: Vec<String>,
     /// A host tap device (in this network namespace) as a virtio-mmio network device.
     #[arg(long = "net", value_name = "TAP")]
@@ -53,14 +54,23 @@ pub struct Args {
 }
 
 fn disk(spec: &str) -> DiskConfig {
+    if let Some(path) = spec.strip_suffix(":cow") {
+        return DiskConfig {
+            path: PathBuf::from(path),
+            read_only: false,
+            cow: true,
+        };
+    }
     match spec.strip_suffix(":ro") {
         Some(path) => DiskConfig {
             path: PathBuf::from(path),
             read_only: true,
+            cow: false,
         },
         None => DiskConfig {
             path: PathBuf::from(spec.strip_suffix(":rw").unwrap_or(spec)),
             read_only: false,
+            cow: false,
         },
     }
 }
