@@ -51,6 +51,19 @@ pub struct Args {
     /// Print the monitor's peak RSS and resident guest memory on stderr at exit (benchmarks).
     #[arg(long, hide = true)]
     stats: bool,
+    /// Boot an image of the store: its disk (made once by `berth vm image`, cached) as
+    /// /dev/vda behind a copy-on-write overlay deleted with the VM, the agent as init.
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
+    /// With --image: a shell script the guest agent runs (over vsock) before it starts the
+    /// image's entrypoint; its output and status are printed.
+    #[arg(long, value_name = "FILE", requires = "image")]
+    config_script: Option<PathBuf>,
+    /// With --image: how long to wait for the guest agent, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120, requires = "image")]
+    agent_timeout: u64,
+    #[command(flatten)]
+    image_source: super::image::Source,
 }
 
 fn disk(spec: &str) -> DiskConfig {
@@ -88,7 +101,7 @@ fn vsock(spec: &str) -> Result<VsockConfig> {
 
 pub fn run(root: &Path, a: Args) -> Result<()> {
     let name = a.name.clone().unwrap_or_else(super::default_name);
-    let config = VmConfig {
+    let mut config = VmConfig {
         name: name.clone(),
         cpus: a.cpus,
         memory_mib: a.memory,
@@ -109,6 +122,23 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
             BootProtocol::Auto
         },
     };
+    // --image: the disk, command line and vsock device, and the agent's configuration.
+    let plan = match &a.image {
+        Some(image) => {
+            let uds = super::guest::apply_image(&mut config, &a.image_source, image, root)?;
+            let script = a
+                .config_script
+                .as_deref()
+                .map(super::guest::read_script)
+                .transpose()?;
+            Some(super::guest::Plan {
+                uds,
+                script,
+                timeout: std::time::Duration::from_secs(a.agent_timeout),
+            })
+        }
+        None => None,
+    };
     if a.detach {
         // Validate here too, so the common mistakes are reported without a second process.
         config.validate()?;
@@ -116,7 +146,14 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
             Some(_) => Vec::new(),
             None => vec!["--name".into(), name.clone()],
         };
-        return super::detach(&name, &extra);
+        super::detach(&name, &extra)?;
+        // The VM runs on; this process configures it and reports.
+        if let Some(plan) = &plan {
+            super::guest::configure(plan).map_err(|e| {
+                anyhow::anyhow!("vm {name} runs, but its configuration failed: {e:#}")
+            })?;
+        }
+        return Ok(());
     }
     let console = if a.detached_child {
         Console::File(root.join(&name).join("console.log"))
@@ -126,6 +163,16 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
     let vmm = Vmm::boot(config, root, console.clone())?;
     if let Console::File(log) = &console {
         super::signal_ready(log)?;
+    }
+    // In the foreground, the configuration runs beside the monitor (a detached monitor
+    // leaves it to the command that started it).
+    if let (Some(plan), false) = (plan, a.detached_child) {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = super::guest::configure(&plan) {
+                eprintln!("berth: vm {name}: configuration failed: {e:#}");
+            }
+        });
     }
     let outcome = if a.stats {
         let (outcome, s) = vmm.run_with_stats()?;
