@@ -389,7 +389,7 @@ fn vm_run_image_boots_the_cached_disk_behind_a_copy_on_write_overlay() {
     let ov = fs::read(&overlay).expect("the overlay is in the VM's state directory");
     assert_eq!(&ov[512..538], b"berth-guest wrote sector 1");
     // The cached base was reused, not rebuilt, and never written.
-    assert_eq!(cached_disks(&store), [base.clone()]);
+    assert_eq!(cached_disks(&store), std::slice::from_ref(&base));
     assert_eq!(sha256(&fs::read(&base).expect("read base")), before);
     r.vm(&["rm", "-f", "img2"]).ok();
     assert!(!overlay.exists(), "`vm rm` left the overlay");
