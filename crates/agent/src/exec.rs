@@ -5,7 +5,7 @@
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -37,6 +37,10 @@ struct Reaped {
 
 /// PID 1's reaper: one thread waits for every child (ours and orphans re-parented to us)
 /// and keeps the exit of those we track.
+///
+/// It first only looks (`waitid(WNOWAIT)`), then reaps that one process under the lock
+/// that [`Waiter::spawn`] holds while spawning: `std` waits for a child whose `exec`
+/// failed inside `spawn`, and that child must not be reaped under its feet.
 pub struct Reaper {
     state: Mutex<Reaped>,
 }
@@ -49,10 +53,13 @@ impl Reaper {
         });
         let r2 = r.clone();
         std::thread::spawn(move || loop {
-            match waitpid(None::<Pid>, None) {
-                Ok(WaitStatus::Exited(pid, code)) => r2.record(pid, Some(code), None),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => r2.record(pid, None, Some(sig as i32)),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+                Ok(ws) => {
+                    if let Some(pid) = ws.pid() {
+                        r2.reap(pid);
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
                 // No children now: look again soon.
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -64,10 +71,22 @@ impl Reaper {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn record(&self, pid: Pid, code: Option<i32>, signal: Option<i32>) {
+    /// Reaps `pid` (if nobody did meanwhile) and keeps its exit if it is tracked.
+    fn reap(&self, pid: Pid) {
         let mut s = self.lock();
+        let exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Exit {
+                code: Some(code),
+                signal: None,
+            },
+            Ok(WaitStatus::Signaled(_, sig, _)) => Exit {
+                code: None,
+                signal: Some(sig as i32),
+            },
+            _ => return,
+        };
         if s.tracked.remove(&pid.as_raw()) {
-            s.exited.insert(pid.as_raw(), Exit { code, signal });
+            s.exited.insert(pid.as_raw(), exit);
         }
     }
 }

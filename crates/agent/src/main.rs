@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 /// `VMADDR_CID_ANY`.
 const CID_ANY: u32 = u32::MAX;
 
+/// A line on the console (PID 1 must not panic when stdout is gone, as `println!` would).
 fn log(msg: &str) {
-    println!("berth-agent: {msg}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "berth-agent: {msg}");
 }
 
 fn main() {
