@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # berth's main job as it stands, on a fresh Debian 12 machine as root: install what berth
 # needs, build berth, build the example image from examples/hello/Containerfile and run it,
-# push it to a registry served by berth on loopback, remove it, pull it back and run it
-# again; then run a bare busybox bundle with berth-runtime.
+# make a microVM root disk of it (`berth vm image`), push it to a registry served by berth
+# on loopback, remove it, pull it back and run it again; then run a bare busybox bundle
+# with berth-runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -21,6 +22,12 @@ berth() { ./target/release/berth --root "$root/store" --runroot "$root/run" "$@"
 cp /bin/busybox examples/hello/busybox
 berth build -t hello examples/hello
 berth run --rm hello
+
+# The same image as a microVM root disk (ext4 with berth's static guest agent as init; no
+# kernel is booted here).
+agent=$(bash scripts/build-agent.sh)
+./target/release/berth vm image --store "$root/store" --agent "$agent" hello -o "$root/hello.ext4"
+echo "VM disk: $(du -h --apparent-size "$root/hello.ext4" | cut -f1) ($(du -h "$root/hello.ext4" | cut -f1) allocated)"
 
 # A registry on loopback (an ephemeral port), push, remove, pull back, run.
 coproc REG { BERTH_LOG=warn exec ./target/release/berth registry serve --listen 127.0.0.1:0 --root "$root/registry"; }

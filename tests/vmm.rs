@@ -231,6 +231,101 @@ fn read_only_disk_refuses_writes() {
     assert_eq!(fs::read(&path).expect("read disk"), before);
 }
 
+/// The pid recorded in a VM's `vm.json`.
+fn monitor_pid(r: &VmRoot, name: &str) -> i32 {
+    let text = fs::read(r.root().join(name).join("vm.json")).expect("read vm.json");
+    let v: serde_json::Value = serde_json::from_slice(&text).expect("parse vm.json");
+    v["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .expect("pid")
+}
+
+#[test]
+fn a_copy_on_write_disk_keeps_its_base_and_its_overlay_goes_with_the_vm() {
+    use berth_tests::images::sha256;
+    let r = VmRoot::new();
+    let base = disk(&r.dir, "base.img", b"the base's sector 0");
+    let mut data = fs::read(&base).expect("read base");
+    data[512..512 + 18].copy_from_slice(b"pristine sector 1!");
+    fs::write(&base, &data).expect("write base");
+    let before = sha256(&data);
+    let spec = format!("{}:cow", base.display());
+
+    // A detached VM writes sector 1 and reads it back, then ticks (keeps running).
+    r.run_guest(&["-d", "--name", "cow1", "--disk", &spec, "--cmdline", "tick"])
+        .ok();
+    r.wait_first_tick("cow1");
+    let console = r.console("cow1");
+    assert!(
+        console.contains("blk: sector1 was=pristine sector 1!.............."),
+        "{console}"
+    );
+    assert!(console.contains("blk: write status=0\n"), "{console}");
+    assert!(console.contains("blk: flush status=0\n"), "{console}");
+    assert!(
+        console.contains("blk: sector1=berth-guest wrote sector 1......"),
+        "{console}"
+    );
+    // The guest's data is in the overlay (in the VM's state directory), not in the base.
+    let overlay = r.root().join("cow1").join("disk0.overlay");
+    let map = r.root().join("cow1").join("disk0.overlay.map");
+    let ov = fs::read(&overlay).expect("read the overlay");
+    assert_eq!(ov.len(), data.len());
+    let text = b"berth-guest wrote sector 1";
+    assert_eq!(&ov[512..512 + text.len()], text);
+    assert_eq!(&fs::read(&map).expect("read the map")[..8], b"BERTHCOW");
+    assert_eq!(sha256(&fs::read(&base).expect("read base")), before);
+
+    // A monitor killed outright leaves its directory (and overlay) behind until `vm rm`.
+    let pid = nix::unistd::Pid::from_raw(monitor_pid(&r, "cow1"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill the monitor");
+    berth_tests::poll(VM_TIMEOUT, || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .expect("the monitor dies");
+    assert!(overlay.exists(), "the overlay went before `vm rm`");
+    r.vm(&["rm", "cow1"]).ok();
+    assert!(
+        !overlay.exists() && !map.exists(),
+        "`vm rm` left the overlay"
+    );
+    assert!(r.names().is_empty(), "{:?}", r.names());
+
+    // A second VM on the same base sees pristine data; its overlay goes when it exits.
+    let out = r.run_guest(&["--name", "cow2", "--disk", &spec]);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("blk: sector0=the base's sector 0............."),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("blk: sector1 was=pristine sector 1!.............."),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("blk: sector1=berth-guest wrote sector 1......"),
+        "{out}"
+    );
+    assert!(r.names().is_empty(), "state left behind: {:?}", r.names());
+    assert_eq!(sha256(&fs::read(&base).expect("read base")), before);
+
+    // A VM with a copy-on-write disk is not snapshotted (its overlay goes with it).
+    r.run_guest(&["-d", "--name", "cow3", "--disk", &spec, "--cmdline", "tick"])
+        .ok();
+    r.wait_first_tick("cow3");
+    let snap = r.dir.join("cow.snap");
+    r.vm(&["snapshot", "cow3", snap.to_str().expect("path")])
+        .failed_mentioning(&["copy-on-write", "cannot be snapshotted"]);
+    assert!(!snap.exists());
+    r.vm(&["rm", "-f", "cow3"]).ok();
+    assert!(r.names().is_empty(), "{:?}", r.names());
+    assert_eq!(sha256(&fs::read(&base).expect("read base")), before);
+}
+
 /// `berth vm run` must fail mentioning `needles`, leaving no state and no process.
 #[track_caller]
 fn rejected(r: &VmRoot, args: &[&str], needles: &[&str]) {

@@ -9,8 +9,9 @@
 ;      0 when there is none;
 ;   4. for the first virtio-mmio block device in 0xd0000000 + i*0x1000 (i < 8): initialises it
 ;      (virtio 1.x, one queue of 8), prints "blk: capacity=N", reads sector 0 and prints its
-;      first 32 bytes ("blk: sector0=..."), writes sector 1 with "berth-guest wrote sector 1"
-;      ("blk: write status=S"), flushes ("blk: flush status=S");
+;      first 32 bytes ("blk: sector0=..."), reads sector 1 ("blk: sector1 was=..."), writes
+;      sector 1 with "berth-guest wrote sector 1" ("blk: write status=S"), flushes
+;      ("blk: flush status=S") and reads sector 1 back ("blk: sector1=...");
 ;   5. with "net" on the command line, for the first virtio-mmio network device: prints
 ;      "net: mac=…", sends one broadcast frame of ethertype 0x88b5 carrying
 ;      "berth-guest frame" ("net: sent"), then waits for a frame of that ethertype and prints

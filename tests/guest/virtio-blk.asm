@@ -55,23 +55,14 @@ blk_test:
     mov edx, 0
     call blk_request
     mov esi, msg_blk_read
-    call puts
-    mov esi, blk_data
-    mov ecx, 32
-.show:
-    mov al, [esi]
-    cmp al, 0x20
-    jb .dot
-    cmp al, 0x7e
-    jbe .put
-.dot:
-    mov al, '.'
-.put:
-    call putc
-    inc esi
-    dec ecx
-    jnz .show
-    call newline
+    call blk_show
+
+    ; read sector 1 as it was
+    mov eax, 0
+    mov edx, 1
+    call blk_request
+    mov esi, msg_blk_was
+    call blk_show
 
     ; write sector 1
     mov edi, blk_data
@@ -105,6 +96,39 @@ blk_test:
     call puts
     movzx eax, byte [blk_status]
     call put_dec
+    call newline
+
+    ; read sector 1 back
+    mov edi, blk_data
+    mov ecx, 512
+    xor al, al
+    rep stosb
+    mov eax, 0
+    mov edx, 1
+    call blk_request
+    mov esi, msg_blk_back
+    call blk_show
+    ret
+
+; blk_show: prints the string at ESI, then the first 32 bytes of blk_data ('.' for
+; unprintable bytes) and a newline.
+blk_show:
+    call puts
+    mov esi, blk_data
+    mov ecx, 32
+.show:
+    mov al, [esi]
+    cmp al, 0x20
+    jb .dot
+    cmp al, 0x7e
+    jbe .put
+.dot:
+    mov al, '.'
+.put:
+    call putc
+    inc esi
+    dec ecx
+    jnz .show
     call newline
     ret
 
@@ -170,6 +194,8 @@ msg_blk_cap:    db "blk: capacity=", 0
 msg_blk_read:   db "blk: sector0=", 0
 msg_blk_write:  db "blk: write status=", 0
 msg_blk_flush:  db "blk: flush status=", 0
+msg_blk_was:    db "blk: sector1 was=", 0
+msg_blk_back:   db "blk: sector1=", 0
 str_wrote:      db "berth-guest wrote sector 1", 0
 
 section .bss

@@ -259,3 +259,23 @@ pub fn busybox_initramfs(dir: &Path) -> PathBuf {
     assert!(st.success(), "cpio failed (install cpio)");
     cpio
 }
+
+/// The static guest agent (`berth-agent`), built once per test process by
+/// `scripts/build-agent.sh` into `target/agent/release/`.
+pub fn agent_bin() -> PathBuf {
+    static AGENT: OnceLock<PathBuf> = OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(workspace_dir().join("scripts/build-agent.sh"))
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .expect("run scripts/build-agent.sh");
+            assert!(
+                out.status.success(),
+                "scripts/build-agent.sh failed: the guest agent could not be built static"
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone()
+}

@@ -431,6 +431,18 @@ impl ImageStore {
             .prepare_at(&self.content, layers, container_dir, mountpoint)
     }
 
+    /// Writes the flattened root filesystem of `layers` into `target` (an existing, empty
+    /// directory): each layer's snapshot (unpacked first if missing) merged in order, as
+    /// overlayfs would show the stack, by the copying snapshotter (`copy.rs`). Used for VM
+    /// disks (`berth vm image`); holds a lease so gc keeps the snapshots meanwhile.
+    pub fn flatten_rootfs(&self, layers: &[Layer], target: &Path) -> Result<()> {
+        let _lease = self.lease()?;
+        for lower in self.snapshots.ensure(&self.content, layers)? {
+            crate::copy::merge_layer(&lower, target)?;
+        }
+        Ok(())
+    }
+
     /// Removes blobs no named image references and snapshots no image or container
     /// directory uses. Waits for leases to end.
     pub fn gc(&self) -> Result<GcReport> {

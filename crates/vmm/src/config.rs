@@ -72,6 +72,16 @@ pub struct DiskConfig {
     pub path: PathBuf,
     /// The guest may not write.
     pub read_only: bool,
+    /// The guest writes to a copy-on-write overlay in the VM's state directory (deleted with
+    /// it); `path` is opened read-only and never changes.
+    #[serde(default)]
+    pub cow: bool,
+}
+
+/// The overlay file of copy-on-write disk `index` in the state directory `dir` (its
+/// allocation map is beside it, with `.map` appended).
+pub fn overlay_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("disk{index}.overlay"))
 }
 
 /// The default kernel command line.
@@ -113,6 +123,9 @@ pub enum ConfigError {
     /// disk {0}: size is not a multiple of 512 bytes
     #[error("disk {0}: size is not a multiple of 512 bytes")]
     DiskSize(PathBuf),
+    /// disk {0}: read-only and copy-on-write are exclusive
+    #[error("disk {0}: read-only and copy-on-write are exclusive")]
+    DiskRoCow(PathBuf),
     /// disk {0}: given twice
     #[error("disk {0}: given twice")]
     DiskTwice(PathBuf),
@@ -203,7 +216,14 @@ impl VmConfig {
             if !len.is_multiple_of(512) {
                 return Err(ConfigError::DiskSize(disk.path.clone()));
             }
-            if self.disks[..i].iter().any(|d| d.path == disk.path) {
+            if disk.read_only && disk.cow {
+                return Err(ConfigError::DiskRoCow(disk.path.clone()));
+            }
+            // A copy-on-write base is only read: several disks (and VMs) may share it.
+            if self.disks[..i]
+                .iter()
+                .any(|d| d.path == disk.path && !(d.cow && disk.cow))
+            {
                 return Err(ConfigError::DiskTwice(disk.path.clone()));
             }
         }

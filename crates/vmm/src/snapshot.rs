@@ -76,6 +76,10 @@ pub enum SnapshotError {
     /// snapshot {path}: the VM must be paused
     #[error("snapshot {path}: the VM must be paused")]
     Running { path: PathBuf },
+    /// snapshot {path}: disk {disk} is copy-on-write; its overlay goes with the VM, so the
+    /// VM cannot be snapshotted
+    #[error("snapshot {path}: disk {disk} is copy-on-write; its overlay goes with the VM, so the VM cannot be snapshotted")]
+    CowDisk { path: PathBuf, disk: PathBuf },
     /// {0}
     #[error(transparent)]
     Vm(#[from] crate::vm::VmError),
@@ -97,6 +101,12 @@ pub fn save(vm: &Vm, path: &Path) -> Result<(), SnapshotError> {
     if !vm.paused() {
         return Err(SnapshotError::Running {
             path: path.to_path_buf(),
+        });
+    }
+    if let Some(d) = vm.config.disks.iter().find(|d| d.cow) {
+        return Err(SnapshotError::CowDisk {
+            path: path.to_path_buf(),
+            disk: d.path.clone(),
         });
     }
     let serial = vm.serial.lock().unwrap_or_else(|p| p.into_inner()).save();

@@ -339,6 +339,11 @@ impl Vm {
             let block = match saved {
                 Some((_, b)) => Block::restore(b, &mem, irq.clone())
                     .map_err(|e| VmError::Mismatch(e.to_string()))?,
+                None if disk.cow => Block::new_cow(
+                    &disk.path,
+                    &crate::config::overlay_path(dir, i),
+                    irq.clone(),
+                )?,
                 None => Block::new(&disk.path, disk.read_only, irq.clone())?,
             };
             let evts = vec![block.queue_evt.try_clone().map_err(VmError::EventFd)?];

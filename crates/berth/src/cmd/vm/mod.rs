@@ -4,6 +4,8 @@
 
 mod console;
 mod control;
+mod guest;
+mod image;
 mod ls;
 mod restore;
 mod run;
@@ -48,6 +50,8 @@ enum Cmd {
     Restore(restore::Args),
     /// Follow a detached VM's console.
     Console(control::Name),
+    /// Make a bootable ext4 root disk of an image of the store (with the guest agent).
+    Image(image::Args),
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -63,6 +67,7 @@ pub fn run(a: Args) -> Result<()> {
         Cmd::Snapshot(s) => snapshot::run(&root, s),
         Cmd::Restore(r) => restore::run(&root, r),
         Cmd::Console(n) => console::run(&root, &n.name),
+        Cmd::Image(i) => image::run(i),
     }
 }
 

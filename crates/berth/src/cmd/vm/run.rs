@@ -19,8 +19,9 @@ pub struct Args {
     /// Initial ramdisk (uncompressed cpio is fastest).
     #[arg(long)]
     initrd: Option<PathBuf>,
-    /// A raw disk image, as a virtio-mmio block device; `:ro` makes it read-only.
-    #[arg(long = "disk", value_name = "IMG[:ro]")]
+    /// A raw disk image, as a virtio-mmio block device; `:ro` makes it read-only; `:cow`
+    /// keeps it unchanged behind a copy-on-write overlay deleted with the VM.
+    #[arg(long = "disk", value_name = "IMG[:ro|:cow]")]
     disks: Vec<String>,
     /// A host tap device (in this network namespace) as a virtio-mmio network device.
     #[arg(long = "net", value_name = "TAP")]
@@ -50,17 +51,39 @@ pub struct Args {
     /// Print the monitor's peak RSS and resident guest memory on stderr at exit (benchmarks).
     #[arg(long, hide = true)]
     stats: bool,
+    /// Boot an image of the store: its disk (made once by `berth vm image`, cached) as
+    /// /dev/vda behind a copy-on-write overlay deleted with the VM, the agent as init.
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
+    /// With --image: a shell script the guest agent runs (over vsock) before it starts the
+    /// image's entrypoint; its output and status are printed.
+    #[arg(long, value_name = "FILE", requires = "image")]
+    config_script: Option<PathBuf>,
+    /// With --image: how long to wait for the guest agent, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120, requires = "image")]
+    agent_timeout: u64,
+    #[command(flatten)]
+    image_source: super::image::Source,
 }
 
 fn disk(spec: &str) -> DiskConfig {
+    if let Some(path) = spec.strip_suffix(":cow") {
+        return DiskConfig {
+            path: PathBuf::from(path),
+            read_only: false,
+            cow: true,
+        };
+    }
     match spec.strip_suffix(":ro") {
         Some(path) => DiskConfig {
             path: PathBuf::from(path),
             read_only: true,
+            cow: false,
         },
         None => DiskConfig {
             path: PathBuf::from(spec.strip_suffix(":rw").unwrap_or(spec)),
             read_only: false,
+            cow: false,
         },
     }
 }
@@ -78,7 +101,7 @@ fn vsock(spec: &str) -> Result<VsockConfig> {
 
 pub fn run(root: &Path, a: Args) -> Result<()> {
     let name = a.name.clone().unwrap_or_else(super::default_name);
-    let config = VmConfig {
+    let mut config = VmConfig {
         name: name.clone(),
         cpus: a.cpus,
         memory_mib: a.memory,
@@ -99,6 +122,23 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
             BootProtocol::Auto
         },
     };
+    // --image: the disk, command line and vsock device, and the agent's configuration.
+    let plan = match &a.image {
+        Some(image) => {
+            let uds = super::guest::apply_image(&mut config, &a.image_source, image, root)?;
+            let script = a
+                .config_script
+                .as_deref()
+                .map(super::guest::read_script)
+                .transpose()?;
+            Some(super::guest::Plan {
+                uds,
+                script,
+                timeout: std::time::Duration::from_secs(a.agent_timeout),
+            })
+        }
+        None => None,
+    };
     if a.detach {
         // Validate here too, so the common mistakes are reported without a second process.
         config.validate()?;
@@ -106,7 +146,14 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
             Some(_) => Vec::new(),
             None => vec!["--name".into(), name.clone()],
         };
-        return super::detach(&name, &extra);
+        super::detach(&name, &extra)?;
+        // The VM runs on; this process configures it and reports.
+        if let Some(plan) = &plan {
+            super::guest::configure(plan).map_err(|e| {
+                anyhow::anyhow!("vm {name} runs, but its configuration failed: {e:#}")
+            })?;
+        }
+        return Ok(());
     }
     let console = if a.detached_child {
         Console::File(root.join(&name).join("console.log"))
@@ -116,6 +163,16 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
     let vmm = Vmm::boot(config, root, console.clone())?;
     if let Console::File(log) = &console {
         super::signal_ready(log)?;
+    }
+    // In the foreground, the configuration runs beside the monitor (a detached monitor
+    // leaves it to the command that started it).
+    if let (Some(plan), false) = (plan, a.detached_child) {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = super::guest::configure(&plan) {
+                eprintln!("berth: vm {name}: configuration failed: {e:#}");
+            }
+        });
     }
     let outcome = if a.stats {
         let (outcome, s) = vmm.run_with_stats()?;

@@ -1,5 +1,6 @@
 //! The block device: its configuration space and the request processing.
 
+use super::cow::CowDisk;
 use crate::devices::virtio::{
     ActivateError, IrqTrigger, VirtioDevice, INT_VRING, TYPE_BLOCK, VIRTIO_F_VERSION_1,
 };
@@ -38,12 +39,48 @@ pub enum BlockError {
     /// disk {0}: not a regular file
     #[error("disk {0}: not a regular file")]
     NotAFile(PathBuf),
+    /// disk {path}: copy-on-write overlay: {source}
+    #[error("disk {path}: copy-on-write overlay: {source}")]
+    Overlay {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where a disk's sectors live: a raw image, or a read-only base behind a copy-on-write
+/// overlay.
+pub(crate) enum Backing {
+    Raw(File),
+    Cow(CowDisk),
+}
+
+impl Backing {
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Backing::Raw(f) => f.read_exact_at(buf, offset),
+            Backing::Cow(c) => c.read_at(buf, offset),
+        }
+    }
+
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Backing::Raw(f) => f.write_all_at(buf, offset),
+            Backing::Cow(c) => c.write_at(buf, offset),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Backing::Raw(f) => f.sync_all(),
+            Backing::Cow(c) => c.flush(),
+        }
+    }
 }
 
 /// A virtio-blk device.
 pub struct Block {
     pub(crate) path: PathBuf,
-    pub(crate) file: File,
+    pub(crate) disk: Backing,
     pub(crate) read_only: bool,
     capacity: u64,
     pub(crate) acked_features: u64,
@@ -70,11 +107,44 @@ impl Block {
         if !meta.is_file() {
             return Err(BlockError::NotAFile(path.to_path_buf()));
         }
+        Self::with_backing(path, Backing::Raw(file), read_only, meta.len(), irq)
+    }
+
+    /// Opens `base` read-only behind a new copy-on-write overlay at `overlay` (which must
+    /// not exist; the allocation map goes beside it): the guest may write, the base never
+    /// changes.
+    pub fn new_cow(base: &Path, overlay: &Path, irq: Arc<IrqTrigger>) -> Result<Self, BlockError> {
+        let meta = std::fs::metadata(base).map_err(|source| BlockError::Open {
+            path: base.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(BlockError::NotAFile(base.to_path_buf()));
+        }
+        let cow = CowDisk::create(base, overlay).map_err(|source| BlockError::Overlay {
+            path: base.to_path_buf(),
+            source,
+        })?;
+        let len = cow.len();
+        Self::with_backing(base, Backing::Cow(cow), false, len, irq)
+    }
+
+    fn with_backing(
+        path: &Path,
+        disk: Backing,
+        read_only: bool,
+        len: u64,
+        irq: Arc<IrqTrigger>,
+    ) -> Result<Self, BlockError> {
+        let open = |source| BlockError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         Ok(Block {
             path: path.to_path_buf(),
-            file,
+            disk,
             read_only,
-            capacity: meta.len() / SECTOR,
+            capacity: len / SECTOR,
             acked_features: 0,
             queues: Vec::new(),
             mem: None,
@@ -96,7 +166,7 @@ impl Block {
             for chain in iter {
                 let head = chain.head_index();
                 let descs: Vec<_> = chain.collect();
-                let written = serve(&self.file, self.read_only, self.capacity, &mem, &descs);
+                let written = serve(&mut self.disk, self.read_only, self.capacity, &mem, &descs);
                 done.push((head, written));
             }
         }
@@ -114,7 +184,7 @@ impl Block {
 
 /// Serves one request; returns the bytes written into guest memory.
 fn serve(
-    file: &File,
+    file: &mut Backing,
     read_only: bool,
     capacity: u64,
     mem: &GuestMemoryMmap,
@@ -150,7 +220,7 @@ fn serve(
             if read_only {
                 Ok(())
             } else {
-                file.sync_all().map_err(|_| S_IOERR)
+                file.flush().map_err(|_| S_IOERR)
             }
         }
         T_GET_ID => match data.first() {
@@ -176,7 +246,7 @@ fn serve(
 
 #[allow(clippy::too_many_arguments)]
 fn rw(
-    file: &File,
+    file: &mut Backing,
     read_only: bool,
     capacity: u64,
     mem: &GuestMemoryMmap,
@@ -201,12 +271,12 @@ fn rw(
         }
         let mut buf = vec![0u8; d.len() as usize];
         if kind == T_IN {
-            file.read_exact_at(&mut buf, offset).map_err(|_| S_IOERR)?;
+            file.read_at(&mut buf, offset).map_err(|_| S_IOERR)?;
             mem.write_slice(&buf, d.addr()).map_err(|_| S_IOERR)?;
             *written += d.len();
         } else {
             mem.read_slice(&mut buf, d.addr()).map_err(|_| S_IOERR)?;
-            file.write_all_at(&buf, offset).map_err(|_| S_IOERR)?;
+            file.write_at(&buf, offset).map_err(|_| S_IOERR)?;
         }
         offset += u64::from(d.len());
     }
@@ -289,7 +359,7 @@ mod tests {
 
     struct Fixture {
         mem: GuestMemoryMmap,
-        file: File,
+        file: Backing,
         path: PathBuf,
     }
 
@@ -308,7 +378,11 @@ mod tests {
             .write(true)
             .open(&path)
             .expect("open");
-        Fixture { mem, file, path }
+        Fixture {
+            mem,
+            file: Backing::Raw(file),
+            path,
+        }
     }
 
     fn header(mem: &GuestMemoryMmap, kind: u32, sector: u64) -> Descriptor {
@@ -323,54 +397,54 @@ mod tests {
 
     #[test]
     fn reads_and_writes_inside_the_disk() {
-        let f = fixture("rw");
+        let mut f = fixture("rw");
         let hdr = header(&f.mem, T_IN, 7);
         let data = Descriptor::new(0x2000, 512, 1 | WRITE, 2);
         let st = Descriptor::new(0x3000, 1, WRITE, 0);
-        assert_eq!(serve(&f.file, false, 8, &f.mem, &[hdr, data, st]), 513);
+        assert_eq!(serve(&mut f.file, false, 8, &f.mem, &[hdr, data, st]), 513);
         assert_eq!(status(&f.mem), S_OK);
         let hdr = header(&f.mem, T_OUT, 0);
         let data = Descriptor::new(0x2000, 512, 1, 2);
-        assert_eq!(serve(&f.file, false, 8, &f.mem, &[hdr, data, st]), 1);
+        assert_eq!(serve(&mut f.file, false, 8, &f.mem, &[hdr, data, st]), 1);
         assert_eq!(status(&f.mem), S_OK);
     }
 
     #[test]
     fn refuses_what_a_hostile_driver_asks() {
-        let f = fixture("hostile");
+        let mut f = fixture("hostile");
         let st = Descriptor::new(0x3000, 1, WRITE, 0);
         // Past the end of the disk (8 sectors), and a sector number that overflows.
         for sector in [8, u64::MAX / 256] {
             let hdr = header(&f.mem, T_IN, sector);
             let data = Descriptor::new(0x2000, 512, 1 | WRITE, 2);
-            serve(&f.file, false, 8, &f.mem, &[hdr, data, st]);
+            serve(&mut f.file, false, 8, &f.mem, &[hdr, data, st]);
             assert_eq!(status(&f.mem), S_IOERR, "sector {sector}");
         }
         // Not a whole sector; a write to a read-only disk; a buffer outside guest memory.
         let hdr = header(&f.mem, T_IN, 0);
         let odd = Descriptor::new(0x2000, 100, 1 | WRITE, 2);
-        serve(&f.file, false, 8, &f.mem, &[hdr, odd, st]);
+        serve(&mut f.file, false, 8, &f.mem, &[hdr, odd, st]);
         assert_eq!(status(&f.mem), S_IOERR);
         let hdr = header(&f.mem, T_OUT, 0);
         let data = Descriptor::new(0x2000, 512, 1, 2);
-        serve(&f.file, true, 8, &f.mem, &[hdr, data, st]);
+        serve(&mut f.file, true, 8, &f.mem, &[hdr, data, st]);
         assert_eq!(status(&f.mem), S_IOERR);
         let hdr = header(&f.mem, T_IN, 0);
         let outside = Descriptor::new(0xff_ff00, 512, 1 | WRITE, 2);
-        serve(&f.file, false, 8, &f.mem, &[hdr, outside, st]);
+        serve(&mut f.file, false, 8, &f.mem, &[hdr, outside, st]);
         assert_eq!(status(&f.mem), S_IOERR);
         // A device-readable buffer for a read; an unknown request type.
         let hdr = header(&f.mem, T_IN, 0);
         let wrong_dir = Descriptor::new(0x2000, 512, 1, 2);
-        serve(&f.file, false, 8, &f.mem, &[hdr, wrong_dir, st]);
+        serve(&mut f.file, false, 8, &f.mem, &[hdr, wrong_dir, st]);
         assert_eq!(status(&f.mem), S_IOERR);
         let hdr = header(&f.mem, 99, 0);
-        serve(&f.file, false, 8, &f.mem, &[hdr, st]);
+        serve(&mut f.file, false, 8, &f.mem, &[hdr, st]);
         assert_eq!(status(&f.mem), S_UNSUPP);
         // No status descriptor, or a short header: nothing is done.
         let hdr = header(&f.mem, T_IN, 0);
-        assert_eq!(serve(&f.file, false, 8, &f.mem, &[hdr]), 0);
+        assert_eq!(serve(&mut f.file, false, 8, &f.mem, &[hdr]), 0);
         let short = Descriptor::new(0x1000, 8, 1, 1);
-        assert_eq!(serve(&f.file, false, 8, &f.mem, &[short, st]), 0);
+        assert_eq!(serve(&mut f.file, false, 8, &f.mem, &[short, st]), 0);
     }
 }
