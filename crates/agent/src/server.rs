@@ -1,6 +1,6 @@
 //! The agent's state and its answers to requests, over any byte stream.
 
-use crate::config::{resolve_user, GuestConfig};
+use crate::config::GuestConfig;
 use crate::exec::{run_script, Proc, Waiter, DEFAULT_SCRIPT_TIMEOUT};
 use crate::proto::{self, Request, Response};
 use std::io::{self, Read, Write};
@@ -122,7 +122,10 @@ impl Agent {
         let Some((prog, args)) = argv.split_first() else {
             return Err("the image has neither an entrypoint nor a cmd".into());
         };
-        let (uid, gid) = resolve_user(&config.user, &self.root)?;
+        // Resolved now, in the guest's own /etc/passwd and /etc/group: a configuration
+        // script may have added the user.
+        let image::user::User { uid, gid, .. } =
+            image::user::resolve(&self.root, &config.user).map_err(|e| e.to_string())?;
         let workdir = if config.workdir.is_empty() {
             "/"
         } else {
