@@ -9,6 +9,7 @@
 //! `--criu`), then a command, then its options before or after the container ID. `exec` and
 //! `ps` take everything after the ID's first following positional as the command line.
 
+use berth_runtime::container::{create::CreateOpts, exec::ExecOpts};
 use berth_runtime::error::{Error, Result};
 use lexopt::prelude::*;
 use std::ffi::OsString;
@@ -24,39 +25,6 @@ pub struct Global {
     pub rootless: Option<String>,
 }
 
-/// `create` and `run` options.
-#[derive(Debug, Default)]
-pub struct CreateArgs {
-    pub bundle: PathBuf,
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub no_pivot: bool,
-    pub no_new_keyring: bool,
-    pub preserve_fds: i32,
-    pub id: String,
-}
-
-/// `exec` options.
-#[derive(Debug, Default)]
-pub struct ExecArgs {
-    pub process: Option<PathBuf>,
-    pub tty: bool,
-    pub detach: bool,
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub env: Vec<String>,
-    pub cwd: Option<PathBuf>,
-    pub user: Option<String>,
-    pub additional_gids: Vec<u32>,
-    pub cap: Vec<String>,
-    pub no_new_privs: bool,
-    pub preserve_fds: i32,
-    pub process_label: Option<String>,
-    pub apparmor: Option<String>,
-    pub id: String,
-    pub command: Vec<String>,
-}
-
 /// `update` options: a resources document and/or single values.
 #[derive(Debug, Default)]
 pub struct UpdateArgs {
@@ -68,12 +36,12 @@ pub struct UpdateArgs {
 
 #[derive(Debug)]
 pub enum Cmd {
-    Create(CreateArgs),
+    Create(CreateOpts),
     Start {
         id: String,
     },
     Run {
-        c: CreateArgs,
+        c: CreateOpts,
         detach: bool,
         keep: bool,
     },
@@ -89,7 +57,7 @@ pub enum Cmd {
         force: bool,
         id: String,
     },
-    Exec(Box<ExecArgs>),
+    Exec(Box<ExecOpts>),
     List {
         json: bool,
         quiet: bool,
@@ -173,8 +141,8 @@ where
 /// Options of every command, filled as they appear; `finish` checks which the command takes.
 #[derive(Default)]
 struct Acc {
-    create: CreateArgs,
-    exec: ExecArgs,
+    create: CreateOpts,
+    exec: ExecOpts,
     update: UpdateArgs,
     bundle_set: bool,
     detach: bool,
@@ -335,10 +303,10 @@ fn command_option(c: &str, key: &str, p: &mut lexopt::Parser, a: &mut Acc) -> Re
 fn exec_option(
     key: &str,
     value: &mut dyn FnMut(&str) -> Result<OsString>,
-    e: &mut ExecArgs,
+    e: &mut ExecOpts,
 ) -> Result<bool> {
     match key {
-        "process" | "-p" => e.process = Some(value("--process")?.into()),
+        "process" | "-p" => e.process_file = Some(value("--process")?.into()),
         "tty" | "-t" => e.tty = true,
         "pid-file" => e.pid_file = Some(value("--pid-file")?.into()),
         "console-socket" => e.console_socket = Some(value("--console-socket")?.into()),
@@ -348,7 +316,7 @@ fn exec_option(
         "additional-gids" | "-g" => e
             .additional_gids
             .push(number(value("--additional-gids")?, "--additional-gids")?),
-        "cap" | "-c" => e.cap.push(string(value("--cap")?, "--cap")?),
+        "cap" | "-c" => e.caps.push(string(value("--cap")?, "--cap")?),
         "no-new-privs" => e.no_new_privs = true,
         "preserve-fds" => e.preserve_fds = number(value("--preserve-fds")?, "--preserve-fds")?,
         "process-label" => {
@@ -438,7 +406,7 @@ fn finish(cmd: &str, mut a: Acc) -> Result<Cmd> {
         "exec" => {
             a.exec.id = id("container ID")?;
             a.exec.detach = a.detach;
-            a.exec.command = a.trailing;
+            a.exec.args = a.trailing;
             Cmd::Exec(Box::new(a.exec))
         }
         "list" => Cmd::List {
@@ -518,7 +486,7 @@ mod tests {
         let Cmd::Exec(e) = c else { panic!("not exec") };
         assert!(e.tty);
         assert_eq!(e.env, vec!["A=1"]);
-        assert_eq!(e.command, vec!["sh", "-c", "echo --tty"]);
+        assert_eq!(e.args, vec!["sh", "-c", "echo --tty"]);
     }
 
     #[test]

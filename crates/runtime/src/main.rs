@@ -3,25 +3,12 @@
 
 mod cli;
 
-use berth_runtime::container::{self, create::CreateOpts, exec::ExecOpts};
+use berth_runtime::container;
 use berth_runtime::error::{Error, Result};
 use berth_runtime::state::Store;
 use berth_runtime::{config, exe_guard, features, log, spec_default};
-use cli::{Cmd, CreateArgs, Global, Parsed};
+use cli::{Cmd, Global, Parsed};
 use oci_spec::runtime::LinuxResources;
-
-fn create_opts(c: &CreateArgs) -> CreateOpts {
-    CreateOpts {
-        no_new_keyring: c.no_new_keyring,
-        id: c.id.clone(),
-        bundle: c.bundle.clone(),
-        pid_file: c.pid_file.clone(),
-        console_socket: c.console_socket.clone(),
-        no_pivot: c.no_pivot,
-        preserve_fds: c.preserve_fds,
-        foreground: false,
-    }
-}
 
 fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -32,10 +19,10 @@ fn run(g: Global, cmd: Cmd) -> Result<i32> {
     log::debug(&format!("root {}: {:?}", g.root.display(), cmd));
     match cmd {
         Cmd::Create(c) => {
-            container::create::create(&store, &create_opts(&c))?;
+            container::create::create(&store, &c)?;
         }
         Cmd::Run { c, detach, keep } => {
-            return container::run::run(&store, &create_opts(&c), detach, keep);
+            return container::run::run(&store, &c, detach, keep);
         }
         Cmd::Start { id } => container::start::start(&store, &id)?,
         Cmd::State { id } => {
@@ -49,26 +36,7 @@ fn run(g: Global, cmd: Cmd) -> Result<i32> {
         Cmd::Delete { force, id } => container::delete::delete(&store, &id, force)?,
         Cmd::Exec(e) => {
             exe_guard::ensure()?;
-            let e = *e;
-            let o = ExecOpts {
-                id: e.id,
-                process_file: e.process,
-                args: e.command,
-                env: e.env,
-                cwd: e.cwd,
-                user: e.user,
-                additional_gids: e.additional_gids,
-                tty: e.tty,
-                console_socket: e.console_socket,
-                detach: e.detach,
-                pid_file: e.pid_file,
-                caps: e.cap,
-                no_new_privs: e.no_new_privs,
-                preserve_fds: e.preserve_fds,
-                apparmor: e.apparmor,
-                process_label: e.process_label,
-            };
-            return container::exec::exec(&store, &o);
+            return container::exec::exec(&store, &e);
         }
         Cmd::List { json, quiet } => {
             let states = container::list::list(&store);
