@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --workspace
+agent=$(bash scripts/build-agent.sh)   # the static guest agent for `berth vm image`
 root=$(mktemp -d /tmp/berth-demo.XXXXXX)
 reg_pid=
 cleanup() {
@@ -25,7 +26,6 @@ berth run --rm hello
 
 # The same image as a microVM root disk (ext4 with berth's static guest agent as init; no
 # kernel is booted here).
-agent=$(bash scripts/build-agent.sh)
 ./target/release/berth vm image --store "$root/store" --agent "$agent" hello -o "$root/hello.ext4"
 echo "VM disk: $(du -h --apparent-size "$root/hello.ext4" | cut -f1) ($(du -h "$root/hello.ext4" | cut -f1) allocated)"
 

@@ -583,3 +583,57 @@ fn run_mounts_nothing_on_the_host() {
         pids_with_cmdline(&here)
     );
 }
+
+/// An archive is ingested as it streams by, before its index says what is used: a load
+/// that fails takes back every blob it wrote, and a load that succeeds takes back the
+/// blobs no loaded image uses; blobs that were in the store before stay.
+#[test]
+fn load_leaves_no_unreferenced_blobs() {
+    let s = Store::new("loadgc");
+    let base = fs::read(busybox_tarball(&s.dir)).expect("busybox tar");
+    let names = |s: &Store| -> Vec<String> {
+        let mut v: Vec<String> = s
+            .blob_files()
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+            .collect();
+        v.sort();
+        v
+    };
+    // A good archive with a stray blob nothing references.
+    let layout = s.dir.join("good");
+    write_oci_layout(
+        &layout,
+        "good:1",
+        &[(base.clone(), base.clone())],
+        &["true"],
+    );
+    let stray = b"not part of any image".to_vec();
+    let stray_hex = sha256(&stray)[7..].to_string();
+    fs::write(layout.join("blobs/sha256").join(&stray_hex), &stray).expect("stray");
+    let archive = s.dir.join("good.tar");
+    tar_dir(&layout, &archive);
+    s.berth(&["load", "-i", &archive.to_string_lossy()]).ok();
+    let after_good = names(&s);
+    assert_eq!(
+        after_good.len(),
+        3,
+        "manifest, config, layer: {after_good:?}"
+    );
+    assert!(!after_good.contains(&stray_hex), "the stray blob stayed");
+
+    // An archive whose index names a manifest it lacks: the load fails, and the new
+    // blobs it wrote (a layer of its own, a config) are gone; the store is as it was.
+    let bad = s.dir.join("bad");
+    let other = RawTar::default().file("etc/motd", b"other").finish();
+    let md = write_oci_layout(&bad, "bad:1", &[(other.clone(), other.clone())], &["true"]);
+    fs::remove_file(bad.join("blobs/sha256").join(&md[7..])).expect("rm manifest");
+    let bad_tar = s.dir.join("bad.tar");
+    tar_dir(&bad, &bad_tar);
+    s.berth(&["load", "-i", &bad_tar.to_string_lossy()])
+        .failed_mentioning(&[&md[7..]]);
+    assert_eq!(names(&s), after_good, "a failed load left blobs");
+    assert_eq!(s.image_names(), vec!["good:1".to_string()]);
+    s.berth(&["run", "--rm", "good:1"]).ok();
+    s.assert_blobs_verify();
+}

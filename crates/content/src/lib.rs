@@ -135,11 +135,20 @@ impl Store {
 
     /// Stores everything `reader` yields, verified against `expected` when given.
     pub fn copy_from(&self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<Digest> {
+        self.copy_new(reader, expected).map(|(d, _)| d)
+    }
+
+    /// [`Store::copy_from`], also saying whether the blob is new (was not in the store).
+    pub fn copy_new(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, bool)> {
         let alg = expected.map_or(Algorithm::Sha256, Digest::algorithm);
         let mut w = self.ingest(alg)?;
         let tmp = w.path.clone().unwrap_or_default();
         io::copy(reader, &mut w).map_err(io_err(&tmp))?;
-        w.commit(expected)
+        w.commit_new(expected)
     }
 
     pub fn exists(&self, digest: &Digest) -> bool {
@@ -282,7 +291,12 @@ impl Ingestion {
 
     /// Makes the blob visible: fsync, check against `expected` (when given), rename into
     /// place, fsync the directory. On a mismatch nothing becomes visible.
-    pub fn commit(mut self, expected: Option<&Digest>) -> Result<Digest> {
+    pub fn commit(self, expected: Option<&Digest>) -> Result<Digest> {
+        self.commit_new(expected).map(|(d, _)| d)
+    }
+
+    /// [`Ingestion::commit`], also saying whether the blob is new (was not in the store).
+    pub fn commit_new(mut self, expected: Option<&Digest>) -> Result<(Digest, bool)> {
         let tmp = self.path.take().unwrap_or_default();
         let file = self.file.take();
         let actual = std::mem::replace(&mut self.hasher, Algorithm::Sha256.hasher()).finish();
@@ -299,13 +313,14 @@ impl Ingestion {
                 }
             }
             let dst = self.store.path(&actual);
+            let created = !dst.is_file();
             fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
             if let Some(dir) = dst.parent() {
                 File::open(dir)
                     .and_then(|d| d.sync_all())
                     .map_err(io_err(dir))?;
             }
-            Ok(actual)
+            Ok((actual, created))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);

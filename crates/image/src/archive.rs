@@ -15,7 +15,7 @@
 use crate::apply::decompress;
 use crate::error::{invalid, io_err, Error, Result};
 use crate::oci::{self, Document, MAX_MANIFEST};
-use crate::store::ImageStore;
+use crate::store::{ImageStore, Lease};
 use content::Digest;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +35,7 @@ const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Loads every image of the archive or layout at `path`; returns `(name, manifest digest)`.
 pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<(String, Digest)>> {
-    let _lease = store.lease()?;
+    let lease = store.lease()?;
     let mut files = Archive::default();
     if path.is_dir() {
         for name in ["oci-layout", "index.json", "manifest.json"] {
@@ -46,17 +46,50 @@ pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<(String, Digest)>> {
         files.dir = Some(path.to_path_buf());
     } else {
         let f = File::open(path).map_err(io_err(path))?;
-        read_tar(store, decompress(f).map_err(io_err(path))?, &mut files)?;
+        let read = decompress(f)
+            .map_err(io_err(path))
+            .and_then(|r| read_tar(store, r, &mut files));
+        if let Err(e) = read {
+            return Err(drop_unreferenced(store, lease, &files, e));
+        }
     }
-    finish_load(store, &files, &path.display().to_string())
+    let loaded = finish_load(store, &files, &path.display().to_string());
+    settle(store, lease, &files, loaded)
+}
+
+/// A failed load: the blobs it wrote that no image uses go again; returns `e`.
+fn drop_unreferenced(store: &ImageStore, lease: Lease, files: &Archive, e: Error) -> Error {
+    drop(lease);
+    let _ = store.remove_unreferenced(&files.new_blobs);
+    e
+}
+
+/// After `finish_load`: an archive's entries are ingested as they stream by, before its
+/// index says which are used, so the new blobs no loaded image uses (or all of them, when
+/// the load failed) are removed rather than left for `image prune`.
+fn settle(
+    store: &ImageStore,
+    lease: Lease,
+    files: &Archive,
+    loaded: Result<Vec<(String, Digest)>>,
+) -> Result<Vec<(String, Digest)>> {
+    drop(lease);
+    let _ = store.remove_unreferenced(&files.new_blobs);
+    loaded
 }
 
 /// Loads every image of the archive streamed by `reader` (e.g. stdin).
 pub fn load_stream(store: &ImageStore, reader: impl Read) -> Result<Vec<(String, Digest)>> {
-    let _lease = store.lease()?;
+    let lease = store.lease()?;
     let mut files = Archive::default();
-    read_tar(store, decompress(reader).map_err(io_err("-"))?, &mut files)?;
-    finish_load(store, &files, "standard input")
+    let read = decompress(reader)
+        .map_err(io_err("-"))
+        .and_then(|r| read_tar(store, r, &mut files));
+    if let Err(e) = read {
+        return Err(drop_unreferenced(store, lease, &files, e));
+    }
+    let loaded = finish_load(store, &files, "standard input");
+    settle(store, lease, &files, loaded)
 }
 
 fn finish_load(store: &ImageStore, files: &Archive, what: &str) -> Result<Vec<(String, Digest)>> {
@@ -82,6 +115,8 @@ struct Archive {
     links: HashMap<String, String>,
     /// An OCI layout directory to take blobs from.
     dir: Option<PathBuf>,
+    /// Blobs this load wrote to the store (they were not there before).
+    new_blobs: Vec<Digest>,
 }
 
 impl Archive {
@@ -151,13 +186,19 @@ fn read_tar(store: &ImageStore, r: Box<dyn Read + '_>, files: &mut Archive) -> R
                     .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
                 let digest = match &expected {
                     Some(d) if store.content().exists(d) => d.clone(),
-                    _ => store
-                        .content()
-                        .copy_from(&mut entry, expected.as_ref())
-                        .map_err(|e| match e {
-                            content::Error::Mismatch { .. } => invalid(&name, e),
-                            e => e.into(),
-                        })?,
+                    _ => {
+                        let (d, created) = store
+                            .content()
+                            .copy_new(&mut entry, expected.as_ref())
+                            .map_err(|e| match e {
+                                content::Error::Mismatch { .. } => invalid(&name, e),
+                                e => e.into(),
+                            })?;
+                        if created {
+                            files.new_blobs.push(d.clone());
+                        }
+                        d
+                    }
                 };
                 files.blobs.insert(name, digest);
             }

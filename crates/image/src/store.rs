@@ -447,6 +447,37 @@ impl ImageStore {
     /// directory uses. Waits for leases to end.
     pub fn gc(&self) -> Result<GcReport> {
         let _lock = self.lock("gc.lock", FlockArg::LockExclusive)?;
+        let (blobs, chains) = self.reachable()?;
+        let content = self.content.gc(&blobs)?;
+        let snapshots = self.snapshots.gc(&chains)?;
+        Ok(GcReport {
+            blobs: content.removed,
+            bytes: content.bytes,
+            snapshots,
+        })
+    }
+
+    /// Deletes those of `candidates` (blobs an aborted or partial ingest wrote) that no
+    /// named image reaches. Takes the gc lock exclusively, so no load or pull holding a
+    /// lease can be about to name an image that uses one of them.
+    pub fn remove_unreferenced(&self, candidates: &[Digest]) -> Result<usize> {
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock("gc.lock", FlockArg::LockExclusive)?;
+        let (blobs, _) = self.reachable()?;
+        let mut removed = 0;
+        for d in candidates.iter().filter(|d| !blobs.contains(*d)) {
+            if self.content.exists(d) {
+                self.content.delete(d)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The blobs and snapshot ChainIDs that named images and containers reach.
+    fn reachable(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
         let mut blobs = HashSet::new();
         let mut chains = HashSet::new();
         for (_, r) in self.names()? {
@@ -474,13 +505,7 @@ impl ImageStore {
                 }
             }
         }
-        let content = self.content.gc(&blobs)?;
-        let snapshots = self.snapshots.gc(&chains)?;
-        Ok(GcReport {
-            blobs: content.removed,
-            bytes: content.bytes,
-            snapshots,
-        })
+        Ok((blobs, chains))
     }
 }
 
