@@ -4,6 +4,7 @@
 
 mod console;
 mod control;
+mod jail;
 mod ls;
 mod restore;
 mod run;
@@ -99,8 +100,9 @@ fn signal_ready(console: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Re-runs this command detached (`--detached-child`, own process group, no terminal) and
-/// waits until the monitor runs or fails; a failure's message becomes this command's error.
+/// Re-runs this command detached (`--detached-child`, own process group, no terminal, an
+/// empty environment) and waits until the monitor runs or fails; a failure's message
+/// becomes this command's error.
 fn detach(name: &str, extra: &[String]) -> Result<()> {
     let exe = std::env::current_exe().context("find the berth binary")?;
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -111,6 +113,7 @@ fn detach(name: &str, extra: &[String]) -> Result<()> {
         use std::os::unix::process::CommandExt;
         Command::new(exe)
             .args(&args)
+            .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -139,6 +142,14 @@ fn detach(name: &str, extra: &[String]) -> Result<()> {
             text
         }
     )
+}
+
+/// Confines this process, about to become the monitor of the VM `config` describes
+/// (validated): closes what it inherited above stderr and moves it into a cgroup of its
+/// own with the VM's limits.
+fn confine(config: &vmm::VmConfig) -> Result<Option<jail::VmCgroup>> {
+    jail::close_inherited_fds()?;
+    jail::VmCgroup::enter(&config.name, config.cpus, config.memory_mib)
 }
 
 /// A default VM name.
