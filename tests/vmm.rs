@@ -500,6 +500,8 @@ fn net_frames_flow_between_the_guest_and_a_tap() {
     // …and the host's answer reached the guest.
     assert!(out.stdout.contains("net: mac=06:be:47:00:00:00\n"), "{out}");
     assert!(out.stdout.contains("net: sent\n"), "{out}");
+    // The receive header (from the tap's vnet header): no flags or GSO, num_buffers 1.
+    assert!(out.stdout.contains("net: rx header ok\n"), "{out}");
     assert!(
         out.stdout.contains("net: received=berth-host frame\n"),
         "{out}"
