@@ -323,6 +323,16 @@ impl Vmm {
     }
 }
 
+impl Drop for Vmm {
+    /// A monitor dropped without running (its start failed after the boot) still hands its
+    /// cgroup to a teardown child, which removes it.
+    fn drop(&mut self) {
+        if self.cgroup.is_some() {
+            self.stopped();
+        }
+    }
+}
+
 /// The VMM process's memory: its peak resident set and the guest pages resident in it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MemoryStats {
