@@ -225,4 +225,17 @@ mod tests {
         );
         assert!(normalize(Some(Path::new("rel/x")), "x").is_ok_and(|r| !r.absolute));
     }
+
+    #[test]
+    fn process_paths_are_absolute_and_stay_inside() {
+        for bad in ["berth-vm/x", "/berth-vm/../x", "/"] {
+            assert!(
+                matches!(
+                    process_manager(Path::new(bad), &["memory"]),
+                    Err(CgroupError::InvalidPath(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -196,3 +196,14 @@ fn build(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, SeccompEr
 pub fn apply(prog: &BpfProgram) -> Result<(), SeccompError> {
     seccompiler::apply_filter(prog).map_err(|e| SeccompError::Install(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_filters_build() {
+        assert!(vcpu_filter().is_ok_and(|p| !p.is_empty()));
+        assert!(vmm_filter().is_ok_and(|p| !p.is_empty()));
+    }
+}
