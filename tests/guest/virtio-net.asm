@@ -128,6 +128,14 @@ net_test:
     jne .rx_other
     cmp byte [rx_buf + 12 + 13], 0xb5
     jne .rx_other
+    ; The header the device wrote: no flags, no GSO, num_buffers 1 (no offloads offered).
+    cmp word [rx_buf + 0], 0
+    jne .hdr_checked
+    cmp word [rx_buf + 10], 1
+    jne .hdr_checked
+    mov esi, msg_net_hdr
+    call puts
+.hdr_checked:
     mov esi, msg_net_recv
     call puts
     mov esi, rx_buf + 12 + 14
@@ -198,6 +206,7 @@ msg_net_feat:   db "net: features rejected", 10, 0
 msg_net_mac:    db "net: mac=", 0
 msg_net_sent:   db "net: sent", 10, 0
 msg_net_recv:   db "net: received=", 0
+msg_net_hdr:    db "net: rx header ok", 10, 0
 
 section .bss
 alignb 4096

@@ -279,3 +279,60 @@ pub fn agent_bin() -> PathBuf {
         })
         .clone()
 }
+
+/// The directories of a monitor's cgroup, `/berth-vm/<name>.<pid>`: one per memory, cpu and
+/// pids v1 hierarchy, keyed by controller, or the unified one (key "") on a v2-only host;
+/// found from /proc/self/mountinfo. Panics where no cgroup hierarchy is mounted.
+pub fn vmm_cgroup_dirs(name: &str, pid: u32) -> Vec<(String, PathBuf)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    let mut v1 = Vec::new();
+    let mut unified = None;
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let (Some(mountpoint), mut r) = (left.split(' ').nth(4), right.split(' ')) else {
+            continue;
+        };
+        let (fstype, _, opts) = (r.next(), r.next(), r.next().unwrap_or_default());
+        let rel = format!("berth-vm/{name}.{pid}");
+        match fstype {
+            Some("cgroup") => {
+                for c in ["memory", "cpu", "pids"] {
+                    if opts.split(',').any(|o| o == c) {
+                        v1.push((c.to_string(), Path::new(mountpoint).join(&rel)));
+                    }
+                }
+            }
+            Some("cgroup2") => unified = Some(Path::new(mountpoint).join(&rel)),
+            _ => {}
+        }
+    }
+    if v1.is_empty() {
+        let u = unified.expect("no cgroup hierarchy is mounted on this host");
+        return vec![(String::new(), u)];
+    }
+    v1
+}
+
+/// The pid of the monitor of VM `name` under `root`, from its record.
+pub fn vmm_pid(root: &Path, name: &str) -> u32 {
+    let text = std::fs::read_to_string(root.join(name).join("vm.json"))
+        .unwrap_or_else(|e| panic!("vm {name}: no record: {e}"));
+    let record: serde_json::Value = serde_json::from_str(&text).expect("vm.json is JSON");
+    record["pid"].as_u64().expect("vm.json has a pid") as u32
+}
+
+/// Waits up to 5 s until none of `dirs` exists; returns those left.
+pub fn cgroups_left(dirs: &[(String, PathBuf)]) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    poll(Duration::from_secs(5), || {
+        left = dirs
+            .iter()
+            .filter(|(_, d)| d.exists())
+            .map(|(_, d)| d.clone())
+            .collect();
+        left.is_empty().then_some(())
+    });
+    left
+}

@@ -13,6 +13,8 @@ pub struct FsManager {
     pub mode: CgroupMode,
     /// v1 controller name → dir; "" → the v2 dir (unified or hybrid tracking).
     pub dirs: BTreeMap<String, PathBuf>,
+    /// The same keys → the creating process's own cgroup there (where `leave_thread` goes).
+    pub origin: BTreeMap<String, PathBuf>,
 }
 
 pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
@@ -113,6 +115,29 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             collect_pids(&e.path(), out)?;
         }
+    }
+    Ok(())
+}
+
+/// Writes "0" (the caller) into `tasks` of every v1 directory of `dirs`, or into the v2
+/// directory's cgroup.procs (v2 has no per-thread move between domains).
+fn move_thread(mode: CgroupMode, dirs: &BTreeMap<String, PathBuf>) -> Result<(), CgroupError> {
+    let mut seen: Vec<&PathBuf> = Vec::new();
+    for (key, d) in dirs {
+        if seen.contains(&d) {
+            continue;
+        }
+        seen.push(d);
+        let file = if key.is_empty() {
+            "cgroup.procs"
+        } else {
+            "tasks"
+        };
+        if key.is_empty() && mode != CgroupMode::Unified {
+            // The hybrid tracking hierarchy: joined by the whole process or not at all.
+            continue;
+        }
+        write(d, file, "0")?;
     }
     Ok(())
 }
@@ -309,6 +334,14 @@ impl CgroupManager for FsManager {
 
     fn paths(&self) -> BTreeMap<String, PathBuf> {
         self.dirs.clone()
+    }
+
+    fn join_thread(&self) -> Result<(), CgroupError> {
+        move_thread(self.mode, &self.dirs)
+    }
+
+    fn leave_thread(&self) -> Result<(), CgroupError> {
+        move_thread(self.mode, &self.origin)
     }
 
     fn mode(&self) -> CgroupMode {

@@ -32,6 +32,8 @@ pub enum CgroupError {
     Unsupported(String),
     #[error("read /proc/self/mountinfo: {0}")]
     Mountinfo(std::io::Error),
+    #[error("no cgroup hierarchy with any of the controllers {0} is mounted here")]
+    NotMounted(String),
 }
 
 /// Freezer states.
@@ -69,6 +71,14 @@ pub trait CgroupManager: std::fmt::Debug {
     fn kill_all(&self, sig: i32) -> Result<(), CgroupError>;
     /// The cgroup's directory per v1 controller name, and "" for the v2 directory.
     fn paths(&self) -> BTreeMap<String, PathBuf>;
+    /// Moves the calling thread into the cgroup; threads and processes it starts afterwards
+    /// are born there (call it while the process has one thread). v1 hierarchies through
+    /// `tasks` ("0": one thread moves without the threadgroup lock, so without waiting for an
+    /// RCU grace period); a v2-only host through cgroup.procs (the whole process).
+    fn join_thread(&self) -> Result<(), CgroupError>;
+    /// Moves the calling thread back to the cgroups its process was in when this manager
+    /// was made, so the cgroup can be removed while the process still runs.
+    fn leave_thread(&self) -> Result<(), CgroupError>;
     fn mode(&self) -> CgroupMode;
 }
 
@@ -79,10 +89,39 @@ pub fn manager_for(
     id: &str,
 ) -> Result<Box<dyn CgroupManager>, CgroupError> {
     let rel = normalize(cgroups_path, id)?;
+    build(rel, None)
+}
+
+/// The cgroup of a process that is not a container, such as a microVM's monitor: `path`
+/// (from each hierarchy's root; `..` is refused) in the v1 hierarchies that have one of
+/// `controllers`, or in the unified hierarchy of a v2-only host. On a hybrid host the v2
+/// tracking hierarchy is left out: a process joins it only through cgroup.procs, which waits
+/// for an RCU grace period (about 15 ms here), and it holds no limits.
+pub fn process_manager(
+    path: &Path,
+    controllers: &[&str],
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    let s = path.to_string_lossy().to_string();
+    if !path.is_absolute() {
+        return Err(CgroupError::InvalidPath(s));
+    }
+    let rel = normalize(Some(path), "")?;
+    build(rel, Some(controllers))
+}
+
+fn build(rel: Rel, only: Option<&[&str]>) -> Result<Box<dyn CgroupManager>, CgroupError> {
     let mounts = mountinfo::read()?;
     let own = mountinfo::own_cgroups();
     let mode = mounts.mode;
     let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut origin: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let here = |mount: &Path, key: &str| -> PathBuf {
+        mount.join(
+            own.get(key)
+                .map(|p| p.trim_start_matches('/'))
+                .unwrap_or_default(),
+        )
+    };
     let place = |mount: &Path, key: &str| -> PathBuf {
         if rel.absolute {
             mount.join(&rel.path)
@@ -96,15 +135,25 @@ pub fn manager_for(
     };
     if mode != CgroupMode::Unified {
         for (ctrls, mount) in &mounts.v1 {
+            if only.is_some_and(|o| !ctrls.iter().any(|c| o.contains(&c.as_str()))) {
+                continue;
+            }
             for c in ctrls {
                 dirs.insert(c.clone(), place(mount, &ctrls.join(",")));
+                origin.insert(c.clone(), here(mount, &ctrls.join(",")));
             }
         }
     }
     if let Some(u) = &mounts.unified {
-        dirs.insert(String::new(), place(u, ""));
+        if only.is_none() || mode == CgroupMode::Unified {
+            dirs.insert(String::new(), place(u, ""));
+            origin.insert(String::new(), here(u, ""));
+        }
     }
-    Ok(Box::new(fs::FsManager { mode, dirs }))
+    if only.is_some() && dirs.is_empty() {
+        return Err(CgroupError::NotMounted(only.unwrap_or_default().join(", ")));
+    }
+    Ok(Box::new(fs::FsManager { mode, dirs, origin }))
 }
 
 struct Rel {
@@ -175,5 +224,18 @@ mod tests {
             Some(PathBuf::from("machine.slice/libpod-abc.scope"))
         );
         assert!(normalize(Some(Path::new("rel/x")), "x").is_ok_and(|r| !r.absolute));
+    }
+
+    #[test]
+    fn process_paths_are_absolute_and_stay_inside() {
+        for bad in ["berth-vm/x", "/berth-vm/../x", "/"] {
+            assert!(
+                matches!(
+                    process_manager(Path::new(bad), &["memory"]),
+                    Err(CgroupError::InvalidPath(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

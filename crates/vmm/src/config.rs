@@ -98,6 +98,9 @@ pub enum ConfigError {
     /// --cpus {0}: must be between 1 and {MAX_CPUS}
     #[error("--cpus {0}: must be between 1 and {MAX_CPUS}")]
     Cpus(u8),
+    /// --cpus {requested}: more than the host has ({host} CPUs online)
+    #[error("--cpus {requested}: more than the host has ({host} CPUs online)")]
+    CpusTooMany { requested: u8, host: u64 },
     /// --memory {0} MiB: must be at least {MIN_MEMORY_MIB}
     #[error("--memory {0} MiB: must be at least {MIN_MEMORY_MIB}")]
     MemoryTooSmall(u64),
@@ -164,6 +167,13 @@ pub fn host_memory_mib() -> Result<u64, ConfigError> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib / 1024)
         .ok_or(ConfigError::HostMemory)
+}
+
+/// The host's online CPUs (`sysconf(_SC_NPROCESSORS_ONLN)`).
+pub fn host_cpus() -> u64 {
+    // SAFETY: sysconf only reads a system value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u64::try_from(n).unwrap_or(1).max(1)
 }
 
 fn check_file(what: &'static str, path: &Path) -> Result<u64, ConfigError> {
@@ -245,6 +255,14 @@ impl VmConfig {
         }
         if self.cpus == 0 || self.cpus > MAX_CPUS {
             return Err(ConfigError::Cpus(self.cpus));
+        }
+        // A vCPU is a host thread: more of them than host CPUs only makes them contend.
+        let host_cpus = host_cpus();
+        if u64::from(self.cpus) > host_cpus {
+            return Err(ConfigError::CpusTooMany {
+                requested: self.cpus,
+                host: host_cpus,
+            });
         }
         if self.memory_mib < MIN_MEMORY_MIB {
             return Err(ConfigError::MemoryTooSmall(self.memory_mib));

@@ -575,9 +575,16 @@ impl Vm {
     /// 20 ms here, more than everything else a short VM costs). A child forked here keeps a
     /// reference to the VM file and exits only when this process has gone (its pipe reads
     /// end-of-file), so the last reference, and the wait, is the child's. The child closes
-    /// every other descriptor first: it holds no terminal, pipe, socket or disk.
-    pub fn defer_teardown(&self) {
+    /// every other descriptor first: it holds no terminal, pipe, socket or disk. Once it has
+    /// closed the VM file too, it removes the (empty) directories `remove_dirs`: the
+    /// monitor's cgroup, which KVM's worker thread of this VM stays in until then.
+    pub fn defer_teardown(&self, remove_dirs: &[std::path::PathBuf]) {
         use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let dirs: Vec<std::ffi::CString> = remove_dirs
+            .iter()
+            .filter_map(|d| std::ffi::CString::new(d.as_os_str().as_bytes()).ok())
+            .collect();
         let vm_fd = self.fd.as_raw_fd();
         let mut pipe = [0i32; 2];
         // SAFETY: pipe2 writes two descriptors into the two-element array it is given.
@@ -585,14 +592,16 @@ impl Vm {
             return;
         }
         let [read_end, write_end] = pipe;
-        // SAFETY: the child runs only async-signal-safe calls (close_range, read, _exit) on
-        // descriptors and a stack buffer it owns, and never returns into Rust code.
+        // SAFETY: the child runs only async-signal-safe calls (close_range, read, close,
+        // rmdir, nanosleep, _exit) on descriptors, strings built before the fork and stack
+        // values it owns, and never returns into Rust code.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             let keep = [read_end.min(vm_fd), read_end.max(vm_fd)];
             let mut byte = 0u8;
-            // SAFETY: see above; close_range takes descriptor numbers only, read writes one
-            // byte into `byte`, _exit does not return.
+            // SAFETY: see above; close_range and close take descriptor numbers only, read
+            // writes one byte into `byte`, rmdir reads a NUL-terminated string that lives
+            // until _exit, nanosleep reads a timespec on the stack, _exit does not return.
             unsafe {
                 libc::syscall(libc::SYS_close_range, 0u32, (keep[0] - 1) as u32, 0u32);
                 libc::syscall(
@@ -603,6 +612,21 @@ impl Vm {
                 );
                 libc::syscall(libc::SYS_close_range, (keep[1] + 1) as u32, u32::MAX, 0u32);
                 libc::read(read_end, (&mut byte as *mut u8).cast(), 1);
+                libc::close(vm_fd);
+                // KVM's worker thread leaves the cgroup as the VM is destroyed: retry for
+                // up to about 2 s while the directory is busy.
+                for dir in &dirs {
+                    for _ in 0..200 {
+                        if libc::rmdir(dir.as_ptr()) == 0 {
+                            break;
+                        }
+                        let pause = libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 10_000_000,
+                        };
+                        libc::nanosleep(&pause, std::ptr::null_mut());
+                    }
+                }
                 libc::_exit(0);
             }
         }

@@ -61,6 +61,9 @@ pub enum VmmError {
     /// event loop: {0}
     #[error("event loop: {0}")]
     EventLoop(String),
+    /// {0}
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
@@ -77,12 +80,21 @@ impl MutEventSubscriber for StopWatcher {
     }
 }
 
+/// How a monitor's cgroup goes away when its VM ends (see [`Vmm::remove_cgroup_at_exit`]).
+pub struct CgroupExit {
+    /// Moves the main thread out of the cgroup; runs once the vCPU threads have ended.
+    pub leave: Box<dyn FnOnce()>,
+    /// The cgroup's directories, removed by the teardown child once the VM is destroyed.
+    pub dirs: Vec<PathBuf>,
+}
+
 /// A VM with everything around it.
 pub struct Vmm {
     vm: Vm,
     em: EventManager<Subscriber>,
     api: Arc<Mutex<ApiServer>>,
     dir: VmDir,
+    cgroup: Option<CgroupExit>,
 }
 
 fn open_console(console: &Console) -> Result<SerialOut, VmmError> {
@@ -178,7 +190,38 @@ impl Vmm {
                 serial: vm.serial.clone(),
             })));
         }
-        Ok(Vmm { vm, em, api, dir })
+        Ok(Vmm {
+            vm,
+            em,
+            api,
+            dir,
+            cgroup: None,
+        })
+    }
+
+    /// The VM's configuration.
+    pub fn config(&self) -> &VmConfig {
+        &self.vm.config
+    }
+
+    /// Removes the monitor's cgroup when the VM ends: once the vCPU threads have ended the
+    /// main thread leaves it (so the teardown child is born outside), and the teardown
+    /// child removes its directories once the monitor has exited and the VM is destroyed
+    /// (KVM's per-VM worker thread stays in the cgroup until then).
+    pub fn remove_cgroup_at_exit(&mut self, cgroup: CgroupExit) {
+        self.cgroup = Some(cgroup);
+    }
+
+    fn stopped(&mut self) {
+        self.vm.shutdown();
+        let dirs = match self.cgroup.take() {
+            Some(c) => {
+                (c.leave)();
+                c.dirs
+            }
+            None => Vec::new(),
+        };
+        self.vm.defer_teardown(&dirs);
     }
 
     /// The API socket.
@@ -195,8 +238,7 @@ impl Vmm {
     /// vCPUs and removes the socket and state directory.
     pub fn run(mut self) -> Result<Outcome, VmmError> {
         let outcome = self.run_loop();
-        self.vm.shutdown();
-        self.vm.defer_teardown();
+        self.stopped();
         outcome
     }
 
@@ -204,12 +246,13 @@ impl Vmm {
     pub fn run_with_stats(mut self) -> Result<(Outcome, MemoryStats), VmmError> {
         let outcome = self.run_loop();
         let stats = MemoryStats::measure(&self.vm);
-        self.vm.shutdown();
-        self.vm.defer_teardown();
+        self.stopped();
         Ok((outcome?, stats))
     }
 
     fn run_loop(&mut self) -> Result<Outcome, VmmError> {
+        // Setup is done: from here the main thread only serves the event loop.
+        crate::seccomp::apply(&crate::seccomp::vmm_filter()?)?;
         let outcome = loop {
             if let Some(r) = self.vm.stop_reason() {
                 break Outcome::Guest(r);
@@ -276,6 +319,16 @@ impl Vmm {
                 Ok(VmmData::Empty)
             }
             VmmAction::Stop => Ok(VmmData::Empty),
+        }
+    }
+}
+
+impl Drop for Vmm {
+    /// A monitor dropped without running (its start failed after the boot) still hands its
+    /// cgroup to a teardown child, which removes it.
+    fn drop(&mut self) {
+        if self.cgroup.is_some() {
+            self.stopped();
         }
     }
 }

@@ -58,6 +58,9 @@ fn kill_entry(entry: &state::Entry) -> Result<()> {
         }
     }
     state::remove(entry)?;
+    if let Some(r) = &entry.record {
+        super::jail::remove_stale(&r.config.name, r.pid)?;
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod console;
 mod control;
 mod guest;
 mod image;
+mod jail;
 mod ls;
 mod restore;
 mod run;
@@ -104,8 +105,9 @@ fn signal_ready(console: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Re-runs this command detached (`--detached-child`, own process group, no terminal) and
-/// waits until the monitor runs or fails; a failure's message becomes this command's error.
+/// Re-runs this command detached (`--detached-child`, own process group, no terminal, an
+/// empty environment) and waits until the monitor runs or fails; a failure's message
+/// becomes this command's error.
 fn detach(name: &str, extra: &[String]) -> Result<()> {
     let exe = std::env::current_exe().context("find the berth binary")?;
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -116,6 +118,7 @@ fn detach(name: &str, extra: &[String]) -> Result<()> {
         use std::os::unix::process::CommandExt;
         Command::new(exe)
             .args(&args)
+            .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -144,6 +147,14 @@ fn detach(name: &str, extra: &[String]) -> Result<()> {
             text
         }
     )
+}
+
+/// Confines this process, about to become the monitor of the VM `config` describes
+/// (validated): closes what it inherited above stderr and moves it into a cgroup of its
+/// own with the VM's limits.
+fn confine(config: &vmm::VmConfig) -> Result<Option<jail::VmCgroup>> {
+    jail::close_inherited_fds()?;
+    jail::VmCgroup::enter(&config.name, config.cpus, config.memory_mib)
 }
 
 /// A default VM name.

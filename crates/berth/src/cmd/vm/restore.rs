@@ -31,24 +31,24 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
         };
         return super::detach(&name, &[]);
     }
-    let name = a.name.clone();
-    let console_for = |n: &str| {
-        if a.detached_child {
-            Console::File(root.join(n).join("console.log"))
-        } else {
-            Console::Stdout
-        }
+    // The name (unless given), vCPUs and memory come from the snapshot: peek at its header
+    // for the console path and the cgroup's limits.
+    let mut saved = vmm::snapshot::load(&a.file)?.header.config;
+    if let Some(n) = &a.name {
+        saved.name = n.clone();
+    }
+    saved.validate_shape()?;
+    let name = saved.name.clone();
+    let console = if a.detached_child {
+        Console::File(root.join(&name).join("console.log"))
+    } else {
+        Console::Stdout
     };
-    // The name may come from the snapshot: peek at it for the console path.
-    let console = match &name {
-        Some(n) => console_for(n),
-        None if a.detached_child => {
-            let loaded = vmm::snapshot::load(&a.file)?;
-            console_for(&loaded.header.config.name)
-        }
-        None => Console::Stdout,
-    };
-    let vmm = Vmm::restore(&a.file, name, root, console.clone(), a.paused)?;
+    let cgroup = super::confine(&saved)?;
+    let mut vmm = Vmm::restore(&a.file, Some(name), root, console.clone(), a.paused)?;
+    if let Some(c) = cgroup {
+        vmm.remove_cgroup_at_exit(c.at_exit());
+    }
     let vm_name = vmm.name().to_string();
     if let Console::File(log) = &console {
         super::signal_ready(log)?;

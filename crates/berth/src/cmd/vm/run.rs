@@ -139,9 +139,10 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
         }
         None => None,
     };
+    // Before the detached monitor exists (the common mistakes are reported without a
+    // second process) or the cgroup is made.
+    config.validate()?;
     if a.detach {
-        // Validate here too, so the common mistakes are reported without a second process.
-        config.validate()?;
         let extra: Vec<String> = match a.name {
             Some(_) => Vec::new(),
             None => vec!["--name".into(), name.clone()],
@@ -160,7 +161,11 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
     } else {
         Console::Stdout
     };
-    let vmm = Vmm::boot(config, root, console.clone())?;
+    let cgroup = super::confine(&config)?;
+    let mut vmm = Vmm::boot(config, root, console.clone())?;
+    if let Some(c) = cgroup {
+        vmm.remove_cgroup_at_exit(c.at_exit());
+    }
     if let Console::File(log) = &console {
         super::signal_ready(log)?;
     }

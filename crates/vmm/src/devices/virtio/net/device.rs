@@ -1,21 +1,27 @@
-//! The net device: frames from the transmit queue go to the tap; frames from the tap go
-//! into the guest's receive buffers, each behind a zeroed `virtio_net_hdr_v1`.
+//! The net device. The tap carries a `virtio_net_hdr_v1` before every frame (see
+//! `tap.rs`), so frames move between guest memory and the tap without copies: a transmit
+//! chain is written to the tap with one `writev` over its buffers, header included; a frame
+//! from the tap is read with one `readv` straight into the next receive chain, after which
+//! the device sets the header's `flags` to 0 (no checksum offload is offered) and
+//! `num_buffers` to 1. A frame is read only when a receive chain is there to take it.
 
-use super::tap::{Tap, TapError};
+use super::tap::{Tap, TapError, VNET_HDR_LEN};
 use crate::devices::virtio::{
     ActivateError, IrqTrigger, VirtioDevice, INT_VRING, TYPE_NET, VIRTIO_F_VERSION_1,
 };
 use std::sync::Arc;
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestMemoryMmap};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 const QUEUE_SIZE: u16 = 256;
 const VIRTIO_NET_F_MAC: u64 = 1 << 5;
 /// `virtio_net_hdr_v1` (with VIRTIO_F_VERSION_1 the header always has `num_buffers`).
-pub const HDR_LEN: usize = 12;
+pub const HDR_LEN: usize = VNET_HDR_LEN;
 /// The largest frame: a 1500-byte MTU plus the Ethernet header (no VLAN, no offloads).
 pub const MAX_FRAME: usize = 1514;
+/// Where `num_buffers` is in the header.
+const NUM_BUFFERS: usize = 10;
 const RX: usize = 0;
 const TX: usize = 1;
 
@@ -42,15 +48,59 @@ pub struct Net {
     pub rx_evt: EventFd,
     /// Signalled when the guest queues frames to send.
     pub tx_evt: EventFd,
-    /// A frame read from the tap that found no receive buffer yet.
-    pub(crate) pending: Option<Vec<u8>>,
-    /// Whether the event loop watches the tap (not while a frame is pending).
+    /// Whether the event loop watches the tap (not while the guest has no receive buffer).
     pub(crate) tap_watched: bool,
 }
 
 /// A locally administered MAC address derived from `index` (the device's slot).
 pub fn mac_for(index: usize) -> [u8; 6] {
     [0x06, 0xbe, 0x47, 0x00, 0x00, index as u8]
+}
+
+/// A chain's buffers: host iovecs, the same as guest ranges, and their total length.
+type Buffers = (Vec<libc::iovec>, Vec<(GuestAddress, usize)>, usize);
+
+/// The buffers of a descriptor chain, if each is of the wanted direction (`writable`) and
+/// inside one guest memory region.
+fn iovecs(
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    writable: bool,
+) -> Option<Buffers> {
+    let mut iovs = Vec::new();
+    let mut parts = Vec::new();
+    let mut total = 0usize;
+    for d in chain {
+        if d.is_write_only() != writable {
+            return None;
+        }
+        let len = d.len() as usize;
+        if len == 0 {
+            continue;
+        }
+        let slice = mem.get_slice(d.addr(), len).ok()?;
+        iovs.push(libc::iovec {
+            iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+            iov_len: slice.len(),
+        });
+        parts.push((d.addr(), len));
+        total += len;
+    }
+    Some((iovs, parts, total))
+}
+
+/// Writes `bytes` at byte `offset` of the buffers `parts` (the header may span several).
+fn write_at(mem: &GuestMemoryMmap, parts: &[(GuestAddress, usize)], offset: usize, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        let mut at = offset + i;
+        for (addr, len) in parts {
+            if at < *len {
+                let _ = mem.write_obj(*b, addr.unchecked_add(at as u64));
+                break;
+            }
+            at -= len;
+        }
+    }
 }
 
 impl Net {
@@ -66,12 +116,13 @@ impl Net {
             irq,
             rx_evt: evt()?,
             tx_evt: evt()?,
-            pending: None,
             tap_watched: true,
         })
     }
 
-    /// Sends every frame of the transmit queue to the tap.
+    /// Sends every frame of the transmit queue to the tap, header and all, from guest
+    /// memory. A chain with a write-only buffer, one outside guest memory, one of no more
+    /// than a header or of more than a header and [`MAX_FRAME`] is dropped.
     pub fn process_tx(&mut self) {
         let Some(mem) = self.mem.clone() else {
             return;
@@ -80,29 +131,17 @@ impl Net {
             return;
         };
         let mut done = Vec::new();
-        if let Ok(iter) = queue.iter(&mem) {
-            for chain in iter {
-                let head = chain.head_index();
-                let mut frame = Vec::new();
-                let mut ok = true;
-                for d in chain {
-                    if d.is_write_only() || frame.len() + d.len() as usize > HDR_LEN + MAX_FRAME {
-                        ok = false;
-                        break;
-                    }
-                    let start = frame.len();
-                    frame.resize(start + d.len() as usize, 0);
-                    if mem.read_slice(&mut frame[start..], d.addr()).is_err() {
-                        ok = false;
-                        break;
-                    }
+        while let Some(chain) = queue.pop_descriptor_chain(&mem) {
+            let head = chain.head_index();
+            if let Some((iovs, _, total)) = iovecs(&mem, chain, false) {
+                if total > HDR_LEN && total <= HDR_LEN + MAX_FRAME {
+                    // SAFETY: every iovec lies inside one region of `mem` (get_slice checked
+                    // it), which stays mapped while `mem` is held here. A full tap drops the
+                    // frame, as a full wire would.
+                    let _ = unsafe { self.tap.writev(&iovs) };
                 }
-                if ok && frame.len() > HDR_LEN {
-                    // A full tap drops the frame, as a full wire would.
-                    let _ = self.tap.write_frame(&frame[HDR_LEN..]);
-                }
-                done.push(head);
             }
+            done.push(head);
         }
         if done.is_empty() {
             return;
@@ -113,72 +152,60 @@ impl Net {
         let _ = self.irq.trigger(INT_VRING);
     }
 
-    /// Puts `frame` into the next receive buffer; false if the guest has none.
-    fn deliver(&mut self, frame: &[u8]) -> bool {
-        let Some(mem) = self.mem.clone() else {
-            return false;
-        };
-        let Some(queue) = self.queues.get_mut(RX) else {
-            return false;
-        };
-        let Some(chain) = queue.pop_descriptor_chain(&mem) else {
-            return false;
-        };
-        let head = chain.head_index();
-        let mut data = vec![0u8; HDR_LEN];
-        data[10] = 1; // num_buffers
-        data.extend_from_slice(frame);
-        let mut written = 0usize;
-        for d in chain {
-            if written == data.len() {
-                break;
-            }
-            if !d.is_write_only() {
-                break;
-            }
-            let n = (d.len() as usize).min(data.len() - written);
-            if mem
-                .write_slice(&data[written..written + n], d.addr())
-                .is_err()
-            {
-                break;
-            }
-            written += n;
-        }
-        // A frame that did not fit is dropped (the buffer is returned with what was written).
-        let _ = queue.add_used(&mem, head, written as u32);
-        let _ = self.irq.trigger(INT_VRING);
-        true
-    }
-
-    /// Moves frames from the tap into receive buffers while both are available. Returns
-    /// whether the tap should stay watched (false while a frame waits for a buffer).
+    /// Reads frames from the tap straight into receive chains while both are there. Returns
+    /// whether the tap should stay watched (false while the guest has no receive buffer).
     pub fn process_rx(&mut self) -> bool {
-        if self.mem.is_none() {
+        let Some(mem) = self.mem.clone() else {
             // Not started: frames from the tap are dropped.
-            let mut buf = [0u8; MAX_FRAME];
+            let mut buf = [0u8; HDR_LEN + MAX_FRAME];
             while self.tap.read_frame(&mut buf).is_ok() {}
             return true;
-        }
-        if let Some(frame) = self.pending.take() {
-            if !self.deliver(&frame) {
-                self.pending = Some(frame);
-                return false;
+        };
+        let Some(queue) = self.queues.get_mut(RX) else {
+            return true;
+        };
+        let mut used = false;
+        let watch = loop {
+            let Some(chain) = queue.pop_descriptor_chain(&mem) else {
+                break false;
+            };
+            let head = chain.head_index();
+            let Some((iovs, parts, total)) = iovecs(&mem, chain, true) else {
+                // Not a receive buffer: returned unused.
+                let _ = queue.add_used(&mem, head, 0);
+                used = true;
+                continue;
+            };
+            if total < HDR_LEN {
+                let _ = queue.add_used(&mem, head, 0);
+                used = true;
+                continue;
             }
-        }
-        let mut buf = vec![0u8; 65536];
-        loop {
-            match self.tap.read_frame(&mut buf) {
-                Ok(0) | Err(_) => return true,
+            // SAFETY: every iovec lies inside one region of `mem` (get_slice checked it),
+            // which stays mapped while `mem` is held here; readv writes at most their lengths.
+            match unsafe { self.tap.readv(&iovs) } {
                 Ok(n) => {
-                    let frame = &buf[..n];
-                    if !self.deliver(frame) {
-                        self.pending = Some(frame.to_vec());
-                        return false;
-                    }
+                    write_at(&mem, &parts, 0, &[0]);
+                    write_at(&mem, &parts, NUM_BUFFERS, &1u16.to_le_bytes());
+                    let _ = queue.add_used(&mem, head, n as u32);
+                    used = true;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {
+                    // The frame did not fit the buffer and was dropped: the buffer waits for
+                    // the next one.
+                    queue.go_to_previous_position();
+                }
+                Err(_) => {
+                    // No frame (WouldBlock) or a tap error: the buffer stays the guest's.
+                    queue.go_to_previous_position();
+                    break true;
                 }
             }
+        };
+        if used {
+            let _ = self.irq.trigger(INT_VRING);
         }
+        watch
     }
 }
 
@@ -228,6 +255,5 @@ impl VirtioDevice for Net {
         self.queues.clear();
         self.mem = None;
         self.acked_features = 0;
-        self.pending = None;
     }
 }
