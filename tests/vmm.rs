@@ -792,9 +792,10 @@ fn task_seccomp(pid: u32) -> Vec<(String, String)> {
     tasks
 }
 
-/// Every thread of the monitor runs under a seccomp filter (mode 2): the vCPU threads under
-/// theirs from the start, the main thread under its own once the event loop runs (KVM's
-/// per-VM worker thread inherits a vCPU thread's). No forbidden system call can be provoked
+/// Every thread of the monitor (the `berth-vmm` process `berth vm run` execs) runs under a
+/// seccomp filter (mode 2): the vCPU threads under theirs from the start, the main thread
+/// under its own once the event loop runs (KVM's per-VM worker thread inherits a vCPU
+/// thread's). No forbidden system call can be provoked
 /// from outside the monitor, so the test reads the kernel's view of every task.
 #[test]
 fn every_monitor_thread_runs_under_a_seccomp_filter() {
@@ -819,7 +820,7 @@ fn every_monitor_thread_runs_under_a_seccomp_filter() {
         .collect();
     assert_eq!(vcpus.len(), usize::from(cpus), "{tasks:?}");
     assert!(
-        tasks.iter().any(|(n, _)| n == "berth"),
+        tasks.iter().any(|(n, _)| n == "berth-vmm"),
         "no main thread: {tasks:?}"
     );
     for (name, mode) in &tasks {

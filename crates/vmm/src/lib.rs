@@ -12,9 +12,15 @@
 //! and `berth-sys` are the only ones with `unsafe`, each block with a `// SAFETY:` comment.
 
 pub mod api;
+
+/// The line a detached monitor (`berth-vmm --console-file …`) prints on stderr once its VM
+/// runs; the `berth` that launched it waits for it.
+pub const READY_LINE: &str = "berth-vm-ready";
+
 pub mod boot;
 pub mod config;
 pub mod devices;
+pub mod jail;
 pub mod memory;
 pub mod seccomp;
 pub mod snapshot;

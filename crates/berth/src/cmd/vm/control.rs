@@ -59,7 +59,7 @@ fn kill_entry(entry: &state::Entry) -> Result<()> {
     }
     state::remove(entry)?;
     if let Some(r) = &entry.record {
-        super::jail::remove_stale(&r.config.name, r.pid)?;
+        vmm::jail::remove_stale(&r.config.name, r.pid)?;
     }
     Ok(())
 }

@@ -174,3 +174,33 @@ pub fn read_script(path: &Path) -> Result<String> {
     String::from_utf8(bytes)
         .map_err(|_| anyhow::anyhow!("--config-script {}: not UTF-8 text", path.display()))
 }
+
+/// Runs [`configure`] in a process of its own (detached from this one by a double fork, so
+/// it is nobody's zombie), while this process goes on to become the VM's monitor: the
+/// monitor runs no berth code of ours beside the VMM.
+pub fn configure_in_background(name: &str, plan: Plan) -> Result<()> {
+    use sys::process::{clone_process, CloneResult};
+    match clone_process(0, None).context("fork the configuration process")? {
+        CloneResult::Parent(child) => {
+            nix::sys::wait::waitpid(child, None).context("wait for the configuration fork")?;
+            Ok(())
+        }
+        CloneResult::Child => {
+            let code = match clone_process(0, None) {
+                Ok(CloneResult::Child) => match configure(&plan) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("berth: vm {name}: configuration failed: {e:#}");
+                        1
+                    }
+                },
+                Ok(CloneResult::Parent(_)) => 0,
+                Err(e) => {
+                    eprintln!("berth: vm {name}: fork the configuration process: {e}");
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+    }
+}

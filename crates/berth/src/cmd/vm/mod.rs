@@ -1,12 +1,12 @@
-//! `berth vm …`: microVMs. Each verb is a file; `run` and `restore` make this process the
-//! VM's monitor (or, with `-d`, a detached copy of it); the others talk to a running monitor
-//! over its API socket.
+//! `berth vm …`: microVMs. Each verb is a file; `run` and `restore` prepare the VM and
+//! then replace this process (or, with `-d`, a detached copy of it) with its monitor,
+//! `berth-vmm` (crates/vmm/src/main.rs); the others talk to a running monitor over its API
+//! socket.
 
 mod console;
 mod control;
 mod guest;
 mod image;
-mod jail;
 mod ls;
 mod restore;
 mod run;
@@ -17,8 +17,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use vmm::vm::ExitReason;
-use vmm::vmm::Outcome;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -75,34 +73,33 @@ pub fn run(a: Args) -> Result<()> {
 /// How long a request to a monitor may take.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The line a detached monitor prints on stderr once it runs.
-const READY: &str = "berth-vm-ready";
-
-/// Ends the process the way the VM ended: the guest's debug-exit code, 0 for a reset, halt
-/// or stop, 1 with the report for an error.
-fn finish(name: &str, outcome: Outcome) -> Result<()> {
-    match outcome {
-        Outcome::Stopped
-        | Outcome::Guest(ExitReason::Reset)
-        | Outcome::Guest(ExitReason::Halted) => Ok(()),
-        Outcome::Guest(ExitReason::DebugExit(0)) => Ok(()),
-        Outcome::Guest(ExitReason::DebugExit(code)) => std::process::exit(i32::from(code)),
-        Outcome::Guest(ExitReason::Error(report)) => bail!("vm {name}: {report}"),
+/// Replaces this process with the VM's monitor: `berth-vmm VERB --root ROOT ARGS…`, beside
+/// this binary (`$BERTH_VMM` overrides). A detached child gives its console log, so the
+/// monitor tells the waiting `berth` when it runs. The monitor is a binary of its own, as
+/// Firecracker's is: it maps only the VMM's code (docs/benchmarks.md, "overhead").
+fn exec_monitor(
+    root: &Path,
+    verb: &str,
+    args: &[std::ffi::OsString],
+    console_log: Option<PathBuf>,
+) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::var_os("BERTH_VMM") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => std::env::current_exe()
+            .context("find the berth binary")?
+            .with_file_name("berth-vmm"),
+    };
+    let mut cmd = Command::new(&exe);
+    cmd.arg(verb).arg("--root").arg(root).args(args);
+    if let Some(log) = console_log {
+        cmd.arg("--console-file").arg(log);
     }
-}
-
-/// Tells the parent of a detached monitor that it runs, then points stderr at the console
-/// log (the parent stops reading).
-fn signal_ready(console: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    eprintln!("{READY}");
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(console)
-        .with_context(|| format!("open {}", console.display()))?;
-    nix::unistd::dup2(log.as_raw_fd(), 2).context("redirect stderr")?;
-    Ok(())
+    let err = cmd.exec();
+    bail!(
+        "start the monitor {}: {err} (build it with `cargo build --workspace`, or set $BERTH_VMM)",
+        exe.display()
+    )
 }
 
 /// Re-runs this command detached (`--detached-child`, own process group, no terminal, an
@@ -130,7 +127,7 @@ fn detach(name: &str, extra: &[String]) -> Result<()> {
     let mut reader = BufReader::new(stderr);
     let mut first = String::new();
     reader.read_line(&mut first).ok();
-    if first.trim() == READY {
+    if first.trim() == vmm::READY_LINE {
         println!("{name}");
         return Ok(());
     }
@@ -147,14 +144,6 @@ fn detach(name: &str, extra: &[String]) -> Result<()> {
             text
         }
     )
-}
-
-/// Confines this process, about to become the monitor of the VM `config` describes
-/// (validated): closes what it inherited above stderr and moves it into a cgroup of its
-/// own with the VM's limits.
-fn confine(config: &vmm::VmConfig) -> Result<Option<jail::VmCgroup>> {
-    jail::close_inherited_fds()?;
-    jail::VmCgroup::enter(&config.name, config.cpus, config.memory_mib)
 }
 
 /// A default VM name.

@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use vmm::{Console, Vmm};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,28 +30,25 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
         };
         return super::detach(&name, &[]);
     }
-    // The name (unless given), vCPUs and memory come from the snapshot: peek at its header
-    // for the console path and the cgroup's limits.
+    // The name (unless given) comes from the snapshot: peek at its header for the console
+    // path; a bad file is reported here, before the monitor starts.
     let mut saved = vmm::snapshot::load(&a.file)?.header.config;
     if let Some(n) = &a.name {
         saved.name = n.clone();
     }
     saved.validate_shape()?;
     let name = saved.name.clone();
-    let console = if a.detached_child {
-        Console::File(root.join(&name).join("console.log"))
-    } else {
-        Console::Stdout
-    };
-    let cgroup = super::confine(&saved)?;
-    let mut vmm = Vmm::restore(&a.file, Some(name), root, console.clone(), a.paused)?;
-    if let Some(c) = cgroup {
-        vmm.remove_cgroup_at_exit(c.at_exit());
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--snapshot".into(),
+        a.file.clone().into_os_string(),
+        "--name".into(),
+        name.clone().into(),
+    ];
+    if a.paused {
+        args.push("--paused".into());
     }
-    let vm_name = vmm.name().to_string();
-    if let Console::File(log) = &console {
-        super::signal_ready(log)?;
-    }
-    let outcome = vmm.run()?;
-    super::finish(&vm_name, outcome)
+    let log = a
+        .detached_child
+        .then(|| root.join(&name).join("console.log"));
+    super::exec_monitor(root, "restore", &args, log)
 }

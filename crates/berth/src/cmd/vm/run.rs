@@ -1,9 +1,8 @@
 //! `berth vm run`: boot a kernel in a new microVM.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use vmm::config::{BootProtocol, DiskConfig, NetConfig, VmConfig, VsockConfig, DEFAULT_CMDLINE};
-use vmm::{Console, Vmm};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -156,40 +155,18 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
         }
         return Ok(());
     }
-    let console = if a.detached_child {
-        Console::File(root.join(&name).join("console.log"))
-    } else {
-        Console::Stdout
-    };
-    let cgroup = super::confine(&config)?;
-    let mut vmm = Vmm::boot(config, root, console.clone())?;
-    if let Some(c) = cgroup {
-        vmm.remove_cgroup_at_exit(c.at_exit());
-    }
-    if let Console::File(log) = &console {
-        super::signal_ready(log)?;
-    }
-    // In the foreground, the configuration runs beside the monitor (a detached monitor
-    // leaves it to the command that started it).
+    // In the foreground, the configuration runs beside the monitor, in a process of its
+    // own (a detached monitor leaves it to the command that started it).
     if let (Some(plan), false) = (plan, a.detached_child) {
-        let name = name.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = super::guest::configure(&plan) {
-                eprintln!("berth: vm {name}: configuration failed: {e:#}");
-            }
-        });
+        super::guest::configure_in_background(&name, plan)?;
     }
-    let outcome = if a.stats {
-        let (outcome, s) = vmm.run_with_stats()?;
-        eprintln!(
-            "berth-vm-stats: peak_rss_kib={} guest_rss_kib={} overhead_kib={}",
-            s.peak_rss_kib,
-            s.guest_rss_kib,
-            s.peak_rss_kib.saturating_sub(s.guest_rss_kib)
-        );
-        outcome
-    } else {
-        vmm.run()?
-    };
-    super::finish(&name, outcome)
+    let json = serde_json::to_string(&config).context("encode the VM configuration")?;
+    let mut args: Vec<std::ffi::OsString> = vec!["--config".into(), json.into()];
+    if a.stats {
+        args.push("--stats".into());
+    }
+    let log = a
+        .detached_child
+        .then(|| root.join(&name).join("console.log"));
+    super::exec_monitor(root, "run", &args, log)
 }

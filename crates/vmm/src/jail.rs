@@ -4,15 +4,45 @@
 //! one on a v2 host), with limits from the VM's size. The monitor joins it before it creates
 //! any thread, so its vCPU threads (and KVM's worker thread of the VM) are born there; when
 //! the VM ends it leaves, and its teardown child removes the cgroup once the VM is destroyed
-//! (`vmm::Vmm::remove_cgroup_at_exit`); `vm kill` and `vm rm` remove that of a monitor that
-//! died. Its seccomp filters are the monitor's own (`vmm::seccomp`).
+//! ([`crate::Vmm::remove_cgroup_at_exit`]); `vm kill` and `vm rm` remove that of a monitor that
+//! died. Its seccomp filters are the monitor's own ([`crate::seccomp`]).
 
-use anyhow::{Context, Result};
 use cgroups::CgroupManager;
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
 };
 use std::path::PathBuf;
+
+/// A confinement step that failed, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct JailError(String);
+
+type Result<T> = std::result::Result<T, JailError>;
+
+/// `.with_context(…)` for this module's results.
+trait Context<T> {
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T>;
+    fn context(self, what: &str) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| JailError(format!("{}: {e}", f())))
+    }
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|e| JailError(format!("{what}: {e}")))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.ok_or_else(|| JailError(f()))
+    }
+    fn context(self, what: &str) -> Result<T> {
+        self.ok_or_else(|| JailError(what.to_string()))
+    }
+}
 
 /// What the monitor itself may use on top of guest memory (its own pages, device buffers,
 /// page cache of kernel, disk and snapshot files): measured overhead is about 3 MiB.
@@ -78,10 +108,10 @@ impl VmCgroup {
 
     /// Hands the cgroup to the monitor: its main thread leaves it when the vCPUs have
     /// stopped, its teardown child removes the directories when the VM is destroyed.
-    pub fn at_exit(mut self) -> vmm::vmm::CgroupExit {
+    pub fn at_exit(mut self) -> crate::vmm::CgroupExit {
         let path = self.path.clone();
         let Some(mgr) = self.mgr.take() else {
-            return vmm::vmm::CgroupExit {
+            return crate::vmm::CgroupExit {
                 leave: Box::new(|| {}),
                 dirs: Vec::new(),
             };
@@ -89,7 +119,7 @@ impl VmCgroup {
         let mut dirs: Vec<PathBuf> = mgr.paths().into_values().collect();
         dirs.sort();
         dirs.dedup();
-        vmm::vmm::CgroupExit {
+        crate::vmm::CgroupExit {
             leave: Box::new(move || {
                 if let Err(e) = mgr.leave_thread() {
                     eprintln!("berth: cgroup {}: leave: {e}", path.display());
@@ -126,16 +156,22 @@ fn resources(cpus: u8, memory_mib: u64) -> Result<oci_spec::runtime::LinuxResour
     let cpu = LinuxCpuBuilder::default()
         .period(CPU_PERIOD_US)
         .quota(i64::from(cpus) * CPU_PERIOD_US as i64)
-        .build()?;
-    let memory = LinuxMemoryBuilder::default().limit(bytes).build()?;
+        .build()
+        .context("cgroup limits")?;
+    let memory = LinuxMemoryBuilder::default()
+        .limit(bytes)
+        .build()
+        .context("cgroup limits")?;
     let pids = LinuxPidsBuilder::default()
         .limit(i64::from(cpus) + EXTRA_PIDS)
-        .build()?;
-    Ok(LinuxResourcesBuilder::default()
+        .build()
+        .context("cgroup limits")?;
+    LinuxResourcesBuilder::default()
         .cpu(cpu)
         .memory(memory)
         .pids(pids)
-        .build()?)
+        .build()
+        .context("cgroup limits")
 }
 
 /// Removes the cgroup of a monitor that is gone (`vm kill`, `vm rm`); one that is not
