@@ -1,5 +1,5 @@
 //! Confining a VM's monitor, as Firecracker's jailer does around its VMM: no descriptor it
-//! did not open itself, no environment when detached (`detach` clears it), and a cgroup of
+//! did not open itself, no environment (`berth` execs it with none), and a cgroup of
 //! its own, `/berth-vm/<name>.<pid>` in the memory, cpu and pids hierarchies (the unified
 //! one on a v2 host), with limits from the VM's size. The monitor joins it before it creates
 //! any thread, so its vCPU threads (and KVM's worker thread of the VM) are born there; when

@@ -91,7 +91,8 @@ fn exec_monitor(
             .with_file_name("berth-vmm"),
     };
     let mut cmd = Command::new(&exe);
-    cmd.arg(verb).arg("--root").arg(root).args(args);
+    // The monitor needs no environment, and gets none (foreground or detached).
+    cmd.env_clear().arg(verb).arg("--root").arg(root).args(args);
     if let Some(log) = console_log {
         cmd.arg("--console-file").arg(log);
     }
