@@ -5,33 +5,41 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// Marks every descriptor `>= first` close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`), so
-/// the next `execve` cannot leak runtime descriptors (CVE-2024-21626). Falls back to walking
-/// `/proc/self/fd` on kernels older than 5.11.
-pub fn cloexec_from(first: i32) -> nix::Result<()> {
-    // SAFETY: close_range takes plain integers; CLOSE_RANGE_CLOEXEC only sets flags.
+/// `close_range(first, ~0, flags)`; on kernels without it, `fallback` for each descriptor
+/// `>= first` listed in `/proc/self/fd`.
+fn close_range_from(first: i32, flags: u32, fallback: impl Fn(RawFd)) -> nix::Result<()> {
+    // SAFETY: close_range takes plain integers; what it does to the range is the caller's
+    // contract (see the two callers).
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,
             first as libc::c_uint,
             libc::c_uint::MAX,
-            4u32,
+            flags,
         )
     };
     if Errno::result(r).is_ok() {
         return Ok(());
     }
-    let dir = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::EBADF)?;
-    let fds: Vec<i32> = dir
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|_| Errno::EBADF)?
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
         .collect();
-    for fd in fds.into_iter().filter(|fd| *fd >= first) {
+    fds.into_iter().filter(|fd| *fd >= first).for_each(fallback);
+    Ok(())
+}
+
+/// Marks every descriptor `>= first` close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`), so
+/// the next `execve` cannot leak runtime descriptors (CVE-2024-21626). Falls back to walking
+/// `/proc/self/fd` on kernels older than 5.11.
+pub fn cloexec_from(first: i32) -> nix::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: u32 = 4;
+    close_range_from(first, CLOSE_RANGE_CLOEXEC, |fd| {
         // SAFETY: F_SETFD on a descriptor number only changes its flags; a descriptor that
         // was closed meanwhile (the read_dir one) just yields EBADF, which we ignore.
         let _ = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    Ok(())
+    })
 }
 
 /// Closes every descriptor `>= first` (`close_range`): a process that never executes
@@ -39,29 +47,11 @@ pub fn cloexec_from(first: i32) -> nix::Result<()> {
 /// `/proc/self/fd` on kernels older than 5.9. Call it before anything in the process owns a
 /// descriptor `>= first`.
 pub fn close_from(first: i32) -> nix::Result<()> {
-    // SAFETY: close_range takes plain integers; the caller owns no descriptor in the range.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            0u32,
-        )
-    };
-    if Errno::result(r).is_ok() {
-        return Ok(());
-    }
-    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|_| Errno::EBADF)?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-        .collect();
-    for fd in fds.into_iter().filter(|fd| *fd >= first) {
-        // SAFETY: closing a descriptor number nothing in this process owns (see above); the
-        // read_dir descriptor, already closed, just yields EBADF.
+    close_range_from(first, 0, |fd| {
+        // SAFETY: closing a descriptor number nothing in this process owns (the caller's
+        // contract); the read_dir descriptor, already closed, just yields EBADF.
         let _ = unsafe { libc::close(fd) };
-    }
-    Ok(())
+    })
 }
 
 /// Receives one descriptor sent with `SCM_RIGHTS` on `sock` (e.g. a pty master over a
