@@ -297,6 +297,16 @@ impl Vm {
         fd.create_pit2(pit).map_err(ioctl("KVM_CREATE_PIT2"))?;
 
         let evt = || EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd);
+        // Virtio slot `i`: its MMIO window and its interrupt (an irqfd on GSI FIRST + i).
+        let slot = |i: usize| -> Result<(u64, Arc<IrqTrigger>), VmError> {
+            let irq_evt = evt()?;
+            fd.register_irqfd(&irq_evt, FIRST_DEVICE_GSI + i as u32)
+                .map_err(ioctl("KVM_IRQFD"))?;
+            Ok((
+                memory::mmio_device_addr(i),
+                Arc::new(IrqTrigger::new(irq_evt)),
+            ))
+        };
         let serial_evt = evt()?;
         fd.register_irqfd(&serial_evt, serial::IRQ)
             .map_err(ioctl("KVM_IRQFD"))?;
@@ -329,12 +339,7 @@ impl Vm {
             }
         }
         for (i, disk) in config.disks.iter().enumerate() {
-            let gsi = FIRST_DEVICE_GSI + i as u32;
-            let addr = memory::mmio_device_addr(i);
-            let irq_evt = evt()?;
-            fd.register_irqfd(&irq_evt, gsi)
-                .map_err(ioctl("KVM_IRQFD"))?;
-            let irq = Arc::new(IrqTrigger::new(irq_evt));
+            let (addr, irq) = slot(i)?;
             let saved = devices.as_ref().and_then(|d| d.disks.get(i));
             let block = match saved {
                 Some((_, b)) => Block::restore(b, &mem, irq.clone())
@@ -370,12 +375,7 @@ impl Vm {
         }
         for (j, net) in config.nets.iter().enumerate() {
             let i = config.disks.len() + j;
-            let gsi = FIRST_DEVICE_GSI + i as u32;
-            let addr = memory::mmio_device_addr(i);
-            let irq_evt = evt()?;
-            fd.register_irqfd(&irq_evt, gsi)
-                .map_err(ioctl("KVM_IRQFD"))?;
-            let irq = Arc::new(IrqTrigger::new(irq_evt));
+            let (addr, irq) = slot(i)?;
             let saved = devices.as_ref().and_then(|d| d.nets.get(j));
             let dev = match saved {
                 Some((_, n)) => Net::restore(n, &mem, irq.clone())?,
@@ -411,11 +411,7 @@ impl Vm {
         }
         if config.rng {
             let i = config.disks.len() + config.nets.len();
-            let addr = memory::mmio_device_addr(i);
-            let irq_evt = evt()?;
-            fd.register_irqfd(&irq_evt, FIRST_DEVICE_GSI + i as u32)
-                .map_err(ioctl("KVM_IRQFD"))?;
-            let irq = Arc::new(IrqTrigger::new(irq_evt));
+            let (addr, irq) = slot(i)?;
             let saved = devices.as_ref().and_then(|d| d.rng);
             let dev = match saved {
                 Some((_, r)) => Rng::restore(r, &mem, irq.clone()),
@@ -449,11 +445,7 @@ impl Vm {
         }
         if let Some(vc) = &config.vsock {
             let i = config.device_count() - 1;
-            let addr = memory::mmio_device_addr(i);
-            let irq_evt = evt()?;
-            fd.register_irqfd(&irq_evt, FIRST_DEVICE_GSI + i as u32)
-                .map_err(ioctl("KVM_IRQFD"))?;
-            let irq = Arc::new(IrqTrigger::new(irq_evt));
+            let (addr, irq) = slot(i)?;
             let uds = vc.uds.clone().unwrap_or_else(|| dir.join("vsock.sock"));
             let saved = devices.as_ref().and_then(|d| d.vsock);
             let dev = match saved {

@@ -123,13 +123,14 @@ impl MmioTransport {
             }
         }
         if new & S_DRIVER_OK != 0 && self.status & S_FEATURES_OK != 0 {
-            let queues = self
+            let queues: Vec<Queue> = self
                 .queues
                 .iter()
                 .filter_map(|q| Queue::try_from(q.state()).ok())
                 .collect();
             let acked = self.acked_features;
-            let result = self.dev().activate(self.mem.clone(), queues, acked);
+            let result = super::check_queues(&self.mem, &queues)
+                .and_then(|()| self.dev().activate(self.mem.clone(), queues, acked));
             if result.is_err() {
                 self.status |= S_NEEDS_RESET;
                 let _ = self.irq.trigger(2); // configuration change

@@ -8,7 +8,7 @@ pub mod vsock;
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
-use virtio_queue::{Queue, QueueState};
+use virtio_queue::{Queue, QueueState, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -64,6 +64,25 @@ pub enum ActivateError {
     BadQueue(usize),
 }
 
+/// Checks the driver's queues before a device is activated: sizes, alignment and rings
+/// inside guest memory (the transport calls it, so no device runs on a bad queue).
+pub fn check_queues(mem: &GuestMemoryMmap, queues: &[Queue]) -> Result<(), ActivateError> {
+    match queues.iter().position(|q| !q.is_valid(mem)) {
+        Some(i) => Err(ActivateError::BadQueue(i)),
+        None => Ok(()),
+    }
+}
+
+/// Copies a device's configuration space `config` from `offset` into `data`; what lies
+/// past its end reads as zero.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    if let Some(src) = usize::try_from(offset).ok().and_then(|o| config.get(o..)) {
+        let n = src.len().min(data.len());
+        data[..n].copy_from_slice(&src[..n]);
+    }
+}
+
 /// What the MMIO transport needs from a device.
 pub trait VirtioDevice: Send {
     /// The virtio device id.
@@ -76,7 +95,7 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// Writes the device-specific configuration space.
     fn write_config(&mut self, offset: u64, data: &[u8]);
-    /// Starts the device with the driver's queues and features.
+    /// Starts the device with the driver's queues (checked by [`check_queues`]) and features.
     fn activate(
         &mut self,
         mem: GuestMemoryMmap,

@@ -302,12 +302,7 @@ impl VirtioDevice for Block {
         let mut config = [0u8; 16];
         config[..8].copy_from_slice(&self.capacity.to_le_bytes());
         config[12..16].copy_from_slice(&u32::from(QUEUE_SIZE - 2).to_le_bytes());
-        data.fill(0);
-        let start = offset as usize;
-        if let Some(src) = config.get(start..) {
-            let n = src.len().min(data.len());
-            data[..n].copy_from_slice(&src[..n]);
-        }
+        super::super::read_config_bytes(&config, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
@@ -318,11 +313,6 @@ impl VirtioDevice for Block {
         queues: Vec<Queue>,
         acked_features: u64,
     ) -> Result<(), ActivateError> {
-        for (i, q) in queues.iter().enumerate() {
-            if !q.is_valid(&mem) {
-                return Err(ActivateError::BadQueue(i));
-            }
-        }
         self.queues = queues;
         self.acked_features = acked_features;
         self.mem = Some(mem);

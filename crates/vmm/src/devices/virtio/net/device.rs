@@ -223,11 +223,7 @@ impl VirtioDevice for Net {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        if let Some(src) = self.mac.get(offset as usize..) {
-            let n = src.len().min(data.len());
-            data[..n].copy_from_slice(&src[..n]);
-        }
+        super::super::read_config_bytes(&self.mac, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
@@ -238,11 +234,6 @@ impl VirtioDevice for Net {
         queues: Vec<Queue>,
         acked_features: u64,
     ) -> Result<(), ActivateError> {
-        for (i, q) in queues.iter().enumerate() {
-            if !q.is_valid(&mem) {
-                return Err(ActivateError::BadQueue(i));
-            }
-        }
         self.queues = queues;
         self.acked_features = acked_features;
         self.mem = Some(mem);

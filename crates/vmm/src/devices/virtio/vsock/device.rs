@@ -484,12 +484,7 @@ impl VirtioDevice for Vsock {
         &[QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE]
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        let cid = self.cid.to_le_bytes();
-        if let Some(src) = cid.get(offset as usize..) {
-            let n = src.len().min(data.len());
-            data[..n].copy_from_slice(&src[..n]);
-        }
+        super::super::read_config_bytes(&self.cid.to_le_bytes(), offset, data);
     }
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     fn activate(
@@ -498,11 +493,6 @@ impl VirtioDevice for Vsock {
         queues: Vec<Queue>,
         acked_features: u64,
     ) -> Result<(), ActivateError> {
-        for (i, q) in queues.iter().enumerate() {
-            if !q.is_valid(&mem) {
-                return Err(ActivateError::BadQueue(i));
-            }
-        }
         self.queues = queues;
         self.acked_features = acked_features;
         self.mem = Some(mem);
