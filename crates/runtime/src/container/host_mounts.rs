@@ -72,9 +72,6 @@ pub fn added_since(root: &Path, before: &[HostMount]) -> Vec<HostMount> {
 /// Unmounts `mounts` that are still mounted, newest first (lazily: a process that still
 /// holds one keeps only its own reference).
 pub fn unmount(mounts: &[HostMount]) {
-    if mounts.is_empty() {
-        return;
-    }
     let Some(root) = mounts
         .iter()
         .map(|m| m.path.as_path())
