@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -807,6 +807,33 @@ fn mount_destination_symlink_stays_in_rootfs() {
         .is_dir());
 }
 
+/// procfs and sysfs go on ordinary directories only: a symlink at `/proc` or `/sys` (or on
+/// the way to them) would move them away from the masked and read-only paths.
+#[test]
+fn proc_and_sys_on_a_symlink_are_refused() {
+    for (dest, link) in [
+        ("proc", "/tmp/p"),
+        ("sys", "/tmp/s"),
+        ("proc", "/dev/../tmp"),
+    ] {
+        let b = Bundle::new("procsym").args(&["true"]);
+        let at = b.rootfs().join(dest);
+        let _ = fs::remove_dir_all(&at);
+        symlink(link, &at).expect("symlink");
+        let out = b.run();
+        out.failed_mentioning(&[
+            "must be mounted on an ordinary directory",
+            &format!("/{dest}"),
+        ]);
+        assert!(
+            !host_mounts().iter().any(|m| m
+                .mount_point
+                .starts_with(&b.rootfs().to_string_lossy().into_owned())),
+            "a mount of the refused container stayed behind"
+        );
+    }
+}
+
 #[test]
 fn bind_source_symlink_in_rootfs_does_not_escape() {
     // A mount whose destination is a symlink to /proc/self/... or an absolute host path
@@ -875,6 +902,82 @@ fn preserve_fds_passes_fd_3() {
     out.prints("through fd 3\n0\n1\n2\n3\n4\n");
 }
 
+/// Runs the runtime with `args` and fd 3 open on a file holding "through fd 3".
+fn rt_with_fd_3(b: &Bundle, args: &[&str]) -> Output {
+    let data = TempDir::new("preserve-data");
+    fs::write(data.join("f"), "through fd 3\n").expect("write");
+    // Only 0-3 open: descriptors this test inherited (a CI shell's) are closed first.
+    let mut cmd = Command::new("bash");
+    cmd.env("F", data.join("f"))
+        .args([
+            "-c",
+            "for i in $(seq 4 64); do eval \"exec $i<&-\"; done; exec \"$@\" 3<\"$F\"",
+            "sh",
+        ])
+        .arg(runtime_bin())
+        .arg("--root")
+        .arg(b.state_root())
+        .args(args);
+    capture(cmd, Capture::Pipes, CMD_TIMEOUT)
+}
+
+/// `--preserve-fds 20` passes the caller's descriptors (here only 3), never the ones the
+/// runtime opened itself in 4 … 22 (the exec FIFO, the state and cgroup directories, …):
+/// through them the container could reach host directories.
+#[test]
+fn preserve_fds_passes_only_the_callers_descriptors() {
+    let script = "cat <&3; ls /proc/self/fd";
+    // run
+    let b = Bundle::new("preserve20").sh(script);
+    b.track(&b.id);
+    let out = rt_with_fd_3(
+        &b,
+        &[
+            "run",
+            "--preserve-fds",
+            "20",
+            "--bundle",
+            &b.dir_str(),
+            &b.id,
+        ],
+    );
+    out.prints("through fd 3\n0\n1\n2\n3\n4\n");
+    // create + start: the init got fd 3 from `create`.
+    let outdir = TempDir::new("preserve-out");
+    let b = Bundle::new("preserve20c")
+        .bind(outdir.path(), "/o", false)
+        .sh(&format!("{{ {script}; }} > /o/out 2>&1"));
+    b.track(&b.id);
+    rt_with_fd_3(
+        &b,
+        &[
+            "create",
+            "--preserve-fds",
+            "20",
+            "--bundle",
+            &b.dir_str(),
+            &b.id,
+        ],
+    )
+    .ok();
+    b.start().ok();
+    b.wait_status("stopped", CMD_TIMEOUT);
+    assert_eq!(
+        fs::read_to_string(outdir.join("out")).expect("read /o/out"),
+        "through fd 3\n0\n1\n2\n3\n4\n"
+    );
+    b.delete().ok();
+    // exec
+    let b = Bundle::new("preserve20e").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let out = rt_with_fd_3(
+        &b,
+        &["exec", "--preserve-fds", "20", &b.id, "sh", "-c", script],
+    );
+    out.prints("through fd 3\n0\n1\n2\n3\n4\n");
+    b.force_delete_clean(Some(pid));
+}
+
 #[test]
 fn cve_2024_21626_cwd_and_fds_stay_inside() {
     let b = Bundle::new("cwdleak").args(&["sleep", "100"]);
@@ -930,6 +1033,90 @@ fn cve_2019_5736_runtime_binary_is_guarded_in_a_joined_pid_namespace() {
     let host_pid = host.create_start();
     exe_guard_case("exejoin", Some(host_pid));
     host.force_delete_clean(Some(host_pid));
+}
+
+/// CVE-2019-5736 through the container's own program: in a pid namespace of its own, the
+/// init execs a script whose interpreter is `#!/proc/self/exe` — resolved in the init, so
+/// the container then runs the runtime binary itself (dumpable again, visible to anything
+/// that joins its pid namespace). An attacker holds `/proc/1/exe` open and, once that
+/// process no longer executes it, reopens it for writing. Here the runtime's `update
+/// --resources -` keeps it alive (reading stdin); the test plays the attacker's part
+/// through the same magic link.
+#[test]
+fn cve_2019_5736_shebang_proc_self_exe_cannot_reach_the_binary() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = TempDir::new("exeshebang");
+    let orig = runtime_bin();
+    let copy = tmp.join(orig.file_name().expect("file name"));
+    fs::copy(&orig, &copy).expect("copy the runtime");
+    let before = fs::read(&copy).expect("read copy");
+    let b = Bundle::new("exeshebang").args(&["/attack", "--resources", "-"]);
+    b.track(&b.id);
+    let attack = b.rootfs().join("attack");
+    fs::write(&attack, "#!/proc/self/exe update\n").expect("write /attack");
+    fs::set_permissions(&attack, fs::Permissions::from_mode(0o755)).expect("chmod");
+    // The container's stdin is a pipe we hold open: `update` blocks reading it.
+    let mut create = Command::new(&copy);
+    create
+        .arg("--root")
+        .arg(b.state_root())
+        .args(["create", "--bundle", &b.dir_str(), &b.id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = create.spawn().expect("spawn create");
+    let stdin = child.stdin.take();
+    assert!(
+        child.wait().expect("wait create").success(),
+        "create failed"
+    );
+    let pid = b.pid();
+    let mut start = Command::new(&copy);
+    start
+        .arg("--root")
+        .arg(b.state_root())
+        .args(["start", &b.id]);
+    capture(start, Capture::Pipes, CMD_TIMEOUT).ok();
+    let exe = format!("/proc/{pid}/exe");
+    let running_update = poll(Duration::from_secs(10), || {
+        fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .filter(|c| c.windows(6).any(|w| w == b"update"))
+    });
+    assert!(
+        running_update.is_some(),
+        "the container did not exec the runtime through #!/proc/self/exe"
+    );
+    // The attacker's descriptor, taken while the binary runs.
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH)
+        .open(&exe)
+        .expect("open /proc/PID/exe O_PATH");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    drop(stdin);
+    b.wait_status("stopped", CMD_TIMEOUT);
+    let reopened = fs::OpenOptions::new().append(true).open(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&held)
+    ));
+    if let Ok(mut f) = reopened {
+        let _ = f.write_all(b"x");
+    }
+    let after = fs::read(&copy).expect("read copy");
+    assert!(
+        before == after,
+        "the runtime binary was reopened for writing through the container's /proc/1/exe"
+    );
+    let mut del = Command::new(&copy);
+    del.arg("--root")
+        .arg(b.state_root())
+        .args(["delete", "--force", &b.id]);
+    capture(del, Capture::Pipes, CMD_TIMEOUT).ok();
 }
 
 fn exe_guard_case(name: &str, join_pid_ns_of: Option<i32>) {

@@ -649,3 +649,26 @@ fn runtime_binary_is_static_and_position_independent() {
         bin.display()
     );
 }
+
+/// `start` waits for the init to execute the container's process, but not forever: an
+/// init that never gets there (here: stopped before `start`, as anything sharing its pid
+/// namespace could do) makes `start` fail after its bound, naming the container.
+#[test]
+fn start_of_an_init_that_never_execs_fails_after_a_bound() {
+    let b = Bundle::new("stuckinit").args(&["true"]);
+    b.create().ok();
+    let pid = nix::unistd::Pid::from_raw(b.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP init");
+    let mut cmd = b.command(&["start", &b.id]);
+    cmd.env("BERTH_START_TIMEOUT", "1");
+    let t = std::time::Instant::now();
+    let out = capture(cmd, Capture::Pipes, CMD_TIMEOUT);
+    out.failed_mentioning(&[&b.id, "did not execute", "1s"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "start took {:?}",
+        t.elapsed()
+    );
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    b.delete_force().ok();
+}

@@ -1,24 +1,30 @@
 //! CVE-2019-5736: a container must never be able to overwrite the runtime binary through
-//! `/proc/PID/exe`. Before any verb that enters a container, the runtime makes sure it runs
-//! from a read-only mount or a sealed memfd copy of itself; otherwise it copies itself into
-//! a sealed memfd and re-executes from there (runc's and crun's approach).
+//! `/proc/PID/exe`. Before any verb that puts a process of ours into a container (`create`,
+//! `run`, `exec`), the runtime makes sure it runs from a read-only mount or a sealed memfd
+//! copy of itself, and otherwise re-executes from one.
 //!
-//! `exec` always needs this: its process sits in the container's pid namespace before it
-//! execs. `create` and `run` need it only when the container does not get a pid namespace
-//! of its own. In a fresh pid namespace the init is alone until it has exec'd the
-//! container's program: `exec` is refused before `start`, and the init is non-dumpable from
-//! its first instruction, so even a process that joins its pid namespace (a pod member)
-//! cannot open /proc/<init>/exe without CAP_SYS_PTRACE in the host user namespace. That
-//! saves a copy and a re-exec on the hot path of every container start; crun pays an extra
-//! exec there.
+//! This holds for every configuration, a fresh pid namespace included: the container's init
+//! is a fork of this process, and its program may be a script whose interpreter is
+//! `#!/proc/self/exe` — the kernel resolves that in the init, so the container would then
+//! run (dumpable, visible to any process that joins its pid namespace) the runtime binary
+//! as it was exec'd. Whatever the init execs that way must be the protected copy.
+//!
+//! The protected copy is a detached, read-only bind mount of our own binary
+//! (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`, in no mount table):
+//! crun's read-only bind without a mount namespace, and no bytes copied — the page cache
+//! is shared, so the re-exec costs one `execve` of a static binary. Kernels without the new
+//! mount API (before 5.12) or callers that may not use it get runc's sealed memfd copy.
 
 use crate::error::{Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 
-fn protected() -> bool {
+/// Whether our own executable cannot be written: it sits on a read-only mount, or it is a
+/// memfd sealed against writes.
+pub fn protected() -> bool {
     if nix::sys::statvfs::statvfs("/proc/self/exe")
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
     {
@@ -30,11 +36,8 @@ fn protected() -> bool {
         .is_some_and(|s| SealFlag::from_bits_truncate(s).contains(SealFlag::F_SEAL_WRITE))
 }
 
-/// Re-executes from a sealed memfd unless already protected. Returns only if protected.
-pub fn ensure() -> Result<()> {
-    if protected() {
-        return Ok(());
-    }
+/// A sealed memfd copy of our executable (the fallback).
+fn sealed_copy() -> Result<OwnedFd> {
     let name = CString::new("berth-runtime").unwrap_or_default();
     let fd: OwnedFd = memfd_create(
         &name,
@@ -49,6 +52,19 @@ pub fn ensure() -> Result<()> {
         | SealFlag::F_SEAL_GROW
         | SealFlag::F_SEAL_WRITE;
     fcntl(dst.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).ctx(|| "seal memfd".into())?;
+    Ok(dst.into())
+}
+
+/// Re-executes from a read-only bind or a sealed memfd unless already protected. Returns
+/// only if protected.
+pub fn ensure() -> Result<()> {
+    if protected() {
+        return Ok(());
+    }
+    let fd = match sys::mount::readonly_clone(Path::new("/proc/self/exe")) {
+        Ok(fd) => fd,
+        Err(_) => sealed_copy()?,
+    };
     let args: Vec<CString> = std::env::args_os()
         .filter_map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).ok())
         .collect();
@@ -60,7 +76,7 @@ pub fn ensure() -> Result<()> {
             CString::new(kv).ok()
         })
         .collect();
-    nix::unistd::fexecve(dst.as_raw_fd(), &args, &env)
-        .ctx(|| "re-exec from sealed memfd".into())?;
+    nix::unistd::fexecve(fd.as_raw_fd(), &args, &env)
+        .ctx(|| "re-exec from a read-only copy of the runtime".into())?;
     Ok(())
 }

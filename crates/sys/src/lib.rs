@@ -2,7 +2,7 @@
 //!
 //! Everything here is a small, safe wrapper over one kernel interface that `nix` does not
 //! cover (yet): `clone`/`clone3` with namespace flags, `openat2(RESOLVE_IN_ROOT)`, `bpf` for the cgroup v2 device filter,
-//! `close_range`, `TIOCSCTTY`, `setdomainname`; and for the microVM guest agent `reboot`, `SIOCSIFFLAGS` and
+//! `close_range`, `TIOCSCTTY`, `setdomainname`, `open_tree`/`mount_setattr`; and for the microVM guest agent `reboot`, `SIOCSIFFLAGS` and
 //! an owned `accept4`. Every `unsafe` block carries a `// SAFETY:`
 //! comment (enforced by the workspace lint `clippy::undocumented_unsafe_blocks`). Callers get
 //! `nix::Result` so errors keep their errno.
@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod fd;
 pub mod guest;
+pub mod mount;
 pub mod process;
 pub mod resolve;
 pub mod signal;

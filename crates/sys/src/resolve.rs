@@ -15,6 +15,7 @@ struct OpenHow {
 }
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
@@ -32,6 +33,23 @@ pub fn open_in_root(
         flags,
         mode,
         RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Opens `path` inside `root` (as [`open_in_root`]) only if no component of it, the last
+/// included, is a symlink (`ELOOP` otherwise): for destinations that must be ordinary
+/// directories (procfs, sysfs).
+pub fn open_in_root_no_symlinks(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: i32,
+) -> nix::Result<OwnedFd> {
+    openat2(
+        root,
+        path,
+        flags,
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
     )
 }
 

@@ -94,6 +94,10 @@ fn id_map(maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>) -> String {
 
 /// Creates the container. On error nothing is left behind.
 pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
+    // The init is a fork of this process: whatever it execs through /proc/self/exe must not
+    // be a writable runtime binary. Re-executes this process first when it is (exe_guard.rs).
+    crate::exe_guard::ensure()?;
+    let preserved = crate::process::PassedFds::snapshot(o.preserve_fds);
     state::validate_id(&o.id)?;
     let bundle = o
         .bundle
@@ -116,14 +120,6 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     let shared_mnt = !namespaces
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Mount);
-    // In a pid namespace of its own the init is invisible to every other process until it
-    // has exec'd the container's program; otherwise it must not run from our binary.
-    if !namespaces
-        .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
-    {
-        crate::exe_guard::ensure()?;
-    }
 
     // Namespaces: what clone creates, what the child joins or unshares, what we join here.
     let user_joined = namespaces
@@ -288,7 +284,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
                 cgroup_unified: unified,
                 no_pivot: o.no_pivot,
                 shared_mnt,
-                preserve_fds: o.preserve_fds,
+                preserve_fds: preserved,
                 no_new_keyring: o.no_new_keyring,
                 seccomp_listener,
             };

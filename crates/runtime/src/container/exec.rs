@@ -113,6 +113,7 @@ fn build_process(st: &state::State, o: &ExecOpts) -> Result<Process> {
 
 /// Runs the process; returns its exit code, or 0 with `--detach`.
 pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
+    let preserved = crate::process::PassedFds::snapshot(o.preserve_fds);
     let st = store.load(&o.id)?;
     let status = state::status(store, &st);
     if !status.can_exec() {
@@ -225,7 +226,7 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
                 console,
                 seccomp: seccomp.as_ref(),
                 personality: personality.as_ref(),
-                preserve_fds: o.preserve_fds,
+                preserve_fds: &preserved,
                 listener: listener.map(|l| (l, state_doc)),
                 root: root.as_ref(),
             });
@@ -264,7 +265,7 @@ struct ChildCtx<'a> {
     console: Option<OwnedFd>,
     seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
     personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
-    preserve_fds: i32,
+    preserve_fds: &'a crate::process::PassedFds,
     /// The seccomp agent's socket and the container state to send it.
     listener: Option<(OwnedFd, serde_json::Value)>,
     /// The container's root, when it shares our mount namespace.
@@ -326,6 +327,6 @@ fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
         let state = crate::process::seccomp::process_state(sec, host_pid, state);
         prepared.listener = Some(crate::process::seccomp::Listener { socket, state });
     }
-    sys::fd::cloexec_from(3 + preserve_fds).ctx(|| "mark descriptors close-on-exec".into())?;
+    preserve_fds.keep_only_these()?;
     finalize::exec(p, prepared)
 }

@@ -17,9 +17,10 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
             status: status.to_string(),
         });
     }
-    // What the parked init runs now (our binary, or the sealed copy `create` re-executed
-    // from): `start` is done when that changes.
+    // What the parked init runs now (the protected copy of our binary `create` re-executed
+    // from): without a hangup to wait for, `start` is done when that changes.
     let parked = exe_id(st.pid);
+    let deadline = std::time::Instant::now() + start_timeout(&st.config);
     let fifo = state::fifo_path(&store.dir(id));
     // A reader of our own, opened before our writer: the init holds the FIFO open
     // (close-on-exec) until it execs or dies, and then this reader sees POLLHUP (the kernel
@@ -40,15 +41,27 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         .map_err(|e| Error::Init(format!("start container {id}: {e}")))?;
     drop(f);
     let _ = std::fs::remove_file(&fifo);
-    if let Some(w) = &watch {
-        wait_for_hangup(w);
-    }
+    let outcome = match &watch {
+        Some(w) => wait_for_hangup(w, deadline).then(|| exec_or_exit(st.pid, st.pid_start)),
+        None => wait_for_exec(st.pid, st.pid_start, parked, deadline),
+    };
     drop(watch);
-    if !wait_for_exec(st.pid, st.pid_start, parked) {
-        if let Ok(msg) = std::fs::read_to_string(store.dir(id).join(state::START_ERROR)) {
-            // runtime.md: a failing startContainer hook fails `start`, the container stops
-            // and poststart hooks do not run.
-            return Err(Error::Init(msg.trim().to_string()));
+    match outcome {
+        Some(true) => {}
+        Some(false) => {
+            if let Ok(msg) = std::fs::read_to_string(store.dir(id).join(state::START_ERROR)) {
+                // runtime.md: a failing startContainer hook fails `start`, the container
+                // stops and poststart hooks do not run.
+                return Err(Error::Init(msg.trim().to_string()));
+            }
+        }
+        None => {
+            return Err(Error::Init(format!(
+                "start container {id}: its init did not execute the container's process within \
+                 {}s (blocked before exec: a stopped init, a slow startContainer hook, …); it \
+                 stays created: `delete --force {id}` removes it",
+                start_timeout(&st.config).as_secs()
+            )))
         }
     }
     let hooks = st.config.hooks().as_ref();
@@ -61,20 +74,38 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Blocks until every writer of the FIFO `w` is gone (the init exec'd or died). The byte
-/// `start` wrote shows as POLLIN until the init takes it; then only POLLHUP ends the wait.
-/// Bounded: after a few seconds the caller's /proc check takes over (a slow hook).
-fn wait_for_hangup(w: &std::fs::File) {
+/// How long `start` waits for the init to execute the container's process:
+/// `$BERTH_START_TIMEOUT` seconds (default 10) plus the startContainer hooks' timeouts
+/// (30 s for a hook without one), which the init runs before it execs.
+fn start_timeout(spec: &oci_spec::runtime::Spec) -> std::time::Duration {
+    let base: u64 = std::env::var("BERTH_START_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let hooks: u64 = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+        .iter()
+        .flat_map(|v| v.iter())
+        .map(|h| h.timeout().filter(|t| *t > 0).unwrap_or(30) as u64)
+        .sum();
+    std::time::Duration::from_secs(base.saturating_add(hooks))
+}
+
+/// Blocks until every writer of the FIFO `w` is gone (the init exec'd or died); false if
+/// that did not happen by `deadline`. The byte `start` wrote shows as POLLIN until the init
+/// takes it; then only POLLHUP ends the wait.
+fn wait_for_hangup(w: &std::fs::File, deadline: std::time::Instant) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline {
         let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(_) => {
                 let r = fds[0].revents().unwrap_or(PollFlags::empty());
                 if r.contains(PollFlags::POLLHUP) {
-                    return;
+                    return true;
                 }
                 if r.contains(PollFlags::POLLIN) {
                     // The init has not taken the byte yet: let it run.
@@ -82,9 +113,17 @@ fn wait_for_hangup(w: &std::fs::File) {
                 }
             }
             Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
+            Err(_) => return false,
         }
     }
+    false
+}
+
+/// After the hangup: true if the init exec'd (it lives and has an address space — whatever
+/// it executes, even our own binary again through `#!/proc/self/exe`), false if it died (a
+/// dying process loses its memory map, and with it /proc/PID/exe, before its files).
+fn exec_or_exit(pid: i32, start: u64) -> bool {
+    exe_id(pid).is_some() && state::process_start_time(pid) == Some(start)
 }
 
 fn exe_id(pid: i32) -> Option<(u64, u64)> {
@@ -94,23 +133,27 @@ fn exe_id(pid: i32) -> Option<(u64, u64)> {
         .map(|m| (m.st_dev(), m.st_ino()))
 }
 
-/// Waits until the init has executed the container's program (its /proc/PID/exe is no
-/// longer `parked`) or has died: poststart hooks run, and `start` returns, only after
-/// the user's process runs (runtime.md "Lifecycle" step 7), i.e. after startContainer hooks.
-/// True if it exec'd, false if it is gone (it failed, or its program already ended).
-fn wait_for_exec(pid: i32, start: u64, parked: Option<(u64, u64)>) -> bool {
+/// Without a FIFO reader of our own: waits until the init has executed the container's
+/// program (its /proc/PID/exe is no longer `parked`) or has died. Some(true) if it exec'd,
+/// Some(false) if it is gone (it failed, or its program already ended), None at `deadline`.
+fn wait_for_exec(
+    pid: i32,
+    start: u64,
+    parked: Option<(u64, u64)>,
+    deadline: std::time::Instant,
+) -> Option<bool> {
     let Some(parked) = parked else {
-        return state::process_start_time(pid) == Some(start);
+        return Some(state::process_start_time(pid) == Some(start));
     };
     let mut pause = std::time::Duration::from_micros(50);
     let mut n = 0u32;
-    loop {
+    while std::time::Instant::now() < deadline {
         if state::process_start_time(pid) != Some(start) {
-            return false;
+            return Some(false);
         }
         match exe_id(pid) {
-            Some(cur) if cur != parked => return true,
-            None => return false,
+            Some(cur) if cur != parked => return Some(true),
+            None => return Some(false),
             Some(_) => {}
         }
         std::thread::sleep(pause);
@@ -122,4 +165,5 @@ fn wait_for_exec(pid: i32, start: u64, parked: Option<(u64, u64)>) -> bool {
         }));
         n += 1;
     }
+    None
 }

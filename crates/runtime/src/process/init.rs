@@ -41,7 +41,8 @@ pub struct InitCtx<'a> {
     pub no_pivot: bool,
     /// No mount namespace of its own: mount in the runtime's and chroot (host_mounts.rs).
     pub shared_mnt: bool,
-    pub preserve_fds: i32,
+    /// The caller's `--preserve-fds` descriptors, recorded when `create` began.
+    pub preserve_fds: super::PassedFds,
     pub no_new_keyring: bool,
     /// Connected `linux.seccomp.listenerPath`, when the profile notifies an agent.
     pub seccomp_listener: Option<OwnedFd>,
@@ -317,15 +318,9 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
             ),
         });
     }
-    // Nothing of the runtime may reach the container: every descriptor above the
-    // preserved ones is close-on-exec from here on (CVE-2024-21626).
-    sys::fd::cloexec_from(3 + ctx.preserve_fds).ctx(|| "mark descriptors close-on-exec".into())?;
-    for fd in 3..3 + ctx.preserve_fds {
-        let _ = nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        );
-    }
+    // Nothing of the runtime may reach the container: every descriptor but stdio and the
+    // caller's preserved ones is close-on-exec from here on (CVE-2024-21626).
+    ctx.preserve_fds.keep_only_these()?;
     let start_state = hook_state(ctx, own_pid, "created");
     // Parked, we are the pid namespace's init: without handlers, `kill ID` (SIGTERM) of a
     // created container would do nothing. Installed before we report "created".

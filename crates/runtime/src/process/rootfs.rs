@@ -316,7 +316,11 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, index: usize) -> Result<()> {
         apply_propagation(fd.as_fd(), &opts.propagation, dest)?;
         return Ok(());
     }
-    let fd = mkdir_all_in(ctx.root, dest)?;
+    let fd = if typ == "proc" || typ == "sysfs" {
+        ordinary_dir_in(ctx.root, dest, typ, index)?
+    } else {
+        mkdir_all_in(ctx.root, dest)?
+    };
     let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let target = fd_path(fd.as_fd());
     match mount(Some(&src), &target, Some(typ), opts.flags, data) {
@@ -350,6 +354,35 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, index: usize) -> Result<()> {
         apply_propagation(fd.as_fd(), &opts.propagation, dest)?;
     }
     Ok(())
+}
+
+/// The destination of a procfs or sysfs mount, created if missing: it must be an ordinary
+/// directory, reached without a symlink. A symlink there (`/proc -> /tmp/x`) would put the
+/// kernel's files where the masked and read-only paths (`/proc/kcore`, `/proc/sys`, …) and
+/// LSM profiles do not expect them (runc's CVE-2019-16884 and CVE-2019-19921 checks).
+fn ordinary_dir_in(root: BorrowedFd<'_>, dest: &Path, typ: &str, index: usize) -> Result<OwnedFd> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    let opened = match sys::resolve::open_in_root_no_symlinks(root, dest, flags) {
+        Err(nix::errno::Errno::ENOENT) => {
+            drop(mkdir_all_in(root, dest)?);
+            sys::resolve::open_in_root_no_symlinks(root, dest, flags)
+        }
+        r => r,
+    };
+    opened.map_err(|e| match e {
+        nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR => crate::error::config_err(
+            format!("mounts[{index}].destination"),
+            format!(
+                "{typ} must be mounted on an ordinary directory: {} is (or passes through) a \
+                 symlink or is not a directory in the rootfs",
+                dest.display()
+            ),
+        ),
+        e => Error::Sys {
+            what: format!("open {} in rootfs", dest.display()),
+            source: e,
+        },
+    })
 }
 
 fn apply_propagation(fd: BorrowedFd<'_>, props: &[MsFlags], dest: &Path) -> Result<()> {
