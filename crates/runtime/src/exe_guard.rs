@@ -58,8 +58,22 @@ fn sealed_copy() -> Result<OwnedFd> {
 /// Re-executes from a read-only bind or a sealed memfd unless already protected. Returns
 /// only if protected.
 pub fn ensure() -> Result<()> {
+    // Set in the environment of the re-exec: a second failure of the check must be an
+    // error, never an exec loop.
+    const MARK: &str = "_BERTH_RUNTIME_REEXEC";
+    let reexeced = std::env::var_os(MARK).is_some();
+    if reexeced {
+        std::env::remove_var(MARK);
+    }
     if protected() {
         return Ok(());
+    }
+    if reexeced {
+        return Err(crate::error::Error::Init(
+            "CVE-2019-5736 guard: the runtime still runs from a writable binary after \
+             re-executing from a read-only copy"
+                .into(),
+        ));
     }
     let fd = match sys::mount::readonly_clone(Path::new("/proc/self/exe")) {
         Ok(fd) => fd,
@@ -69,6 +83,7 @@ pub fn ensure() -> Result<()> {
         .filter_map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).ok())
         .collect();
     let env: Vec<CString> = std::env::vars_os()
+        .chain([(MARK.into(), "1".into())])
         .filter_map(|(k, v)| {
             let mut kv = k.into_encoded_bytes();
             kv.push(b'=');
