@@ -8,6 +8,7 @@ pub mod error;
 pub mod gc;
 mod manifests;
 mod referrers;
+pub mod schema;
 pub mod storage;
 mod tags;
 mod tls;
@@ -502,7 +503,7 @@ async fn handle_parts(
                 }
                 Method::PUT => {
                     write_guard(&st)?;
-                    manifests::put(&st, &n, &reference, headers, body).await
+                    manifests::put(&st, &n, &reference, req.uri.query(), headers, body).await
                 }
                 Method::DELETE => {
                     write_guard(&st)?;
