@@ -867,4 +867,26 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    mod prop {
+        use super::super::{parse_range_end, RangeEnd};
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn upload_ranges_never_panic(s in prop_oneof![
+                "(bytes=)?[0-9]{0,22}-[0-9]{0,22}",
+                any::<String>(),
+            ]) {
+                if let Some(RangeEnd::Next(n)) = parse_range_end(&s) {
+                    prop_assert!(n >= 2);
+                }
+            }
+
+            #[test]
+            fn upload_ranges_give_the_next_offset(end in 1u64..u64::MAX) {
+                prop_assert_eq!(parse_range_end(&format!("0-{end}")), Some(RangeEnd::Next(end + 1)));
+            }
+        }
+    }
 }

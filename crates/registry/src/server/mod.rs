@@ -583,3 +583,30 @@ pub async fn read_body_capped(body: Body, cap: usize) -> Result<Vec<u8>, ApiErro
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Request paths and queries are outside input: routing and decoding never panic,
+        /// and a routed name passed its grammar.
+        #[test]
+        fn routes_and_queries_never_panic(
+            path in prop_oneof!["/v2/[a-z0-9/%._-]{0,60}", any::<String>()],
+            query in prop_oneof!["[a-z=&%+0-9]{0,40}", any::<String>()],
+        ) {
+            let _ = parse_query(Some(&query));
+            let _ = percent_decode(&path, false);
+            match route(&path) {
+                Ok(Route::Blob(n, _)) | Ok(Route::Manifest(n, _)) | Ok(Route::Upload(n, _))
+                | Ok(Route::UploadStart(n)) | Ok(Route::Tags(n)) | Ok(Route::Referrers(n, _)) => {
+                    prop_assert!(Name::parse(n.as_str()).is_ok());
+                }
+                Ok(_) => {}
+                Err(e) => prop_assert!(!e.detail.is_empty()),
+            }
+        }
+    }
+}

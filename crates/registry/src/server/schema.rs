@@ -294,4 +294,108 @@ mod tests {
             media::OCI_MANIFEST
         );
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
+                "[a-z/.+:0-9]{0,20}".prop_map(Value::from),
+                Just(Value::from(
+                    "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+                )),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                let keys = prop_oneof![
+                    Just("schemaVersion".to_string()),
+                    Just("mediaType".to_string()),
+                    Just("config".to_string()),
+                    Just("layers".to_string()),
+                    Just("manifests".to_string()),
+                    Just("digest".to_string()),
+                    Just("size".to_string()),
+                    Just("platform".to_string()),
+                    Just("subject".to_string()),
+                    Just("artifactType".to_string()),
+                    Just("annotations".to_string()),
+                    Just("urls".to_string()),
+                    "[a-z]{1,6}",
+                ];
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(keys, inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn good() -> Value {
+            let d = "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
+            json!({
+                "schemaVersion": 2,
+                "mediaType": media::OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d, "size": 1},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": 1}],
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_json_is_validated_without_panic(
+                v in json_value(),
+                mt in prop::sample::select(media::ALL_MANIFESTS.to_vec()),
+                ct in prop::option::of("[a-z./+]{0,30}"),
+            ) {
+                if let Err(e) = validate(mt, &v) {
+                    prop_assert!(!e.0.is_empty());
+                }
+                if let Err(e) = media_type(ct.as_deref(), &v) {
+                    prop_assert!(!e.0.is_empty());
+                }
+            }
+
+            #[test]
+            fn a_changed_field_of_a_good_manifest_is_refused_or_still_valid(
+                path in prop::sample::select(vec![
+                    "/schemaVersion", "/config", "/config/digest", "/config/size",
+                    "/config/mediaType", "/layers", "/layers/0", "/layers/0/size",
+                    "/layers/0/digest", "/layers/0/mediaType",
+                ]),
+                replacement in json_value(),
+            ) {
+                let mut v = good();
+                prop_assert!(validate(media::OCI_MANIFEST, &v).is_ok());
+                if let Some(slot) = v.pointer_mut(path) {
+                    *slot = replacement;
+                }
+                match validate(media::OCI_MANIFEST, &v) {
+                    // Whatever passes references only well-formed digests.
+                    Ok(r) => prop_assert!(r.blobs.iter().all(|(d, _)| d.hex().len() == 64)),
+                    Err(e) => {
+                        let field = path.trim_start_matches('/').split('/').next().unwrap_or("");
+                        prop_assert!(
+                            e.0.contains(field) || e.0.contains("schemaVersion") || e.0.contains("manifest"),
+                            "refusal {:?} does not name {}", e.0, path
+                        );
+                    }
+                }
+            }
+
+            #[test]
+            fn media_types_never_panic(s in any::<String>()) {
+                let ok = valid_media_type(&s);
+                if ok {
+                    prop_assert!(s.is_ascii() && s.contains('/') && !s.contains(';'));
+                }
+            }
+        }
+    }
 }

@@ -946,4 +946,31 @@ mod tests {
         assert_eq!(parse_content_range("9-0"), None);
         assert_eq!(parse_content_range("x"), None);
     }
+
+    mod prop {
+        use super::super::parse_content_range;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn content_ranges_never_panic(s in prop_oneof![
+                "(bytes[ =])?[0-9 ]{0,25}-[0-9 ]{0,25}(/[0-9*]{0,5})?",
+                any::<String>(),
+            ]) {
+                if let Some((a, b)) = parse_content_range(&s) {
+                    prop_assert!(a <= b);
+                }
+            }
+
+            #[test]
+            fn content_ranges_of_the_form_parse(a in any::<u64>(), len in 0u64..1 << 40) {
+                let b = a.saturating_add(len);
+                prop_assert_eq!(parse_content_range(&format!("{a}-{b}")), Some((a, b)));
+                prop_assert_eq!(parse_content_range(&format!("bytes {a}-{b}/*")), Some((a, b)));
+                if len > 0 {
+                    prop_assert_eq!(parse_content_range(&format!("{b}-{a}")), None);
+                }
+            }
+        }
+    }
 }
