@@ -803,3 +803,57 @@ fn silent_and_trickling_connections_are_closed() {
     let r = client().get(reg.url("/v2/")).send().expect("GET /v2/");
     assert_eq!(r.status().as_u16(), 200);
 }
+
+#[test]
+fn the_connection_cap_is_logged() {
+    use std::io::{BufRead, Read};
+    let dir = berth_tests::TempDir::new("conn-cap");
+    let mut child = Command::new(berth_bin())
+        .args(["registry", "serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(dir.join("root"))
+        .args(["--max-connections", "2"])
+        .env("BERTH_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn berth registry serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("registry did not start: {line:?}"))
+        .to_string();
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // The third is closed at once.
+    let mut third = std::net::TcpStream::connect(&addr).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut b = [0u8; 16];
+    assert!(
+        matches!(third.read(&mut b), Ok(0) | Err(_)),
+        "a connection past the cap was served"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(held);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert!(
+        err.contains("connection limit reached") && err.contains("max_connections"),
+        "no log line for the connection cap: {err:?}"
+    );
+}

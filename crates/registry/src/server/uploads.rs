@@ -40,6 +40,9 @@ pub struct Upload {
 
 /// An upload in the table: its state behind a lock, and what answers without the lock.
 pub struct Slot {
+    /// The repository the upload belongs to (a request naming another is answered
+    /// BLOB_UPLOAD_UNKNOWN, even while the state is locked).
+    repo: Name,
     state: Arc<tokio::sync::Mutex<Upload>>,
     /// The size after the last finished request, for status answers and 416s while a
     /// writer holds the lock.
@@ -51,6 +54,7 @@ pub struct Slot {
 impl Slot {
     fn new(up: Upload, loaded: bool) -> Arc<Slot> {
         Arc::new(Slot {
+            repo: up.repo.clone(),
             size: AtomicU64::new(up.size),
             state: Arc::new(tokio::sync::Mutex::new(up)),
             loaded: AtomicBool::new(loaded),
@@ -248,6 +252,9 @@ fn upload_unknown(id: &str) -> ApiError {
 async fn lookup(st: &Shared, name: &Name, id: &str, owner: &Owner) -> ApiResult<(Uuid, Arc<Slot>)> {
     let uuid = Uuid::parse_str(id).map_err(|_| upload_unknown(id))?;
     if let Some(slot) = st.uploads.get(&uuid) {
+        if slot.repo != *name {
+            return Err(upload_unknown(id));
+        }
         return Ok((uuid, slot));
     }
     let dir = st.store.uploads_dir().join(uuid.to_string());
@@ -272,6 +279,9 @@ async fn lookup(st: &Shared, name: &Name, id: &str, owner: &Owner) -> ApiResult<
         .map_err(ApiError::internal)?;
     let slot = st.uploads.insert_found(uuid, mine.clone(), owner.0.clone());
     if !Arc::ptr_eq(&slot, &mine) {
+        if slot.repo != *name {
+            return Err(upload_unknown(id));
+        }
         return Ok((uuid, slot));
     }
     let (name2, id2) = (name.clone(), id.to_string());
@@ -332,7 +342,7 @@ async fn create(st: &Shared, name: &Name, owner: &Owner) -> ApiResult<(Uuid, Arc
     let (res, expired) = st.uploads.insert_new(id, slot.clone(), owner.0.clone());
     remove_expired(expired).await;
     if let Err(why) = res {
-        tracing::warn!(owner = %owner.0, repo = %name, reason = %why, "upload refused: too many open");
+        tracing::debug!(owner = %owner.0, repo = %name, reason = %why, "upload refused: too many open");
         return Err(ApiError::new(
             Code::TooManyRequests,
             format!("{why}; finish or cancel some, or retry later"),
@@ -862,11 +872,8 @@ pub async fn finish(
 pub async fn status(st: &Shared, name: &Name, owner: &Owner, id: &str) -> ApiResult<Response> {
     let (uuid, slot) = lookup(st, name, id, owner).await?;
     let size = if slot.loaded.load(Ordering::Acquire) {
-        let g = slot.state.try_lock();
-        if let Ok(g) = &g {
-            if g.gone || g.repo != *name {
-                return Err(upload_unknown(id));
-            }
+        if slot.state.try_lock().is_ok_and(|g| g.gone) {
+            return Err(upload_unknown(id));
         }
         slot.size.load(Ordering::Acquire)
     } else {
