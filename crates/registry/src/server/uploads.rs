@@ -3,8 +3,9 @@
 //! of order), `PUT ?digest=` to finish, `GET` status, `DELETE` to cancel.
 //!
 //! An upload is a file under `uploads/<uuid>/`, hashed (sha256) while it streams in. It
-//! becomes a blob only when `PUT` verifies the digest; then it is fsynced and renamed into
-//! `blobs/`. A crash mid-upload leaves only the upload directory, which the client can
+//! becomes a blob only when `PUT` verifies the digest; then it is fsynced and
+//! hard-linked into `blobs/` (never over an existing blob). One request at a time writes an
+//! upload. A crash mid-upload leaves only the upload directory, which the client can
 //! resume (its state is rebuilt from the file) or which expires.
 
 use super::error::{ApiError, ApiResult, Code};
