@@ -691,3 +691,199 @@ fn cross_repository_mount() {
         .expect("test value");
     assert_eq!(r.status().as_u16(), 202);
 }
+
+/// A body of unknown length (chunked transfer encoding, no Content-Length).
+fn chunked(data: Vec<u8>) -> reqwest::blocking::Body {
+    reqwest::blocking::Body::new(std::io::Cursor::new(data))
+}
+
+#[test]
+fn a_refused_chunk_leaves_the_upload_unchanged() {
+    let reg = Registry::start(&[]);
+    let c = client();
+    let data = noise(90, 10);
+    let loc = hdr(
+        c.post(reg.url("/v2/refused/blobs/uploads/"))
+            .send()
+            .expect("POST upload")
+            .headers(),
+        "location",
+    );
+    let r = c
+        .patch(reg.url(&loc))
+        .header("content-range", "0-4")
+        .body(data[..5].to_vec())
+        .send()
+        .expect("PATCH 0-4");
+    assert_eq!(r.status().as_u16(), 202);
+    // `5-9` with a 10-byte body of unknown length: refused, and nothing of it is kept.
+    let r = c
+        .patch(reg.url(&loc))
+        .header("content-range", "5-9")
+        .body(chunked(noise(91, 10)))
+        .send()
+        .expect("PATCH 5-9 with 10 bytes");
+    let (s, code) = status_code(r);
+    assert_eq!((s, code.as_str()), (400, "SIZE_INVALID"));
+    let r = c.get(reg.url(&loc)).send().expect("upload status");
+    assert_eq!(
+        hdr(r.headers(), "range"),
+        "0-4",
+        "the refused chunk was kept"
+    );
+    // A short body is refused the same way.
+    let r = c
+        .patch(reg.url(&loc))
+        .header("content-range", "5-9")
+        .body(chunked(data[5..7].to_vec()))
+        .send()
+        .expect("PATCH 5-9 with 2 bytes");
+    assert_eq!(status_code(r).0, 400);
+    let r = c.get(reg.url(&loc)).send().expect("upload status");
+    assert_eq!(hdr(r.headers(), "range"), "0-4", "the short chunk was kept");
+    // The right chunk then completes the blob.
+    let r = c
+        .patch(reg.url(&loc))
+        .header("content-range", "5-9")
+        .body(data[5..].to_vec())
+        .send()
+        .expect("PATCH 5-9");
+    assert_eq!(r.status().as_u16(), 202);
+    let d = sha256(&data);
+    let r = c
+        .put(reg.url(&format!("{loc}?digest={d}")))
+        .send()
+        .expect("PUT");
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+}
+
+#[test]
+fn manifests_are_validated_against_their_media_type_and_served_nosniff() {
+    let reg = Registry::start(&[]);
+    let c = client();
+    let cfg = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let cd = push_blob(&c, &reg, "strict/app", &cfg);
+    let ld = push_blob(&c, &reg, "strict/app", b"layer");
+    let good = manifest(&(cd.clone(), cfg.len()), &[(ld.clone(), 5)], json!({}));
+    // An HTML page is not a manifest, whatever its Content-Type says.
+    let html = br#"{"x":"<script>alert(1)</script>"}"#.to_vec();
+    for mt in ["text/html", "application/json", OCI_MANIFEST] {
+        let (s, code) = status_code(put_manifest(&c, &reg, "strict/app", "html", mt, &html));
+        assert_eq!((s, code.as_str()), (400, "MANIFEST_INVALID"), "{mt}");
+    }
+    // A good manifest under a Content-Type that disagrees with it (no mediaType field).
+    let mut v: Value = serde_json::from_slice(&good).expect("json");
+    v.as_object_mut().expect("object").remove("mediaType");
+    let bare = serde_json::to_vec(&v).expect("json");
+    let (s, code) = status_code(put_manifest(
+        &c,
+        &reg,
+        "strict/app",
+        "t",
+        "text/html",
+        &bare,
+    ));
+    assert_eq!((s, code.as_str()), (400, "MANIFEST_INVALID"));
+    let (s, code) = status_code(put_manifest(&c, &reg, "strict/app", "t", OCI_INDEX, &bare));
+    assert_eq!((s, code.as_str()), (400, "MANIFEST_INVALID"));
+    // Schema violations: a descriptor without size or mediaType, a bad artifactType.
+    let bad = [
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd},
+               "layers": []}),
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+               "config": {"digest": cd, "size": cfg.len()}, "layers": []}),
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "text/html; <script>",
+               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
+               "layers": []}),
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
+               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": -5}]}),
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"digest": cd}]}),
+    ];
+    for b in &bad {
+        let body = serde_json::to_vec(b).expect("json");
+        let mt = b["mediaType"].as_str().expect("mediaType");
+        let (s, code) = status_code(put_manifest(&c, &reg, "strict/app", "bad", mt, &body));
+        assert_eq!((s, code.as_str()), (400, "MANIFEST_INVALID"), "{b}");
+    }
+    // An artifact (an image manifest with a sane artifactType) is accepted.
+    let art = manifest(
+        &(cd.clone(), cfg.len()),
+        &[(ld.clone(), 5)],
+        json!({"artifactType": "application/vnd.example.sbom+json"}),
+    );
+    let r = put_manifest(&c, &reg, "strict/app", "sbom", OCI_MANIFEST, &art);
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    // Every answer says nosniff: a manifest, a blob, an error.
+    let r = put_manifest(&c, &reg, "strict/app", "v1", OCI_MANIFEST, &good);
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    for path in [
+        "/v2/strict/app/manifests/v1".to_string(),
+        format!("/v2/strict/app/blobs/{ld}"),
+        "/v2/strict/app/manifests/nope".to_string(),
+        "/v2/".to_string(),
+    ] {
+        let r = c.get(reg.url(&path)).send().expect("GET");
+        assert_eq!(
+            hdr(r.headers(), "x-content-type-options"),
+            "nosniff",
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn put_manifest_by_digest_with_tag_parameters() {
+    let reg = Registry::start(&[]);
+    let c = client();
+    let d = push_image(&c, &reg, "tagparam/app", "base", 95);
+    let body = c
+        .get(reg.url("/v2/tagparam/app/manifests/base"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .expect("GET manifest")
+        .bytes()
+        .expect("body")
+        .to_vec();
+    // spec.md "Pushing Manifests with tags": `?tag=` may repeat; each is answered with OCI-Tag.
+    let r = c
+        .put(reg.url(&format!("/v2/tagparam/app/manifests/{d}?tag=v1&tag=latest")))
+        .header("content-type", OCI_MANIFEST)
+        .body(body.clone())
+        .send()
+        .expect("PUT by digest with tags");
+    assert_eq!(r.status().as_u16(), 201);
+    let mut tags: Vec<String> = r
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["latest", "v1"]);
+    for t in ["v1", "latest"] {
+        let r = c
+            .head(reg.url(&format!("/v2/tagparam/app/manifests/{t}")))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .expect("HEAD tag");
+        assert_eq!(r.status().as_u16(), 200, "{t}");
+        assert_eq!(hdr(r.headers(), "docker-content-digest"), d);
+    }
+    // A bad tag is refused before anything is stored; tags only go with a digest.
+    expect_error(
+        c.put(reg.url(&format!("/v2/tagparam/app/manifests/{d}?tag=-bad")))
+            .header("content-type", OCI_MANIFEST)
+            .body(body.clone()),
+        400,
+        "MANIFEST_INVALID",
+    );
+    expect_error(
+        c.put(reg.url("/v2/tagparam/app/manifests/v2?tag=v3"))
+            .header("content-type", OCI_MANIFEST)
+            .body(body),
+        400,
+        "MANIFEST_INVALID",
+    );
+}

@@ -511,3 +511,349 @@ fn too_many_open_uploads_is_429() {
         .expect("send request");
     assert_eq!(r.status().as_u16(), 202);
 }
+
+#[test]
+fn concurrent_chunks_after_a_restart_cannot_commit_bytes_that_differ_from_the_digest() {
+    let dir = berth_tests::TempDir::new("single-writer");
+    let root = dir.join("root");
+    let reg = Registry::start_at(&root, &[]);
+    let c = client();
+    // Each upload holds a large prefix, so that rebuilding its state after the restart
+    // takes long enough for two chunks to arrive at once.
+    const N: usize = 6;
+    let prefix_len = 16 << 20;
+    let prefixes: Vec<Vec<u8>> = (0..N).map(|i| noise(500 + i as u64, prefix_len)).collect();
+    let chunks: Vec<[Vec<u8>; 2]> = (0..N)
+        .map(|i| [noise(600 + i as u64, 4096), noise(700 + i as u64, 4096)])
+        .collect();
+    // alice holds prefix+A of every upload.
+    let whole = |i: usize, k: usize| [prefixes[i].clone(), chunks[i][k].clone()].concat();
+    let alice: Vec<String> = (0..N)
+        .map(|i| push_blob(&c, &reg, "alice/app", &whole(i, 0)))
+        .collect();
+    let mut locs = Vec::new();
+    for p in &prefixes {
+        let loc = hdr(
+            c.post(reg.url("/v2/bob/x/blobs/uploads/"))
+                .send()
+                .expect("POST upload")
+                .headers(),
+            "location",
+        );
+        let r = c
+            .patch(reg.url(&loc))
+            .header("content-range", format!("0-{}", p.len() - 1))
+            .body(p.clone())
+            .send()
+            .expect("PATCH prefix");
+        assert_eq!(r.status().as_u16(), 202);
+        locs.push(loc);
+    }
+    reg.crash();
+    let reg = Registry::start_at(&root, &[]);
+    let barrier = std::sync::Barrier::new(2 * N);
+    let statuses: Vec<Vec<u16>> = std::thread::scope(|s| {
+        let hs: Vec<Vec<_>> = (0..N)
+            .map(|i| {
+                (0..2)
+                    .map(|k| {
+                        let (reg, locs, chunks, barrier) = (&reg, &locs, &chunks, &barrier);
+                        s.spawn(move || {
+                            let c = client();
+                            let chunk = chunks[i][k].clone();
+                            barrier.wait();
+                            c.patch(reg.url(&locs[i]))
+                                .header(
+                                    "content-range",
+                                    format!("{}-{}", prefix_len, prefix_len + chunk.len() - 1),
+                                )
+                                .body(chunk)
+                                .send()
+                                .expect("PATCH chunk")
+                                .status()
+                                .as_u16()
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        hs.into_iter()
+            .map(|v| v.into_iter().map(|h| h.join().expect("thread")).collect())
+            .collect()
+    });
+    for (i, st) in statuses.iter().enumerate() {
+        // One writer per upload: exactly one chunk is taken, the other is refused.
+        let ok = st.iter().filter(|s| **s == 202).count();
+        assert_eq!(ok, 1, "upload {i}: chunk statuses {st:?}");
+        assert!(st.iter().all(|s| [202, 409, 416].contains(s)), "{st:?}");
+        let r = c
+            .put(reg.url(&format!("{}?digest={}", locs[i], alice[i])))
+            .send()
+            .expect("PUT");
+        let s = r.status().as_u16();
+        assert!(s == 201 || s == 400, "PUT: {s}");
+    }
+    for (i, d) in alice.iter().enumerate() {
+        for repo in ["alice/app", "bob/x"] {
+            let r = c
+                .get(reg.url(&format!("/v2/{repo}/blobs/{d}")))
+                .send()
+                .expect("GET");
+            if r.status().as_u16() == 200 {
+                let got = r.bytes().expect("blob");
+                assert_eq!(
+                    sha256(&got),
+                    *d,
+                    "blob {i} in {repo} differs from its digest"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn upload_limits_are_per_client_exact_and_idle_sessions_expire() {
+    let dir = berth_tests::TempDir::new("limits");
+    let pw = htpasswd(dir.path(), &[("alice", "wonderland"), ("bob", "builder")]);
+    let pw = pw.to_string_lossy().into_owned();
+    let reg = Registry::start(&[
+        "--htpasswd",
+        &pw,
+        "--max-uploads",
+        "6",
+        "--max-uploads-per-client",
+        "3",
+        "--upload-idle-timeout",
+        "3",
+    ]);
+    let open = |user: &str, pass: &str| -> (u16, String) {
+        let r = client()
+            .post(reg.url("/v2/shared/app/blobs/uploads/"))
+            .basic_auth(user, Some(pass))
+            .send()
+            .expect("POST upload");
+        (r.status().as_u16(), hdr(r.headers(), "location"))
+    };
+    // alice opens many sessions at once: exactly her share is granted.
+    let got: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| open("alice", "wonderland").0))
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert_eq!(got.iter().filter(|s| **s == 202).count(), 3, "{got:?}");
+    assert!(got.iter().all(|s| *s == 202 || *s == 429), "{got:?}");
+    // bob is not blocked by alice.
+    let bob: Vec<(u16, String)> = (0..3).map(|_| open("bob", "builder")).collect();
+    assert!(bob.iter().all(|(s, _)| *s == 202), "{bob:?}");
+    // The global limit still holds (6 open).
+    assert_eq!(open("bob", "builder").0, 429);
+    // Keep one of bob's sessions busy; the idle ones expire within seconds.
+    let start = std::time::Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let r = client()
+            .get(reg.url(&bob[0].1))
+            .basic_auth("bob", Some("builder"))
+            .send()
+            .expect("status");
+        assert_eq!(r.status().as_u16(), 204, "the active session expired");
+        if open("alice", "wonderland").0 == 202 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "idle sessions did not expire"
+        );
+    }
+    // An expired session is gone.
+    let r = client()
+        .get(reg.url(&bob[1].1))
+        .basic_auth("bob", Some("builder"))
+        .send()
+        .expect("status");
+    assert_eq!(status_code(r), (404, "BLOB_UPLOAD_UNKNOWN".to_string()));
+}
+
+#[test]
+fn anonymous_uploads_are_limited_per_address() {
+    let reg = Registry::start(&["--max-uploads-per-client", "2"]);
+    let c = client();
+    for _ in 0..2 {
+        let r = c
+            .post(reg.url("/v2/anon/blobs/uploads/"))
+            .send()
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    let r = c
+        .post(reg.url("/v2/anon/blobs/uploads/"))
+        .send()
+        .expect("POST");
+    assert_eq!(hdr(r.headers(), "retry-after"), "5");
+    assert_eq!(status_code(r), (429, "TOOMANYREQUESTS".to_string()));
+}
+
+#[test]
+fn anonymous_pull_star_does_not_open_private_namespaces() {
+    let dir = berth_tests::TempDir::new("anon-star");
+    let pw = htpasswd(dir.path(), &[("alice", "wonderland"), ("carol", "c")]);
+    let pw = pw.to_string_lossy().into_owned();
+    let reg = Registry::start(&[
+        "--htpasswd",
+        &pw,
+        "--anonymous-pull",
+        "*",
+        "--anonymous-pull",
+        "carol/*",
+    ]);
+    let c = client();
+    let data = b"private".to_vec();
+    let d = sha256(&data);
+    for (repo, user, pass) in [
+        ("alice/app", "alice", "wonderland"),
+        ("carol/pub", "carol", "c"),
+        ("shared/app", "alice", "wonderland"),
+    ] {
+        let r = c
+            .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .basic_auth(user, Some(pass))
+            .body(data.clone())
+            .send()
+            .expect("push");
+        assert_eq!(r.status().as_u16(), 201, "{repo}");
+    }
+    let get = |repo: &str| {
+        c.get(reg.url(&format!("/v2/{repo}/blobs/{d}")))
+            .send()
+            .expect("GET")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(get("shared/app"), 200, "`*` opens shared repositories");
+    assert_eq!(
+        get("carol/pub"),
+        200,
+        "a pattern naming the namespace opens it"
+    );
+    assert_eq!(
+        get("alice/app"),
+        401,
+        "`*` opened alice's private namespace"
+    );
+}
+
+#[test]
+fn silent_and_trickling_connections_are_closed() {
+    use std::io::{Read, Write};
+    let reg = Registry::start(&[
+        "--header-timeout",
+        "2",
+        "--idle-timeout",
+        "2",
+        "--max-connections",
+        "16",
+    ]);
+    let closed_within = |s: &mut std::net::TcpStream, secs: u64| -> bool {
+        s.set_read_timeout(Some(Duration::from_secs(secs))).ok();
+        let mut b = [0u8; 512];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    };
+    // Many silent connections (more than the cap) ...
+    let mut silent: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(&reg.addr).expect("connect"))
+        .collect();
+    // ... one that trickles its headers ...
+    let mut trickle = std::net::TcpStream::connect(&reg.addr).expect("connect");
+    let t0 = std::time::Instant::now();
+    let mut closed = false;
+    for b in b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        .iter()
+    {
+        if trickle.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        closed || closed_within(&mut trickle, 4),
+        "a trickling header was not cut"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(9));
+    // ... and one that sends half a body then stops.
+    let mut stall = std::net::TcpStream::connect(&reg.addr).expect("connect");
+    write!(
+        stall,
+        "PUT /v2/stall/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{\"a\":"
+    )
+    .expect("send");
+    assert!(closed_within(&mut stall, 6), "a stalled body was not cut");
+    for s in silent.iter_mut() {
+        assert!(closed_within(s, 6), "a silent connection stayed open");
+    }
+    // A real client gets through.
+    let r = client().get(reg.url("/v2/")).send().expect("GET /v2/");
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn the_connection_cap_is_logged() {
+    use std::io::{BufRead, Read};
+    let dir = berth_tests::TempDir::new("conn-cap");
+    let mut child = Command::new(berth_bin())
+        .args(["registry", "serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(dir.join("root"))
+        .args(["--max-connections", "2"])
+        .env("BERTH_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn berth registry serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("registry did not start: {line:?}"))
+        .to_string();
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // The third is closed at once.
+    let mut third = std::net::TcpStream::connect(&addr).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut b = [0u8; 16];
+    assert!(
+        matches!(third.read(&mut b), Ok(0) | Err(_)),
+        "a connection past the cap was served"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(held);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert!(
+        err.contains("connection limit reached") && err.contains("max_connections"),
+        "no log line for the connection cap: {err:?}"
+    );
+}

@@ -650,3 +650,95 @@ fn store_image_push_rmi_pull_run() {
     );
     s.assert_blobs_verify();
 }
+
+/// A loopback proxy that drops the connection of the first `PATCH` request before any of
+/// it reaches the registry, so the upload session holds 0 bytes when the client asks.
+struct DropFirstPatch {
+    addr: String,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl DropFirstPatch {
+    fn start(upstream: String) -> DropFirstPatch {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = l.local_addr().expect("proxy addr").to_string();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d2 = dropped.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut client) = conn else { break };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    break;
+                };
+                let (c2, mut s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let d3 = d2.clone();
+                std::thread::spawn(move || {
+                    let mut server = server;
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if buf[..n].starts_with(b"PATCH ") && d3.fetch_add(1, Ordering::SeqCst) == 0
+                        {
+                            let _ = client.shutdown(Shutdown::Both);
+                            let _ = server.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let mut c2 = c2;
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        DropFirstPatch { addr, dropped }
+    }
+}
+
+#[test]
+fn chunked_upload_resumes_from_an_empty_upload() {
+    let reg = Registry::start(&[]);
+    let proxy = DropFirstPatch::start(reg.addr.clone());
+    let tmp = TempDir::new("client-empty-resume");
+    let img = Image::new(vec![tar(&[("big", &noise(310, 3 << 20))])], "empty-resume");
+    img.write_layout(&tmp.join("src"), "v1");
+    let out = run_ok(berth(&tmp.join("home")).args([
+        "push",
+        "--tls-verify=false",
+        "--parallel",
+        "1",
+        "--chunk-size",
+        "1048576",
+        "--layout",
+        &format!("{}:v1", tmp.join("src").display()),
+        &format!("{}/empty/app:v1", proxy.addr),
+    ]));
+    assert!(
+        proxy.dropped.load(Ordering::SeqCst) >= 1,
+        "the proxy never dropped a PATCH"
+    );
+    assert!(out.contains(&img.manifest_digest), "{out}");
+    let back = tmp.join("back");
+    run_ok(
+        berth(&tmp.join("home"))
+            .args([
+                "pull",
+                "--tls-verify=false",
+                &format!("{}/empty/app:v1", reg.addr),
+                "--layout",
+            ])
+            .arg(&back),
+    );
+    assert_eq!(layout_blobs(&tmp.join("src")), layout_blobs(&back));
+}

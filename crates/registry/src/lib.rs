@@ -6,8 +6,8 @@
 //!
 //! Invariants: every name, tag, digest and upload id from a request is validated
 //! ([`reference`]) before it becomes part of a path; an upload becomes a blob only after
-//! its digest verifies, via fsync and rename; this crate and `berth` are the only ones
-//! that know HTTP.
+//! its digest verifies, via fsync and a hard link that never replaces an existing blob;
+//! this crate and `berth` are the only ones that know HTTP.
 #![forbid(unsafe_code)]
 
 pub mod client;

@@ -200,4 +200,80 @@ mod tests {
         let d = Digest::of(Algorithm::Sha512, b"x");
         assert_eq!(parse_digest(&d.to_string()), Ok(d));
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Bytes that matter to the grammars, plus anything else.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9._/:-]{0,80}",
+                "[A-Za-z0-9._/:@+ %-]{0,40}",
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn names_never_panic_and_refusals_name_the_input(s in text()) {
+                match Name::parse(&s) {
+                    Ok(n) => {
+                        prop_assert_eq!(n.as_str(), s.as_str());
+                        prop_assert!(s.len() <= 255);
+                        // Nothing a path could escape with.
+                        prop_assert!(s.split('/').all(|c| !c.is_empty()
+                            && !c.starts_with('.') && !c.starts_with('_')));
+                        prop_assert!(!n.namespace().is_empty());
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(&e, &RefError::Name(s.clone()));
+                        let quoted = format!("{s:?}");
+                        let shown = e.to_string().contains(&quoted);
+                        prop_assert!(shown);
+                    }
+                }
+            }
+
+            #[test]
+            fn names_of_the_grammar_parse(
+                s in "[a-z0-9]{1,8}(([.]|_|__|-{1,3})[a-z0-9]{1,8}){0,2}(/[a-z0-9]{1,8}(([.]|_|__|-{1,3})[a-z0-9]{1,8}){0,2}){0,3}"
+            ) {
+                prop_assert!(Name::parse(&s).is_ok(), "{s}");
+            }
+
+            #[test]
+            fn tags_and_references_never_panic(s in text()) {
+                let tag_ok = valid_tag(&s);
+                if tag_ok {
+                    prop_assert!(!s.is_empty() && s.len() <= 128 && !s.contains('/'));
+                    prop_assert!(!s.starts_with('.') && !s.starts_with('-'));
+                }
+                match Reference::parse(&s) {
+                    Ok(Reference::Tag(t)) => prop_assert_eq!(t, s),
+                    Ok(Reference::Digest(d)) => prop_assert_eq!(d.to_string(), s),
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+
+            #[test]
+            fn digests_never_panic_and_round_trip(
+                s in prop_oneof![
+                    text(),
+                    "(sha256|sha512|md5|SHA256|sha256\\+b64):[0-9a-fA-F]{0,130}",
+                ]
+            ) {
+                match parse_digest(&s) {
+                    Ok(d) => {
+                        prop_assert_eq!(d.to_string(), s.clone());
+                        prop_assert!(d.hex().bytes().all(|b| b.is_ascii_hexdigit()));
+                    }
+                    Err(RefError::Digest(x)) | Err(RefError::Algorithm(x)) => {
+                        prop_assert!(s.contains(&x));
+                    }
+                    Err(e) => prop_assert!(false, "unexpected refusal {e}"),
+                }
+            }
+        }
+    }
 }

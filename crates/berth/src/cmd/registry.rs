@@ -49,6 +49,21 @@ struct ServeArgs {
     /// Uploads open at once; more are answered 429 TOOMANYREQUESTS.
     #[arg(long, default_value_t = 4096)]
     max_uploads: usize,
+    /// Uploads one client (a user, or an address when anonymous) may have open at once.
+    #[arg(long, default_value_t = 128)]
+    max_uploads_per_client: usize,
+    /// Seconds after which an upload no request touched expires.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    upload_idle_timeout: u64,
+    /// Seconds a client has to send a request's headers (and finish a TLS handshake).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds without a byte moving after which a connection is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Connections served at once; more are closed (and logged).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,14 +102,18 @@ pub fn run(a: Args) -> Result<()> {
 
 fn serve(s: ServeArgs) -> Result<()> {
     let cfg = Config {
-        listen: s.listen,
-        root: s.root,
         htpasswd: s.htpasswd,
         token_realm: s.token_realm,
         tls: s.tls_cert.zip(s.tls_key),
         read_only: s.read_only,
         anonymous_pull: s.anonymous_pull,
         max_uploads: s.max_uploads,
+        max_uploads_per_client: s.max_uploads_per_client,
+        upload_idle_timeout: Duration::from_secs(s.upload_idle_timeout),
+        header_timeout: Duration::from_secs(s.header_timeout),
+        idle_timeout: Duration::from_secs(s.idle_timeout),
+        max_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),
+        ..Config::new(s.listen, s.root)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -61,6 +61,17 @@ pub enum ClientError {
     TooLarge { url: String, limit: u64 },
     #[error(transparent)]
     AuthFile(#[from] auth::AuthFileError),
+    #[error(
+        "upload of {digest} stopped at byte {offset} of {size} after {attempts} failed attempts"
+    )]
+    Upload {
+        digest: String,
+        offset: u64,
+        size: u64,
+        attempts: u32,
+        #[source]
+        source: Box<ClientError>,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError {
@@ -460,21 +471,14 @@ impl Registry {
             return Ok(());
         }
         let mut file = tokio::fs::File::open(path).await.map_err(io_err(path))?;
-        let resp = self
-            .send(&sc, true, &|c| {
-                c.post(&start_url).header(CONTENT_LENGTH, "0")
-            })
-            .await?;
-        let resp = Self::expect(resp, &[StatusCode::ACCEPTED]).await?;
-        let mut loc = location(resp.headers()).ok_or_else(|| ClientError::Status {
-            url: start_url.clone(),
-            status: resp.status(),
-            body: "no Location header".into(),
-        })?;
+        let (mut loc, min_chunk) = self.start_session(&sc, &start_url).await?;
+        // spec.md "Pushing a blob in chunks": a registry may ask for chunks of at least
+        // OCI-Chunk-Min-Length bytes (all but the last).
+        let chunk_size = self.opts.chunk_size.max(min_chunk).max(1);
         let mut offset = 0u64;
         let mut failures = 0u32;
         while offset < desc.size {
-            let len = self.opts.chunk_size.min(desc.size - offset);
+            let len = chunk_size.min(desc.size - offset);
             let mut buf = vec![0u8; len as usize];
             file.seek(std::io::SeekFrom::Start(offset))
                 .await
@@ -490,37 +494,78 @@ impl Registry {
                         .body(buf.clone())
                 })
                 .await;
-            match res {
+            let failed: Result<(), ClientError> = match res {
                 Ok(r) if r.status() == StatusCode::ACCEPTED => {
                     if let Some(l) = location(r.headers()) {
                         loc = l;
                     }
-                    let acked = range_end(r.headers()).unwrap_or(offset + len);
-                    sent(acked - offset);
-                    offset = acked;
-                    failures = 0;
+                    // After a chunk the server holds at least one byte, so `0-0` is not
+                    // ambiguous here; a Range outside what was sent is not trusted.
+                    let acked = match range_end(r.headers()) {
+                        Some(RangeEnd::Next(n)) => n.min(offset + len),
+                        Some(RangeEnd::EmptyOrOne) => 1,
+                        None => offset + len,
+                    };
+                    if acked > offset {
+                        sent(acked - offset);
+                        offset = acked;
+                        failures = 0;
+                        continue;
+                    }
+                    Err(ClientError::Status {
+                        url: url.clone(),
+                        status: r.status(),
+                        body: format!("the chunk {range} was accepted but the upload did not grow"),
+                    })
                 }
-                other => {
-                    // Ask the server how much it has, then resume from there.
-                    failures += 1;
-                    if failures > self.opts.retries {
-                        return match other {
-                            Err(e) => Err(e),
-                            Ok(r) => Self::expect(r, &[]).await.map(|_| ()),
-                        };
-                    }
-                    tracing::debug!(digest = %d, offset, "chunk failed; asking the upload's status");
-                    tokio::time::sleep(backoff(failures)).await;
-                    let r = self.send(&sc, true, &|c| c.get(&url)).await?;
-                    let r = Self::expect(r, &[StatusCode::NO_CONTENT, StatusCode::OK]).await?;
-                    if let Some(l) = location(r.headers()) {
-                        loc = l;
-                    }
-                    let have = range_end(r.headers()).unwrap_or(0);
+                Ok(r) => {
+                    Err(Self::expect(r, &[])
+                        .await
+                        .err()
+                        .unwrap_or_else(|| ClientError::Status {
+                            url: url.clone(),
+                            status: StatusCode::OK,
+                            body: "unexpected answer".into(),
+                        }))
+                }
+                Err(e) => Err(e),
+            };
+            let Err(cause) = failed else { continue };
+            failures += 1;
+            if failures > self.opts.retries {
+                return Err(ClientError::Upload {
+                    digest: d.clone(),
+                    offset,
+                    size: desc.size,
+                    attempts: failures,
+                    source: Box::new(cause),
+                });
+            }
+            // Ask the server how much it has, then resume from there.
+            tracing::debug!(digest = %d, offset, error = %cause, "chunk failed; asking the upload's status");
+            tokio::time::sleep(backoff(failures)).await;
+            let r = self.send(&sc, true, &|c| c.get(&url)).await?;
+            let r = Self::expect(r, &[StatusCode::NO_CONTENT, StatusCode::OK]).await?;
+            if let Some(l) = location(r.headers()) {
+                loc = l;
+            }
+            match range_end(r.headers()) {
+                Some(RangeEnd::Next(have)) if have <= desc.size => {
                     if have > offset {
                         sent(have - offset);
                     }
                     offset = have;
+                }
+                // `Range: 0-0` (or none) is what a server holding no byte or one byte
+                // says: which one cannot be known, so the upload starts over in a new
+                // session (at most one byte is lost).
+                _ => {
+                    tracing::debug!(digest = %d, "upload status is ambiguous; starting a new session");
+                    let old = self.url(&loc);
+                    let _ = self.send(&sc, false, &|c| c.delete(&old)).await;
+                    let (l, _) = self.start_session(&sc, &start_url).await?;
+                    loc = l;
+                    offset = 0;
                 }
             }
         }
@@ -532,6 +577,27 @@ impl Registry {
             .await?;
         Self::expect(resp, &[StatusCode::CREATED]).await?;
         Ok(())
+    }
+
+    /// `POST` of a new upload session: its location and the server's minimum chunk
+    /// length (`OCI-Chunk-Min-Length`, 0 when absent).
+    async fn start_session(&self, sc: &str, start_url: &str) -> Result<(String, u64), ClientError> {
+        let resp = self
+            .send(sc, true, &|c| c.post(start_url).header(CONTENT_LENGTH, "0"))
+            .await?;
+        let resp = Self::expect(resp, &[StatusCode::ACCEPTED]).await?;
+        let loc = location(resp.headers()).ok_or_else(|| ClientError::Status {
+            url: start_url.to_string(),
+            status: resp.status(),
+            body: "no Location header".into(),
+        })?;
+        let min = resp
+            .headers()
+            .get("oci-chunk-min-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok((loc, min))
     }
 
     /// Downloads blob `desc` to `dest` (through a `.partial` file), verifying its digest;
@@ -723,23 +789,47 @@ fn location(h: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The next offset after a `Range: 0-END` header.
-fn range_end(h: &HeaderMap) -> Option<u64> {
-    let r = h.get(RANGE)?.to_str().ok()?;
-    let end: u64 = r
-        .trim()
-        .trim_start_matches("bytes=")
-        .split('-')
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(end + 1)
+/// What an upload's `Range: 0-END` header says the server holds.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeEnd {
+    /// END+1 bytes: the next offset.
+    Next(u64),
+    /// `0-0`: spec.md writes the last byte's offset, so an empty upload and a one-byte
+    /// upload look alike.
+    EmptyOrOne,
+}
+
+fn parse_range_end(r: &str) -> Option<RangeEnd> {
+    let r = r.trim();
+    let r = r.strip_prefix("bytes=").unwrap_or(r);
+    let (start, end) = r.split_once('-')?;
+    if start.trim() != "0" {
+        return None;
+    }
+    let end: u64 = end.trim().parse().ok()?;
+    Some(match end {
+        0 => RangeEnd::EmptyOrOne,
+        e => RangeEnd::Next(e.checked_add(1)?),
+    })
+}
+
+fn range_end(h: &HeaderMap) -> Option<RangeEnd> {
+    parse_range_end(h.get(RANGE)?.to_str().ok()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_ranges() {
+        assert_eq!(parse_range_end("0-0"), Some(RangeEnd::EmptyOrOne));
+        assert_eq!(parse_range_end("0-9"), Some(RangeEnd::Next(10)));
+        assert_eq!(parse_range_end("bytes=0-9"), Some(RangeEnd::Next(10)));
+        assert_eq!(parse_range_end("5-9"), None);
+        assert_eq!(parse_range_end("0-x"), None);
+        assert_eq!(parse_range_end(&format!("0-{}", u64::MAX)), None);
+    }
 
     #[test]
     fn image_refs() {
@@ -775,6 +865,28 @@ mod tests {
                 assert_eq!(service.as_deref(), Some("s"));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    mod prop {
+        use super::super::{parse_range_end, RangeEnd};
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn upload_ranges_never_panic(s in prop_oneof![
+                "(bytes=)?[0-9]{0,22}-[0-9]{0,22}",
+                any::<String>(),
+            ]) {
+                if let Some(RangeEnd::Next(n)) = parse_range_end(&s) {
+                    prop_assert!(n >= 2);
+                }
+            }
+
+            #[test]
+            fn upload_ranges_give_the_next_offset(end in 1u64..u64::MAX) {
+                prop_assert_eq!(parse_range_end(&format!("0-{end}")), Some(RangeEnd::Next(end + 1)));
+            }
         }
     }
 }

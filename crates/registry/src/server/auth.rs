@@ -171,12 +171,22 @@ impl Auth {
         self.users.is_some()
     }
 
+    /// Whether an `--anonymous-pull` pattern opens `name`. A user's private namespace
+    /// (`alice/…`) opens only to a pattern that names it (`alice/app`, `alice/*`): a
+    /// broad `*` (or `a*`-style prefix of another namespace) never does.
     fn anonymous_pull_ok(&self, name: &Name) -> bool {
+        let private = self
+            .users
+            .as_ref()
+            .is_some_and(|u| u.contains(name.namespace()));
         self.anonymous_pull.iter().any(|p| {
-            p == "*"
+            let matches = p == "*"
                 || p == name.as_str()
                 || p.strip_suffix("/*")
-                    .is_some_and(|pre| name.as_str().starts_with(&format!("{pre}/")))
+                    .is_some_and(|pre| name.as_str().starts_with(&format!("{pre}/")));
+            let names_namespace = p.split('/').next() == Some(name.namespace()) && p.contains('/')
+                || p == name.as_str();
+            matches && (!private || names_namespace)
         })
     }
 
@@ -269,15 +279,21 @@ impl Auth {
         ApiError::new(Code::Unauthorized, detail).with_header(header::WWW_AUTHENTICATE, &value)
     }
 
-    /// Authorizes `access` to repository `name`.
-    pub fn check(&self, headers: &HeaderMap, name: &Name, access: Access) -> ApiResult<()> {
+    /// Authorizes `access` to repository `name`; the answer is the authenticated user
+    /// (`None`: anonymous, or no authentication configured).
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        name: &Name,
+        access: Access,
+    ) -> ApiResult<Option<String>> {
         if self.users.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         match self.identity(headers)? {
             Identity::Anonymous => {
                 if self.allowed(None, name, access) {
-                    Ok(())
+                    Ok(None)
                 } else {
                     Err(self.challenge(
                         Some((name, access)),
@@ -287,7 +303,7 @@ impl Auth {
             }
             Identity::User(u) => {
                 if self.allowed(Some(&u), name, access) {
-                    Ok(())
+                    Ok(Some(u))
                 } else {
                     Err(denied(&u, name, access))
                 }
@@ -298,8 +314,9 @@ impl Auth {
                         && e.name == name.as_str()
                         && e.actions.iter().any(|a| a == access.action() || a == "*")
                 });
+                let user = (!c.sub.is_empty()).then(|| c.sub.clone());
                 if granted || (access == Access::Pull && self.anonymous_pull_ok(name)) {
-                    Ok(())
+                    Ok(user)
                 } else if c.sub.is_empty() || self.allowed(Some(&c.sub), name, access) {
                     // The token lacks the scope: challenge for a new one.
                     Err(self.challenge(Some((name, access)), "insufficient_scope"))
@@ -457,6 +474,15 @@ mod tests {
         assert!(a.allowed(None, &name("exact"), Access::Pull));
         assert!(!a.allowed(None, &name("exact/sub"), Access::Pull));
         assert!(!a.allowed(None, &name("publicity/app"), Access::Pull));
+        // `*` opens shared repositories, never a user's namespace; `alice/*` opens hers.
+        let star = auth(&["*", "bob/pub"]);
+        assert!(star.allowed(None, &name("shared/app"), Access::Pull));
+        assert!(!star.allowed(None, &name("alice/app"), Access::Pull));
+        assert!(!star.allowed(Some("bob"), &name("alice/app"), Access::Pull));
+        assert!(star.allowed(None, &name("bob/pub"), Access::Pull));
+        assert!(!star.allowed(None, &name("bob/other"), Access::Pull));
+        let mine = auth(&["alice/*"]);
+        assert!(mine.allowed(None, &name("alice/app"), Access::Pull));
         // Non-bcrypt entries are ignored, so that user does not exist.
         assert!(!a.users.as_ref().is_some_and(|u| u.contains("md5user")));
     }

@@ -8,8 +8,7 @@
 
 use super::error::{ApiError, ApiResult, Code};
 use super::storage::both;
-use super::{blocking, header_str, read_body_capped, BodySlot, Shared, MAX_MANIFEST};
-use crate::media;
+use super::{blocking, header_str, read_body_capped, schema, BodySlot, Shared, MAX_MANIFEST};
 use crate::reference::parse_digest;
 use crate::reference::{Algorithm, Digest, Name, Reference};
 use axum::body::Body;
@@ -137,73 +136,6 @@ fn desc_digest(v: &Value, field: &str) -> ApiResult<Digest> {
     parse_digest(s).map_err(|e| invalid(format!("{field}.digest: {e}")))
 }
 
-/// A descriptor's `size`, when it has one.
-fn desc_size(v: &Value) -> Option<u64> {
-    v.get("size").and_then(Value::as_u64)
-}
-
-/// What a manifest references: blobs (config, layers) and child manifests.
-struct Refs {
-    /// Digests and the sizes the descriptors claim.
-    blobs: Vec<(Digest, Option<u64>)>,
-    manifests: Vec<Digest>,
-    subject: Option<Digest>,
-}
-
-fn references(mt: &str, v: &Value) -> ApiResult<Refs> {
-    let mut refs = Refs {
-        blobs: Vec::new(),
-        manifests: Vec::new(),
-        subject: None,
-    };
-    if let Some(s) = v.get("subject") {
-        refs.subject = Some(desc_digest(s, "subject")?);
-    }
-    match mt {
-        media::OCI_MANIFEST | media::DOCKER_MANIFEST => {
-            if v.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
-                return Err(invalid("schemaVersion must be 2"));
-            }
-            let config = v
-                .get("config")
-                .ok_or_else(|| invalid("config is missing"))?;
-            refs.blobs
-                .push((desc_digest(config, "config")?, desc_size(config)));
-            let layers = match v.get("layers") {
-                Some(Value::Array(a)) => a.as_slice(),
-                None if mt == media::OCI_MANIFEST => &[],
-                _ => return Err(invalid("layers must be an array")),
-            };
-            for (i, l) in layers.iter().enumerate() {
-                let d = desc_digest(l, &format!("layers[{i}]"))?;
-                // Non-distributable (foreign) layers are fetched from their urls.
-                let foreign = l
-                    .get("urls")
-                    .and_then(Value::as_array)
-                    .is_some_and(|u| !u.is_empty());
-                if !foreign {
-                    refs.blobs.push((d, desc_size(l)));
-                }
-            }
-        }
-        media::OCI_INDEX | media::DOCKER_LIST => {
-            if v.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
-                return Err(invalid("schemaVersion must be 2"));
-            }
-            let ms = v
-                .get("manifests")
-                .and_then(Value::as_array)
-                .ok_or_else(|| invalid("manifests must be an array"))?;
-            for (i, m) in ms.iter().enumerate() {
-                refs.manifests
-                    .push(desc_digest(m, &format!("manifests[{i}]"))?);
-            }
-        }
-        _ => {}
-    }
-    Ok(refs)
-}
-
 /// The descriptor listed by the referrers API for a manifest (spec.md "Listing
 /// Referrers": artifactType falls back to the config's media type).
 fn referrer_descriptor(mt: &str, d: &Digest, size: usize, v: &Value) -> Value {
@@ -225,14 +157,52 @@ fn referrer_descriptor(mt: &str, d: &Digest, size: usize, v: &Value) -> Value {
     desc
 }
 
+/// The `?tag=` parameters of a push by digest (distribution-spec spec.md "Pushing
+/// Manifests with Tags"; the parameter may repeat), validated.
+fn tag_params(raw_query: Option<&str>, r: &Reference) -> ApiResult<Vec<String>> {
+    let mut tags = Vec::new();
+    for pair in raw_query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if super::percent_decode(k, true) != "tag" {
+            continue;
+        }
+        let t = super::percent_decode(v, true);
+        if !crate::reference::valid_tag(&t) {
+            return Err(invalid(format!(
+                "tag parameter {t:?} does not match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}"
+            )));
+        }
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    if tags.len() > MAX_TAG_PARAMS {
+        return Err(invalid(format!(
+            "{} tag parameters; at most {MAX_TAG_PARAMS}",
+            tags.len()
+        )));
+    }
+    if !tags.is_empty() && matches!(r, Reference::Tag(_)) {
+        return Err(invalid(
+            "tag parameters go with a manifest pushed by digest",
+        ));
+    }
+    Ok(tags)
+}
+
+/// At most this many `?tag=` parameters on one push.
+const MAX_TAG_PARAMS: usize = 64;
+
 pub async fn put(
     st: &Shared,
     name: &Name,
     raw: &str,
+    raw_query: Option<&str>,
     headers: &HeaderMap,
     body: &BodySlot,
 ) -> ApiResult<Response> {
     let r = reference(raw)?;
+    let tag_params = tag_params(raw_query, &r)?;
     // A declared size far past the cap is refused at once; a body just past it is read
     // and dropped by read_body_capped, so the client sees the 413 answer.
     if let Some(len) =
@@ -258,21 +228,11 @@ pub async fn put(
     if !v.is_object() {
         return Err(invalid("manifest is not a JSON object"));
     }
-    let field_mt = v.get("mediaType").and_then(Value::as_str);
     let header_mt = header_str(headers, &header::CONTENT_TYPE)
         .map(|c| c.split(';').next().unwrap_or("").trim())
         .filter(|c| !c.is_empty());
-    let mt = match (header_mt, field_mt) {
-        (Some(h), Some(f)) if h != f => {
-            return Err(invalid(format!(
-                "Content-Type {h} differs from the manifest's mediaType {f}"
-            )))
-        }
-        (Some(h), _) => h.to_string(),
-        (None, Some(f)) => f.to_string(),
-        (None, None) => return Err(invalid("no Content-Type and no mediaType")),
-    };
-    let refs = references(&mt, &v)?;
+    let mt = schema::media_type(header_mt, &v).map_err(|e| invalid(e.0))?;
+    let refs = schema::validate(&mt, &v).map_err(|e| invalid(e.0))?;
     let alg = match &r {
         Reference::Digest(d) => d.algorithm(),
         Reference::Tag(_) => Algorithm::Sha256,
@@ -293,6 +253,7 @@ pub async fn put(
         .map(|_| referrer_descriptor(&mt, &d, size, &v).to_string());
     let subject = refs.subject.clone();
     let (st2, name2, d2, mt2) = (st.clone(), name.clone(), d.clone(), mt.clone());
+    let tags2 = tag_params.clone();
     blocking(move || {
         for (b, claimed) in &refs.blobs {
             let Some(size) = st2.store.blob_in_repo(&name2, b)? else {
@@ -302,7 +263,7 @@ pub async fn put(
                 ));
             };
             // A descriptor must state its blob's size: clients trust it to bound reads.
-            if let Some(claimed) = claimed.filter(|c| *c != size) {
+            if *claimed != size {
                 return Err(invalid(format!(
                     "descriptor of {b} says {claimed} bytes, the blob has {size}"
                 )));
@@ -330,9 +291,14 @@ pub async fn put(
                 (Some(s), Some(desc)) => store.add_referrer(&name2, s, &d2, desc.as_bytes()),
                 _ => Ok(()),
             },
-            || match &r {
-                Reference::Tag(t) => store.set_tag(&name2, t, &d2),
-                Reference::Digest(_) => Ok(()),
+            || {
+                if let Reference::Tag(t) = &r {
+                    store.set_tag(&name2, t, &d2)?;
+                }
+                for t in &tags2 {
+                    store.set_tag(&name2, t, &d2)?;
+                }
+                Ok(())
             },
         )?;
         Ok(())
@@ -354,6 +320,12 @@ pub async fn put(
     if let Some(s) = subject {
         if let Ok(v) = s.to_string().parse() {
             resp.headers_mut().insert("oci-subject", v);
+        }
+    }
+    // spec.md "Pushing Manifests with Tags": one OCI-Tag header per tag applied.
+    for t in &tag_params {
+        if let Ok(v) = t.parse() {
+            resp.headers_mut().append("oci-tag", v);
         }
     }
     Ok(resp)
@@ -402,6 +374,7 @@ pub async fn delete(st: &Shared, name: &Name, raw: &str) -> ApiResult<Response> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media;
 
     #[test]
     fn accept_negotiation() {
@@ -421,19 +394,5 @@ mod tests {
                 .expect("test value"),
         );
         assert!(acceptable(&h, media::OCI_MANIFEST));
-    }
-
-    #[test]
-    fn references_of_an_image_manifest() {
-        let d = Digest::of(Algorithm::Sha256, b"x").to_string();
-        let v = serde_json::json!({
-            "schemaVersion": 2,
-            "config": {"mediaType": "a", "digest": d, "size": 1},
-            "layers": [{"digest": d, "size": 1}, {"digest": d, "size": 1, "urls": ["http://x"]}],
-        });
-        let r = references(media::OCI_MANIFEST, &v).expect("test value");
-        assert_eq!(r.blobs.len(), 2);
-        let bad = serde_json::json!({"schemaVersion": 2, "config": {"digest": "sha256:../x"}});
-        assert!(references(media::OCI_MANIFEST, &bad).is_err());
     }
 }

@@ -3,10 +3,12 @@
 
 mod auth;
 mod blobs;
+mod conn;
 pub mod error;
 pub mod gc;
 mod manifests;
 mod referrers;
+pub mod schema;
 pub mod storage;
 mod tags;
 mod tls;
@@ -27,6 +29,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest manifest the server accepts (spec.md: registries SHOULD accept at least 4 MiB).
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
@@ -46,6 +49,39 @@ pub struct Config {
     pub anonymous_pull: Vec<String>,
     /// Uploads open at once; past this, new ones are answered 429 TOOMANYREQUESTS.
     pub max_uploads: usize,
+    /// Uploads one client (an authenticated user, or an address when anonymous) may
+    /// have open at once.
+    pub max_uploads_per_client: usize,
+    /// An upload no request touched for this long expires.
+    pub upload_idle_timeout: Duration,
+    /// A client must send a request's headers within this time.
+    pub header_timeout: Duration,
+    /// A connection on which no byte moves for this long is closed (idle keep-alive,
+    /// a stalled request body, a client that stopped reading).
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are closed at once (with a log line).
+    pub max_connections: usize,
+}
+
+impl Config {
+    /// A configuration with the defaults of `berth registry serve`.
+    pub fn new(listen: SocketAddr, root: PathBuf) -> Config {
+        Config {
+            listen,
+            root,
+            htpasswd: None,
+            token_realm: None,
+            tls: None,
+            read_only: false,
+            anonymous_pull: Vec::new(),
+            max_uploads: 4096,
+            max_uploads_per_client: 128,
+            upload_idle_timeout: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -108,7 +144,11 @@ impl AppState {
             source,
         })?;
         let auth = auth::Auth::new(&cfg, &store)?;
-        let uploads = uploads::Uploads::default();
+        let uploads = uploads::Uploads::new(
+            cfg.max_uploads,
+            cfg.max_uploads_per_client,
+            cfg.upload_idle_timeout,
+        );
         Ok(Arc::new(AppState {
             cfg,
             store,
@@ -146,13 +186,14 @@ pub async fn serve(
         let _ = tx.send(addr);
     }
     let app = router(state);
-    if let Some((cert, key)) = &cfg.tls {
-        return tls::serve_tls(listener, app, cert, key).await;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    tokio::select! {
+        r = conn::serve(listener, app, tls, conn::Limits::from(&cfg)) => r,
+        _ = shutdown_signal() => Ok(()),
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -309,6 +350,11 @@ async fn dispatch(State(st): State<Shared>, req: Request) -> Response {
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    // No answer is to be sniffed into another type (a manifest or blob as HTML).
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp
 }
@@ -426,24 +472,26 @@ async fn handle_parts(
             if method != Method::POST {
                 return Err(method_not_allowed());
             }
-            st.auth.check(headers, &n, Access::Push)?;
+            let user = st.auth.check(headers, &n, Access::Push)?;
             write_guard(&st)?;
-            uploads::start(&st, &n, &query, headers, body).await
+            let owner = uploads::Owner::new(user.as_deref(), peer(req));
+            uploads::start(&st, &n, &owner, &query, headers, body).await
         }
         Route::Upload(n, id) => {
             // Every upload request, even a status GET, is part of a push.
-            st.auth.check(headers, &n, Access::Push)?;
+            let user = st.auth.check(headers, &n, Access::Push)?;
+            let owner = uploads::Owner::new(user.as_deref(), peer(req));
             match method {
-                Method::GET => uploads::status(&st, &n, &id).await,
+                Method::GET => uploads::status(&st, &n, &owner, &id).await,
                 Method::PATCH => {
                     write_guard(&st)?;
-                    uploads::patch(&st, &n, &id, headers, body).await
+                    uploads::patch(&st, &n, &owner, &id, headers, body).await
                 }
                 Method::PUT => {
                     write_guard(&st)?;
-                    uploads::finish(&st, &n, &id, &query, headers, body).await
+                    uploads::finish(&st, &n, &owner, &id, &query, headers, body).await
                 }
-                Method::DELETE => uploads::cancel(&st, &n, &id).await,
+                Method::DELETE => uploads::cancel(&st, &n, &owner, &id).await,
                 _ => Err(method_not_allowed()),
             }
         }
@@ -455,7 +503,7 @@ async fn handle_parts(
                 }
                 Method::PUT => {
                     write_guard(&st)?;
-                    manifests::put(&st, &n, &reference, headers, body).await
+                    manifests::put(&st, &n, &reference, req.uri.query(), headers, body).await
                 }
                 Method::DELETE => {
                     write_guard(&st)?;
@@ -465,6 +513,11 @@ async fn handle_parts(
             }
         }
     }
+}
+
+/// The client's address, as the connection loop recorded it ([`conn::Peer`]).
+fn peer(req: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+    req.extensions.get::<conn::Peer>().map(|p| p.0.ip())
 }
 
 fn method_not_allowed() -> ApiError {
@@ -529,4 +582,31 @@ pub async fn read_body_capped(body: Body, cap: usize) -> Result<Vec<u8>, ApiErro
         .with_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Request paths and queries are outside input: routing and decoding never panic,
+        /// and a routed name passed its grammar.
+        #[test]
+        fn routes_and_queries_never_panic(
+            path in prop_oneof!["/v2/[a-z0-9/%._-]{0,60}", any::<String>()],
+            query in prop_oneof!["[a-z=&%+0-9]{0,40}", any::<String>()],
+        ) {
+            let _ = parse_query(Some(&query));
+            let _ = percent_decode(&path, false);
+            match route(&path) {
+                Ok(Route::Blob(n, _)) | Ok(Route::Manifest(n, _)) | Ok(Route::Upload(n, _))
+                | Ok(Route::UploadStart(n)) | Ok(Route::Tags(n)) | Ok(Route::Referrers(n, _)) => {
+                    prop_assert!(Name::parse(n.as_str()).is_ok());
+                }
+                Ok(_) => {}
+                Err(e) => prop_assert!(!e.detail.is_empty()),
+            }
+        }
+    }
 }

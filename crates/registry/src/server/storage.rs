@@ -126,22 +126,32 @@ impl Storage {
         }
     }
 
-    /// Makes the verified file `tmp` the blob `d` and links it into `repo`. If another
-    /// push committed the same content first, the rename replaces identical bytes, which
-    /// is harmless. The link is made only after the rename (a concurrent GC drops links
-    /// whose blob is missing), but its fsync and the blob directory's run at once: the
-    /// link counts only while the blob exists ([`Storage::blob_in_repo`]), so a crash
-    /// between the two leaves nothing a client was told exists.
+    /// Makes the verified file `tmp` the blob `d` and links it into `repo`. An existing
+    /// blob is never replaced: the new file is hard-linked into place, which fails when
+    /// the name exists (so a blob another push committed first stays as it is, and is
+    /// only touched for GC). The link is made only after the blob exists (a concurrent
+    /// GC drops links whose blob is missing), but its fsync and the blob directory's run
+    /// at once: the link counts only while the blob exists ([`Storage::blob_in_repo`]), so
+    /// a crash between the two leaves nothing a client was told exists.
     pub fn commit_blob(&self, tmp: &Path, d: &Digest, repo: &Name) -> io::Result<()> {
-        fs::File::open(tmp)?.sync_all()?;
         let dst = self.blob_path(d);
         let dir = dst
             .parent()
             .ok_or_else(|| io::Error::other("blob path has no parent"))?;
+        if dst.exists() {
+            self.touch_blob(d);
+            return self.link_blob(repo, d);
+        }
+        fs::File::open(tmp)?.sync_all()?;
         fs::create_dir_all(dir)?;
-        // The renamed file keeps the fresh mtime of its writing, which a concurrent GC
+        // The linked file keeps the fresh mtime of its writing, which a concurrent GC
         // reads as "in use".
-        fs::rename(tmp, &dst)?;
+        match fs::hard_link(tmp, &dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.touch_blob(d),
+            Err(e) => return Err(e),
+        }
+        let _ = fs::remove_file(tmp);
         both(|| fsync_dir(dir), || self.link_blob(repo, d))
     }
 

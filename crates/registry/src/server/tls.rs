@@ -1,8 +1,6 @@
 //! HTTPS: the same router behind rustls (ring provider), certificate and key from PEM files.
 
 use super::ServeError;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
@@ -22,32 +20,10 @@ fn config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
         .map_err(|e| ServeError::Tls(e.to_string()))
 }
 
-pub async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    cert: &Path,
-    key: &Path,
-) -> Result<(), ServeError> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config(cert, key)?));
-    loop {
-        let (tcp, peer) = listener.accept().await?;
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "tls handshake failed");
-                    return;
-                }
-            };
-            let svc = TowerToHyperService::new(app);
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended");
-            }
-        });
-    }
+/// The TLS acceptor for the certificate and key; the connection loop ([`super::conn`])
+/// runs the handshake under its header timeout.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config(
+        cert, key,
+    )?)))
 }

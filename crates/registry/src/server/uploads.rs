@@ -3,8 +3,9 @@
 //! of order), `PUT ?digest=` to finish, `GET` status, `DELETE` to cancel.
 //!
 //! An upload is a file under `uploads/<uuid>/`, hashed (sha256) while it streams in. It
-//! becomes a blob only when `PUT` verifies the digest; then it is fsynced and renamed into
-//! `blobs/`. A crash mid-upload leaves only the upload directory, which the client can
+//! becomes a blob only when `PUT` verifies the digest; then it is fsynced and
+//! hard-linked into `blobs/` (never over an existing blob). One request at a time writes an
+//! upload. A crash mid-upload leaves only the upload directory, which the client can
 //! resume (its state is rebuilt from the file) or which expires.
 
 use super::error::{ApiError, ApiResult, Code};
@@ -18,50 +19,226 @@ use sha2::{Digest as _, Sha256, Sha512};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
-/// Uploads untouched for this long are removed.
-const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Chunks are written to disk in pieces of this size.
 const WRITE_BUF: usize = 1024 * 1024;
 
+/// The state of one upload. Only the holder of its slot's lock touches the data file:
+/// one writer per upload, so the hash and size here describe exactly the bytes on disk.
 pub struct Upload {
     repo: Name,
     size: u64,
     sha256: Sha256,
     dir: PathBuf,
+    /// The upload ended (committed, cancelled, expired) or its state could not be
+    /// rebuilt: requests that still hold the slot answer BLOB_UPLOAD_UNKNOWN.
+    gone: bool,
 }
 
-/// Uploads in progress, by id.
+/// An upload in the table: its state behind a lock, and what answers without the lock.
+pub struct Slot {
+    /// The repository the upload belongs to (a request naming another is answered
+    /// BLOB_UPLOAD_UNKNOWN, even while the state is locked).
+    repo: Name,
+    state: Arc<tokio::sync::Mutex<Upload>>,
+    /// The size after the last finished request, for status answers and 416s while a
+    /// writer holds the lock.
+    size: AtomicU64,
+    /// Whether `size` is known (false while the state is being rebuilt from disk).
+    loaded: AtomicBool,
+}
+
+impl Slot {
+    fn new(up: Upload, loaded: bool) -> Arc<Slot> {
+        Arc::new(Slot {
+            repo: up.repo.clone(),
+            size: AtomicU64::new(up.size),
+            state: Arc::new(tokio::sync::Mutex::new(up)),
+            loaded: AtomicBool::new(loaded),
+        })
+    }
+
+    /// The lock, or 416 when another request is writing (spec.md "Pushing a blob in
+    /// chunks": a chunk that cannot be placed is 416 with the current `Range`). Waiting
+    /// would let two writers queue up on one upload and let a slow one hold the rest.
+    fn writer(
+        self: &Arc<Slot>,
+        name: &Name,
+        id: &Uuid,
+    ) -> ApiResult<tokio::sync::OwnedMutexGuard<Upload>> {
+        self.state.clone().try_lock_owned().map_err(|_| {
+            let size = self.size.load(Ordering::Acquire);
+            tracing::debug!(upload = %id, "concurrent request on an upload refused");
+            ApiError::new(
+                Code::BlobUploadInvalid,
+                format!("another request is writing to upload {id}; ask its status and resume"),
+            )
+            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .with_header(header::LOCATION, &format!("/v2/{name}/blobs/uploads/{id}"))
+            .with_header(header::RANGE, &range_value(size))
+        })
+    }
+}
+
+/// Uploads taken out of the table because they expired.
+type Expired = Vec<(Uuid, Arc<Slot>)>;
+
+struct Entry {
+    slot: Arc<Slot>,
+    /// Who opened the upload (see [`Owner`]), for the per-client limit.
+    owner: Arc<str>,
+    last_used: Instant,
+}
+
 #[derive(Default)]
-pub struct Uploads {
-    map: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Upload>>>>,
+struct Table {
+    map: HashMap<Uuid, Entry>,
+    per_owner: HashMap<Arc<str>, usize>,
+}
+
+impl Table {
+    fn remove(&mut self, id: &Uuid) -> Option<Entry> {
+        let e = self.map.remove(id)?;
+        if let Some(n) = self.per_owner.get_mut(&e.owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_owner.remove(&e.owner);
+            }
+        }
+        Some(e)
+    }
+
+    fn insert(&mut self, id: Uuid, slot: Arc<Slot>, owner: Arc<str>) {
+        *self.per_owner.entry(owner.clone()).or_default() += 1;
+        self.map.insert(
+            id,
+            Entry {
+                slot,
+                owner,
+                last_used: Instant::now(),
+            },
+        );
+    }
+
+    /// Takes out the uploads idle for longer than `ttl` (not in use by a request).
+    fn expire(&mut self, ttl: Duration) -> Expired {
+        let now = Instant::now();
+        let idle: Vec<Uuid> = self
+            .map
+            .iter()
+            .filter(|(_, e)| {
+                now.duration_since(e.last_used) > ttl && e.slot.state.try_lock().is_ok()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        idle.into_iter()
+            .filter_map(|id| self.remove(&id).map(|e| (id, e.slot)))
+            .collect()
+    }
 }
 
 impl Uploads {
-    fn insert(&self, id: Uuid, up: Upload) -> Arc<tokio::sync::Mutex<Upload>> {
-        let up = Arc::new(tokio::sync::Mutex::new(up));
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(id, up.clone());
+    /// Whether the upload is not in the table (so only its files' age tells its idleness).
+    fn get_untouched(&self, id: &Uuid) -> bool {
+        !self.table().map.contains_key(id)
+    }
+}
+
+/// Uploads in progress, by id, with the limits on how many are open: globally and per
+/// client (an authenticated user, or the client's address when anonymous). Counting
+/// and inserting happen under one lock, so the limits are exact.
+pub struct Uploads {
+    table: Mutex<Table>,
+    max: usize,
+    max_per_client: usize,
+    idle: Duration,
+}
+
+impl Uploads {
+    pub fn new(max: usize, max_per_client: usize, idle: Duration) -> Uploads {
+        Uploads {
+            table: Mutex::new(Table::default()),
+            max,
+            max_per_client,
+            idle,
         }
-        up
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        // A panic while holding this lock leaves a consistent table (every update is a
+        // single map operation), so a poisoned lock is still usable.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn remove(&self, id: &Uuid) {
-        if let Ok(mut m) = self.map.lock() {
-            m.remove(id);
+        self.table().remove(id);
+    }
+
+    /// The slot of an upload in the table, marked as used now.
+    fn get(&self, id: &Uuid) -> Option<Arc<Slot>> {
+        let mut t = self.table();
+        let e = t.map.get_mut(id)?;
+        e.last_used = Instant::now();
+        Some(e.slot.clone())
+    }
+
+    /// Inserts the slot of an upload found on disk unless a concurrent request did
+    /// first; returns the slot in the table.
+    fn insert_found(&self, id: Uuid, slot: Arc<Slot>, owner: Arc<str>) -> Arc<Slot> {
+        let mut t = self.table();
+        if let Some(e) = t.map.get_mut(&id) {
+            e.last_used = Instant::now();
+            return e.slot.clone();
         }
+        t.insert(id, slot.clone(), owner);
+        slot
     }
 
-    fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    /// Inserts a new upload if the limits allow; idle uploads expire first. Returns the
+    /// uploads that expired (the caller removes their files).
+    fn insert_new(
+        &self,
+        id: Uuid,
+        slot: Arc<Slot>,
+        owner: Arc<str>,
+    ) -> (Result<(), String>, Expired) {
+        let mut t = self.table();
+        let mut expired = Vec::new();
+        let over = |t: &Table| {
+            let mine = t.per_owner.get(&owner).copied().unwrap_or(0);
+            if t.map.len() >= self.max {
+                Some(format!("{} uploads are open on this registry", self.max))
+            } else if mine >= self.max_per_client {
+                Some(format!("{mine} uploads are open for {owner}"))
+            } else {
+                None
+            }
+        };
+        if over(&t).is_some() {
+            expired = t.expire(self.idle);
+        }
+        if let Some(why) = over(&t) {
+            return (Err(why), expired);
+        }
+        t.insert(id, slot, owner);
+        (Ok(()), expired)
     }
+}
 
-    fn get(&self, id: &Uuid) -> Option<Arc<tokio::sync::Mutex<Upload>>> {
-        self.map.lock().ok().and_then(|m| m.get(id).cloned())
+/// Who an upload counts against: `user:NAME` when authenticated, `addr:IP` otherwise.
+pub struct Owner(pub Arc<str>);
+
+impl Owner {
+    pub fn new(user: Option<&str>, peer: Option<std::net::IpAddr>) -> Owner {
+        Owner(match (user, peer) {
+            (Some(u), _) => format!("user {u}").into(),
+            (None, Some(ip)) => format!("address {ip}").into(),
+            (None, None) => "anonymous".into(),
+        })
     }
 }
 
@@ -69,65 +246,136 @@ fn upload_unknown(id: &str) -> ApiError {
     ApiError::new(Code::BlobUploadUnknown, format!("upload {id:?} is unknown"))
 }
 
-/// Finds an upload by id, rebuilding its state from disk after a restart.
-async fn lookup(
-    st: &Shared,
-    name: &Name,
-    id: &str,
-) -> ApiResult<(Uuid, Arc<tokio::sync::Mutex<Upload>>)> {
+/// Finds an upload by id, rebuilding its state from disk after a restart. The rebuild
+/// is single-flight: the first request puts a locked slot in the table before reading
+/// the file, so a concurrent request finds that slot (busy) instead of building a
+/// second state over the same file.
+async fn lookup(st: &Shared, name: &Name, id: &str, owner: &Owner) -> ApiResult<(Uuid, Arc<Slot>)> {
     let uuid = Uuid::parse_str(id).map_err(|_| upload_unknown(id))?;
-    if let Some(up) = st.uploads.get(&uuid) {
-        if up.lock().await.repo != *name {
+    if let Some(slot) = st.uploads.get(&uuid) {
+        if slot.repo != *name {
             return Err(upload_unknown(id));
         }
-        return Ok((uuid, up));
+        return Ok((uuid, slot));
     }
     let dir = st.store.uploads_dir().join(uuid.to_string());
-    let name2 = name.clone();
-    let id2 = id.to_string();
-    let up = blocking(move || {
+    if !tokio::fs::try_exists(dir.join("repo"))
+        .await
+        .unwrap_or(false)
+    {
+        return Err(upload_unknown(id));
+    }
+    let placeholder = Upload {
+        repo: name.clone(),
+        size: 0,
+        sha256: Sha256::new(),
+        dir: dir.clone(),
+        gone: false,
+    };
+    let mine = Slot::new(placeholder, false);
+    let mut guard = mine
+        .state
+        .clone()
+        .try_lock_owned()
+        .map_err(ApiError::internal)?;
+    let slot = st.uploads.insert_found(uuid, mine.clone(), owner.0.clone());
+    if !Arc::ptr_eq(&slot, &mine) {
+        if slot.repo != *name {
+            return Err(upload_unknown(id));
+        }
+        return Ok((uuid, slot));
+    }
+    let (name2, id2) = (name.clone(), id.to_string());
+    let rebuilt = blocking(move || {
         let repo = std::fs::read_to_string(dir.join("repo")).map_err(|_| upload_unknown(&id2))?;
         if repo != name2.as_str() {
             return Err(upload_unknown(&id2));
         }
-        let (sha256, size) = rehash(&dir.join("data")).map_err(|_| upload_unknown(&id2))?;
-        Ok(Upload {
-            repo: name2,
-            size,
-            sha256,
-            dir,
-        })
+        rehash(&dir.join("data")).map_err(|_| upload_unknown(&id2))
     })
-    .await?;
-    Ok((uuid, st.uploads.insert(uuid, up)))
+    .await;
+    match rebuilt {
+        Ok((sha256, size)) => {
+            guard.sha256 = sha256;
+            guard.size = size;
+            mine.size.store(size, Ordering::Release);
+            mine.loaded.store(true, Ordering::Release);
+            Ok((uuid, slot))
+        }
+        Err(e) => {
+            guard.gone = true;
+            st.uploads.remove(&uuid);
+            Err(e)
+        }
+    }
 }
 
-async fn create(st: &Shared, name: &Name) -> ApiResult<(Uuid, Arc<tokio::sync::Mutex<Upload>>)> {
-    let max = st.cfg.max_uploads;
-    if st.uploads.len() >= max {
+/// The upload's state for a writer: refused while another request writes, unknown when
+/// the upload ended or belongs to another repository.
+fn writable(
+    slot: &Arc<Slot>,
+    name: &Name,
+    uuid: &Uuid,
+    id: &str,
+) -> ApiResult<tokio::sync::OwnedMutexGuard<Upload>> {
+    let guard = slot.writer(name, uuid)?;
+    if guard.gone || guard.repo != *name {
+        return Err(upload_unknown(id));
+    }
+    Ok(guard)
+}
+
+/// Opens a new upload for `owner`, or 429 when the limits say no.
+async fn create(st: &Shared, name: &Name, owner: &Owner) -> ApiResult<(Uuid, Arc<Slot>)> {
+    let id = Uuid::new_v4();
+    let dir = st.store.uploads_dir().join(id.to_string());
+    let slot = Slot::new(
+        Upload {
+            repo: name.clone(),
+            size: 0,
+            sha256: Sha256::new(),
+            dir: dir.clone(),
+            gone: false,
+        },
+        true,
+    );
+    // Counted before the files exist, so that concurrent requests see each other.
+    let (res, expired) = st.uploads.insert_new(id, slot.clone(), owner.0.clone());
+    remove_expired(expired).await;
+    if let Err(why) = res {
+        tracing::debug!(owner = %owner.0, repo = %name, reason = %why, "upload refused: too many open");
         return Err(ApiError::new(
             Code::TooManyRequests,
-            format!("{max} uploads are in progress; retry later"),
+            format!("{why}; finish or cancel some, or retry later"),
         )
         .with_header(header::RETRY_AFTER, "5"));
     }
-    let id = Uuid::new_v4();
-    let dir = st.store.uploads_dir().join(id.to_string());
-    let (d2, n2) = (dir.clone(), name.as_str().to_string());
-    blocking(move || {
+    let (d2, n2) = (dir, name.as_str().to_string());
+    let made = blocking(move || {
         std::fs::create_dir_all(&d2)?;
         std::fs::write(d2.join("repo"), n2)?;
         std::fs::File::create(d2.join("data"))?;
         Ok(())
     })
-    .await?;
-    let up = Upload {
-        repo: name.clone(),
-        size: 0,
-        sha256: Sha256::new(),
-        dir,
-    };
-    Ok((id, st.uploads.insert(id, up)))
+    .await;
+    if let Err(e) = made {
+        st.uploads.remove(&id);
+        return Err(e);
+    }
+    Ok((id, slot))
+}
+
+/// Ends uploads that expired: marks them gone and removes their files.
+async fn remove_expired(expired: Expired) {
+    for (id, slot) in expired {
+        let dir = {
+            let mut g = slot.state.lock().await;
+            g.gone = true;
+            g.dir.clone()
+        };
+        tracing::info!(upload = %id, "idle upload expired");
+        let _ = tokio::fs::remove_dir_all(dir).await;
+    }
 }
 
 /// Streams `body` onto the end of the upload's data file. The async side only receives;
@@ -137,8 +385,9 @@ async fn create(st: &Shared, name: &Name) -> ApiResult<(Uuid, Arc<tokio::sync::M
 /// [`BATCH`] bytes, one `writev` each: a hand-off per frame (a frame is whatever one
 /// socket read gave, often 16–128 KiB) cost a thread wake-up and a context switch each,
 /// a quarter of the server's CPU during a push. The state counts exactly the bytes
-/// written, even when the connection drops mid-body.
-async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
+/// written, even when the connection drops mid-body. With `limit`, a body longer than
+/// that is cut there and refused (SIZE_INVALID).
+async fn append(st: &Shared, up: &mut Upload, body: Body, limit: Option<u64>) -> ApiResult<u64> {
     use http_body_util::BodyExt;
     let path = up.dir.join("data");
     let p2 = path.clone();
@@ -150,6 +399,7 @@ async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
     let mut failure = None;
     let mut batch = Vec::new();
     let mut batched = 0usize;
+    let mut received = 0u64;
     loop {
         let frame = body.frame().await;
         let end = match frame {
@@ -161,18 +411,28 @@ async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
                 ));
                 true
             }
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
                     let n = data.len() as u64;
                     st.metrics.bytes_received.fetch_add(n, Ordering::Relaxed);
                     st.metrics
                         .blob_bytes_received
                         .fetch_add(n, Ordering::Relaxed);
-                    batched += data.len();
-                    batch.push(data);
+                    received += n;
+                    if let Some(l) = limit.filter(|l| received > *l) {
+                        failure = Some(ApiError::new(
+                            Code::SizeInvalid,
+                            format!("chunk carried more than the {l} bytes of its Content-Range"),
+                        ));
+                        true
+                    } else {
+                        batched += data.len();
+                        batch.push(data);
+                        false
+                    }
                 }
-                false
-            }
+                Err(_) => false,
+            },
         };
         if (end || batched >= BATCH) && !batch.is_empty() {
             batched = 0;
@@ -200,6 +460,42 @@ async fn append(st: &Shared, up: &mut Upload, body: Body) -> ApiResult<u64> {
         Some(e) => Err(e),
         None => Ok(out.written),
     }
+}
+
+/// Appends one chunk that must carry exactly `want` bytes when given (its
+/// `Content-Range`). A chunk refused for its length leaves the upload as it was: the
+/// file is cut back to the old size and the old hash state comes back.
+async fn append_chunk(
+    st: &Shared,
+    up: &mut Upload,
+    body: Body,
+    want: Option<u64>,
+) -> ApiResult<u64> {
+    let Some(want) = want else {
+        return append(st, up, body, None).await;
+    };
+    let (old_size, old_hash) = (up.size, up.sha256.clone());
+    let res = append(st, up, body, Some(want)).await;
+    let refusal = match res {
+        Ok(n) if n == want => return Ok(n),
+        Ok(n) => ApiError::new(
+            Code::SizeInvalid,
+            format!("chunk carried {n} bytes, its Content-Range says {want}"),
+        ),
+        Err(e) if e.code == Code::SizeInvalid => e,
+        // A dropped connection keeps what arrived, so the client can resume.
+        Err(e) => return Err(e),
+    };
+    let path = up.dir.join("data");
+    blocking(move || {
+        let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+        f.set_len(old_size)?;
+        Ok(())
+    })
+    .await?;
+    up.size = old_size;
+    up.sha256 = old_hash;
+    Err(refusal.with_header(header::RANGE, &range_value(old_size)))
 }
 
 /// Start the writeback of an upload's data after this many new bytes.
@@ -340,6 +636,7 @@ fn created(name: &Name, d: &Digest) -> Response {
 pub async fn start(
     st: &Shared,
     name: &Name,
+    owner: &Owner,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &BodySlot,
@@ -368,20 +665,21 @@ pub async fn start(
     if let Some(dg) = query.get("digest") {
         // Monolithic upload: the body is the whole blob.
         let d = digest(dg)?;
-        let (id, up) = create(st, name).await?;
-        let mut guard = up.lock().await;
-        let res = append(st, &mut guard, body.take()).await;
+        let (id, slot) = create(st, name, owner).await?;
+        let mut guard = writable(&slot, name, &id, &id.to_string())?;
+        let res = append(st, &mut guard, body.take(), None).await;
         let res = match res {
             Ok(_) => commit(st, &mut guard, &d).await,
             Err(e) => Err(e),
         };
-        discard(st, &id, &guard.dir).await;
+        discard(st, &id, &mut guard).await;
         res?;
         return Ok(created(name, &d));
     }
-    let (id, up) = create(st, name).await?;
-    let mut guard = up.lock().await;
-    append(st, &mut guard, body.take()).await?;
+    let (id, slot) = create(st, name, owner).await?;
+    let mut guard = writable(&slot, name, &id, &id.to_string())?;
+    append(st, &mut guard, body.take(), None).await?;
+    slot.size.store(guard.size, Ordering::Release);
     Ok(session_response(
         StatusCode::ACCEPTED,
         name,
@@ -390,37 +688,46 @@ pub async fn start(
     ))
 }
 
-async fn discard(st: &Shared, id: &Uuid, dir: &std::path::Path) {
+/// Ends an upload: out of the table, its files removed, and any request still holding
+/// its slot finds it gone.
+async fn discard(st: &Shared, id: &Uuid, up: &mut Upload) {
+    up.gone = true;
     st.uploads.remove(id);
-    let _ = tokio::fs::remove_dir_all(dir).await;
+    let _ = tokio::fs::remove_dir_all(&up.dir).await;
 }
 
 /// Verifies the upload against `d` and makes it a blob linked into the repository.
+///
+/// What is verified is the file on disk. For sha256 the hash kept while the bytes
+/// streamed in is used without reading the file again: only the holder of the upload's
+/// lock writes the file (one writer per upload, [`lookup`] rebuilds a state once), the
+/// state is rebuilt from the file itself after a restart, a failed write rehashes the
+/// file and a refused chunk cuts it back, so that hash covers exactly the file's bytes.
+/// The file's size is checked against the state as a cheap guard; should it ever differ,
+/// the file is hashed again rather than trusted. (Re-hashing every commit would double
+/// the CPU of a push.)
 async fn commit(st: &Shared, up: &mut Upload, d: &Digest) -> ApiResult<()> {
     let data = up.dir.join("data");
+    let on_disk = tokio::fs::metadata(&data)
+        .await
+        .map_err(ApiError::internal)?
+        .len();
     let actual = match d.algorithm() {
-        Algorithm::Sha256 => {
+        Algorithm::Sha256 if on_disk == up.size => {
             let h = std::mem::take(&mut up.sha256);
             let hex = crate::reference::hex(&h.finalize());
             parse_digest(&format!("sha256:{hex}")).map_err(ApiError::internal)?
         }
-        Algorithm::Sha512 => {
+        alg => {
+            if on_disk != up.size {
+                tracing::warn!(
+                    size = up.size,
+                    on_disk,
+                    "upload file differs from its state; hashing it again"
+                );
+            }
             let data = data.clone();
-            blocking(move || {
-                let mut f = std::fs::File::open(&data)?;
-                let mut h = Sha512::new();
-                let mut buf = vec![0u8; WRITE_BUF];
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
-                let hex = crate::reference::hex(&h.finalize());
-                parse_digest(&format!("sha512:{hex}")).map_err(ApiError::internal)
-            })
-            .await?
+            blocking(move || hash_file(&data, alg)).await?
         }
     };
     if actual != *d {
@@ -435,6 +742,28 @@ async fn commit(st: &Shared, up: &mut Upload, d: &Digest) -> ApiResult<()> {
         Ok(())
     })
     .await
+}
+
+/// The digest of a file.
+fn hash_file(path: &std::path::Path, alg: Algorithm) -> ApiResult<Digest> {
+    fn run<H: sha2::Digest>(mut h: H, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; WRITE_BUF];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finalize().to_vec())
+    }
+    let sum = match alg {
+        Algorithm::Sha256 => run(Sha256::new(), path)?,
+        Algorithm::Sha512 => run(Sha512::new(), path)?,
+    };
+    let hex = crate::reference::hex(&sum);
+    parse_digest(&format!("{}:{hex}", alg.name())).map_err(ApiError::internal)
 }
 
 /// Parses a `Content-Range` of a chunk: `START-END`, optionally prefixed with `bytes `
@@ -488,23 +817,17 @@ fn check_range(headers: &HeaderMap, name: &Name, id: &Uuid, size: u64) -> ApiRes
 pub async fn patch(
     st: &Shared,
     name: &Name,
+    owner: &Owner,
     id: &str,
     headers: &HeaderMap,
     body: &BodySlot,
 ) -> ApiResult<Response> {
-    let (uuid, up) = lookup(st, name, id).await?;
-    let mut guard = up.lock().await;
+    let (uuid, slot) = lookup(st, name, id, owner).await?;
+    let mut guard = writable(&slot, name, &uuid, id)?;
     let want = check_range(headers, name, &uuid, guard.size)?;
-    let written = append(st, &mut guard, body.take()).await?;
-    if let Some(want) = want {
-        if written != want {
-            return Err(ApiError::new(
-                Code::SizeInvalid,
-                format!("chunk carried {written} bytes, its Content-Range says {want}"),
-            )
-            .with_header(header::RANGE, &range_value(guard.size)));
-        }
-    }
+    let res = append_chunk(st, &mut guard, body.take(), want).await;
+    slot.size.store(guard.size, Ordering::Release);
+    res?;
     Ok(session_response(
         StatusCode::ACCEPTED,
         name,
@@ -517,12 +840,13 @@ pub async fn patch(
 pub async fn finish(
     st: &Shared,
     name: &Name,
+    owner: &Owner,
     id: &str,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &BodySlot,
 ) -> ApiResult<Response> {
-    let (uuid, up) = lookup(st, name, id).await?;
+    let (uuid, slot) = lookup(st, name, id, owner).await?;
     let d = match query.get("digest") {
         Some(d) => digest(d)?,
         None => {
@@ -532,45 +856,66 @@ pub async fn finish(
             ))
         }
     };
-    let mut guard = up.lock().await;
-    check_range(headers, name, &uuid, guard.size)?;
-    append(st, &mut guard, body.take()).await?;
+    let mut guard = writable(&slot, name, &uuid, id)?;
+    let want = check_range(headers, name, &uuid, guard.size)?;
+    let res = append_chunk(st, &mut guard, body.take(), want).await;
+    slot.size.store(guard.size, Ordering::Release);
+    res?;
     let res = commit(st, &mut guard, &d).await;
     // Verified or not, the upload is over: on a digest mismatch nothing is stored.
-    discard(st, &uuid, &guard.dir).await;
+    discard(st, &uuid, &mut guard).await;
     res?;
     Ok(created(name, &d))
 }
 
-/// `GET /v2/<name>/blobs/uploads/<id>`: 204 with the `Range` received so far.
-pub async fn status(st: &Shared, name: &Name, id: &str) -> ApiResult<Response> {
-    let (uuid, up) = lookup(st, name, id).await?;
-    let size = up.lock().await.size;
+/// `GET /v2/<name>/blobs/uploads/<id>`: 204 with the `Range` received so far (while a
+/// chunk streams in, the size before it).
+pub async fn status(st: &Shared, name: &Name, owner: &Owner, id: &str) -> ApiResult<Response> {
+    let (uuid, slot) = lookup(st, name, id, owner).await?;
+    let size = if slot.loaded.load(Ordering::Acquire) {
+        if slot.state.try_lock().is_ok_and(|g| g.gone) {
+            return Err(upload_unknown(id));
+        }
+        slot.size.load(Ordering::Acquire)
+    } else {
+        let g = slot.state.lock().await;
+        if g.gone || g.repo != *name {
+            return Err(upload_unknown(id));
+        }
+        g.size
+    };
     Ok(session_response(StatusCode::NO_CONTENT, name, &uuid, size))
 }
 
 /// `DELETE /v2/<name>/blobs/uploads/<id>`: cancel (204).
-pub async fn cancel(st: &Shared, name: &Name, id: &str) -> ApiResult<Response> {
-    let (uuid, up) = lookup(st, name, id).await?;
-    let guard = up.lock().await;
-    discard(st, &uuid, &guard.dir).await;
+pub async fn cancel(st: &Shared, name: &Name, owner: &Owner, id: &str) -> ApiResult<Response> {
+    let (uuid, slot) = lookup(st, name, id, owner).await?;
+    let mut guard = writable(&slot, name, &uuid, id)?;
+    discard(st, &uuid, &mut guard).await;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 
-/// Removes uploads whose data has not changed for [`UPLOAD_TTL`], every ten minutes.
+/// Expires uploads idle for longer than the configured time: those in the table, and
+/// those left on disk by an earlier run (by the age of their data).
 pub fn spawn_reaper(st: Shared) {
+    let ttl = st.uploads.idle;
+    let every = (ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(600)).await;
+            tokio::time::sleep(every).await;
+            let expired = st.uploads.table().expire(ttl);
+            remove_expired(expired).await;
             let st2 = st.clone();
-            let stale = tokio::task::spawn_blocking(move || {
-                stale_uploads(&st2.store.uploads_dir(), UPLOAD_TTL)
-            })
-            .await
-            .unwrap_or_default();
+            let stale =
+                tokio::task::spawn_blocking(move || stale_uploads(&st2.store.uploads_dir(), ttl))
+                    .await
+                    .unwrap_or_default();
             for (id, dir) in stale {
-                st.uploads.remove(&id);
-                let _ = tokio::fs::remove_dir_all(dir).await;
+                // Only what nobody has touched since the restart (the table's entries
+                // have their own clock).
+                if st.uploads.get_untouched(&id) {
+                    let _ = tokio::fs::remove_dir_all(dir).await;
+                }
             }
         }
     });
@@ -608,5 +953,32 @@ mod tests {
         assert_eq!(parse_content_range("bytes=10-19"), Some((10, 19)));
         assert_eq!(parse_content_range("9-0"), None);
         assert_eq!(parse_content_range("x"), None);
+    }
+
+    mod prop {
+        use super::super::parse_content_range;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn content_ranges_never_panic(s in prop_oneof![
+                "(bytes[ =])?[0-9 ]{0,25}-[0-9 ]{0,25}(/[0-9*]{0,5})?",
+                any::<String>(),
+            ]) {
+                if let Some((a, b)) = parse_content_range(&s) {
+                    prop_assert!(a <= b);
+                }
+            }
+
+            #[test]
+            fn content_ranges_of_the_form_parse(a in any::<u64>(), len in 0u64..1 << 40) {
+                let b = a.saturating_add(len);
+                prop_assert_eq!(parse_content_range(&format!("{a}-{b}")), Some((a, b)));
+                prop_assert_eq!(parse_content_range(&format!("bytes {a}-{b}/*")), Some((a, b)));
+                if len > 0 {
+                    prop_assert_eq!(parse_content_range(&format!("{b}-{a}")), None);
+                }
+            }
+        }
     }
 }
