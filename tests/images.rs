@@ -584,6 +584,7 @@ fn killed_pull_partials_are_collected() {
     let layer = vec![0x55u8; 1 << 20];
     let cd = sha256(&config);
     let ld = sha256(&layer);
+    let layer_hex = ld[7..].to_string();
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -683,7 +684,6 @@ fn killed_pull_partials_are_collected() {
         c.spawn().expect("spawn berth pull")
     };
     // Starts a pull and waits for the partial file of its layer (a name not in `known`).
-    let layer_hex = ld[7..].to_string();
     let start = |known: &[String]| -> (std::process::Child, String) {
         let child = spawn();
         let new = poll(Duration::from_secs(30), || {
