@@ -35,7 +35,12 @@ const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Loads every image of the archive or layout at `path`; returns `(name, manifest digest)`.
 pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<(String, Digest)>> {
-    let lease = store.lease()?;
+    load_leased(store, path, store.lease()?)
+}
+
+/// [`load`] under a lease the caller took before writing blobs (a pull into the store);
+/// it is released before the blobs no image uses are removed (under the gc lock).
+pub fn load_leased(store: &ImageStore, path: &Path, lease: Lease) -> Result<Vec<(String, Digest)>> {
     let mut files = Archive::default();
     if path.is_dir() {
         for name in ["oci-layout", "index.json", "manifest.json"] {

@@ -548,6 +548,7 @@ impl ImageStore {
             blobs: content.removed,
             bytes: content.bytes,
             snapshots,
+            partials: content.partials,
         })
     }
 
@@ -629,6 +630,8 @@ pub struct GcReport {
     pub blobs: Vec<Digest>,
     pub bytes: u64,
     pub snapshots: Vec<Digest>,
+    /// Partial downloads of dead pulls removed.
+    pub partials: usize,
 }
 
 #[cfg(test)]
