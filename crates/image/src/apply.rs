@@ -740,4 +740,6 @@ fn remove_at(dir: &OwnedFd, name: &OsStr, entry: &str) -> Result<()> {
 }
 
 #[cfg(test)]
+mod prop;
+#[cfg(test)]
 pub(crate) mod tests;
