@@ -237,22 +237,37 @@ pub fn apply_layer(
     };
     let entries = archive.entries().map_err(io_err(target))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| entry_err("(tar stream)", e))?;
+        let mut entry = entry.map_err(stream_err)?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         a.entry(&mut entry, &raw, &name)?;
     }
     a.finish()?;
     let (entries, bytes) = (a.entries, a.bytes);
-    let (diff_id, _) = archive
-        .into_inner()
-        .finish()
-        .map_err(|e| entry_err("(tar stream)", e))?;
+    let (diff_id, _) = archive.into_inner().finish().map_err(stream_err)?;
     Ok(Applied {
         entries,
         bytes,
         diff_id,
     })
+}
+
+/// A stream that is not (or no longer) a tar archive; tar's message may quote raw header
+/// bytes, shown as ASCII (others as `?`) and cut short.
+fn stream_err(e: io::Error) -> crate::Error {
+    let msg: String = e
+        .to_string()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(120)
+        .collect();
+    entry_err("(tar stream)", format!("not a valid tar archive: {msg}"))
 }
 
 /// Splits an entry path into clean components, refusing absolute paths and `..`.
