@@ -499,15 +499,34 @@ fn copy_never_reads_outside_the_context() {
     std::os::unix::fs::symlink("../secret", e.ctx().join("link")).expect("symlink");
     std::os::unix::fs::symlink(e.dir.join("secret"), e.ctx().join("abs")).expect("symlink");
     let ctx = e.ctx().display().to_string();
-    for src in ["link", "abs", "../secret"] {
+    // A symlink that leads out of the context is named as such (it is not "not found").
+    for (src, says) in [
+        ("link", "leads outside the build context"),
+        ("abs", "leads outside the build context"),
+        ("../secret", "not found"),
+    ] {
         fs::write(
             e.ctx().join("Containerfile"),
             format!("FROM scratch\nCOPY {src} /x\n"),
         )
         .expect("write");
         e.berth(&["build", "-t", "esc", &ctx])
-            .failed_mentioning(&["line 2", "not found"]);
+            .failed_mentioning(&["line 2", says]);
     }
+    // `COPY --from`: a symlink of the stage that leads out of its root, likewise.
+    fs::create_dir_all(e.ctx().join("d")).expect("mkdir");
+    std::os::unix::fs::symlink("../../../../nowhere/x", e.ctx().join("d/out")).expect("symlink");
+    fs::write(
+        e.ctx().join("Containerfile"),
+        "FROM scratch AS a\nCOPY d /\nFROM scratch\nCOPY --from=a /out /x\n",
+    )
+    .expect("write");
+    e.berth(&["build", "-t", "esc", &ctx]).failed_mentioning(&[
+        "line 4",
+        "\"out\"",
+        "leads outside stage \"a\"",
+    ]);
+    assert!(e.names().is_empty(), "a failed build named an image");
 }
 
 #[test]

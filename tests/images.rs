@@ -350,10 +350,26 @@ fn hostile_layers_refused() {
     for (what, bytes, entry) in cases {
         let tar = s.dir.join(format!("{what}.tar"));
         fs::write(&tar, &bytes).expect("write tar");
+        // Refused at import (the checks of an unpack), not first at `run`.
         s.berth(&["import", "--cmd", "true", &tar.to_string_lossy(), what])
-            .ok();
-        let out = s.berth(&["run", "--rm", what]);
-        out.failed_mentioning(&[&format!("{entry:?}")]);
+            .failed_mentioning(&[&format!("{entry:?}")]);
+        assert!(
+            s.image_names().is_empty(),
+            "{what}: a hostile import is named"
+        );
+        // The same layer in an archive: `load` refuses it too and names nothing.
+        let layout = s.dir.join(format!("{what}-layout"));
+        write_oci_layout(&layout, what, &[(bytes.clone(), bytes.clone())], &["true"]);
+        s.berth(&["load", "-i", &layout.to_string_lossy()])
+            .failed_mentioning(&[&format!("{entry:?}"), what]);
+        assert!(
+            s.image_names().is_empty(),
+            "{what}: a hostile load is named"
+        );
+        assert!(
+            s.blob_files().is_empty(),
+            "{what}: a failed load left blobs"
+        );
         assert!(
             !outside.join("escaped").exists(),
             "{what}: wrote outside the root"
@@ -412,23 +428,302 @@ fn wrong_digests_never_visible() {
     );
     s.assert_blobs_verify();
 
-    // The config claims another diffID: the layer loads (its blob is fine) but is never
-    // unpacked into a snapshot.
+    // The config claims another diffID: the load fails (its blobs are fine, the layer is
+    // not what the config says), names nothing, keeps no blob and no snapshot.
     let other = Store::new("diffid");
     let layout2 = other.dir.join("layout");
     let lie = RawTar::default().file("etc/motd", b"x").finish();
     write_oci_layout(&layout2, "lie:1", &[(base.clone(), lie)], &["true"]);
-    other
-        .berth(&["load", "-i", &layout2.to_string_lossy()])
-        .ok();
-    other
-        .berth(&["run", "--rm", "lie:1"])
-        .failed_mentioning(&["diffID"]);
+    for input in [layout2.clone(), other.dir.join("lie.tar")] {
+        if input.extension().is_some() {
+            tar_dir(&layout2, &input);
+        }
+        other
+            .berth(&["load", "-i", &input.to_string_lossy()])
+            .failed_mentioning(&["diffID", "lie:1"]);
+        assert!(other.image_names().is_empty(), "a wrong diffID is named");
+        assert!(other.blob_files().is_empty(), "a failed load left blobs");
+        assert!(
+            other.snapshot_dirs().iter().all(|d| d == "empty"),
+            "{:?}",
+            other.snapshot_dirs()
+        );
+    }
+}
+
+/// `import` of something that is not a root filesystem tarball (random bytes, an empty
+/// file, an archive without entries) is refused and names no image.
+#[test]
+fn import_refuses_what_is_not_a_tarball() {
+    let s = Store::new("notatar");
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("random", random, "random"),
+        ("empty", Vec::new(), "empty"),
+        ("no-entries", vec![0u8; 1024], "no entries"),
+    ];
+    for (what, bytes, says) in cases {
+        let f = s.dir.join(what);
+        fs::write(&f, &bytes).expect("write");
+        s.berth(&["import", &f.to_string_lossy(), what])
+            .failed_mentioning(&[says]);
+        assert!(s.image_names().is_empty(), "{what}: imported");
+    }
     assert!(
-        other.snapshot_dirs().iter().all(|d| d == "empty"),
-        "{:?}",
-        other.snapshot_dirs()
+        s.blob_files().is_empty(),
+        "blobs left: {:?}",
+        s.blob_files()
     );
+}
+
+/// A layer that expands without bound is refused while it streams, by name: a gzip
+/// bomb past the expansion ratio (with the default caps), a GNU sparse file declaring
+/// 4 GiB in a few KiB (before anything is written), and a layer or an image over the
+/// sizes set with `BERTH_MAX_LAYER_SIZE` / `BERTH_MAX_IMAGE_SIZE`.
+#[test]
+fn layer_caps_refuse_bombs() {
+    let s = Store::new("bombs");
+    let sh = |script: &str| {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(script).current_dir(s.dir.path());
+        capture(c, Capture::Pipes, BERTH_TIMEOUT).ok();
+    };
+    // 300 MiB of zeros in one file, gzip'd to ~300 KiB (ratio ~1000:1).
+    sh("mkdir -p z && head -c 300M /dev/zero > z/zeros && tar -C z -cf - zeros | gzip -1 > bomb.tar.gz && rm -r z");
+    // A sparse file of 4 GiB that GNU tar stores in a few KiB.
+    sh("mkdir -p sp && truncate -s 4G sp/sparse && tar -C sp --sparse -cf sparse.tar sparse && rm -r sp");
+    let sparse = fs::read(s.dir.join("sparse.tar")).expect("sparse tar");
+    assert!(
+        sparse.len() < 64 << 10,
+        "GNU tar did not write a sparse entry"
+    );
+    let bomb = fs::read(s.dir.join("bomb.tar.gz")).expect("bomb");
+    assert!(bomb.len() < 4 << 20, "gzip bomb too large: {}", bomb.len());
+    // (The bomb's diffID is unknown without expanding it: any will do, the refusal comes
+    // first.)
+    for (what, blob, raw) in [
+        ("gzipbomb", &bomb, Vec::new()),
+        ("sparse", &sparse, sparse.clone()),
+    ] {
+        let layout = s.dir.join(format!("{what}-layout"));
+        write_oci_layout(&layout, what, &[(blob.clone(), raw)], &["true"]);
+        let layer = sha256(blob);
+        let out = s.berth(&["load", "-i", &layout.to_string_lossy()]);
+        out.failed_mentioning(&[what, &layer[7..19]]);
+        assert!(
+            out.stderr.contains("ratio") || out.stderr.contains("expands"),
+            "{what}: not refused for its expansion:\n{out}"
+        );
+        assert!(s.image_names().is_empty(), "{what}: named");
+        assert!(
+            s.snapshot_dirs().iter().all(|d| d == "empty"),
+            "{what}: {:?}",
+            s.snapshot_dirs()
+        );
+        // Imported as a root filesystem tarball, the same.
+        let f = s.dir.join(format!("{what}.import"));
+        fs::write(&f, blob).expect("write");
+        s.berth(&["import", &f.to_string_lossy(), what])
+            .failed_mentioning(&[what]);
+        assert!(s.image_names().is_empty(), "{what}: imported");
+    }
+
+    // Configured caps: a 2 MiB layer over a 1 MiB layer cap; two 600 KiB layers over a
+    // 1 MiB image cap.
+    let noise = |seed: u32, len: usize| -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect()
+    };
+    let big = RawTar::default().file("big", &noise(1, 2 << 20)).finish();
+    let a = RawTar::default().file("a", &noise(2, 600 << 10)).finish();
+    let b = RawTar::default().file("b", &noise(3, 600 << 10)).finish();
+    let capped = |args: &[&str]| {
+        let mut c = s.command(args);
+        c.env("BERTH_MAX_LAYER_SIZE", "1M")
+            .env("BERTH_MAX_IMAGE_SIZE", "1M");
+        capture(c, Capture::Pipes, BERTH_TIMEOUT)
+    };
+    let l1 = s.dir.join("big-layout");
+    write_oci_layout(&l1, "biglayer:1", &[(big.clone(), big.clone())], &["true"]);
+    capped(&["load", "-i", &l1.to_string_lossy()]).failed_mentioning(&[
+        "biglayer:1",
+        &sha256(&big)[7..19],
+        "BERTH_MAX_LAYER_SIZE",
+    ]);
+    let l2 = s.dir.join("two-layout");
+    write_oci_layout(
+        &l2,
+        "twolayers:1",
+        &[(a.clone(), a.clone()), (b.clone(), b.clone())],
+        &["true"],
+    );
+    capped(&["load", "-i", &l2.to_string_lossy()]).failed_mentioning(&[
+        "twolayers:1",
+        &sha256(&b)[7..19],
+        "BERTH_MAX_IMAGE_SIZE",
+    ]);
+    assert!(s.image_names().is_empty());
+    // Without the caps both load and run.
+    s.berth(&["load", "-i", &l2.to_string_lossy()]).ok();
+    assert_eq!(s.image_names(), ["twolayers:1"]);
+}
+
+/// `kill -9` of `berth pull` mid-blob leaves a `.partial-` file in the content store: it
+/// is locked while its pull runs (another prune keeps it), and collected by the next
+/// `image prune` once its writer is gone.
+#[test]
+fn killed_pull_partials_are_collected() {
+    use std::io::{BufRead, BufReader, Write as _};
+    let s = Store::new("partial");
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let layer = vec![0x55u8; 1 << 20];
+    let cd = sha256(&config);
+    let ld = sha256(&layer);
+    let layer_hex = ld[7..].to_string();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    }))
+    .expect("manifest");
+    // A registry on loopback that sends half of the layer and then stalls (it stops by
+    // itself after a minute).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    std::thread::spawn(move || {
+        listener.set_nonblocking(true).expect("nonblocking");
+        while std::time::Instant::now() < deadline {
+            let Ok((conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let (manifest, config, layer) = (manifest.clone(), config.clone(), layer.clone());
+            let (cd, ld) = (cd.clone(), ld.clone());
+            std::thread::spawn(move || {
+                let _ = conn.set_nonblocking(false);
+                let mut r = BufReader::new(conn.try_clone().expect("clone"));
+                let mut w = conn;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    let ping = b"{}".to_vec();
+                    let (ct, body, stall) = if path == "/v2/" {
+                        ("application/json", &ping, false)
+                    } else if path.contains("/manifests/") {
+                        (
+                            "application/vnd.oci.image.manifest.v1+json",
+                            &manifest,
+                            false,
+                        )
+                    } else if path.ends_with(&cd) {
+                        ("application/octet-stream", &config, false)
+                    } else if path.ends_with(&ld) {
+                        ("application/octet-stream", &layer, true)
+                    } else {
+                        let _ = w.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+                        continue;
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: {ct}\r\ncontent-length: {}\r\ndocker-content-digest: {}\r\n\r\n",
+                        body.len(),
+                        sha256(body)
+                    );
+                    let _ = w.write_all(head.as_bytes());
+                    if stall {
+                        let _ = w.write_all(&body[..body.len() / 2]);
+                        let _ = w.flush();
+                        std::thread::sleep(
+                            deadline.saturating_duration_since(std::time::Instant::now()),
+                        );
+                        return;
+                    }
+                    let _ = w.write_all(body);
+                }
+            });
+        }
+    });
+    let home = s.dir.join("home");
+    fs::create_dir_all(&home).expect("home");
+    let partials = || -> Vec<String> {
+        fs::read_dir(s.root().join("content/blobs/sha256"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains(".partial"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let spawn = || {
+        let mut c = s.command(&[
+            "pull",
+            "--tls-verify=false",
+            &format!("{addr}/stall/app:v1"),
+        ]);
+        c.env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c.spawn().expect("spawn berth pull")
+    };
+    // Starts a pull and waits for the partial file of its layer (a name not in `known`).
+    let start = |known: &[String]| -> (std::process::Child, String) {
+        let child = spawn();
+        let new = poll(Duration::from_secs(30), || {
+            partials()
+                .into_iter()
+                .find(|n| n.starts_with(&layer_hex) && !known.contains(n))
+        });
+        (child, new.expect("berth pull never wrote a partial file"))
+    };
+    let kill = |mut child: std::process::Child| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+        let _ = child.wait();
+    };
+    // Two pulls at once: the second one's collection spares the first one's live file.
+    let (a, pa) = start(&[]);
+    let (b, _) = start(std::slice::from_ref(&pa));
+    assert!(
+        partials().contains(&pa),
+        "a live partial file was collected"
+    );
+    kill(a);
+    kill(b);
+    let stale = partials();
+    assert!(stale.len() >= 2, "{stale:?}");
+    // The next pull collects what the killed ones left.
+    let (c, pc) = start(&stale);
+    let left = partials();
+    assert!(
+        !left.iter().any(|n| stale.contains(n)),
+        "the next pull left {left:?}"
+    );
+    assert!(left.contains(&pc));
+    kill(c);
+    // And so does `image prune`.
+    s.berth(&["image", "prune"]).ok();
+    assert!(partials().is_empty(), "prune left {:?}", partials());
 }
 
 /// SIGKILL in the middle of `berth load`: every blob still verifies, no image is listed,

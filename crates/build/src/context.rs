@@ -20,8 +20,17 @@ use std::path::{Path, PathBuf};
 /// A context error naming the source or pattern.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("source {0:?} not found in the build context (or excluded by its ignore file)")]
-    NotFound(String),
+    #[error("source {src:?} not found in {root}")]
+    NotFound { src: String, root: String },
+    /// The source resolves through a symlink whose target is outside the root (resolved
+    /// inside it instead, it names nothing).
+    #[error("source {src:?}: symlink {link:?} (to {target:?}) leads outside {root}")]
+    Escapes {
+        src: String,
+        link: String,
+        target: String,
+        root: String,
+    },
     #[error("source pattern {0:?} matches no file")]
     NoMatch(String),
     #[error("source {0:?} is not a regular file or a directory (a FIFO, socket or device)")]
@@ -149,13 +158,67 @@ pub struct SourceRoot {
     dir: PathBuf,
     fd: std::os::fd::OwnedFd,
     ignore: Ignore,
+    /// What the root is, for errors: "the build context", `stage "a"`.
+    label: String,
 }
 
 impl SourceRoot {
+    /// The build context at `dir`.
     pub fn new(dir: &Path, ignore: Ignore) -> Result<SourceRoot, ContextError> {
+        Self::labelled(dir, ignore, "the build context")
+    }
+
+    /// A root that errors call `label` (`stage "a"` for `COPY --from=a`).
+    pub fn labelled(dir: &Path, ignore: Ignore, label: &str) -> Result<SourceRoot, ContextError> {
         let dir = fs::canonicalize(dir).map_err(at(dir))?;
         let fd = File::open(&dir).map_err(at(&dir))?.into();
-        Ok(SourceRoot { dir, fd, ignore })
+        Ok(SourceRoot {
+            dir,
+            fd,
+            ignore,
+            label: label.to_string(),
+        })
+    }
+
+    fn not_found(&self, rel: &Path) -> ContextError {
+        ContextError::NotFound {
+            src: rel.display().to_string(),
+            root: if self.label == "the build context" {
+                "the build context (or excluded by its ignore file)".into()
+            } else {
+                self.label.clone()
+            },
+        }
+    }
+
+    /// Why `rel` does not resolve inside the root: a symlink on its way whose target is
+    /// outside (the walk only reads links, never opens through them), or it is missing.
+    fn why_missing(&self, rel: &Path) -> ContextError {
+        // RESOLVE_BENEATH refuses (EXDEV) what would leave the root, where RESOLVE_IN_ROOT
+        // clamped it inside and found nothing there.
+        if !matches!(
+            sys::resolve::open_beneath(self.fd.as_fd(), rel, libc::O_PATH, 0),
+            Err(nix::errno::Errno::EXDEV)
+        ) {
+            return self.not_found(rel);
+        }
+        let mut prefix = PathBuf::new();
+        for c in rel.components() {
+            prefix.push(c);
+            let Ok(md) = fs::symlink_metadata(self.dir.join(&prefix)) else {
+                break;
+            };
+            if md.file_type().is_symlink() {
+                let target = fs::read_link(self.dir.join(&prefix)).unwrap_or_default();
+                return ContextError::Escapes {
+                    src: rel.display().to_string(),
+                    link: prefix.display().to_string(),
+                    target: target.display().to_string(),
+                    root: self.label.clone(),
+                };
+            }
+        }
+        self.not_found(rel)
     }
 
     /// `rel` resolved inside the root (symlinks followed but confined): its real path.
@@ -168,9 +231,7 @@ impl SourceRoot {
         let fd =
             sys::resolve::open_in_root(self.fd.as_fd(), q, libc::O_PATH, 0).map_err(
                 |e| match e {
-                    nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => {
-                        ContextError::NotFound(rel.display().to_string())
-                    }
+                    nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => self.why_missing(rel),
                     e => at(rel)(e.into()),
                 },
             )?;
@@ -274,7 +335,7 @@ impl SourceRoot {
         for rel in matched {
             // A source the ignore file excludes is as absent as Docker makes it.
             if self.ignore.ignored(&rel) {
-                return Err(ContextError::NotFound(rel.display().to_string()));
+                return Err(self.not_found(&rel));
             }
             let real = self.resolve(&rel)?;
             let md = fs::metadata(&real).map_err(at(&real))?;
@@ -405,17 +466,19 @@ mod tests {
         assert_eq!(dests, ["s", "s/sub", "s/sub/f"]);
         assert!(matches!(
             root.plan(&["b.txt".into()], Path::new("/x"), false),
-            Err(ContextError::NotFound(_))
+            Err(ContextError::NotFound { .. })
         ));
         // `..` is clamped at the context and a symlink out of it resolves inside it.
         assert!(matches!(
             root.plan(&["../outside".into()], Path::new("/x"), false),
-            Err(ContextError::NotFound(_))
+            Err(ContextError::NotFound { .. })
         ));
-        assert!(matches!(
-            root.plan(&["link".into()], Path::new("/x"), false),
-            Err(ContextError::NotFound(_))
-        ));
+        // ... and is named as a link that leaves the context.
+        let e = root.plan(&["link".into()], Path::new("/x"), false);
+        assert!(
+            matches!(&e, Err(ContextError::Escapes { link, .. }) if link == "link"),
+            "{e:?}"
+        );
         assert!(matches!(
             root.plan(&["*.md".into()], Path::new("/x"), false),
             Err(ContextError::NoMatch(_))

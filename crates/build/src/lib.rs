@@ -17,6 +17,8 @@ pub mod context;
 pub mod diff;
 pub mod fsroot;
 pub mod parse;
+#[cfg(test)]
+mod prop;
 pub mod run;
 pub mod steps;
 pub mod store;

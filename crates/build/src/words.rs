@@ -217,9 +217,16 @@ pub fn key_values<V: Vars + ?Sized>(
     let words = expand_words(src, escape, vars)?;
     if let Some(first) = words.first() {
         if !first.contains('=') {
-            // `ENV KEY value with spaces`: the rest of the line is the value.
-            let rest = src.trim_start()[first.len()..].trim();
-            return Ok(vec![(first.clone(), expand(rest, escape, vars)?)]);
+            // `ENV KEY value with spaces`: the rest of the line is the value. Where the
+            // first word ends in `src` is found by lexing it again (substitution and
+            // quotes make its length differ from the source's: `ENV $K v`).
+            let mut lx = lexer(src, escape, vars);
+            while lx.peek().is_some_and(char::is_whitespace) {
+                lx.pos += 1;
+            }
+            lx.word(true)?;
+            let rest: String = lx.chars[lx.pos.min(lx.chars.len())..].iter().collect();
+            return Ok(vec![(first.clone(), expand(rest.trim(), escape, vars)?)]);
         }
     }
     words
@@ -241,6 +248,28 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// `ENV $K value` (the first word longer or shorter once substituted, or quoted)
+    /// used to slice the source at the substituted word's length: a panic of the builder.
+    #[test]
+    fn legacy_env_form_with_a_substituted_key() {
+        let vars = BTreeMap::from([("K".to_string(), "a_long_name_for_a_key".to_string())]);
+        assert_eq!(
+            key_values("$K some value", '\\', &vars).expect("ok"),
+            [(
+                "a_long_name_for_a_key".to_string(),
+                "some value".to_string()
+            )]
+        );
+        assert_eq!(
+            key_values("\"K\" v w", '\\', &vars).expect("ok"),
+            [("K".to_string(), "v w".to_string())]
+        );
+        assert_eq!(
+            key_values("${E}é x", '\\', &vars).expect("ok"),
+            [("é".to_string(), "x".to_string())]
+        );
     }
 
     #[test]

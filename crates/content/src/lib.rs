@@ -248,6 +248,9 @@ impl Store {
                 report.removed.push(d);
             }
         }
+        let (partials, bytes) = self.collect_partials()?;
+        report.partials = partials;
+        report.bytes += bytes;
         let dir = self.root.join("ingest");
         for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let e = e.map_err(io_err(&dir))?;
@@ -264,11 +267,87 @@ impl Store {
     }
 }
 
+/// The marker in the name of a download in progress beside its blob
+/// (`<hex>.partial-<uuid>`, written by the registry client: `berth pull`).
+pub const PARTIAL_MARKER: &str = ".partial-";
+
+/// Creates a new partial download file `path` and locks it (`flock`, exclusive) for as
+/// long as the returned file (or a duplicate of it) is open: [`Store::collect_partials`]
+/// takes only files whose lock it can get, so a live download is never collected and one
+/// whose process died (`kill -9` releases the lock) is. Locking after creating leaves a
+/// window in which a collector can lock and unlink the new file: the link count tells,
+/// and a fresh name is tried.
+pub fn create_partial(mut path_for: impl FnMut() -> PathBuf) -> io::Result<(PathBuf, File)> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..8 {
+        let path = path_for();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)?;
+        f.try_lock().map_err(|e| match e {
+            fs::TryLockError::Error(e) => e,
+            fs::TryLockError::WouldBlock => io::Error::other("new partial file already locked"),
+        })?;
+        if f.metadata()?.nlink() > 0 {
+            return Ok((path, f));
+        }
+    }
+    Err(io::Error::other(
+        "partial download files keep being collected",
+    ))
+}
+
+impl Store {
+    /// Removes the partial downloads (`<hex>.partial-<uuid>` in `blobs/<alg>/`) that no
+    /// live process is writing: each is removed only while its `flock` is held here, which
+    /// its writer holds from creation to rename (see [`create_partial`]); a writer killed
+    /// with SIGKILL releases it. Returns the count and bytes removed.
+    pub fn collect_partials(&self) -> Result<(usize, u64)> {
+        let (mut n, mut bytes) = (0, 0);
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.root.join("blobs").join(alg.name());
+            for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                let e = e.map_err(io_err(&dir))?;
+                if !e.file_name().to_string_lossy().contains(PARTIAL_MARKER) {
+                    continue;
+                }
+                let p = e.path();
+                let Ok(f) = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .open(&p)
+                else {
+                    continue;
+                };
+                if f.try_lock().is_err() {
+                    continue; // a live download (or a file we may not lock): kept
+                }
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                match fs::remove_file(&p) {
+                    Ok(()) => {
+                        n += 1;
+                        bytes += size;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&p)(e)),
+                }
+                drop(f);
+            }
+        }
+        Ok((n, bytes))
+    }
+}
+
 /// What [`Store::gc`] removed.
 #[derive(Debug, Default)]
 pub struct GcReport {
     pub removed: Vec<Digest>,
     pub stale_ingests: usize,
+    /// Partial downloads of dead `berth pull`s ([`Store::collect_partials`]).
+    pub partials: usize,
     /// Bytes freed.
     pub bytes: u64,
 }

@@ -20,6 +20,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{self, FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{self, Gid, Uid};
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -27,6 +28,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use sys::resolve::open_beneath;
 
 /// The prefix of a whiteout file (image-spec `layer.md`, "Whiteouts").
@@ -45,12 +47,22 @@ pub enum Whiteouts {
     Remove,
 }
 
-/// Caps on one layer.
+/// Caps on one layer. Sizes count regular-file content as unpacked (a GNU sparse file at
+/// its declared real size, checked before anything of it is written).
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_entries: u64,
-    /// Total bytes of regular-file content.
+    /// Unpacked bytes of one layer (`BERTH_MAX_LAYER_SIZE`).
     pub max_bytes: u64,
+    /// Unpacked bytes the image this layer belongs to may still take
+    /// (`BERTH_MAX_IMAGE_SIZE` minus its layers below).
+    pub image_room: u64,
+    /// Unpacked bytes per byte of the layer blob (`BERTH_MAX_LAYER_RATIO`), enforced once
+    /// a layer has unpacked more than [`ratio_floor`](Self::ratio_floor) bytes: a layer
+    /// of zeros compresses ~1000:1, but only a bomb does that for hundreds of MiB.
+    pub max_ratio: u64,
+    /// See [`max_ratio`](Self::max_ratio) (`BERTH_LAYER_RATIO_FLOOR`).
+    pub ratio_floor: u64,
     /// Bytes in one entry path.
     pub max_path: usize,
 }
@@ -59,9 +71,118 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_entries: 1_000_000,
-            max_bytes: 64 << 30,
+            max_bytes: 16 << 30,
+            image_room: u64::MAX,
+            max_ratio: 100,
+            ratio_floor: 256 << 20,
             max_path: 4096,
         }
+    }
+}
+
+/// The configurable caps on unpacking (environment variables, sizes like `512M`, `16G`):
+/// `BERTH_MAX_LAYER_SIZE` (one layer, default 16 GiB), `BERTH_MAX_IMAGE_SIZE` (all layers
+/// of an image, default 64 GiB), `BERTH_MAX_LAYER_RATIO` (unpacked bytes per blob byte,
+/// default 100) past `BERTH_LAYER_RATIO_FLOOR` (default 256 MiB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caps {
+    pub layer: u64,
+    pub image: u64,
+    pub ratio: u64,
+    pub ratio_floor: u64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        let l = Limits::default();
+        Caps {
+            layer: l.max_bytes,
+            image: 64 << 30,
+            ratio: l.max_ratio,
+            ratio_floor: l.ratio_floor,
+        }
+    }
+}
+
+impl Caps {
+    /// The defaults, overridden by the environment; a malformed value is an error naming
+    /// its variable.
+    pub fn from_env() -> Result<Caps> {
+        let mut c = Caps::default();
+        for (var, field) in [
+            ("BERTH_MAX_LAYER_SIZE", &mut c.layer),
+            ("BERTH_MAX_IMAGE_SIZE", &mut c.image),
+            ("BERTH_MAX_LAYER_RATIO", &mut c.ratio),
+            ("BERTH_LAYER_RATIO_FLOOR", &mut c.ratio_floor),
+        ] {
+            if let Some(v) = std::env::var_os(var) {
+                let v = v.to_string_lossy();
+                *field = parse_size(&v).ok_or_else(|| {
+                    crate::error::invalid(
+                        var,
+                        format!("expected a number with an optional K, M, G or T, got {v:?}"),
+                    )
+                })?;
+            }
+        }
+        if c.ratio == 0 {
+            return Err(crate::error::invalid(
+                "BERTH_MAX_LAYER_RATIO",
+                "must be at least 1",
+            ));
+        }
+        Ok(c)
+    }
+
+    /// The limits of one layer of an image that has `image_room` bytes left.
+    pub fn limits(&self, image_room: u64) -> Limits {
+        Limits {
+            max_bytes: self.layer,
+            image_room,
+            max_ratio: self.ratio,
+            ratio_floor: self.ratio_floor,
+            ..Limits::default()
+        }
+    }
+}
+
+/// `123`, `64K`, `512M`, `16G`, `1T` (binary multiples; a trailing `B`/`iB` is allowed).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s
+        .strip_suffix("iB")
+        .or_else(|| s.strip_suffix('B'))
+        .unwrap_or(s);
+    let (num, shift) = match s.as_bytes().last()?.to_ascii_uppercase() {
+        b'K' => (&s[..s.len() - 1], 10),
+        b'M' => (&s[..s.len() - 1], 20),
+        b'G' => (&s[..s.len() - 1], 30),
+        b'T' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+/// Counts the bytes read from a layer blob (the denominator of the expansion ratio).
+pub(crate) struct Counting<R> {
+    inner: R,
+    n: Rc<Cell<u64>>,
+}
+
+impl<R> Counting<R> {
+    pub(crate) fn new(inner: R, n: Rc<Cell<u64>>) -> Self {
+        Counting { inner, n }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.set(self.n.get() + k as u64);
+        Ok(k)
     }
 }
 
@@ -95,13 +216,19 @@ pub fn apply_layer(
     limits: &Limits,
 ) -> Result<Applied> {
     let root: OwnedFd = File::open(target).map_err(io_err(target))?.into();
-    let stream = decompress(blob).map_err(io_err(target))?;
+    let read = Rc::new(Cell::new(0));
+    let counted = Counting {
+        inner: blob,
+        n: read.clone(),
+    };
+    let stream = decompress(counted).map_err(io_err(target))?;
     let hashing = HashingReader::new(stream, Algorithm::Sha256);
     let mut archive = tar::Archive::new(hashing);
     let mut a = Applier {
         root,
         whiteouts,
         limits,
+        read,
         entries: 0,
         bytes: 0,
         created: HashSet::new(),
@@ -110,22 +237,37 @@ pub fn apply_layer(
     };
     let entries = archive.entries().map_err(io_err(target))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| entry_err("(tar stream)", e))?;
+        let mut entry = entry.map_err(stream_err)?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         a.entry(&mut entry, &raw, &name)?;
     }
     a.finish()?;
     let (entries, bytes) = (a.entries, a.bytes);
-    let (diff_id, _) = archive
-        .into_inner()
-        .finish()
-        .map_err(|e| entry_err("(tar stream)", e))?;
+    let (diff_id, _) = archive.into_inner().finish().map_err(stream_err)?;
     Ok(Applied {
         entries,
         bytes,
         diff_id,
     })
+}
+
+/// A stream that is not (or no longer) a tar archive; tar's message may quote raw header
+/// bytes, shown as ASCII (others as `?`) and cut short.
+fn stream_err(e: io::Error) -> crate::Error {
+    let msg: String = e
+        .to_string()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(120)
+        .collect();
+    entry_err("(tar stream)", format!("not a valid tar archive: {msg}"))
 }
 
 /// Splits an entry path into clean components, refusing absolute paths and `..`.
@@ -154,6 +296,8 @@ struct Applier<'l> {
     root: OwnedFd,
     whiteouts: Whiteouts,
     limits: &'l Limits,
+    /// Bytes read from the blob so far.
+    read: Rc<Cell<u64>>,
     entries: u64,
     bytes: u64,
     /// Paths this layer created (an opaque whiteout keeps them).
@@ -268,12 +412,25 @@ impl Applier<'_> {
         let err = |e: Errno| entry_err(name, e.desc().to_lowercase());
         match kind {
             T::Regular | T::Continuous | T::GNUSparse => {
+                // The declared size counts before anything is written: for a GNU sparse
+                // entry that is its real size, whatever few bytes the archive stores.
                 let size = entry.size();
-                if self.bytes.saturating_add(size) > self.limits.max_bytes {
-                    return Err(entry_err(
-                        name,
-                        format!("layer content exceeds {} bytes", self.limits.max_bytes),
-                    ));
+                self.check_size(size, name)?;
+                if kind == T::GNUSparse {
+                    let stored = h.entry_size().unwrap_or(0).saturating_add(512);
+                    let total = self.bytes.saturating_add(size);
+                    if total > self.limits.ratio_floor
+                        && size > stored.saturating_mul(self.limits.max_ratio)
+                    {
+                        return Err(entry_err(
+                            name,
+                            format!(
+                                "sparse file declares {size} bytes in {stored} stored: it \
+                                 expands more than {}:1 (BERTH_MAX_LAYER_RATIO)",
+                                self.limits.max_ratio
+                            ),
+                        ));
+                    }
                 }
                 let fd = open_beneath(
                     parent.as_fd(),
@@ -283,8 +440,7 @@ impl Applier<'_> {
                 )
                 .map_err(err)?;
                 let mut f = File::from(fd);
-                let n = io::copy(&mut entry.take(size), &mut f).map_err(|e| entry_err(name, e))?;
-                self.bytes += n;
+                self.copy_content(&mut entry.take(size), &mut f, name)?;
             }
             T::Directory => {
                 if existing.is_none_or(|st| !is_dir(&st)) {
@@ -422,6 +578,59 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Refuses `size` more bytes past the layer's or the image's size cap.
+    fn check_size(&self, size: u64, name: &str) -> Result<()> {
+        let total = self.bytes.saturating_add(size);
+        if total > self.limits.max_bytes {
+            return Err(entry_err(
+                name,
+                format!(
+                    "layer content exceeds {} bytes (BERTH_MAX_LAYER_SIZE)",
+                    self.limits.max_bytes
+                ),
+            ));
+        }
+        if total > self.limits.image_room {
+            return Err(entry_err(
+                name,
+                format!(
+                    "the image's unpacked content would exceed its cap; {} bytes were left \
+                     for this layer (BERTH_MAX_IMAGE_SIZE)",
+                    self.limits.image_room
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies one file's content, checking the expansion ratio as it streams.
+    fn copy_content(&mut self, from: &mut impl Read, to: &mut File, name: &str) -> Result<()> {
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(entry_err(name, e)),
+            };
+            io::Write::write_all(to, &buf[..n]).map_err(|e| entry_err(name, e))?;
+            self.bytes += n as u64;
+            let read = self.read.get().max(1);
+            if self.bytes > self.limits.ratio_floor
+                && self.bytes > read.saturating_mul(self.limits.max_ratio)
+            {
+                return Err(entry_err(
+                    name,
+                    format!(
+                        "the layer expands more than {}:1 ({} bytes unpacked from {read}; \
+                         BERTH_MAX_LAYER_RATIO)",
+                        self.limits.max_ratio, self.bytes
+                    ),
+                ));
+            }
+        }
+    }
+
     fn whiteout(
         &mut self,
         parent: &OwnedFd,
@@ -545,5 +754,7 @@ fn remove_at(dir: &OwnedFd, name: &OsStr, entry: &str) -> Result<()> {
     }
 }
 
+#[cfg(test)]
+mod prop;
 #[cfg(test)]
 pub(crate) mod tests;

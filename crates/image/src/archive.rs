@@ -35,7 +35,12 @@ const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Loads every image of the archive or layout at `path`; returns `(name, manifest digest)`.
 pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<(String, Digest)>> {
-    let lease = store.lease()?;
+    load_leased(store, path, store.lease()?)
+}
+
+/// [`load`] under a lease the caller took before writing blobs (a pull into the store);
+/// it is released before the blobs no image uses are removed (under the gc lock).
+pub fn load_leased(store: &ImageStore, path: &Path, lease: Lease) -> Result<Vec<(String, Digest)>> {
     let mut files = Archive::default();
     if path.is_dir() {
         for name in ["oci-layout", "index.json", "manifest.json"] {
@@ -53,28 +58,31 @@ pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<(String, Digest)>> {
             return Err(drop_unreferenced(store, lease, &files, e));
         }
     }
-    let loaded = finish_load(store, &files, &path.display().to_string());
-    settle(store, lease, &files, loaded)
+    let mut made = Vec::new();
+    let loaded = finish_load(store, &files, &path.display().to_string(), &mut made);
+    settle(store, lease, &files, &made, loaded)
 }
 
 /// A failed load: the blobs it wrote that no image uses go again; returns `e`.
 fn drop_unreferenced(store: &ImageStore, lease: Lease, files: &Archive, e: Error) -> Error {
     drop(lease);
-    let _ = store.remove_unreferenced(&files.new_blobs);
+    let _ = store.remove_unreferenced(&files.new_blobs.borrow(), &[]);
     e
 }
 
 /// After `finish_load`: an archive's entries are ingested as they stream by, before its
 /// index says which are used, so the new blobs no loaded image uses (or all of them, when
-/// the load failed) are removed rather than left for `image prune`.
+/// the load failed) are removed rather than left for `image prune`; so are the snapshots
+/// the load made for an image it did not name.
 fn settle(
     store: &ImageStore,
     lease: Lease,
     files: &Archive,
+    made: &[Digest],
     loaded: Result<Vec<(String, Digest)>>,
 ) -> Result<Vec<(String, Digest)>> {
     drop(lease);
-    let _ = store.remove_unreferenced(&files.new_blobs);
+    let _ = store.remove_unreferenced(&files.new_blobs.borrow(), made);
     loaded
 }
 
@@ -88,15 +96,23 @@ pub fn load_stream(store: &ImageStore, reader: impl Read) -> Result<Vec<(String,
     if let Err(e) = read {
         return Err(drop_unreferenced(store, lease, &files, e));
     }
-    let loaded = finish_load(store, &files, "standard input");
-    settle(store, lease, &files, loaded)
+    let mut made = Vec::new();
+    let loaded = finish_load(store, &files, "standard input", &mut made);
+    settle(store, lease, &files, &made, loaded)
 }
 
-fn finish_load(store: &ImageStore, files: &Archive, what: &str) -> Result<Vec<(String, Digest)>> {
+/// Every image of the archive is unpacked (as `berth run` would: hostile entries, the
+/// caps, diffIDs) before any is named: an image that would fail at `run` is refused here.
+fn finish_load(
+    store: &ImageStore,
+    files: &Archive,
+    what: &str,
+    made: &mut Vec<Digest>,
+) -> Result<Vec<(String, Digest)>> {
     if let Some(index) = files.small.get("index.json").cloned() {
-        load_oci(store, files, &index)
+        load_oci(store, files, &index, made)
     } else if let Some(manifest) = files.small.get("manifest.json").cloned() {
-        load_docker(store, files, &manifest)
+        load_docker(store, files, &manifest, made)
     } else {
         Err(invalid(
             what,
@@ -116,7 +132,7 @@ struct Archive {
     /// An OCI layout directory to take blobs from.
     dir: Option<PathBuf>,
     /// Blobs this load wrote to the store (they were not there before).
-    new_blobs: Vec<Digest>,
+    new_blobs: std::cell::RefCell<Vec<Digest>>,
 }
 
 impl Archive {
@@ -195,7 +211,7 @@ fn read_tar(store: &ImageStore, r: Box<dyn Read + '_>, files: &mut Archive) -> R
                                 e => e.into(),
                             })?;
                         if created {
-                            files.new_blobs.push(d.clone());
+                            files.new_blobs.borrow_mut().push(d.clone());
                         }
                         d
                     }
@@ -230,10 +246,13 @@ fn need(store: &ImageStore, files: &Archive, d: &Digest) -> Result<()> {
     if let Some(dir) = &files.dir {
         let p = dir.join("blobs").join(d.algorithm().name()).join(d.hex());
         let mut f = File::open(&p).map_err(io_err(&p))?;
-        store
+        let (_, created) = store
             .content()
-            .copy_from(&mut f, Some(d))
+            .copy_new(&mut f, Some(d))
             .map_err(|e| invalid(p.display().to_string(), e))?;
+        if created {
+            files.new_blobs.borrow_mut().push(d.clone());
+        }
         return Ok(());
     }
     Err(invalid(format!("blob {d}"), "missing from the archive"))
@@ -259,7 +278,12 @@ fn need_tree(store: &ImageStore, files: &Archive, d: &Digest, depth: usize) -> R
     }
 }
 
-fn load_oci(store: &ImageStore, files: &Archive, index: &[u8]) -> Result<Vec<(String, Digest)>> {
+fn load_oci(
+    store: &ImageStore,
+    files: &Archive,
+    index: &[u8],
+    made: &mut Vec<Digest>,
+) -> Result<Vec<(String, Digest)>> {
     let v: Value = serde_json::from_slice(index).map_err(|e| invalid("index.json", e))?;
     let manifests = v["manifests"]
         .as_array()
@@ -268,13 +292,18 @@ fn load_oci(store: &ImageStore, files: &Archive, index: &[u8]) -> Result<Vec<(St
     for m in manifests {
         let d: Digest = m["digest"].as_str().unwrap_or("").parse()?;
         need_tree(store, files, &d, 0)?;
-        store.image(&d)?; // parses and checks layers against diff_ids
         let ann = &m["annotations"];
         let name = ann[CONTAINERD_NAME]
             .as_str()
             .or_else(|| ann[NAME_ANNOTATION].as_str())
             .map(str::to_string)
             .unwrap_or_else(|| format!("untagged/{}", &d.hex()[..12]));
+        // Parses and checks layers against diff_ids, then unpacks them.
+        let img = store.image(&d).map_err(|e| Error::Image {
+            image: name.clone(),
+            source: Box::new(e),
+        })?;
+        store.unpack_image(&name, &img, made)?;
         out.push((name, d));
     }
     let mut named = Vec::new();
@@ -288,6 +317,7 @@ fn load_docker(
     store: &ImageStore,
     files: &Archive,
     manifest: &[u8],
+    made: &mut Vec<Digest>,
 ) -> Result<Vec<(String, Digest)>> {
     let v: Value = serde_json::from_slice(manifest).map_err(|e| invalid("manifest.json", e))?;
     let entries = v
@@ -329,14 +359,26 @@ fn load_docker(
             "layers": layers,
         });
         let bytes = serde_json::to_vec(&manifest).map_err(|e| invalid("manifest", e))?;
-        let d = store.content().write(&bytes, None)?;
-        store.image(&d)?;
+        let d = Digest::sha256(&bytes);
+        if !store.content().exists(&d) {
+            store.content().write(&bytes, Some(&d))?;
+            files.new_blobs.borrow_mut().push(d.clone());
+        }
         let tags: Vec<String> = e["RepoTags"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|t| t.as_str().map(str::to_string))
             .collect();
+        let what = tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("untagged/{}", &d.hex()[..12]));
+        let img = store.image(&d).map_err(|e| Error::Image {
+            image: what.clone(),
+            source: Box::new(e),
+        })?;
+        store.unpack_image(&what, &img, made)?;
         staged.push((tags, d));
     }
     let mut out = Vec::new();

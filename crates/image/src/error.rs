@@ -16,6 +16,20 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// Something wrong with one layer of an image (unpacking it, its size, its diffID).
+    #[error("layer {layer}: {source}")]
+    Layer {
+        layer: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// Something wrong with the image named (e.g. while loading it).
+    #[error("image {image}: {source}")]
+    Image {
+        image: String,
+        #[source]
+        source: Box<Error>,
+    },
     #[error("image {0:?} not found")]
     NotFound(String),
     #[error("invalid image name {0:?}")]

@@ -21,6 +21,8 @@ pub mod archive;
 mod copy;
 pub mod error;
 pub mod oci;
+#[cfg(test)]
+mod prop_docs;
 pub mod snapshot;
 pub mod store;
 pub mod user;

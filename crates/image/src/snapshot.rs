@@ -9,7 +9,7 @@
 //! overlayfs is unavailable (or `BERTH_SNAPSHOTTER=copy`), the lowers are merged by copying
 //! into the container's own directory (`copy.rs`).
 
-use crate::apply::{apply_layer, Limits, Whiteouts};
+use crate::apply::{apply_layer, Caps, Whiteouts};
 use crate::copy::merge_layer;
 use crate::error::{invalid, io_err, Error, Result};
 use crate::oci::{chain_ids, Layer};
@@ -26,6 +26,7 @@ static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 #[derive(Clone, Debug)]
 pub struct Snapshots {
     dir: PathBuf,
+    caps: Caps,
 }
 
 /// How a rootfs was made.
@@ -60,7 +61,29 @@ impl Snapshots {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Snapshots> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        Ok(Snapshots { dir })
+        Ok(Snapshots {
+            dir,
+            caps: Caps::default(),
+        })
+    }
+
+    /// The caps on unpacking (see [`Caps`]).
+    pub fn with_caps(mut self, caps: Caps) -> Snapshots {
+        self.caps = caps;
+        self
+    }
+
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    /// The unpacked size recorded for a snapshot (0 for one unpacked before sizes were
+    /// recorded).
+    fn recorded_size(&self, chain: &Digest) -> u64 {
+        fs::read_to_string(self.dir.join(chain.hex()).join("size"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn dir(&self) -> &Path {
@@ -77,21 +100,74 @@ impl Snapshots {
     }
 
     /// Makes sure every layer of the stack is unpacked, unpacking only the missing ones from
-    /// `content`; returns the `fs` directories bottom first.
+    /// `content`; returns the `fs` directories bottom first. The caps hold for each layer
+    /// and for the stack's total (layers unpacked earlier count at their recorded size);
+    /// an error names the layer.
     pub fn ensure(&self, content: &content::Store, layers: &[Layer]) -> Result<Vec<PathBuf>> {
+        self.ensure_tracked(content, layers, &mut Vec::new())
+    }
+
+    /// [`ensure`](Self::ensure), adding the chains of the snapshots it makes to `made`
+    /// (also when it fails part way).
+    pub fn ensure_tracked(
+        &self,
+        content: &content::Store,
+        layers: &[Layer],
+        made: &mut Vec<Digest>,
+    ) -> Result<Vec<PathBuf>> {
         let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
         let chains = chain_ids(&diff_ids);
         let mut out = Vec::with_capacity(layers.len());
+        let mut used = 0u64;
         for (layer, chain) in layers.iter().zip(&chains) {
-            if !self.exists(chain) {
-                self.unpack(content, layer, chain)?;
+            let room = self.caps.image.saturating_sub(used);
+            // (A diffID mismatch names its layer already.)
+            let wrap = |source: Error| match source {
+                e @ Error::DiffId { .. } => e,
+                source => Error::Layer {
+                    layer: layer.digest.to_string(),
+                    source: Box::new(source),
+                },
+            };
+            if self.exists(chain) {
+                used = used.saturating_add(self.recorded_size(chain));
+            } else {
+                let bytes = self.unpack(content, layer, chain, room).map_err(wrap)?;
+                used = used.saturating_add(bytes);
+                made.push(chain.clone());
+            }
+            if used > self.caps.image {
+                return Err(wrap(invalid(
+                    "image",
+                    format!(
+                        "its layers unpack to more than {} bytes (BERTH_MAX_IMAGE_SIZE)",
+                        self.caps.image
+                    ),
+                )));
             }
             out.push(self.path(chain));
         }
         Ok(out)
     }
 
-    fn unpack(&self, content: &content::Store, layer: &Layer, chain: &Digest) -> Result<()> {
+    /// Removes the snapshot of `chain` (one a failed load made).
+    pub fn remove(&self, chain: &Digest) -> Result<()> {
+        let p = self.dir.join(chain.hex());
+        match fs::remove_dir_all(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    }
+
+    /// Unpacks one layer into the snapshot `chain`; returns its unpacked size.
+    fn unpack(
+        &self,
+        content: &content::Store,
+        layer: &Layer,
+        chain: &Digest,
+        image_room: u64,
+    ) -> Result<u64> {
         let tmp = self.dir.join(format!(
             "tmp-{}-{}",
             std::process::id(),
@@ -101,7 +177,8 @@ impl Snapshots {
         fs::create_dir_all(&fs_dir).map_err(io_err(&fs_dir))?;
         let result = (|| {
             let blob = content.open_blob(&layer.digest)?;
-            let applied = apply_layer(blob, &fs_dir, Whiteouts::Overlay, &Limits::default())?;
+            let limits = self.caps.limits(image_room);
+            let applied = apply_layer(blob, &fs_dir, Whiteouts::Overlay, &limits)?;
             if applied.diff_id != layer.diff_id {
                 return Err(Error::DiffId {
                     layer: layer.digest.to_string(),
@@ -109,6 +186,8 @@ impl Snapshots {
                     actual: applied.diff_id.to_string(),
                 });
             }
+            let size = tmp.join("size");
+            fs::write(&size, applied.bytes.to_string()).map_err(io_err(&size))?;
             // Flush the unpacked files before the rename publishes them (syncfs: only the
             // store's filesystem).
             let d = fs::File::open(&fs_dir).map_err(io_err(&fs_dir))?;
@@ -116,11 +195,11 @@ impl Snapshots {
                 .map_err(|e| io_err(&fs_dir)(e.into()))?;
             let dst = self.dir.join(chain.hex());
             match fs::rename(&tmp, &dst) {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(applied.bytes),
                 // Someone else unpacked the same chain meanwhile: theirs is as good.
                 Err(_) if dst.join("fs").is_dir() => {
                     let _ = fs::remove_dir_all(&tmp);
-                    Ok(())
+                    Ok(applied.bytes)
                 }
                 Err(e) => Err(io_err(&dst)(e)),
             }

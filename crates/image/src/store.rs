@@ -130,7 +130,8 @@ impl ImageStore {
         check_overlay_path(&root)?;
         fs::create_dir_all(root.join("containers")).map_err(io_err(&root))?;
         let content = content::Store::open(root.join("content"))?;
-        let snapshots = Snapshots::open(root.join("snapshots"))?;
+        let snapshots =
+            Snapshots::open(root.join("snapshots"))?.with_caps(crate::apply::Caps::from_env()?);
         Ok(ImageStore {
             root,
             content,
@@ -403,6 +404,99 @@ impl ImageStore {
         })
     }
 
+    /// Decompresses `reader` (gzip, zstd or plain) into a new blob, under the caps: the
+    /// layer size, and the expansion ratio past its floor (as an unpack checks them).
+    fn ingest_decompressed(
+        &self,
+        reader: impl std::io::Read,
+        what: &str,
+    ) -> Result<(Digest, bool)> {
+        use std::io::Read;
+        let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let counted = crate::apply::Counting::new(reader, read.clone());
+        let mut r = crate::apply::decompress(counted).map_err(io_err(what))?;
+        let caps = self.snapshots.caps();
+        let mut w = self.content.ingest(content::Algorithm::Sha256)?;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(what)(e)),
+            };
+            w.write_all(&buf[..n]).map_err(io_err(what))?;
+            let out = w.size();
+            if out > caps.layer || out > caps.image {
+                return Err(invalid(
+                    what,
+                    format!(
+                        "unpacks to more than {} bytes (BERTH_MAX_LAYER_SIZE, BERTH_MAX_IMAGE_SIZE)",
+                        caps.layer.min(caps.image)
+                    ),
+                ));
+            }
+            let inp = read.get().max(1);
+            if out > caps.ratio_floor && out > inp.saturating_mul(caps.ratio) {
+                return Err(invalid(
+                    what,
+                    format!(
+                        "expands more than {}:1 ({out} bytes from {inp}; BERTH_MAX_LAYER_RATIO)",
+                        caps.ratio
+                    ),
+                ));
+            }
+        }
+        Ok(w.commit_new(None)?)
+    }
+
+    /// `berth import`: stores the tar stream `reader` (plain, gzip or zstd) as an
+    /// uncompressed layer and unpacks it with the checks of an unpack (hostile entries,
+    /// the caps), so that what would fail at `run` fails here. A stream that is empty or
+    /// holds no entry is refused (`what` names it). On failure, nothing it wrote stays.
+    /// The caller holds a [`Lease`] until the image is named.
+    pub fn import_layer(&self, reader: impl std::io::Read, what: &str) -> Result<Layer> {
+        let (digest, created) = self.ingest_decompressed(reader, what)?;
+        let layer = Layer {
+            size: self.content.size(&digest)?,
+            diff_id: digest.clone(),
+            digest: digest.clone(),
+            media_type: oci::OCI_LAYER.into(),
+        };
+        let mut made = Vec::new();
+        let checked = (|| {
+            // A tar archive ends with two zero blocks; a first block of zeros is an
+            // archive without entries (tar's own reader takes it for the end).
+            let mut head = [0u8; 512];
+            let mut f = self.content.open_blob(&digest)?;
+            let n = std::io::Read::read(&mut f, &mut head).map_err(io_err(what))?;
+            if n == 0 {
+                return Err(invalid(what, "is empty: not a tar archive"));
+            }
+            if head[..n].iter().all(|b| *b == 0) {
+                return Err(invalid(what, "is a tar archive with no entries"));
+            }
+            self.snapshots
+                .ensure_tracked(&self.content, std::slice::from_ref(&layer), &mut made)
+                .map_err(|e| invalid(what, format!("not a usable root filesystem: {e}")))
+        })();
+        match checked {
+            Ok(_) => Ok(layer),
+            Err(e) => {
+                // A blob that fails these checks can be part of no image (any image with
+                // it would fail them too), so it goes without the gc lock (which our
+                // caller's lease would block); a failed single layer made no snapshot.
+                if created {
+                    let _ = self.content.delete(&digest);
+                }
+                for c in &made {
+                    let _ = self.snapshots.remove(c);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Prepares a writable rootfs for `layers` in `container_dir` (see [`Snapshots::prepare`]),
     /// recording the chains it uses in `container_dir/chains.json` so that gc keeps them
     /// while the directory exists.
@@ -454,24 +548,45 @@ impl ImageStore {
             blobs: content.removed,
             bytes: content.bytes,
             snapshots,
+            partials: content.partials,
         })
     }
 
-    /// Deletes those of `candidates` (blobs an aborted or partial ingest wrote) that no
-    /// named image reaches. Takes the gc lock exclusively, so no load or pull holding a
-    /// lease can be about to name an image that uses one of them.
-    pub fn remove_unreferenced(&self, candidates: &[Digest]) -> Result<usize> {
-        if candidates.is_empty() {
+    /// Unpacks every layer of `img` (missing snapshots only) with the checks of an unpack
+    /// (hostile entries, the caps, diffIDs), so that an image is named only once it is known
+    /// to unpack; the chains it made go to `made`. Errors name the image as `what`.
+    pub fn unpack_image(&self, what: &str, img: &Image, made: &mut Vec<Digest>) -> Result<()> {
+        let wrap = |source: Error| Error::Image {
+            image: what.to_string(),
+            source: Box::new(source),
+        };
+        let layers = img.layers().map_err(wrap)?;
+        let _lease = self.lease()?;
+        self.snapshots
+            .ensure_tracked(&self.content, &layers, made)
+            .map(|_| ())
+            .map_err(wrap)
+    }
+
+    /// Deletes those of `candidates` (blobs an aborted or partial ingest wrote) and of
+    /// `chains` (snapshots it made) that no named image or container reaches. Takes the gc
+    /// lock exclusively, so no load or pull holding a lease can be about to name an image
+    /// that uses one of them.
+    pub fn remove_unreferenced(&self, candidates: &[Digest], chains: &[Digest]) -> Result<usize> {
+        if candidates.is_empty() && chains.is_empty() {
             return Ok(0);
         }
         let _lock = self.lock("gc.lock", FlockArg::LockExclusive)?;
-        let (blobs, _) = self.reachable()?;
+        let (blobs, used_chains) = self.reachable()?;
         let mut removed = 0;
         for d in candidates.iter().filter(|d| !blobs.contains(*d)) {
             if self.content.exists(d) {
                 self.content.delete(d)?;
                 removed += 1;
             }
+        }
+        for c in chains.iter().filter(|c| !used_chains.contains(*c)) {
+            self.snapshots.remove(c)?;
         }
         Ok(removed)
     }
@@ -515,6 +630,8 @@ pub struct GcReport {
     pub blobs: Vec<Digest>,
     pub bytes: u64,
     pub snapshots: Vec<Digest>,
+    /// Partial downloads of dead pulls removed.
+    pub partials: usize,
 }
 
 #[cfg(test)]

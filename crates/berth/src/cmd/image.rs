@@ -27,9 +27,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 println!("Deleted: {d}");
             }
             println!(
-                "Deleted {} blobs and {} snapshots; reclaimed {}",
+                "Deleted {} blobs, {} snapshots and {} partial downloads; reclaimed {}",
                 r.blobs.len(),
                 r.snapshots.len(),
+                r.partials,
                 human_size(r.bytes)
             );
             Ok(())

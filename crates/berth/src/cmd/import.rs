@@ -26,10 +26,11 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let _lease = store.lease()?;
     let f =
         std::fs::File::open(&a.tarball).with_context(|| format!("open {}", a.tarball.display()))?;
-    let mut r =
-        image::apply::decompress(f).with_context(|| format!("read {}", a.tarball.display()))?;
-    // The layer is stored uncompressed: its digest is its diffID.
-    let layer = store.add_layer(&mut r).context("store the layer")?;
+    // The layer is stored uncompressed (its digest is its diffID) and unpacked with the
+    // checks of `berth run` before the image is named.
+    let layer = store
+        .import_layer(f, &a.tarball.display().to_string())
+        .context("import the layer")?;
     let mut cfg = ConfigBuilder::default().env(vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
     ]);

@@ -206,6 +206,22 @@ pub fn pull(g: &Globals, a: PullArgs) -> Result<()> {
         Some(_) => None,
         None => Some(StoreView::empty(g, "pull")?),
     };
+    // Into the store: a lease from the first blob to the name (gc waits for it), and the
+    // partial files of pulls that were killed go first (a live pull's are locked and kept).
+    let lease = match &view {
+        Some(_) => {
+            let store = g.store()?;
+            match store.content().collect_partials() {
+                Ok((n, bytes)) if n > 0 => {
+                    tracing::info!(files = n, bytes, "removed partial downloads of dead pulls")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "collect partial downloads"),
+            }
+            Some(store.lease()?)
+        }
+        None => None,
+    };
     let dir = match (&a.layout, &view) {
         (Some(l), _) => l.clone(),
         (None, Some(v)) => v.dir.clone(),
@@ -231,7 +247,11 @@ pub fn pull(g: &Globals, a: PullArgs) -> Result<()> {
     );
     if view.is_some() {
         let store = g.store()?;
-        for (name, _) in image::archive::load(&store, &dir)
+        let lease = match lease {
+            Some(l) => l,
+            None => store.lease()?,
+        };
+        for (name, _) in image::archive::load_leased(&store, &dir, lease)
             .with_context(|| format!("load {} into the store", a.src))?
         {
             println!("Pulled image: {name}");

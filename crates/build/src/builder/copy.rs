@@ -166,7 +166,13 @@ impl Builder<'_> {
                     .layer_dirs(layers)
                     .map_err(StepError::Backend)?;
                 let ov = Overlay::mount(&lowers, &dir.join("empty"), None, &dir.join("from"))?;
-                let src = SourceRoot::new(ov.path(), Ignore::default())?;
+                let f = flag("from").map(String::as_str).unwrap_or("");
+                let label = if self.find_stage(f).is_some() {
+                    format!("stage {f:?}")
+                } else {
+                    format!("image {f:?}")
+                };
+                let src = SourceRoot::labelled(ov.path(), Ignore::default(), &label)?;
                 let items = src.plan(&spec.srcs, &dest, dest_dir)?;
                 copy_items(root, &src, &items, opts)?;
             }

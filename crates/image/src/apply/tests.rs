@@ -385,3 +385,86 @@ fn entry_cap() {
     assert!(e.as_deref().is_some_and(|m| m.contains("\"big\"")), "{e:?}");
     let _ = std::fs::remove_dir_all(t);
 }
+
+/// A GNU sparse entry declaring 4 GiB in one stored byte is refused for its declared size
+/// before anything of it is written.
+#[test]
+fn sparse_entry_counts_its_declared_size_before_writing() {
+    let t = tmpdir("sparse");
+    let real: u64 = 4 << 30;
+    let mut h = tar::Header::new_gnu();
+    let octal = |f: &mut [u8], v: u64| {
+        let s = format!("{v:0w$o}\0", w = f.len() - 1);
+        f.copy_from_slice(s.as_bytes());
+    };
+    {
+        let g = h.as_gnu_mut().expect("gnu");
+        g.name[..6].copy_from_slice(b"sparse");
+        octal(&mut g.sparse[0].offset, real - 1);
+        octal(&mut g.sparse[0].numbytes, 1);
+        octal(&mut g.realsize, real);
+    }
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut bytes = h.as_bytes().to_vec();
+    bytes.extend_from_slice(&[1u8; 1]);
+    bytes.resize(512 * 2 + 1024, 0);
+    let e = apply(&bytes, &t.join("root"), Whiteouts::Overlay)
+        .expect_err("a 4 GiB sparse file in one byte");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"sparse\"") && msg.contains("sparse file declares"),
+        "{msg}"
+    );
+    assert!(!t.join("root/sparse").exists(), "written before the check");
+}
+
+/// Past the floor, a layer expanding more than the ratio is refused while it streams; the
+/// image's remaining room caps a layer too.
+#[test]
+fn expansion_ratio_and_image_room() {
+    use std::io::Write as _;
+    let t = tmpdir("ratio");
+    let raw = Tar::default().file("zeros", &vec![0u8; 8 << 20]).finish();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&raw).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let limits = Limits {
+        ratio_floor: 1 << 20,
+        ..Limits::default()
+    };
+    let e =
+        apply_layer(&gz[..], &t.join("root"), Whiteouts::Remove, &limits).expect_err("a gzip bomb");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"zeros\"") && msg.contains("expands more than 100:1"),
+        "{msg}"
+    );
+    // The same layer under the default floor is fine (real layers of zeros exist).
+    let t2 = tmpdir("ratio-ok");
+    apply(&gz, &t2.join("root"), Whiteouts::Remove).expect("8 MiB of zeros");
+    let t3 = tmpdir("room");
+    let limits = Limits {
+        image_room: 1 << 20,
+        ..Limits::default()
+    };
+    let e = apply_layer(&raw[..], &t3.join("root"), Whiteouts::Remove, &limits)
+        .expect_err("over the image's room");
+    assert!(e.to_string().contains("BERTH_MAX_IMAGE_SIZE"), "{e}");
+    for d in [t, t2, t3] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn sizes_parse() {
+    assert_eq!(parse_size("512M"), Some(512 << 20));
+    assert_eq!(parse_size("16G"), Some(16 << 30));
+    assert_eq!(parse_size("1GiB"), Some(1 << 30));
+    assert_eq!(parse_size("100"), Some(100));
+    for bad in ["", "G", "-1", "1.5G", "1X", "99999999999999999999T"] {
+        assert_eq!(parse_size(bad), None, "{bad:?}");
+    }
+}

@@ -612,11 +612,16 @@ impl Registry {
         let url = self.url(&format!("/v2/{name}/blobs/{}", desc.digest));
         // A temp name of this download's own: two pulls of one blob into one store must
         // never write into the same file (each verifies what it received, not the file).
-        let tmp = dest.with_extension(format!("partial-{}", uuid::Uuid::new_v4()));
+        // It is locked (flock) while this download runs, so that another process's
+        // `image prune` or pull collects it only once we are gone (content::create_partial).
         if let Some(dir) = dest.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
         }
-        let mut f = tokio::fs::File::create(&tmp).await.map_err(io_err(&tmp))?;
+        let (tmp, f) = content::create_partial(|| {
+            dest.with_extension(format!("partial-{}", uuid::Uuid::new_v4()))
+        })
+        .map_err(io_err(dest))?;
+        let mut f = tokio::fs::File::from_std(f);
         let mut h256 = Sha256::new();
         let mut h512 = Sha512::new();
         let mut have = 0u64;
