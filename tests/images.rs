@@ -637,3 +637,33 @@ fn load_leaves_no_unreferenced_blobs() {
     s.berth(&["run", "--rm", "good:1"]).ok();
     s.assert_blobs_verify();
 }
+
+/// `-u` ids are 0…2³²−2: 2³²−1 is `(uid_t)-1`, which setresuid/setresgid read as "leave
+/// unchanged", so `1000:4294967295` would run with the runtime's gid 0 (issue 10, item 16).
+#[test]
+fn run_refuses_ids_out_of_range() {
+    let s = Store::new("ids");
+    s.import_busybox("busybox");
+    for spec in [
+        "1000:4294967295",
+        "4294967295",
+        "4294967295:1000",
+        "1000:4294967296",
+        "-1",
+    ] {
+        s.berth(&["run", "--rm", &format!("--user={spec}"), "busybox", "id"])
+            .failed_mentioning(&["4294967294"]);
+    }
+    s.berth(&[
+        "run",
+        "--rm",
+        "-u",
+        "4294967294:4294967294",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g)",
+    ])
+    .ok()
+    .says("4294967294:4294967294");
+}

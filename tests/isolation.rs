@@ -1122,3 +1122,25 @@ fn without_a_mount_namespace_the_container_shares_ours_and_delete_unmounts() {
     assert_eq!(left, Vec::<String>::new(), "mounts left by a failed create");
     assert_no_leftovers(&bad, &bad.id, None);
 }
+
+/// 2³²−1 is `(uid_t)-1`, "leave unchanged" to setresuid/setresgid/setgroups: a config that
+/// asks for it would run the process as the runtime's own root (issue 10, item 16).
+#[test]
+fn user_id_minus_one_refused() {
+    for (field, edit) in [
+        ("process.user.uid", json!({"uid": 4294967295u64, "gid": 0})),
+        (
+            "process.user.gid",
+            json!({"uid": 1000, "gid": 4294967295u64}),
+        ),
+        (
+            "process.user.additionalGids[1]",
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 4294967295u64]}),
+        ),
+    ] {
+        let b = Bundle::new("uidmax").sh("id");
+        let mut b = b;
+        b.edit(|c| c["process"]["user"] = edit);
+        b.run().failed_mentioning(&[field, "4294967294"]);
+    }
+}

@@ -358,6 +358,29 @@ pub fn validate_process(p: &Process, field: &str) -> Result<()> {
             ));
         }
     }
+    // (uid_t)-1 is "leave unchanged" to setresuid/setresgid/setgroups: asking for it would
+    // run the process with the runtime's own ids (config.md "User": uid, gid are ids).
+    let user = p.user();
+    let out_of_range = |f: String, v: u32| {
+        config_err(
+            f,
+            format!("{v} is out of range: ids are 0 to {}", u32::MAX - 1),
+        )
+    };
+    if user.uid() == u32::MAX {
+        return Err(out_of_range(format!("{field}.user.uid"), user.uid()));
+    }
+    if user.gid() == u32::MAX {
+        return Err(out_of_range(format!("{field}.user.gid"), user.gid()));
+    }
+    for (i, g) in user.additional_gids().iter().flatten().enumerate() {
+        if *g == u32::MAX {
+            return Err(out_of_range(
+                format!("{field}.user.additionalGids[{i}]"),
+                *g,
+            ));
+        }
+    }
     let mut seen = HashSet::new();
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         if !seen.insert(format!("{:?}", r.typ())) {
