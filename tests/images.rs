@@ -667,3 +667,118 @@ fn run_refuses_ids_out_of_range() {
     .ok()
     .says("4294967294:4294967294");
 }
+
+/// Issue 10, item 5: `berth run` applies Docker's default seccomp profile (an allow-list:
+/// no keyrings, no namespaces or mounts, clone3 → ENOSYS, no odd personalities, no vsock),
+/// `--cap-add` widens it as Docker's does, and `--security-opt` changes it.
+#[test]
+fn run_applies_the_default_seccomp_profile() {
+    let s = Store::new("seccomp");
+    s.import_busybox("busybox");
+    let pdir = s.dir.join("probe");
+    fs::create_dir(&pdir).expect("mkdir");
+    syscall_probe(&pdir);
+    let vol = format!("{}:/probe:ro", pdir.display());
+    let status = &["grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"];
+    let run = |opts: &[&str], cmd: &[&str]| {
+        let mut a = vec!["run", "--rm", "-v", &vol];
+        a.extend_from_slice(opts);
+        a.push("busybox");
+        a.extend_from_slice(cmd);
+        s.berth(&a)
+    };
+
+    run(&[], status).ok().says("Seccomp:\t2");
+    let probe = run(&[], &["/probe/probe"]);
+    probe.ok();
+    for want in [
+        "add_key=errno1\n",
+        "keyctl=errno1\n",
+        "clone3=errno38\n",
+        "personality=errno1\n",
+        "vsock=errno1\n",
+        "unshare_user=errno1\n",
+    ] {
+        probe.says(want);
+    }
+    // A user namespace (where the process would be root) and a mount in it: refused.
+    run(
+        &[],
+        &[
+            "unshare", "-r", "-m", "mount", "-t", "tmpfs", "none", "/dev",
+        ],
+    )
+    .failed();
+    // Threads and processes still work (clone without namespace flags).
+    run(&[], &["sh", "-c", "(echo child) & wait"])
+        .ok()
+        .says("child");
+
+    // CAP_SYS_ADMIN opens the mount and namespace calls, as with Docker.
+    run(
+        &["--cap-add", "SYS_ADMIN"],
+        &[
+            "unshare", "-r", "-m", "mount", "-t", "tmpfs", "none", "/dev",
+        ],
+    )
+    .ok();
+    let admin = run(&["--cap-add", "sys_admin"], &["/probe/probe"]);
+    admin.ok().says("unshare_user=ok\n");
+    assert!(!admin.stdout.contains("clone3=errno38"), "{admin}");
+
+    // Unconfined: no filter at all.
+    run(&["--security-opt", "seccomp=unconfined"], status)
+        .ok()
+        .says("Seccomp:\t0");
+    run(&["--security-opt", "seccomp=unconfined"], &["/probe/probe"])
+        .ok()
+        .says("keyctl=ok\n");
+
+    // A profile file in Docker's format.
+    let prof = s.dir.join("profile.json");
+    fs::write(
+        &prof,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+            {"names": ["mount"], "action": "SCMP_ACT_ERRNO", "excludes": {"caps": ["CAP_SYS_ADMIN"]}}
+        ]}"#,
+    )
+    .expect("profile");
+    let opt = format!("seccomp={}", prof.display());
+    run(
+        &["--security-opt", &opt],
+        &["sh", "-c", "mkdir /x || echo refused; /probe/probe"],
+    )
+    .ok()
+    .says("refused")
+    .says("keyctl=ok\n");
+    // A bad profile: refused before anything runs, naming the field.
+    fs::write(
+        &prof,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_MAYBE"}]}"#,
+    )
+    .expect("profile");
+    run(&["--security-opt", &opt], &["true"])
+        .failed_mentioning(&["syscalls[0].action", "SCMP_ACT_MAYBE"]);
+    fs::write(
+        &prof,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "sycalls": []}"#,
+    )
+    .expect("profile");
+    run(&["--security-opt", &opt], &["true"]).failed_mentioning(&["sycalls"]);
+    run(
+        &["--security-opt", "seccomp=/no/such/profile.json"],
+        &["true"],
+    )
+    .failed_mentioning(&["/no/such/profile.json"]);
+    run(&["--security-opt", "apparmor-ish"], &["true"]).failed_mentioning(&["apparmor-ish"]);
+    run(&["--cap-add", "WISHFUL"], &["true"]).failed_mentioning(&["WISHFUL"]);
+
+    // no_new_privs on request (and off on request).
+    run(&["--security-opt", "no-new-privileges"], status)
+        .ok()
+        .says("NoNewPrivs:\t1");
+    run(&["--security-opt", "no-new-privileges=false"], status)
+        .ok()
+        .says("NoNewPrivs:\t0");
+}

@@ -59,6 +59,17 @@ pub struct Args {
     /// Give the container a terminal.
     #[arg(short, long)]
     tty: bool,
+    /// Add a capability to the default set (`NET_ADMIN`, `CAP_SYS_ADMIN`, `ALL`); the
+    /// seccomp profile follows it (e.g. `SYS_ADMIN` allows mount and unshare).
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop a capability from the default set (`ALL` drops them all).
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// `seccomp=unconfined`, `seccomp=PROFILE.json` (Docker's profile format),
+    /// `no-new-privileges[=true|false]`.
+    #[arg(long)]
+    security_opt: Vec<String>,
     /// Keep stdin open (accepted for docker compatibility; stdin is always passed).
     #[arg(short, long)]
     interactive: bool,
@@ -191,6 +202,9 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         pids_limit: a.pids_limit,
         hostname: a.hostname.unwrap_or_else(|| id.chars().take(12).collect()),
         tty: a.tty,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        security_opt: a.security_opt,
     };
     let mut spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
     spec["root"]["path"] = serde_json::json!(rootfs_path);
@@ -216,7 +230,8 @@ fn run_runtime(runroot: &Path, bundle: &Path, id: &str, tty: bool) -> Result<i32
     if let Some(c) = &console {
         cmd.arg("--console-socket").arg(&c.path);
     }
-    // std resets the signal mask of the child before exec.
+    // The runtime inherits our blocked signals; it unblocks them for the container's
+    // program (process/finalize.rs).
     let child = cmd
         .arg("--bundle")
         .arg(bundle)
