@@ -782,3 +782,76 @@ fn run_applies_the_default_seccomp_profile() {
         .ok()
         .says("NoNewPrivs:\t0");
 }
+
+/// Issue 10, item 18: `kill -9` of `berth run --rm` leaves the container running (as with
+/// Docker's CLI), but once it ends, its directory (writable layer, chains.json pinning the
+/// snapshots) must not stay forever: the next `image prune` finishes the `--rm`, a running
+/// container is kept, and `container prune` removes ended containers kept without `--rm`.
+#[test]
+fn killed_run_rm_is_removed_once_its_container_ends() {
+    let s = Store::new("stale");
+    s.import_busybox("busybox");
+    let containers = s.root().join("containers");
+    let rt_state = |id: &str| s.dir.join("run/runtime").join(id).join("state.json");
+    let start = |name: &str, secs: &str| {
+        let mut c = s.command(&["run", "--rm", "--name", name, "busybox", "sleep", secs]);
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c.spawn().expect("start berth run")
+    };
+    let mut live = start("live", "8");
+    let mut victim = start("victim", "2");
+    for id in ["live", "victim"] {
+        poll(Duration::from_secs(20), || {
+            rt_state(id).exists().then_some(())
+        })
+        .unwrap_or_else(|| panic!("container {id} did not start"));
+    }
+    victim.kill().expect("SIGKILL berth");
+    let _ = victim.wait();
+    // The container (and the runtime waiting for it) ends by itself.
+    poll(Duration::from_secs(20), || {
+        (!rt_state("victim").exists()).then_some(())
+    })
+    .expect("the victim's container did not end");
+    assert!(containers.join("victim").exists(), "nothing to clean up?");
+
+    s.berth(&["image", "prune"]).ok();
+    assert!(
+        !containers.join("victim").exists(),
+        "image prune left the killed --rm container's directory"
+    );
+    assert!(
+        containers.join("live").join("upper").exists(),
+        "image prune removed a running container"
+    );
+    s.berth(&["container", "prune"]).ok();
+    assert!(
+        containers.join("live").exists(),
+        "container prune removed a running container"
+    );
+
+    let st = live.wait().expect("wait for berth run");
+    assert!(st.success(), "the live run failed: {st:?}");
+    // Nothing pins the image's snapshot any more.
+    s.berth(&["run", "--name", "kept", "busybox", "true"]).ok();
+    s.berth(&["rmi", "busybox"]).ok();
+    assert!(
+        containers.join("kept").exists(),
+        "a stopped container without --rm is kept"
+    );
+    assert_eq!(s.snapshot_dirs().len(), 1, "kept pins its snapshot");
+    s.berth(&["container", "prune"]).ok().says("kept");
+    s.berth(&["image", "prune"]).ok();
+    assert_eq!(
+        fs::read_dir(&containers).map(|d| d.count()).unwrap_or(0),
+        0,
+        "containers left"
+    );
+    assert!(
+        s.snapshot_dirs().is_empty(),
+        "snapshots left: {:?}",
+        s.snapshot_dirs()
+    );
+}

@@ -5,7 +5,8 @@
 //! is mounted on `<root>/mnt` inside a private mount namespace of this process; or a
 //! merged copy in `rootfs/`), and `chains.json` (the snapshots it uses, kept by gc).
 //! `berth-runtime run` runs it; berth forwards signals to it, passes its exit status
-//! through and, with `--rm`, removes the directory.
+//! through and, with `--rm`, removes the directory. `owner.json` says which berth runs it,
+//! so a later command can finish the `--rm` of a killed one (container.rs).
 
 use super::run_spec::{self, Opts};
 use super::run_tty;
@@ -153,6 +154,8 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     // so an interrupted run still unmounts and cleans up.
     runtime::container::block_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = g.store()?;
+    // What a killed `berth run --rm` left behind goes now (its --rm, late).
+    super::container::remove_ended(g, false)?;
     let img = store.resolve(&a.image)?;
     let id = a.name.clone().unwrap_or_else(random_id);
     if !valid_name(&id) {
@@ -172,6 +175,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         rootfs: None,
         remove: true,
     };
+    super::container::record_owner(&dir, a.rm)?;
     let layers = img.layers()?;
     // The overlay is mounted in a private mount namespace of this process (the runtime
     // inherits it), on `<root>/mnt`: the mount ends with the last process in the namespace,
