@@ -704,3 +704,44 @@ fn dockerfile_name_and_stdin() {
     );
     e.berth(&["run", "--rm", "stdin"]).prints("from stdin\n");
 }
+
+/// Issue 10, item 5: RUN steps run under no_new_privs and the default seccomp profile
+/// (no keyrings, no user namespaces, clone3 → ENOSYS), as `berth run` does.
+#[test]
+fn run_steps_are_confined() {
+    let e = Env::new("confined");
+    syscall_probe(&e.ctx());
+    fs::write(
+        e.ctx().join("Containerfile"),
+        r#"FROM scratch
+COPY busybox /bin/busybox
+COPY probe /probe
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status > /status && /probe > /probe.out
+"#,
+    )
+    .expect("write");
+    e.build("confined", &[]);
+    let out = e.berth(&["run", "--rm", "confined", "cat", "/status", "/probe.out"]);
+    out.ok();
+    for want in [
+        "NoNewPrivs:\t1\n",
+        "Seccomp:\t2\n",
+        "add_key=errno1\n",
+        "keyctl=errno1\n",
+        "clone3=errno38\n",
+        "unshare_user=errno1\n",
+    ] {
+        assert!(out.stdout.contains(want), "{want:?} missing:\n{out}");
+    }
+    // A step that needs what the profile forbids fails the build, naming the step.
+    fs::write(
+        e.ctx().join("Containerfile"),
+        "FROM confined\nRUN unshare -r true\n",
+    )
+    .expect("write");
+    let ctx = e.ctx().display().to_string();
+    let out = e.berth(&["build", "-t", "nope", &ctx]);
+    assert!(!out.success(), "unshare -r succeeded in a RUN step:\n{out}");
+    assert!(out.stderr.contains("unshare"), "{out}");
+}

@@ -932,3 +932,221 @@ fn load_leaves_no_unreferenced_blobs() {
     s.berth(&["run", "--rm", "good:1"]).ok();
     s.assert_blobs_verify();
 }
+
+/// `-u` ids are 0…2³²−2: 2³²−1 is `(uid_t)-1`, which setresuid/setresgid read as "leave
+/// unchanged", so `1000:4294967295` would run with the runtime's gid 0 (issue 10, item 16).
+#[test]
+fn run_refuses_ids_out_of_range() {
+    let s = Store::new("ids");
+    s.import_busybox("busybox");
+    for spec in [
+        "1000:4294967295",
+        "4294967295",
+        "4294967295:1000",
+        "1000:4294967296",
+        "-1",
+    ] {
+        s.berth(&["run", "--rm", &format!("--user={spec}"), "busybox", "id"])
+            .failed_mentioning(&["4294967294"]);
+    }
+    s.berth(&[
+        "run",
+        "--rm",
+        "-u",
+        "4294967294:4294967294",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g)",
+    ])
+    .ok()
+    .says("4294967294:4294967294");
+}
+
+/// Issue 10, item 5: `berth run` applies Docker's default seccomp profile (an allow-list:
+/// no keyrings, no namespaces or mounts, clone3 → ENOSYS, no odd personalities, no vsock),
+/// `--cap-add` widens it as Docker's does, and `--security-opt` changes it.
+#[test]
+fn run_applies_the_default_seccomp_profile() {
+    let s = Store::new("seccomp");
+    s.import_busybox("busybox");
+    let pdir = s.dir.join("probe");
+    fs::create_dir(&pdir).expect("mkdir");
+    syscall_probe(&pdir);
+    let vol = format!("{}:/probe:ro", pdir.display());
+    let status = &["grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"];
+    let run = |opts: &[&str], cmd: &[&str]| {
+        let mut a = vec!["run", "--rm", "-v", &vol];
+        a.extend_from_slice(opts);
+        a.push("busybox");
+        a.extend_from_slice(cmd);
+        s.berth(&a)
+    };
+
+    run(&[], status).ok().says("Seccomp:\t2");
+    let probe = run(&[], &["/probe/probe"]);
+    probe.ok();
+    for want in [
+        "add_key=errno1\n",
+        "keyctl=errno1\n",
+        "clone3=errno38\n",
+        "personality=errno1\n",
+        "vsock=errno1\n",
+        "unshare_user=errno1\n",
+    ] {
+        probe.says(want);
+    }
+    // A user namespace (where the process would be root) and a mount in it: refused.
+    run(
+        &[],
+        &[
+            "unshare", "-r", "-m", "mount", "-t", "tmpfs", "none", "/dev",
+        ],
+    )
+    .failed();
+    // Threads and processes still work (clone without namespace flags).
+    run(&[], &["sh", "-c", "(echo child) & wait"])
+        .ok()
+        .says("child");
+
+    // CAP_SYS_ADMIN opens the mount and namespace calls, as with Docker.
+    run(
+        &["--cap-add", "SYS_ADMIN"],
+        &[
+            "unshare", "-r", "-m", "mount", "-t", "tmpfs", "none", "/dev",
+        ],
+    )
+    .ok();
+    let admin = run(&["--cap-add", "sys_admin"], &["/probe/probe"]);
+    admin.ok().says("unshare_user=ok\n");
+    assert!(!admin.stdout.contains("clone3=errno38"), "{admin}");
+
+    // Unconfined: no filter at all.
+    run(&["--security-opt", "seccomp=unconfined"], status)
+        .ok()
+        .says("Seccomp:\t0");
+    run(&["--security-opt", "seccomp=unconfined"], &["/probe/probe"])
+        .ok()
+        .says("keyctl=ok\n");
+
+    // A profile file in Docker's format.
+    let prof = s.dir.join("profile.json");
+    fs::write(
+        &prof,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+            {"names": ["mount"], "action": "SCMP_ACT_ERRNO", "excludes": {"caps": ["CAP_SYS_ADMIN"]}}
+        ]}"#,
+    )
+    .expect("profile");
+    let opt = format!("seccomp={}", prof.display());
+    run(
+        &["--security-opt", &opt],
+        &["sh", "-c", "mkdir /x || echo refused; /probe/probe"],
+    )
+    .ok()
+    .says("refused")
+    .says("keyctl=ok\n");
+    // A bad profile: refused before anything runs, naming the field.
+    fs::write(
+        &prof,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_MAYBE"}]}"#,
+    )
+    .expect("profile");
+    run(&["--security-opt", &opt], &["true"])
+        .failed_mentioning(&["syscalls[0].action", "SCMP_ACT_MAYBE"]);
+    fs::write(
+        &prof,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "sycalls": []}"#,
+    )
+    .expect("profile");
+    run(&["--security-opt", &opt], &["true"]).failed_mentioning(&["sycalls"]);
+    run(
+        &["--security-opt", "seccomp=/no/such/profile.json"],
+        &["true"],
+    )
+    .failed_mentioning(&["/no/such/profile.json"]);
+    run(&["--security-opt", "apparmor-ish"], &["true"]).failed_mentioning(&["apparmor-ish"]);
+    run(&["--cap-add", "WISHFUL"], &["true"]).failed_mentioning(&["WISHFUL"]);
+
+    // no_new_privs on request (and off on request).
+    run(&["--security-opt", "no-new-privileges"], status)
+        .ok()
+        .says("NoNewPrivs:\t1");
+    run(&["--security-opt", "no-new-privileges=false"], status)
+        .ok()
+        .says("NoNewPrivs:\t0");
+}
+
+/// Issue 10, item 18: `kill -9` of `berth run --rm` leaves the container running (as with
+/// Docker's CLI), but once it ends, its directory (writable layer, chains.json pinning the
+/// snapshots) must not stay forever: the next `image prune` finishes the `--rm`, a running
+/// container is kept, and `container prune` removes ended containers kept without `--rm`.
+#[test]
+fn killed_run_rm_is_removed_once_its_container_ends() {
+    let s = Store::new("stale");
+    s.import_busybox("busybox");
+    let containers = s.root().join("containers");
+    let rt_state = |id: &str| s.dir.join("run/runtime").join(id).join("state.json");
+    let start = |name: &str, secs: &str| {
+        let mut c = s.command(&["run", "--rm", "--name", name, "busybox", "sleep", secs]);
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c.spawn().expect("start berth run")
+    };
+    let mut live = start("live", "8");
+    let mut victim = start("victim", "2");
+    for id in ["live", "victim"] {
+        poll(Duration::from_secs(20), || {
+            rt_state(id).exists().then_some(())
+        })
+        .unwrap_or_else(|| panic!("container {id} did not start"));
+    }
+    victim.kill().expect("SIGKILL berth");
+    let _ = victim.wait();
+    // The container (and the runtime waiting for it) ends by itself.
+    poll(Duration::from_secs(20), || {
+        (!rt_state("victim").exists()).then_some(())
+    })
+    .expect("the victim's container did not end");
+    assert!(containers.join("victim").exists(), "nothing to clean up?");
+
+    s.berth(&["image", "prune"]).ok();
+    assert!(
+        !containers.join("victim").exists(),
+        "image prune left the killed --rm container's directory"
+    );
+    assert!(
+        containers.join("live").join("upper").exists(),
+        "image prune removed a running container"
+    );
+    s.berth(&["container", "prune"]).ok();
+    assert!(
+        containers.join("live").exists(),
+        "container prune removed a running container"
+    );
+
+    let st = live.wait().expect("wait for berth run");
+    assert!(st.success(), "the live run failed: {st:?}");
+    // Nothing pins the image's snapshot any more.
+    s.berth(&["run", "--name", "kept", "busybox", "true"]).ok();
+    s.berth(&["rmi", "busybox"]).ok();
+    assert!(
+        containers.join("kept").exists(),
+        "a stopped container without --rm is kept"
+    );
+    assert_eq!(s.snapshot_dirs().len(), 1, "kept pins its snapshot");
+    s.berth(&["container", "prune"]).ok().says("kept");
+    s.berth(&["image", "prune"]).ok();
+    assert_eq!(
+        fs::read_dir(&containers).map(|d| d.count()).unwrap_or(0),
+        0,
+        "containers left"
+    );
+    assert!(
+        s.snapshot_dirs().is_empty(),
+        "snapshots left: {:?}",
+        s.snapshot_dirs()
+    );
+}

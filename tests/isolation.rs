@@ -1309,3 +1309,56 @@ fn without_a_mount_namespace_the_container_shares_ours_and_delete_unmounts() {
     assert_eq!(left, Vec::<String>::new(), "mounts left by a failed create");
     assert_no_leftovers(&bad, &bad.id, None);
 }
+
+/// 2³²−1 is `(uid_t)-1`, "leave unchanged" to setresuid/setresgid/setgroups: a config that
+/// asks for it would run the process as the runtime's own root (issue 10, item 16).
+#[test]
+fn user_id_minus_one_refused() {
+    for (field, edit) in [
+        ("process.user.uid", json!({"uid": 4294967295u64, "gid": 0})),
+        (
+            "process.user.gid",
+            json!({"uid": 1000, "gid": 4294967295u64}),
+        ),
+        (
+            "process.user.additionalGids[1]",
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 4294967295u64]}),
+        ),
+    ] {
+        let b = Bundle::new("uidmax").sh("id");
+        let mut b = b;
+        b.edit(|c| c["process"]["user"] = edit);
+        b.run().failed_mentioning(&[field, "4294967294"]);
+    }
+}
+
+/// The runtime may be started with signals blocked (`berth run` blocks the ones it
+/// forwards, and the mask survives execve); the container's program must not inherit that
+/// mask (a shell's `wait` would never see SIGCHLD).
+#[test]
+fn process_starts_with_no_signal_blocked() {
+    assert!(
+        Command::new("python3").arg("-V").output().is_ok(),
+        "python3 is needed to start the runtime with signals blocked"
+    );
+    let dir = TempDir::new("sigmask");
+    let wrapper = dir.join("blocked-runtime");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/usr/bin/env python3\nimport os, signal, sys\n\
+             signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1}})\n\
+             os.execv({rt:?}, [{rt:?}] + sys.argv[1:])\n",
+            rt = runtime_bin().display().to_string()
+        ),
+    )
+    .expect("write wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let b = Bundle::new("sigmask")
+        .with_runtime(wrapper)
+        .sh("grep SigBlk /proc/self/status; (true) & wait; echo waited");
+    let out = b.run();
+    out.ok();
+    assert!(out.stdout.contains("SigBlk:\t0000000000000000\n"), "{out}");
+    assert!(out.stdout.contains("waited"), "{out}");
+}

@@ -63,7 +63,9 @@ enum Cmd {
     History(cmd::history::Args),
     /// Manage images (`berth image prune`, `berth image ls`).
     Image(cmd::image::Args),
-    /// System information (`berth system df`).
+    /// Manage containers (`berth container prune`).
+    Container(cmd::container::Args),
+    /// System information and cleanup (`berth system df`, `berth system prune`).
     System(cmd::system::Args),
     /// Build an image from a Containerfile (or Dockerfile).
     Build(cmd::build::Args),
@@ -117,6 +119,7 @@ fn main() {
         Cmd::History(a) => cmd::history::run(&g, a).map(|()| 0),
         Cmd::Image(a) => cmd::image::run(&g, a).map(|()| 0),
         Cmd::System(a) => cmd::system::run(&g, a).map(|()| 0),
+        Cmd::Container(a) => cmd::container::run(&g, a).map(|()| 0),
         Cmd::Build(a) => cmd::build::run(&g, a).map(|()| 0),
         Cmd::Registry(a) => cmd::registry::run(a).map(|()| 0),
         Cmd::Push(a) => cmd::transfer::push(&g, a).map(|()| 0),

@@ -1,6 +1,7 @@
 //! RUN: the command runs under `berth-runtime` with the step's overlay mount as its root,
 //! the image's environment, working directory and user, and its own network namespace
-//! with nothing in it (no network during builds).
+//! with nothing in it (no network during builds), no_new_privs and the default seccomp
+//! profile of `berth run` (Docker's allow-list for the default capability set).
 
 use crate::fsroot::clean;
 use serde_json::json;
@@ -14,6 +15,8 @@ use std::process::{Command, Stdio};
 pub enum RunError {
     #[error(transparent)]
     User(#[from] image::user::UserError),
+    #[error(transparent)]
+    Seccomp(#[from] image::seccomp::SeccompError),
     #[error("start {runtime}")]
     Spawn {
         runtime: PathBuf,
@@ -54,11 +57,11 @@ pub struct RunSpec<'a> {
     pub quiet: bool,
 }
 
-fn config(s: &RunSpec<'_>) -> serde_json::Value {
+fn config(s: &RunSpec<'_>) -> Result<serde_json::Value, RunError> {
     // The open-files limit of the build itself (a container cannot raise it anyway).
     let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .unwrap_or((1024, 1024));
-    json!({
+    Ok(json!({
         "ociVersion": "1.1.0",
         "process": {
             "terminal": false,
@@ -68,7 +71,7 @@ fn config(s: &RunSpec<'_>) -> serde_json::Value {
             "cwd": Path::new("/").join(clean(Path::new(s.cwd))),
             "capabilities": {"bounding": image::user::DEFAULT_CAPS, "effective": image::user::DEFAULT_CAPS, "permitted": image::user::DEFAULT_CAPS},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft}],
-            "noNewPrivileges": false
+            "noNewPrivileges": true
         },
         "root": {"path": s.rootfs, "readonly": false},
         "hostname": "berth-build",
@@ -82,9 +85,10 @@ fn config(s: &RunSpec<'_>) -> serde_json::Value {
         "linux": {
             "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+            "seccomp": image::seccomp::default_profile().to_linux_seccomp(image::user::DEFAULT_CAPS)?
         }
-    })
+    }))
 }
 
 /// Runs the command; its output goes to our stdout/stderr unless `quiet`.
@@ -95,7 +99,7 @@ pub fn run(s: &RunSpec<'_>) -> Result<(), RunError> {
         source,
     };
     fs::create_dir_all(s.bundle).map_err(bundle_err)?;
-    fs::write(&cfg, config(s).to_string()).map_err(bundle_err)?;
+    fs::write(&cfg, config(s)?.to_string()).map_err(bundle_err)?;
     let mut cmd = Command::new(s.runtime);
     cmd.arg("--root")
         .arg(s.state)

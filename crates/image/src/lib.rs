@@ -10,6 +10,8 @@
 //! - [`archive`]: `load` (oci-archive, OCI layout directory, docker-archive) and `save`.
 //! - [`user`]: an image's `User` resolved in its own /etc/passwd and /etc/group; the
 //!   default capability set (for `berth run` and the builder alike).
+//! - [`seccomp`]: the default seccomp profile (Docker's allow-list, widened by capabilities)
+//!   and Docker-format profile files, as config.json's `linux.seccomp`.
 //!
 //! Invariants: every blob is verified against its digest before it is visible (berth-content);
 //! every layer's uncompressed digest is checked against the config's diffID before its
@@ -23,6 +25,7 @@ pub mod error;
 pub mod oci;
 #[cfg(test)]
 mod prop_docs;
+pub mod seccomp;
 pub mod snapshot;
 pub mod store;
 pub mod user;

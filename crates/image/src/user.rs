@@ -41,6 +41,8 @@ pub enum UserError {
     NoUser(String),
     #[error("group {0:?} not found in the image's /etc/group")]
     NoGroup(String),
+    #[error("{what} {value:?} is out of range: ids are 0 to 4294967294 (4294967295 means \"unchanged\" to the kernel)")]
+    OutOfRange { what: &'static str, value: String },
     #[error("user {user:?}: bad {field} {value:?} in the image's /etc/passwd")]
     BadEntry {
         user: String,
@@ -71,8 +73,38 @@ fn entries(db: &str, min_fields: usize) -> impl Iterator<Item = Vec<&str>> {
         .filter(move |f| f.len() >= min_fields)
 }
 
+/// The largest id a process can have: `(uid_t)-1` = 2³²−1 is the "leave unchanged" value of
+/// setresuid(2)/setresgid(2) and chown(2), never an id.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
+/// A decimal id (digits only, as docker's user spec), if `s` is one; an id above
+/// [`MAX_ID`] is an error, not a name.
+fn numeric_id(what: &'static str, s: &str) -> Result<Option<u32>, UserError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        // "-1" and the like are not names a user database can hold either.
+        let negative = s
+            .strip_prefix('-')
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+        if negative {
+            return Err(UserError::OutOfRange {
+                what,
+                value: s.to_string(),
+            });
+        }
+        return Ok(None);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n <= MAX_ID => Ok(Some(n)),
+        _ => Err(UserError::OutOfRange {
+            what,
+            value: s.to_string(),
+        }),
+    }
+}
+
 /// Resolves `spec` against the image root `rootfs`. An empty spec is root. A numeric uid
-/// that /etc/passwd does not list is used as it is, with gid 0.
+/// that /etc/passwd does not list is used as it is, with gid 0. Every id, given or read
+/// from the image's files, is at most [`MAX_ID`].
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<User, UserError> {
     if spec.is_empty() {
         return Ok(User::default());
@@ -81,30 +113,36 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User, UserError> {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
+    let user_num = numeric_id("uid", user)?;
+    let group_num = group.map(|g| numeric_id("gid", g)).transpose()?.flatten();
     let passwd = read_etc(rootfs, "passwd");
     // By name first; a number may also name a uid.
     let entry = entries(&passwd, 4)
         .find(|f| f[0] == user)
         .or_else(|| entries(&passwd, 4).find(|f| f[2] == user));
     let field = |f: &[&str], i: usize, name: &'static str| -> Result<u32, UserError> {
-        f[i].parse().map_err(|_| UserError::BadEntry {
-            user: user.to_string(),
-            field: name,
-            value: f[i].to_string(),
-        })
+        f[i].parse::<u32>()
+            .ok()
+            .filter(|n| *n <= MAX_ID)
+            .ok_or_else(|| UserError::BadEntry {
+                user: user.to_string(),
+                field: name,
+                value: f[i].to_string(),
+            })
     };
-    let (uid, mut gid, name) = match (&entry, user.parse::<u32>()) {
+    let (uid, mut gid, name) = match (&entry, user_num) {
         (Some(f), _) => (field(f, 2, "uid")?, field(f, 3, "gid")?, Some(f[0])),
-        (None, Ok(n)) => (n, 0, None),
-        (None, Err(_)) => return Err(UserError::NoUser(user.to_string())),
+        (None, Some(n)) => (n, 0, None),
+        (None, None) => return Err(UserError::NoUser(user.to_string())),
     };
     let groups = read_etc(rootfs, "group");
     if let Some(g) = group {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => entries(&groups, 3)
+        gid = match group_num {
+            Some(n) => n,
+            None => entries(&groups, 3)
                 .find(|f| f[0] == g)
-                .and_then(|f| f[2].parse().ok())
+                .and_then(|f| f[2].parse::<u32>().ok())
+                .filter(|n| *n <= MAX_ID)
                 .ok_or_else(|| UserError::NoGroup(g.to_string()))?,
         };
     }
@@ -113,7 +151,7 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User, UserError> {
         for f in entries(&groups, 4) {
             if f[3].split(',').any(|m| m == name) {
                 if let Ok(g) = f[2].parse::<u32>() {
-                    if g != gid && !additional_gids.contains(&g) {
+                    if g <= MAX_ID && g != gid && !additional_gids.contains(&g) {
                         additional_gids.push(g);
                     }
                 }
@@ -192,6 +230,24 @@ mod tests {
         assert!(u("bad")
             .expect_err("must fail")
             .contains("bad uid \"nope\""));
+        // (uid_t)-1 is "unchanged" to the kernel, never an id.
+        for s in [
+            "1000:4294967295",
+            "4294967295",
+            "7:99999999999",
+            "-1",
+            "app:-1",
+        ] {
+            assert!(
+                u(s).expect_err(s).contains("out of range"),
+                "{s}: {:?}",
+                u(s)
+            );
+        }
+        assert_eq!(
+            u("4294967294:4294967294").map(|u| (u.uid, u.gid)),
+            Ok((MAX_ID, MAX_ID))
+        );
         let _ = std::fs::remove_dir_all(&r);
     }
 }

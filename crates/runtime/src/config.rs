@@ -358,6 +358,29 @@ pub fn validate_process(p: &Process, field: &str) -> Result<()> {
             ));
         }
     }
+    // (uid_t)-1 is "leave unchanged" to setresuid/setresgid/setgroups: asking for it would
+    // run the process with the runtime's own ids (config.md "User": uid, gid are ids).
+    let user = p.user();
+    let out_of_range = |f: String, v: u32| {
+        config_err(
+            f,
+            format!("{v} is out of range: ids are 0 to {}", u32::MAX - 1),
+        )
+    };
+    if user.uid() == u32::MAX {
+        return Err(out_of_range(format!("{field}.user.uid"), user.uid()));
+    }
+    if user.gid() == u32::MAX {
+        return Err(out_of_range(format!("{field}.user.gid"), user.gid()));
+    }
+    for (i, g) in user.additional_gids().iter().flatten().enumerate() {
+        if *g == u32::MAX {
+            return Err(out_of_range(
+                format!("{field}.user.additionalGids[{i}]"),
+                *g,
+            ));
+        }
+    }
     let mut seen = HashSet::new();
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         if !seen.insert(format!("{:?}", r.typ())) {
@@ -481,5 +504,184 @@ mod tests {
             .as_ref()
             .map(|s| field_of(rootfs_path(s, Path::new("/tmp")).map(|_| Spec::default())));
         assert_eq!(s.as_deref(), Some("root.path"));
+    }
+
+    /// Issue 10: config.json is outside input. Whatever it holds, parsing and validation
+    /// return (never panic), and a refusal is a config error that names a field.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "[ -~]{0,12}".prop_map(Value::from),
+                // Strings the config does use, so enums and paths get reached.
+                prop::sample::select(vec![
+                    "/",
+                    "/proc",
+                    "rel/path",
+                    "pid",
+                    "user",
+                    "mount",
+                    "RLIMIT_NOFILE",
+                    "CAP_SYS_ADMIN",
+                    "SCMP_ACT_ERRNO",
+                    "1.0.2",
+                    "",
+                    "..",
+                    "a=b",
+                ])
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map("[a-zA-Z]{1,10}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Every path (serde_path_to_error's spelling) of a document's values.
+        fn paths(v: &Value, here: &str, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        let p = if here.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{here}.{k}")
+                        };
+                        out.push(p.clone());
+                        paths(x, &p, out);
+                    }
+                }
+                Value::Array(a) => {
+                    for (i, x) in a.iter().enumerate() {
+                        let p = format!("{here}[{i}]");
+                        out.push(p.clone());
+                        paths(x, &p, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        /// The value at `path` (as produced by `paths`), mutably.
+        fn at<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+            let mut cur = v;
+            for part in path.split('.') {
+                let (key, idx) = match part.find('[') {
+                    Some(i) => (&part[..i], Some(&part[i..])),
+                    None => (part, None),
+                };
+                cur = cur.get_mut(key)?;
+                for n in idx.into_iter().flat_map(|s| s.split('[').skip(1)) {
+                    cur = cur.get_mut(n.trim_end_matches(']').parse::<usize>().ok()?)?;
+                }
+            }
+            Some(cur)
+        }
+
+        fn a_valid_config() -> Value {
+            let mut v = crate::spec_default::default_spec(false);
+            v["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW",
+                    "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}]
+            });
+            v["process"]["user"]["additionalGids"] = serde_json::json!([1, 2]);
+            v["hooks"] = serde_json::json!({"poststart": [{"path": "/bin/true", "timeout": 3}]});
+            v
+        }
+
+        fn check(bytes: &[u8]) -> std::result::Result<Option<(String, String)>, TestCaseError> {
+            let spec = match parse_json::<Spec>("config.json", bytes) {
+                Ok(s) => s,
+                Err(Error::Config { field, msg, .. }) => return Ok(Some((field, msg))),
+                Err(e) => return Err(TestCaseError::fail(format!("not a config error: {e}"))),
+            };
+            let checked = validate(&spec).and_then(|()| {
+                // The filter is compiled at create, before "created": part of the checks.
+                match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+                    Some(s) => crate::process::seccomp::compile(s).map(drop),
+                    None => Ok(()),
+                }
+            });
+            match checked {
+                Ok(()) => Ok(None),
+                Err(Error::Config { field, msg, .. }) => Ok(Some((field, msg))),
+                Err(Error::Seccomp(msg)) => Ok(Some(("linux.seccomp".into(), msg))),
+                Err(e) => Err(TestCaseError::fail(format!("not a config error: {e}"))),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_json_is_refused_clearly(v in json()) {
+                let bytes = serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if let Some((field, msg)) = check(&bytes)? {
+                    prop_assert!(!field.is_empty() && !msg.is_empty());
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_do_not_panic(b in prop::collection::vec(any::<u8>(), 0..256)) {
+                if let Some((field, msg)) = check(&b)? {
+                    prop_assert!(!field.is_empty() && !msg.is_empty());
+                }
+            }
+
+            /// One value of a valid config replaced (or removed): a refusal names that
+            /// field, one of its parents, or one inside it; or (for a rule between fields,
+            /// such as hostname needing a uts namespace) some other field by its path.
+            #[test]
+            fn mutated_config_names_the_field(pick in any::<prop::sample::Index>(), new in json(), remove in any::<bool>()) {
+                let mut v = a_valid_config();
+                let mut all = Vec::new();
+                paths(&v, "", &mut all);
+                let path = pick.get(&all).clone();
+                if remove {
+                    match path.rfind(['.', '[']) {
+                        Some(i) if path[i..].starts_with('.') => {
+                            if let Some(Value::Object(m)) = at(&mut v, &path[..i]) {
+                                m.remove(&path[i + 1..]);
+                            }
+                        }
+                        Some(i) => {
+                            let n: usize = path[i + 1..].trim_end_matches(']').parse().unwrap_or(0);
+                            if let Some(Value::Array(a)) = at(&mut v, &path[..i]) {
+                                if n < a.len() { a.remove(n); }
+                            }
+                        }
+                        None => { v.as_object_mut().map(|m| m.remove(&path)); }
+                    }
+                } else if let Some(slot) = at(&mut v, &path) {
+                    *slot = new;
+                }
+                let bytes = serde_json::to_vec(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let parsed = parse_json::<Spec>("config.json", &bytes);
+                if let Err(Error::Config { field, msg, .. }) = &parsed {
+                    // A type error is reported where it is: at the mutated value, inside it,
+                    // or at a parent (a missing required field, a map key).
+                    let related = field == "(document)"
+                        || field.starts_with(&path)
+                        || path.starts_with(field.as_str());
+                    prop_assert!(related, "mutated {path}, error names {field}: {msg}");
+                }
+                if let Some((field, msg)) = check(&bytes)? {
+                    prop_assert!(!field.is_empty() && !msg.is_empty());
+                }
+            }
+        }
     }
 }

@@ -22,7 +22,9 @@ enum ImageCmd {
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     match a.cmd {
         ImageCmd::Prune => {
-            let r = g.store()?.gc()?;
+            let store = g.store()?;
+            super::container::remove_ended(g, false)?;
+            let r = store.gc()?;
             for d in &r.blobs {
                 println!("Deleted: {d}");
             }

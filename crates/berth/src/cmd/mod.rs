@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod bundle;
+pub mod container;
 pub mod history;
 pub mod image;
 pub mod images;

@@ -23,6 +23,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             }
         }
     }
+    super::container::remove_ended(g, false)?;
     let report = store.gc()?;
     for s in &report.blobs {
         println!("Deleted: {s}");

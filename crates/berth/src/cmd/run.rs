@@ -5,7 +5,8 @@
 //! is mounted on `<root>/mnt` inside a private mount namespace of this process; or a
 //! merged copy in `rootfs/`), and `chains.json` (the snapshots it uses, kept by gc).
 //! `berth-runtime run` runs it; berth forwards signals to it, passes its exit status
-//! through and, with `--rm`, removes the directory.
+//! through and, with `--rm`, removes the directory. `owner.json` says which berth runs it,
+//! so a later command can finish the `--rm` of a killed one (container.rs).
 
 use super::run_spec::{self, Opts};
 use super::run_tty;
@@ -59,6 +60,17 @@ pub struct Args {
     /// Give the container a terminal.
     #[arg(short, long)]
     tty: bool,
+    /// Add a capability to the default set (`NET_ADMIN`, `CAP_SYS_ADMIN`, `ALL`); the
+    /// seccomp profile follows it (e.g. `SYS_ADMIN` allows mount and unshare).
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop a capability from the default set (`ALL` drops them all).
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// `seccomp=unconfined`, `seccomp=PROFILE.json` (Docker's profile format),
+    /// `no-new-privileges[=true|false]`.
+    #[arg(long)]
+    security_opt: Vec<String>,
     /// Keep stdin open (accepted for docker compatibility; stdin is always passed).
     #[arg(short, long)]
     interactive: bool,
@@ -142,6 +154,8 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     // so an interrupted run still unmounts and cleans up.
     runtime::container::block_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = g.store()?;
+    // What a killed `berth run --rm` left behind goes now (its --rm, late).
+    super::container::remove_ended(g, false)?;
     let img = store.resolve(&a.image)?;
     let id = a.name.clone().unwrap_or_else(random_id);
     if !valid_name(&id) {
@@ -161,6 +175,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         rootfs: None,
         remove: true,
     };
+    super::container::record_owner(&dir, a.rm)?;
     let layers = img.layers()?;
     // The overlay is mounted in a private mount namespace of this process (the runtime
     // inherits it), on `<root>/mnt`: the mount ends with the last process in the namespace,
@@ -191,6 +206,9 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         pids_limit: a.pids_limit,
         hostname: a.hostname.unwrap_or_else(|| id.chars().take(12).collect()),
         tty: a.tty,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        security_opt: a.security_opt,
     };
     let mut spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
     spec["root"]["path"] = serde_json::json!(rootfs_path);
@@ -216,7 +234,8 @@ fn run_runtime(runroot: &Path, bundle: &Path, id: &str, tty: bool) -> Result<i32
     if let Some(c) = &console {
         cmd.arg("--console-socket").arg(&c.path);
     }
-    // std resets the signal mask of the child before exec.
+    // The runtime inherits our blocked signals; it unblocks them for the container's
+    // program (process/finalize.rs).
     let child = cmd
         .arg("--bundle")
         .arg(bundle)

@@ -24,6 +24,79 @@ pub struct Opts {
     pub pids_limit: Option<i64>,
     pub hostname: String,
     pub tty: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+}
+
+/// The seccomp profile a container gets.
+#[derive(Debug, PartialEq)]
+enum Seccomp {
+    /// Docker's default allow-list (image::seccomp::default_profile).
+    Default,
+    Unconfined,
+    File(PathBuf),
+}
+
+/// What `--security-opt` asks for.
+#[derive(Debug, PartialEq)]
+struct Security {
+    seccomp: Seccomp,
+    no_new_privileges: Option<bool>,
+}
+
+/// Parses `--security-opt` values (Docker's spellings: `key=value` or the older
+/// `key:value`).
+fn security(opts: &[String]) -> Result<Security> {
+    let mut s = Security {
+        seccomp: Seccomp::Default,
+        no_new_privileges: None,
+    };
+    for o in opts {
+        let (key, value) = match o.split_once(['=', ':']) {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        match (key, value) {
+            ("seccomp", Some("unconfined")) => s.seccomp = Seccomp::Unconfined,
+            ("seccomp", Some(p)) if !p.is_empty() => s.seccomp = Seccomp::File(PathBuf::from(p)),
+            ("no-new-privileges", None | Some("true")) => s.no_new_privileges = Some(true),
+            ("no-new-privileges", Some("false")) => s.no_new_privileges = Some(false),
+            _ => bail!(
+                "--security-opt {o:?}: expected seccomp=unconfined, seccomp=PROFILE.json or \
+                 no-new-privileges[=true|false]"
+            ),
+        }
+    }
+    Ok(s)
+}
+
+/// The default capability set with `--cap-drop` and then `--cap-add` applied (`ALL` in
+/// either means every capability).
+fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<&'static str>> {
+    use image::seccomp::{cap_name, ALL_CAPS};
+    let name = |flag: &str, c: &str| {
+        cap_name(c).with_context(|| format!("{flag} {c:?}: not a capability (see capabilities(7))"))
+    };
+    let all = |c: &String| c.eq_ignore_ascii_case("all");
+    let mut caps: Vec<&'static str> = image::user::DEFAULT_CAPS.to_vec();
+    if drop.iter().any(all) {
+        caps.clear();
+    }
+    for c in drop.iter().filter(|c| !all(c)) {
+        let n = name("--cap-drop", c)?;
+        caps.retain(|x| *x != n);
+    }
+    if add.iter().any(all) {
+        caps = ALL_CAPS.to_vec();
+    }
+    for c in add.iter().filter(|c| !all(c)) {
+        let n = name("--cap-add", c)?;
+        if !caps.contains(&n) {
+            caps.push(n);
+        }
+    }
+    Ok(caps)
 }
 
 /// Builds config.json for a container whose (mounted) root filesystem is `rootfs`.
@@ -113,8 +186,13 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
     if !groups.is_empty() {
         p["user"]["additionalGids"] = json!(groups);
     }
-    let caps = json!(image::user::DEFAULT_CAPS);
+    let cap_list = capabilities(&o.cap_add, &o.cap_drop)?;
+    let caps = json!(cap_list);
     p["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    let sec = security(&o.security_opt)?;
+    if let Some(n) = sec.no_new_privileges {
+        p["noNewPrivileges"] = json!(n);
+    }
     // As many open files as this process may have (podman raises the soft limit too).
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .unwrap_or((1024, 1024));
@@ -146,6 +224,16 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
             }
         }
         mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": options}));
+    }
+
+    // The seccomp profile follows the capability set (moby's includes/excludes.caps).
+    let profile = match &sec.seccomp {
+        Seccomp::Default => Some(image::seccomp::default_profile()),
+        Seccomp::Unconfined => None,
+        Seccomp::File(path) => Some(image::seccomp::read_profile(path)?),
+    };
+    if let Some(profile) = profile {
+        spec["linux"]["seccomp"] = profile.to_linux_seccomp(&cap_list)?;
     }
 
     let res = &mut spec["linux"]["resources"];
@@ -184,6 +272,42 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_opts() {
+        let s = |v: &[&str]| security(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            s(&["seccomp=unconfined", "no-new-privileges"]).ok(),
+            Some(Security {
+                seccomp: Seccomp::Unconfined,
+                no_new_privileges: Some(true)
+            })
+        );
+        assert_eq!(
+            s(&["seccomp:/p.json", "no-new-privileges:false"]).ok(),
+            Some(Security {
+                seccomp: Seccomp::File("/p.json".into()),
+                no_new_privileges: Some(false)
+            })
+        );
+        assert!(s(&["seccomp="]).is_err());
+        assert!(s(&["label=disable"]).is_err());
+        assert!(s(&["no-new-privileges=maybe"]).is_err());
+    }
+
+    #[test]
+    fn cap_add_and_drop() {
+        let c = |a: &[&str], d: &[&str]| {
+            let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            capabilities(&v(a), &v(d)).map_err(|e| e.to_string())
+        };
+        let with_admin = c(&["sys_admin"], &["NET_RAW"]).expect("valid");
+        assert!(with_admin.contains(&"CAP_SYS_ADMIN") && !with_admin.contains(&"CAP_NET_RAW"));
+        assert_eq!(c(&["CHOWN"], &["ALL"]).ok(), Some(vec!["CAP_CHOWN"]));
+        assert!(c(&["WISHFUL"], &[])
+            .expect_err("unknown")
+            .contains("WISHFUL"));
+    }
 
     #[test]
     fn sizes() {

@@ -1,4 +1,5 @@
-//! `berth system df`: what the store holds.
+//! `berth system df`: what the store holds; `berth system prune`: every ended container,
+//! then the blobs and snapshots nothing uses.
 
 use super::util::{disk_usage, human_size};
 use crate::Globals;
@@ -19,10 +20,25 @@ enum SystemCmd {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Remove ended containers, then unreferenced blobs and snapshots.
+    Prune,
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
-    let SystemCmd::Df { format } = a.cmd;
+    let format = match a.cmd {
+        SystemCmd::Df { format } => format,
+        SystemCmd::Prune => {
+            super::container::prune(g)?;
+            let r = g.store()?.gc()?;
+            println!(
+                "Deleted {} blobs and {} snapshots; reclaimed {}",
+                r.blobs.len(),
+                r.snapshots.len(),
+                human_size(r.bytes)
+            );
+            return Ok(());
+        }
+    };
     let store = g.store()?;
     let images = store.names()?.len();
     let blobs = store.content().list()?;

@@ -264,6 +264,12 @@ pub fn set_attributes(
 pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
     // Before seccomp, which may forbid rt_sigaction: the program gets SIGPIPE's default.
     sys::signal::default_sigpipe().ctx(|| "reset SIGPIPE".into())?;
+    // `run` and `exec` block the signals they forward before the init is cloned, and a
+    // blocked mask survives execve: the program starts with none blocked (a shell's `wait`
+    // would sleep forever with SIGCHLD blocked).
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .ctx(|| "unblock signals".into())?;
     super::lsm::apply(
         p.apparmor_profile().as_deref(),
         p.selinux_label().as_deref(),

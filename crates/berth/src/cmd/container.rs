@@ -1,0 +1,167 @@
+//! `berth container prune`, and the record that lets any berth command tell a container
+//! whose `berth run` is gone from a live one.
+//!
+//! `berth run` writes `containers/<id>/owner.json` (its pid, that pid's start time, and
+//! whether it was `--rm`) right after claiming the name. A container is live while that
+//! process runs or the runtime still has a running container of that id (`--runroot`);
+//! otherwise it has ended. An ended `--rm` container whose berth was killed is stale: `run`,
+//! `rmi`, `image prune`, `container prune` and `system prune` remove it (what `--rm` would
+//! have done), so the snapshots it pinned in chains.json can be collected. An ended
+//! container without `--rm` is kept until `container prune` / `system prune`.
+
+use crate::Globals;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+/// The owner record in a container's directory.
+pub const OWNER: &str = "owner.json";
+
+/// A directory without a record is left alone for this long (its `run` may be writing it).
+const UNRECORDED_GRACE: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: ContainerCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ContainerCmd {
+    /// Remove every container that is not running (and its writable layer).
+    Prune,
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<()> {
+    let ContainerCmd::Prune = a.cmd;
+    prune(g)
+}
+
+/// `container prune`: every ended container goes; prints what was removed.
+pub fn prune(g: &Globals) -> Result<()> {
+    let removed = remove_ended(g, true)?;
+    for id in &removed {
+        println!("Deleted: {id}");
+    }
+    println!("Deleted {} containers", removed.len());
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Owner {
+    pid: i32,
+    start: u64,
+    rm: bool,
+}
+
+/// Records this process as the owner of the container in `dir` (temp + fsync + rename).
+pub fn record_owner(dir: &Path, rm: bool) -> Result<()> {
+    let pid = std::process::id() as i32;
+    let start = runtime::state::process_start_time(pid).context("read our own start time")?;
+    let body = serde_json::to_vec(&Owner { pid, start, rm })?;
+    let tmp = dir.join(".owner.json.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(OWNER))?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().with_context(|| format!("write {}", dir.join(OWNER).display()))
+}
+
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Live,
+    /// Ended; `--rm` was asked for.
+    Stale,
+    /// Ended; kept on purpose (no `--rm`), or unrecorded and old.
+    Stopped,
+}
+
+fn verdict(g: &Globals, id: &str, dir: &Path) -> Verdict {
+    let rt = runtime::state::Store::new(g.runroot.join("runtime"));
+    let running = rt
+        .load(id)
+        .map(|st| runtime::state::status(&rt, &st) != runtime::state::Status::Stopped)
+        .unwrap_or(false);
+    if running {
+        return Verdict::Live;
+    }
+    let owner: Option<Owner> = std::fs::read(dir.join(OWNER))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    match owner {
+        Some(o) if runtime::state::process_start_time(o.pid) == Some(o.start) => Verdict::Live,
+        Some(o) if o.rm => Verdict::Stale,
+        Some(_) => Verdict::Stopped,
+        None => {
+            let age = std::fs::metadata(dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > UNRECORDED_GRACE) {
+                Verdict::Stopped
+            } else {
+                Verdict::Live
+            }
+        }
+    }
+}
+
+/// Removes stale containers (ended `--rm` ones whose berth is gone) and, with
+/// `stopped_too`, every ended container. Returns the ids removed.
+pub fn remove_ended(g: &Globals, stopped_too: bool) -> Result<Vec<String>> {
+    let cdir = g.root.join("containers");
+    let entries = match std::fs::read_dir(&cdir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("list {}", cdir.display())),
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let Ok(id) = e.file_name().into_string() else {
+            continue;
+        };
+        let dir = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || id.starts_with('.') {
+            continue;
+        }
+        match verdict(g, &id, &dir) {
+            Verdict::Live => continue,
+            Verdict::Stopped if !stopped_too => continue,
+            Verdict::Stale | Verdict::Stopped => {}
+        }
+        tracing::info!(container = %id, "removing an ended container");
+        remove(g, &id, &dir)?;
+        removed.push(id);
+    }
+    Ok(removed)
+}
+
+fn remove(g: &Globals, id: &str, dir: &Path) -> Result<()> {
+    // What a killed runtime left (its state, cgroup) goes first.
+    let rt_state = g.runroot.join("runtime").join(id);
+    if rt_state.exists() {
+        if let Ok(bin) = super::run::runtime_bin() {
+            let _ = std::process::Command::new(bin)
+                .arg("--root")
+                .arg(g.runroot.join("runtime"))
+                .args(["delete", "--force", id])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    // A rootfs mounted on the host (no private mount namespace was possible).
+    let _ = nix::mount::umount2(&dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        // Another berth removed it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("remove {}", dir.display())),
+    }
+}
