@@ -37,14 +37,45 @@ impl Globals {
         image::ImageStore::open(&self.root)
             .map_err(|e| anyhow::anyhow!("open the store at {}: {e}", self.root.display()))
     }
+
+    /// The engine over `--root`/`--runroot`, with berth-runtime and berth-monitor found
+    /// next to this executable (or `$BERTH_RUNTIME`, `$BERTH_MONITOR`).
+    pub fn engine(&self) -> anyhow::Result<engine::Engine> {
+        Ok(engine::Engine {
+            root: self.root.clone(),
+            runroot: self.runroot.clone(),
+            runtime: cmd::run::runtime_bin()?,
+            monitor: cmd::run::monitor_bin()?,
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Make an OCI bundle from a static busybox, ready for `berth-runtime run`.
     Bundle(cmd::bundle::Args),
-    /// Run a command in a new container from an image, in the foreground.
+    /// Run a command in a new container from an image (in the foreground, or `-d`).
     Run(Box<cmd::run::Args>),
+    /// Create a container (started later with `berth start`).
+    Create(Box<cmd::run::Args>),
+    /// Start created or stopped containers.
+    Start(cmd::start::Args),
+    /// Stop running containers (stop signal, then SIGKILL after the timeout).
+    Stop(cmd::stop::Args),
+    /// Restart containers.
+    Restart(cmd::restart::Args),
+    /// Send a signal to containers.
+    Kill(cmd::kill::Args),
+    /// Remove containers.
+    Rm(cmd::rm::Args),
+    /// List containers.
+    Ps(cmd::ps::Args),
+    /// Show a container's output.
+    Logs(cmd::logs::Args),
+    /// Wait for containers to stop; print their exit codes.
+    Wait(cmd::wait::Args),
+    /// Run a command in a running container.
+    Exec(cmd::exec::Args),
     /// Load images from an oci-archive, an OCI layout directory or a docker-archive.
     Load(cmd::load::Args),
     /// Save images to an oci-archive or a docker-archive.
@@ -98,7 +129,13 @@ fn main() {
     // retry, not die of it.
     if matches!(
         cli.cmd,
-        Cmd::Images(_) | Cmd::Inspect(_) | Cmd::History(_) | Cmd::Image(_) | Cmd::System(_)
+        Cmd::Images(_)
+            | Cmd::Inspect(_)
+            | Cmd::History(_)
+            | Cmd::Image(_)
+            | Cmd::System(_)
+            | Cmd::Ps(_)
+            | Cmd::Logs(_)
     ) {
         let _ = sys::signal::default_sigpipe();
     }
@@ -109,6 +146,16 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Bundle(a) => cmd::bundle::run(a).map(|()| 0),
         Cmd::Run(a) => cmd::run::run(&g, *a),
+        Cmd::Create(a) => cmd::create::run(&g, *a).map(|()| 0),
+        Cmd::Start(a) => cmd::start::run(&g, a).map(|()| 0),
+        Cmd::Stop(a) => cmd::stop::run(&g, a).map(|()| 0),
+        Cmd::Restart(a) => cmd::restart::run(&g, a).map(|()| 0),
+        Cmd::Kill(a) => cmd::kill::run(&g, a).map(|()| 0),
+        Cmd::Rm(a) => cmd::rm::run(&g, a).map(|()| 0),
+        Cmd::Ps(a) => cmd::ps::run(&g, a).map(|()| 0),
+        Cmd::Logs(a) => cmd::logs::run(&g, a).map(|()| 0),
+        Cmd::Wait(a) => cmd::wait::run(&g, a).map(|()| 0),
+        Cmd::Exec(a) => cmd::exec::run(&g, a),
         Cmd::Load(a) => cmd::load::run(&g, a).map(|()| 0),
         Cmd::Save(a) => cmd::save::run(&g, a).map(|()| 0),
         Cmd::Import(a) => cmd::import::run(&g, a).map(|()| 0),

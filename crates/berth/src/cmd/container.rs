@@ -8,6 +8,10 @@
 //! `rmi`, `image prune`, `container prune` and `system prune` remove it (what `--rm` would
 //! have done), so the snapshots it pinned in chains.json can be collected. An ended
 //! container without `--rm` is kept until `container prune` / `system prune`.
+//!
+//! The engine's containers (`run -d`, `create`) are rows of its database, not owner
+//! records: this module leaves their directories alone, and `container prune` removes the
+//! engine's stopped containers through the engine.
 
 use crate::Globals;
 use anyhow::{Context, Result};
@@ -33,16 +37,27 @@ pub struct Args {
 enum ContainerCmd {
     /// Remove every container that is not running (and its writable layer).
     Prune,
+    /// List containers (as `berth ps`).
+    Ls(super::ps::Args),
+    /// Remove containers (as `berth rm`).
+    Rm(super::rm::Args),
+    /// Show containers (as `berth inspect`).
+    Inspect(super::inspect::Args),
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
-    let ContainerCmd::Prune = a.cmd;
-    prune(g)
+    match a.cmd {
+        ContainerCmd::Prune => prune(g),
+        ContainerCmd::Ls(a) => super::ps::run(g, a),
+        ContainerCmd::Rm(a) => super::rm::run(g, a),
+        ContainerCmd::Inspect(a) => super::inspect::run(g, a),
+    }
 }
 
 /// `container prune`: every ended container goes; prints what was removed.
 pub fn prune(g: &Globals) -> Result<()> {
-    let removed = remove_ended(g, true)?;
+    let mut removed = remove_ended(g, true)?;
+    removed.extend(g.engine()?.prune()?);
     for id in &removed {
         println!("Deleted: {id}");
     }
@@ -122,12 +137,17 @@ pub fn remove_ended(g: &Globals, stopped_too: bool) -> Result<Vec<String>> {
         Err(e) => return Err(e).with_context(|| format!("list {}", cdir.display())),
     };
     let mut removed = Vec::new();
+    // The engine's containers are its database's, not ours.
+    let engine_ids: std::collections::HashSet<String> = g.engine()?.ids()?.into_iter().collect();
     for e in entries.flatten() {
         let Ok(id) = e.file_name().into_string() else {
             continue;
         };
         let dir = e.path();
-        if !e.file_type().is_ok_and(|t| t.is_dir()) || id.starts_with('.') {
+        if !e.file_type().is_ok_and(|t| t.is_dir())
+            || id.starts_with('.')
+            || engine_ids.contains(&id)
+        {
             continue;
         }
         match verdict(g, &id, &dir) {

@@ -1,4 +1,5 @@
-//! `berth inspect [--format json] IMAGE…`: manifest, config and names as JSON.
+//! `berth inspect [--format json] IMAGE|CONTAINER…`: an image's manifest, config and names,
+//! or (when no image has that name) a container's state with Docker's field names.
 
 use crate::Globals;
 use anyhow::Result;
@@ -9,6 +10,7 @@ pub struct Args {
     /// Output format (only `json`, the default).
     #[arg(long, default_value = "json", value_parser = ["json"])]
     format: String,
+    /// Images or containers.
     #[arg(required = true)]
     images: Vec<String>,
 }
@@ -18,7 +20,20 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let names = store.names()?;
     let mut out = Vec::new();
     for r in &a.images {
-        let img = store.resolve(r)?;
+        let img = match store.resolve(r) {
+            Ok(img) => img,
+            Err(image::Error::NotFound(_)) => match g.engine()?.inspect(r) {
+                Ok(c) => {
+                    out.push(container(&c));
+                    continue;
+                }
+                Err(engine::Error::NotFound(_)) => {
+                    anyhow::bail!("no such image or container: {r}")
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
         let config: Value = serde_json::from_slice(&img.config_bytes)?;
         let tags: Vec<&String> = names
             .iter()
@@ -45,4 +60,49 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// A container as `docker inspect` shows one (the fields berth has).
+pub fn container(c: &engine::Container) -> Value {
+    let o = &c.spec.opts;
+    let entrypoint = o.entrypoint.as_ref().map(|e| vec![e.clone()]);
+    json!({
+        "Id": c.id,
+        "Name": format!("/{}", c.name),
+        "Created": c.created,
+        "Image": c.image_id,
+        "State": {
+            "Status": c.state.as_str(),
+            "Running": c.state == engine::State::Running,
+            "Paused": c.state == engine::State::Paused,
+            "Restarting": c.state == engine::State::Restarting,
+            "OOMKilled": c.oom_killed,
+            "Dead": false,
+            "Pid": c.pid,
+            "ExitCode": c.exit_code.unwrap_or(0),
+            "Error": c.error,
+            "StartedAt": c.started,
+            "FinishedAt": c.finished,
+        },
+        "RestartCount": c.restart_count,
+        "Config": {
+            "Image": c.image,
+            "Cmd": o.cmd,
+            "Entrypoint": entrypoint,
+            "Env": o.env,
+            "WorkingDir": o.workdir.clone().unwrap_or_default(),
+            "User": o.user.clone().unwrap_or_default(),
+            "Hostname": o.hostname,
+            "Labels": c.spec.labels,
+            "StopSignal": c.spec.stop_signal,
+        },
+        "HostConfig": {
+            "RestartPolicy": {
+                "Name": c.spec.restart.name(),
+                "MaximumRetryCount": c.spec.restart.max_retries(),
+            },
+            "Binds": o.volumes,
+            "ReadonlyRootfs": o.read_only,
+        },
+    })
 }

@@ -1,5 +1,6 @@
 //! `berth rmi IMAGE…`: remove names (an ID or digest removes all names of the image), then
-//! collect the blobs and snapshots nothing references any more.
+//! collect the blobs and snapshots nothing references any more. An image a container of
+//! the engine uses (in any state) is refused, naming the container.
 
 use crate::Globals;
 use anyhow::Result;
@@ -14,12 +15,26 @@ pub struct Args {
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     let store = g.store()?;
     let mut failed = None;
+    let engine = g.engine()?;
     for r in &a.images {
+        let users = match store.lookup(r) {
+            Ok(d) => engine.users_of_image(&d.to_string())?,
+            Err(_) => vec![],
+        };
+        if !users.is_empty() {
+            let e = anyhow::anyhow!(
+                "image {r} is in use by container {}: remove the container first (berth rm)",
+                users.join(", ")
+            );
+            eprintln!("berth: {e}");
+            failed = Some(e);
+            continue;
+        }
         match store.untag(r) {
             Ok(names) => names.iter().for_each(|n| println!("Untagged: {n}")),
             Err(e) => {
                 eprintln!("berth: {e}");
-                failed = Some(e);
+                failed = Some(e.into());
             }
         }
     }
@@ -29,7 +44,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         println!("Deleted: {s}");
     }
     match failed {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }

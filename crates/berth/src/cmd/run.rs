@@ -7,11 +7,15 @@
 //! `berth-runtime run` runs it; berth forwards signals to it, passes its exit status
 //! through and, with `--rm`, removes the directory. `owner.json` says which berth runs it,
 //! so a later command can finish the `--rm` of a killed one (container.rs).
+//!
+//! `berth run -d` (and `berth create`) go through the engine instead: a row in its
+//! database, a directory under `containers/<id>/` and a monitor that outlives this command
+//! (crates/engine). Both build config.json with `engine::spec`.
 
-use super::run_spec::{self, Opts};
 use super::run_tty;
 use crate::Globals;
 use anyhow::{bail, Context, Result};
+use engine::spec::{self as run_spec, Opts};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,6 +25,21 @@ pub struct Args {
     /// Remove the container's directory (its writable layer) when it exits.
     #[arg(long)]
     rm: bool,
+    /// Run in the background under the engine (a monitor process), print its ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Restart policy of a detached container: no, on-failure[:N], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Set a label (`K=V`).
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    /// The signal `stop` sends first (default TERM).
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long)]
+    stop_timeout: Option<u64>,
     /// Container name (default: a random ID).
     #[arg(long)]
     name: Option<String>,
@@ -96,6 +115,16 @@ pub fn runtime_bin() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The monitor binary: `$BERTH_MONITOR`, else `berth-monitor` next to this executable.
+pub fn monitor_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_MONITOR").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locate the berth executable")?;
+    // Checked when a container starts (engine::Engine::start), not by every command.
+    Ok(exe.with_file_name("berth-monitor"))
+}
+
 fn random_id() -> String {
     let seed = format!(
         "{}-{:?}-{:?}",
@@ -156,6 +185,15 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     let store = g.store()?;
     // What a killed `berth run --rm` left behind goes now (its --rm, late).
     super::container::remove_ended(g, false)?;
+    if a.detach {
+        if a.rm || a.tty {
+            bail!("run -d: --rm and -t are not supported for detached containers yet");
+        }
+        let c = create(g, a)?;
+        g.engine()?.start(&c.id)?;
+        println!("{}", c.id);
+        return Ok(0);
+    }
     let img = store.resolve(&a.image)?;
     let id = a.name.clone().unwrap_or_else(random_id);
     if !valid_name(&id) {
@@ -222,6 +260,50 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     cleanup.remove = a.rm;
     drop(cleanup);
     Ok(code)
+}
+
+/// `berth create` / `berth run -d`: the engine's container from the command line.
+pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
+    let restart: engine::RestartPolicy = a.restart.parse()?;
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?} (K=V)");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    if let Some(s) = &a.stop_signal {
+        engine::types::parse_signal(s)?;
+    }
+    let mut opts = Opts {
+        env: a.env,
+        env_files: a.env_file,
+        workdir: a.workdir,
+        user: a.user,
+        entrypoint: a.entrypoint,
+        cmd: a.command,
+        volumes: a.volume,
+        read_only: a.read_only,
+        memory: a.memory,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        hostname: a.hostname.unwrap_or_default(),
+        tty: false,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        security_opt: a.security_opt,
+    };
+    run_spec::freeze_env(&mut opts)?;
+    let spec = engine::ContainerSpec {
+        image: a.image,
+        opts,
+        restart,
+        labels,
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
+    };
+    Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }
 
 /// `berth-runtime --root RUNROOT/runtime run --bundle DIR ID`, forwarding signals (which

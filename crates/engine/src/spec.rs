@@ -1,15 +1,19 @@
-//! The OCI runtime config of a `berth run` container: the defaults of `berth-runtime spec`
+//! The OCI runtime config of a container (foreground `berth run` and the engine's
+//! detached containers alike): the defaults of `berth-runtime spec`
 //! (namespaces, mounts, masked and read-only paths) with docker's default capability set,
 //! filled from the image config (runtime-spec `config.md`; image-spec `config.md`
 //! "Properties": Env, Entrypoint, Cmd, WorkingDir, User) and the command line.
 
-use anyhow::{bail, Context, Result};
+use crate::error::Result;
+use crate::invalid;
 use oci_spec::image::ImageConfiguration;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// What the command line asks of the container.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Opts {
     pub env: Vec<String>,
     pub env_files: Vec<PathBuf>,
@@ -62,10 +66,12 @@ fn security(opts: &[String]) -> Result<Security> {
             ("seccomp", Some(p)) if !p.is_empty() => s.seccomp = Seccomp::File(PathBuf::from(p)),
             ("no-new-privileges", None | Some("true")) => s.no_new_privileges = Some(true),
             ("no-new-privileges", Some("false")) => s.no_new_privileges = Some(false),
-            _ => bail!(
-                "--security-opt {o:?}: expected seccomp=unconfined, seccomp=PROFILE.json or \
-                 no-new-privileges[=true|false]"
-            ),
+            _ => {
+                return Err(invalid!(
+                    "--security-opt {o:?}: expected seccomp=unconfined, seccomp=PROFILE.json or \
+                     no-new-privileges[=true|false]"
+                ))
+            }
         }
     }
     Ok(s)
@@ -76,7 +82,7 @@ fn security(opts: &[String]) -> Result<Security> {
 fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<&'static str>> {
     use image::seccomp::{cap_name, ALL_CAPS};
     let name = |flag: &str, c: &str| {
-        cap_name(c).with_context(|| format!("{flag} {c:?}: not a capability (see capabilities(7))"))
+        cap_name(c).ok_or_else(|| invalid!("{flag} {c:?}: not a capability (see capabilities(7))"))
     };
     let all = |c: &String| c.eq_ignore_ascii_case("all");
     let mut caps: Vec<&'static str> = image::user::DEFAULT_CAPS.to_vec();
@@ -99,6 +105,94 @@ fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<&'static str>> {
     Ok(caps)
 }
 
+/// Reads the env files and copies `-e NAME` values from this process's environment into
+/// `env`, so a container created now gets the same environment when it starts later.
+pub fn freeze_env(o: &mut Opts) -> Result<()> {
+    let mut env = Vec::new();
+    for f in std::mem::take(&mut o.env_files) {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| invalid!("read env file {}: {e}", f.display()))?;
+        env.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    for e in std::mem::take(&mut o.env) {
+        match e.split_once('=') {
+            Some(("", _)) => return Err(invalid!("invalid environment variable {e:?}")),
+            Some(_) => env.push(e),
+            None => {
+                if let Ok(v) = std::env::var(&e) {
+                    env.push(format!("{e}={v}"));
+                }
+            }
+        }
+    }
+    o.env = env;
+    Ok(())
+}
+
+/// Checks what can be checked before the container's root filesystem exists (everything
+/// but the user, which is resolved in the image's /etc/passwd at start): a bad option is
+/// refused at create, with nothing made.
+pub fn validate(o: &Opts) -> Result<()> {
+    security(&o.security_opt)?;
+    capabilities(&o.cap_add, &o.cap_drop)?;
+    if let Some(w) = &o.workdir {
+        if !w.starts_with('/') {
+            return Err(invalid!("working directory {w:?} is not absolute"));
+        }
+    }
+    if let Some(m) = &o.memory {
+        parse_bytes(m)?;
+    }
+    if let Some(c) = o.cpus {
+        if !(c > 0.0 && c <= 1024.0) {
+            return Err(invalid!("--cpus {c}: must be between 0 and 1024"));
+        }
+    }
+    let mut scratch = runtime::spec_default::default_spec(false);
+    if let Some(m) = scratch["mounts"].as_array_mut() {
+        volumes(&o.volumes, m)?;
+    }
+    Ok(())
+}
+
+/// Appends the `-v HOST:CONTAINER[:ro]` bind mounts to `mounts`.
+fn volumes(list: &[String], mounts: &mut Vec<Value>) -> Result<()> {
+    for v in list {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => return Err(invalid!("invalid volume {v:?} (HOST:CONTAINER[:ro])")),
+        };
+        let src = std::fs::canonicalize(src)
+            .map_err(|e| invalid!("volume {v:?}: host path {src:?}: {e}"))?;
+        if !dst.starts_with('/') {
+            return Err(invalid!(
+                "volume {v:?}: container path {dst:?} is not absolute"
+            ));
+        }
+        let mut options = vec!["rbind", "rprivate"];
+        for opt in opts.split(',').filter(|o| !o.is_empty()) {
+            match opt {
+                "ro" => options.push("ro"),
+                "rw" => {}
+                other => {
+                    return Err(invalid!(
+                        "volume {v:?}: unknown option {other:?} (ro or rw)"
+                    ))
+                }
+            }
+        }
+        mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": options}));
+    }
+    Ok(())
+}
+
 /// Builds config.json for a container whose (mounted) root filesystem is `rootfs`.
 pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Value> {
     let mut spec = runtime::spec_default::default_spec(false);
@@ -119,7 +213,9 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
-        bail!("no command: the image has no entrypoint or cmd; give one after the image name");
+        return Err(invalid!(
+            "no command: the image has no entrypoint or cmd; give one after the image name"
+        ));
     }
 
     // Environment: image, then env files, then -e (later wins).
@@ -129,8 +225,8 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
     }
     let mut extra = Vec::new();
     for f in &o.env_files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("read env file {}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| invalid!("read env file {}: {e}", f.display()))?;
         extra.extend(
             text.lines()
                 .map(str::trim)
@@ -149,7 +245,7 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
         };
         let key = kv.split('=').next().unwrap_or("").to_string();
         if key.is_empty() {
-            bail!("invalid environment variable {kv:?}");
+            return Err(invalid!("invalid environment variable {kv:?}"));
         }
         env.retain(|x| x.split('=').next() != Some(key.as_str()));
         env.push(kv);
@@ -164,7 +260,7 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
         .or_else(|| ic.working_dir().clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
-        bail!("working directory {cwd:?} is not absolute");
+        return Err(invalid!("working directory {cwd:?} is not absolute"));
     }
     let user = o
         .user
@@ -202,29 +298,8 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
 
     let mounts = spec["mounts"]
         .as_array_mut()
-        .context("default spec has mounts")?;
-    for v in &o.volumes {
-        let parts: Vec<&str> = v.split(':').collect();
-        let (src, dst, opts) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, o] => (*s, *d, *o),
-            _ => bail!("invalid volume {v:?} (HOST:CONTAINER[:ro])"),
-        };
-        let src = std::fs::canonicalize(src)
-            .with_context(|| format!("volume {v:?}: host path {src:?}"))?;
-        if !dst.starts_with('/') {
-            bail!("volume {v:?}: container path {dst:?} is not absolute");
-        }
-        let mut options = vec!["rbind", "rprivate"];
-        for opt in opts.split(',').filter(|o| !o.is_empty()) {
-            match opt {
-                "ro" => options.push("ro"),
-                "rw" => {}
-                other => bail!("volume {v:?}: unknown option {other:?} (ro or rw)"),
-            }
-        }
-        mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": options}));
-    }
+        .ok_or_else(|| invalid!("the default spec has no mounts"))?;
+    volumes(&o.volumes, mounts)?;
 
     // The seccomp profile follows the capability set (moby's includes/excludes.caps).
     let profile = match &sec.seccomp {
@@ -242,7 +317,7 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
     }
     if let Some(c) = o.cpus {
         if !(c > 0.0 && c <= 1024.0) {
-            bail!("--cpus {c}: must be between 0 and 1024");
+            return Err(invalid!("--cpus {c}: must be between 0 and 1024"));
         }
         res["cpu"] = json!({"quota": (c * 100_000.0) as i64, "period": 100_000});
     }
@@ -262,9 +337,9 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
         Some('g') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    let n: f64 = num.parse().map_err(|_| invalid!("invalid size {s:?}"))?;
     if !n.is_finite() || n <= 0.0 {
-        bail!("invalid size {s:?}");
+        return Err(invalid!("invalid size {s:?}"));
     }
     Ok((n * mult as f64) as i64)
 }

@@ -1,0 +1,468 @@
+//! The container API every front end calls: create, start, stop, kill, restart, remove,
+//! wait, list, inspect, exec. Each step is a transaction on the database; what outlives a
+//! command belongs to the container's monitor (`berth-monitor`, src/bin/monitor.rs).
+//!
+//! Reconcile: before a row is shown or acted on, a row that says running (or restarting)
+//! whose monitor and container process are both gone (pid + start time) becomes exited,
+//! with the exit code of the monitor's exit file when it wrote one, else -1 (podman's
+//! "unknown"). A container whose monitor died but whose process still runs stays running.
+
+use crate::db::{Container, Db};
+use crate::error::{io, Error, Result};
+use crate::types::{parse_signal, ContainerSpec, State};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The container's log (Docker's json-file lines), in its directory.
+pub const LOG: &str = "ctr.log";
+/// The monitor's record of the last exit code, beside the log.
+pub const EXIT_FILE: &str = "exit";
+/// The monitor's own diagnostics.
+pub const MONITOR_LOG: &str = "monitor.log";
+
+/// Where things are.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    /// The image store's root (`--root`); the database and containers/ live here.
+    pub root: PathBuf,
+    /// Runtime state (`--runroot`); berth-runtime's is `<runroot>/runtime`.
+    pub runroot: PathBuf,
+    /// The berth-runtime binary.
+    pub runtime: PathBuf,
+    /// The berth-monitor binary.
+    pub monitor: PathBuf,
+}
+
+/// Whether `pid` is the process that started at `start`.
+pub fn alive(pid: i32, start: u64) -> bool {
+    pid > 0 && runtime::state::process_start_time(pid) == Some(start)
+}
+
+fn random_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(io("read /dev/urandom"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// The exit code in a monitor's exit file.
+fn read_exit_file(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join(EXIT_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl Engine {
+    pub fn db(&self) -> Result<Db> {
+        Db::open(&self.root)
+    }
+
+    /// `<root>/containers/<id>`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.runroot.join("runtime")
+    }
+
+    /// Creates a container (state `created`): the row first, then its directory.
+    pub fn create(&self, name: Option<&str>, spec: ContainerSpec) -> Result<Container> {
+        if let Some(n) = name {
+            if !valid_name(n) {
+                return Err(Error::Invalid(format!(
+                    "invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* are allowed"
+                )));
+            }
+        }
+        crate::spec::validate(&spec.opts)?;
+        let store = image::ImageStore::open(&self.root)?;
+        let img = store.resolve(&spec.image)?;
+        let id = random_id()?;
+        let c = Container {
+            name: name.map_or_else(|| format!("berth-{}", &id[..12]), str::to_string),
+            id,
+            image: spec.image.clone(),
+            image_id: img.manifest_digest.to_string(),
+            spec,
+            state: State::Created,
+            pid: 0,
+            pid_start: 0,
+            monitor_pid: 0,
+            monitor_start: 0,
+            exit_code: None,
+            oom_killed: false,
+            created: runtime::state::now_rfc3339(),
+            started: String::new(),
+            finished: String::new(),
+            restart_count: 0,
+            stopped_by_user: false,
+            error: String::new(),
+        };
+        let mut db = self.db()?;
+        db.insert(&c)?;
+        let dir = self.dir(&c.id);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            let _ = db.delete(&c.id);
+            return Err(io(format!("create {}", dir.display()))(e));
+        }
+        tracing::debug!(container = %c.id, name = %c.name, image = %c.image, "created");
+        Ok(c)
+    }
+
+    /// A container's row, reconciled with what runs.
+    pub fn inspect(&self, reference: &str) -> Result<Container> {
+        let mut db = self.db()?;
+        let c = db.find(reference)?;
+        self.reconcile(&mut db, c)
+    }
+
+    /// Every container (reconciled); only the running ones unless `all`.
+    pub fn list(&self, all: bool) -> Result<Vec<Container>> {
+        let mut db = self.db()?;
+        let mut out = Vec::new();
+        for c in db.list()? {
+            let c = self.reconcile(&mut db, c)?;
+            if all || c.state.is_active() {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// See the module doc.
+    fn reconcile(&self, db: &mut Db, c: Container) -> Result<Container> {
+        if !c.state.is_active() || alive(c.monitor_pid, c.monitor_start) {
+            return Ok(c);
+        }
+        if alive(c.pid, c.pid_start) {
+            // The monitor died; the container itself still runs.
+            return Ok(c);
+        }
+        let dir = self.dir(&c.id);
+        let code = read_exit_file(&dir).unwrap_or(-1);
+        tracing::info!(container = %c.id, code, "its monitor is gone: marking it exited");
+        self.runtime_delete(&c.id);
+        let updated = db.update(&c.id, |row| {
+            if row.state.is_active() && !alive(row.monitor_pid, row.monitor_start) {
+                row.state = State::Exited;
+                row.exit_code = Some(code);
+                row.finished = runtime::state::now_rfc3339();
+                row.pid = 0;
+                row.pid_start = 0;
+                row.monitor_pid = 0;
+                row.monitor_start = 0;
+            }
+            Ok(row.clone())
+        })?;
+        updated.ok_or_else(|| Error::NotFound(c.id.clone()))
+    }
+
+    /// `berth-runtime delete --force ID` (its state, cgroup), quietly.
+    fn runtime_delete(&self, id: &str) {
+        if !self.runtime_root().join(id).exists() {
+            return;
+        }
+        let _ = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(self.runtime_root())
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Starts a created or exited container: spawns its monitor (detached) and returns once
+    /// the container runs, or with the monitor's error. Starting a running one is a no-op.
+    pub fn start(&self, reference: &str) -> Result<Container> {
+        let c = self.inspect(reference)?;
+        match c.state {
+            State::Running | State::Restarting | State::Paused => return Ok(c),
+            State::Removing => {
+                return Err(Error::Conflict(format!(
+                    "container {} is being removed",
+                    c.name
+                )))
+            }
+            State::Created | State::Exited => {}
+        }
+        if alive(c.monitor_pid, c.monitor_start) {
+            return Err(Error::Conflict(format!(
+                "container {} is being started by another command",
+                c.name
+            )));
+        }
+        if !self.monitor.is_file() {
+            return Err(Error::Runtime(format!(
+                "{} not found: build it (cargo build) or set BERTH_MONITOR",
+                self.monitor.display()
+            )));
+        }
+        let dir = self.dir(&c.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(MONITOR_LOG))
+            .map_err(io(format!("open {}", dir.join(MONITOR_LOG).display())))?;
+        // The monitor re-executes itself detached (setsid, a second process) and reports on
+        // its stdout: `ok` once the container runs, `error: …` otherwise; then EOF.
+        let mut child = Command::new(&self.monitor)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(&self.runroot)
+            .arg("--runtime")
+            .arg(&self.runtime)
+            .arg(&c.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(io(format!("run {}", self.monitor.display())))?;
+        let mut report = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            let _ = out.read_to_string(&mut report);
+        }
+        let _ = child.wait();
+        let report = report.trim();
+        if let Some(msg) = report.strip_prefix("error: ") {
+            return Err(Error::Runtime(format!("start container {}: {msg}", c.name)));
+        }
+        if report != "ok" {
+            let tail = std::fs::read_to_string(dir.join(MONITOR_LOG)).unwrap_or_default();
+            let last = tail.lines().last().unwrap_or("no message");
+            return Err(Error::Runtime(format!(
+                "start container {}: the monitor ended without a report ({last})",
+                c.name
+            )));
+        }
+        self.inspect(&c.id)
+    }
+
+    /// Sends `signal` to the container's process.
+    pub fn kill(&self, reference: &str, signal: &str) -> Result<Container> {
+        let sig = parse_signal(signal)?;
+        let c = self.inspect(reference)?;
+        if !matches!(c.state, State::Running | State::Paused) || !alive(c.pid, c.pid_start) {
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
+        }
+        signal_pid(c.pid, sig)?;
+        Ok(c)
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout` (default: its
+    /// `stop_timeout`, else 10 s). Final for its restart policy. Returns once its monitor
+    /// has recorded the exit.
+    pub fn stop(&self, reference: &str, timeout: Option<Duration>) -> Result<Container> {
+        let c = self.inspect(reference)?;
+        let mut db = self.db()?;
+        db.update(&c.id, |row| {
+            row.stopped_by_user = true;
+            Ok(())
+        })?;
+        if !c.state.is_active() {
+            return Ok(c);
+        }
+        let timeout = timeout
+            .or(c.spec.stop_timeout.map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(10));
+        let sig = parse_signal(c.spec.stop_signal.as_deref().unwrap_or("TERM"))?;
+        if alive(c.pid, c.pid_start) {
+            tracing::debug!(container = %c.id, signal = %sig, "stopping");
+            let _ = signal_pid(c.pid, sig);
+            if !wait_gone(c.pid, c.pid_start, timeout) {
+                tracing::info!(container = %c.id, "stop timeout: SIGKILL");
+                let _ = signal_pid(c.pid, Signal::SIGKILL);
+                wait_gone(c.pid, c.pid_start, Duration::from_secs(10));
+            }
+        }
+        // The monitor records the exit (and does not restart: stopped_by_user).
+        self.wait_inactive(&c.id, Duration::from_secs(15))
+    }
+
+    /// Stop (if running), then start.
+    pub fn restart(&self, reference: &str, timeout: Option<Duration>) -> Result<Container> {
+        let c = self.stop(reference, timeout)?;
+        self.start(&c.id)
+    }
+
+    fn wait_inactive(&self, id: &str, limit: Duration) -> Result<Container> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let c = self.inspect(id)?;
+            if !c.state.is_active() || Instant::now() >= deadline {
+                return Ok(c);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the container is not running (nor restarting); its exit code.
+    pub fn wait(&self, reference: &str) -> Result<i32> {
+        let c = self.inspect(reference)?;
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let now = self.inspect(&c.id)?;
+            if !now.state.is_active() {
+                return Ok(now.exit_code.unwrap_or(0));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Removes a container: its process (with `force`; a running container is refused
+    /// otherwise), its monitor, runtime state, cgroup, directory and row. The row says
+    /// `removing` first, so a killed `rm` is finished by the next one.
+    pub fn remove(&self, reference: &str, force: bool) -> Result<Container> {
+        let c = self.inspect(reference)?;
+        let running = c.state.is_active() || alive(c.pid, c.pid_start);
+        if running && !force {
+            return Err(Error::Conflict(format!(
+                "container {} is {}: stop it first, or remove it with rm -f",
+                c.name,
+                c.state.as_str()
+            )));
+        }
+        let mut db = self.db()?;
+        db.update(&c.id, |row| {
+            row.state = State::Removing;
+            row.stopped_by_user = true;
+            Ok(())
+        })?;
+        // The monitor first, so it restarts nothing; then the container's process.
+        if alive(c.monitor_pid, c.monitor_start) {
+            let _ = signal_pid(c.monitor_pid, Signal::SIGKILL);
+            wait_gone(c.monitor_pid, c.monitor_start, Duration::from_secs(10));
+        }
+        if alive(c.pid, c.pid_start) {
+            let _ = signal_pid(c.pid, Signal::SIGKILL);
+            wait_gone(c.pid, c.pid_start, Duration::from_secs(10));
+        }
+        self.runtime_delete(&c.id);
+        let dir = self.dir(&c.id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("remove {}", dir.display()))(e)),
+        }
+        db.delete(&c.id)?;
+        tracing::debug!(container = %c.id, "removed");
+        Ok(c)
+    }
+
+    /// Removes every container that is not running; their names.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for c in self.list(true)? {
+            if !c.state.is_active() && !alive(c.pid, c.pid_start) {
+                self.remove(&c.id, false)?;
+                out.push(c.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids of every container the engine knows (whatever its state).
+    pub fn ids(&self) -> Result<Vec<String>> {
+        Ok(self.db()?.list()?.into_iter().map(|c| c.id).collect())
+    }
+
+    /// The names of the containers that use the image `manifest` (a digest).
+    pub fn users_of_image(&self, manifest: &str) -> Result<Vec<String>> {
+        self.db()?.users_of_image(manifest)
+    }
+
+    /// A `berth-runtime exec` command for a process in the running container (the caller
+    /// chooses its stdio and runs it).
+    pub fn exec(&self, reference: &str, e: &ExecOpts) -> Result<Command> {
+        let c = self.inspect(reference)?;
+        if c.state != State::Running || !alive(c.pid, c.pid_start) {
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
+        }
+        if e.args.is_empty() {
+            return Err(Error::Invalid("exec: no command given".into()));
+        }
+        let mut cmd = Command::new(&self.runtime);
+        cmd.arg("--root").arg(self.runtime_root()).arg("exec");
+        if e.detach {
+            cmd.arg("--detach");
+        }
+        for kv in &e.env {
+            if !kv.contains('=') || kv.starts_with('=') {
+                return Err(Error::Invalid(format!(
+                    "exec: invalid environment variable {kv:?} (K=V)"
+                )));
+            }
+            cmd.arg("--env").arg(kv);
+        }
+        if let Some(u) = &e.user {
+            cmd.arg("--user").arg(u);
+        }
+        if let Some(w) = &e.workdir {
+            if !w.starts_with('/') {
+                return Err(Error::Invalid(format!(
+                    "exec: working directory {w:?} is not absolute"
+                )));
+            }
+            cmd.arg("--cwd").arg(w);
+        }
+        cmd.arg(&c.id).args(&e.args);
+        Ok(cmd)
+    }
+
+    /// The container's log file.
+    pub fn log_path(&self, c: &Container) -> PathBuf {
+        self.dir(&c.id).join(LOG)
+    }
+}
+
+/// What `exec` runs.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOpts {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub detach: bool,
+}
+
+fn signal_pid(pid: i32, sig: Signal) -> Result<()> {
+    nix::sys::signal::kill(Pid::from_raw(pid), sig)
+        .map_err(|e| Error::Runtime(format!("signal {sig} to pid {pid}: {e}")))
+}
+
+/// Waits up to `limit` for the process to end; whether it did.
+fn wait_gone(pid: i32, start: u64, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while alive(pid, start) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}

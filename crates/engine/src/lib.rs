@@ -1,0 +1,35 @@
+//! berth's engine: containers as a managed service, daemonless (as Podman).
+//!
+//! Every front end (the CLI now; the Docker API and kube play later) calls [`Engine`]
+//! (container.rs); none touches the database or the runtime directly.
+//!
+//! Invariants:
+//! - **The database is the truth** (`<root>/engine.db`, SQLite in WAL mode, db.rs): every
+//!   state change is one transaction, retried with back-off while another command holds
+//!   the write lock. Containers' bulk data (writable layer, log) is in
+//!   `<root>/containers/<id>/`; a row is written before its directory is made and a
+//!   removal marks the row `removing` before anything goes, so a killed command leaves
+//!   something the next one repairs.
+//! - **One monitor per running container** (`berth-monitor`, src/bin/monitor.rs): the
+//!   container's parent after the CLI exits (a child subreaper), its overlay rootfs
+//!   mounted in the monitor's private mount namespace (never in the host's mount table),
+//!   holder of its stdout/stderr and writer of its log, recorder of its exit and applier of
+//!   its restart policy. Killing it loses nothing: the next command's reconcile shows the
+//!   container's true state.
+//! - The OCI config of a container is built by spec.rs for the engine and for the
+//!   foreground `berth run` alike.
+//! - A container pins its image: `rmi` refuses an image a container uses (naming it), and
+//!   the container's `chains.json` keeps its snapshots from gc.
+#![forbid(unsafe_code)]
+
+pub mod container;
+pub mod db;
+pub mod error;
+pub mod logs;
+pub mod spec;
+pub mod types;
+
+pub use container::{Engine, ExecOpts};
+pub use db::Container;
+pub use error::{Error, Result};
+pub use types::{ContainerSpec, RestartPolicy, State};
