@@ -1014,6 +1014,7 @@ const LINUX_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 noxsave nofsgsbase 
 /// userspace then faults and the kernel panics and reboots; on hardware KVM /init reboots.
 #[track_caller]
 fn boot_linux(kernel: &str, extra: &[&str]) -> berth_tests::Output {
+    let _one_at_a_time = linux_boot_lock();
     let r = VmRoot::new();
     let kernel = guest_kernel().join(kernel);
     let initrd = busybox_initramfs(r.dir.path());
@@ -1086,6 +1087,7 @@ fn linux_bzimage_boots_to_init_through_the_64_bit_boot_protocol() {
 /// (no second "Linux version" banner) up to /init.
 #[test]
 fn linux_guest_restored_from_a_snapshot_continues_booting() {
+    let _one_at_a_time = linux_boot_lock();
     let r = VmRoot::new();
     let kernel = guest_kernel().join("vmlinux");
     let initrd = busybox_initramfs(r.dir.path());

@@ -214,6 +214,14 @@ pub fn vmm_processes(root: &Path, expected: usize) -> Vec<(i32, String)> {
 /// The microVM guest kernel's directory (`vmlinux`, `bzImage`), built from Debian's
 /// linux-source-6.1 by `scripts/build-guest-kernel.sh` on first use and cached in
 /// `target/guest-kernel/` (about 3 minutes on 2 cores).
+/// Held by every test that boots the Linux guest: under a software virtualizer one boot
+/// takes one to two and a half minutes of both host cores, and several at once starve each
+/// other past their timeouts (seen on a loaded machine). One at a time per test binary.
+pub fn linux_boot_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub fn guest_kernel() -> PathBuf {
     static KERNEL: OnceLock<PathBuf> = OnceLock::new();
     KERNEL
