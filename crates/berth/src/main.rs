@@ -110,6 +110,8 @@ enum Cmd {
     Login(cmd::transfer::LoginArgs),
     /// Remove stored credentials for a registry.
     Logout(cmd::transfer::LogoutArgs),
+    /// Run the engine's long-running process (restarts containers whose monitor died).
+    Serve(cmd::serve::Args),
     /// MicroVMs: run, list, stop, pause, snapshot and restore KVM virtual machines.
     Vm(cmd::vm::Args),
 }
@@ -174,6 +176,7 @@ fn main() {
         Cmd::Login(a) => cmd::transfer::login(a).map(|()| 0),
         Cmd::Logout(a) => cmd::transfer::logout(a).map(|()| 0),
         Cmd::Vm(a) => cmd::vm::run(a).map(|()| 0),
+        Cmd::Serve(a) => cmd::serve::run(&g, a).map(|()| 0),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -83,7 +83,7 @@ impl Engine {
     }
 
     /// Creates a container (state `created`): the row first, then its directory.
-    pub fn create(&self, name: Option<&str>, spec: ContainerSpec) -> Result<Container> {
+    pub fn create(&self, name: Option<&str>, mut spec: ContainerSpec) -> Result<Container> {
         if let Some(n) = name {
             if !valid_name(n) {
                 return Err(Error::Invalid(format!(
@@ -94,6 +94,10 @@ impl Engine {
         crate::spec::validate(&spec.opts)?;
         let store = image::ImageStore::open(&self.root)?;
         let img = store.resolve(&spec.image)?;
+        spec.healthcheck = crate::health::merge(
+            spec.healthcheck.take(),
+            crate::health::image_healthcheck(&img.config_bytes)?,
+        )?;
         let id = random_id()?;
         let c = Container {
             name: name.map_or_else(|| format!("berth-{}", &id[..12]), str::to_string),
@@ -256,7 +260,10 @@ impl Engine {
         self.inspect(&c.id)
     }
 
-    /// Sends `signal` to the container's process.
+    /// Sends `signal` to the container's process. As Docker (moby `daemon/kill.go`
+    /// `killWithSignal`: `ExitOnNext` and `HasBeenManuallyStopped`), a kill with SIGKILL or
+    /// the container's stop signal (any signal when it has none) is a manual stop: its
+    /// restart policy does not bring it back until it is started again.
     pub fn kill(&self, reference: &str, signal: &str) -> Result<Container> {
         let sig = parse_signal(signal)?;
         let c = self.inspect(reference)?;
@@ -265,6 +272,16 @@ impl Engine {
                 "container {} is not running",
                 c.name
             )));
+        }
+        let manual = match &c.spec.stop_signal {
+            None => true,
+            Some(s) => sig == Signal::SIGKILL || parse_signal(s).ok() == Some(sig),
+        };
+        if manual {
+            self.db()?.update(&c.id, |row| {
+                row.stopped_by_user = true;
+                Ok(())
+            })?;
         }
         signal_pid(c.pid, sig)?;
         Ok(c)

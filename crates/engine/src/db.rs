@@ -150,6 +150,7 @@ impl Db {
         })?;
         db.write(|tx| {
             tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(crate::health::SCHEMA)?;
             let v: Option<i64> = tx
                 .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
                 .optional()?;
@@ -344,6 +345,7 @@ impl Db {
     /// Deletes the row of `id`.
     pub fn delete(&mut self, id: &str) -> Result<()> {
         self.write(|tx| {
+            tx.execute("DELETE FROM health WHERE id = ?1", [id])?;
             tx.execute("DELETE FROM containers WHERE id = ?1", [id])
                 .map(|_| ())
         })

@@ -25,7 +25,9 @@
 pub mod container;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod logs;
+pub mod revive;
 pub mod spec;
 pub mod types;
 

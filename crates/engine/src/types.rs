@@ -158,6 +158,9 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
     /// Seconds `stop` waits before SIGKILL (default 10).
     pub stop_timeout: Option<u64>,
+    /// The health check (the `--health-*` flags merged with the image's; health.rs).
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

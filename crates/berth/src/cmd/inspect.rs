@@ -24,7 +24,11 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             Ok(img) => img,
             Err(image::Error::NotFound(_)) => match g.engine()?.inspect(r) {
                 Ok(c) => {
-                    out.push(container(&c));
+                    let mut v = container(&c);
+                    if let Some(h) = g.engine()?.health(&c)? {
+                        v["State"]["Health"] = serde_json::to_value(h)?;
+                    }
+                    out.push(v);
                     continue;
                 }
                 Err(engine::Error::NotFound(_)) => {
@@ -95,6 +99,7 @@ pub fn container(c: &engine::Container) -> Value {
             "Hostname": o.hostname,
             "Labels": c.spec.labels,
             "StopSignal": c.spec.stop_signal,
+            "Healthcheck": c.spec.healthcheck,
         },
         "HostConfig": {
             "RestartPolicy": {

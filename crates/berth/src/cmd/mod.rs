@@ -21,6 +21,7 @@ pub mod rmi;
 pub mod run;
 mod run_tty;
 pub mod save;
+pub mod serve;
 pub mod start;
 pub mod stop;
 pub mod system;

@@ -76,8 +76,23 @@ pub fn command(c: &Container) -> String {
         .join(" ")
 }
 
+/// Docker's STATUS with the health of a running container: `Up 5 seconds (healthy)`,
+/// `(unhealthy)`, `(health: starting)`.
+fn status_with_health(e: &engine::Engine, c: &Container) -> Result<String> {
+    let s = status(c);
+    if c.state != State::Running {
+        return Ok(s);
+    }
+    Ok(match e.health(c)? {
+        Some(h) if h.status == "starting" => format!("{s} (health: starting)"),
+        Some(h) => format!("{s} ({})", h.status),
+        None => s,
+    })
+}
+
 pub fn run(g: &Globals, a: Args) -> Result<()> {
-    let list = g.engine()?.list(a.all)?;
+    let e = g.engine()?;
+    let list = e.list(a.all)?;
     if a.quiet {
         for c in &list {
             println!("{}", c.short_id());
@@ -86,10 +101,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     }
     match a.format.as_str() {
         "json" => {
-            let v: Vec<_> = list
+            let v = list
                 .iter()
                 .map(|c| {
-                    json!({
+                    Ok(json!({
                         "Id": c.id,
                         "Names": [c.name],
                         "Image": c.image,
@@ -97,14 +112,14 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                         "Command": command(c),
                         "Created": c.created,
                         "State": c.state.as_str(),
-                        "Status": status(c),
+                        "Status": status_with_health(&e, c)?,
                         "ExitCode": c.exit_code,
                         "RestartCount": c.restart_count,
                         "Pid": c.pid,
                         "Labels": c.spec.labels,
-                    })
+                    }))
                 })
-                .collect();
+                .collect::<Result<Vec<_>>>()?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         "table" => {
@@ -123,7 +138,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                     c.image,
                     cmd,
                     format!("{} ago", since(&c.created)),
-                    status(c),
+                    status_with_health(&e, c)?,
                     c.name
                 );
             }

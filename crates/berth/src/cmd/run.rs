@@ -90,6 +90,24 @@ pub struct Args {
     /// `no-new-privileges[=true|false]`.
     #[arg(long)]
     security_opt: Vec<String>,
+    /// Health check command of a detached container (run by `/bin/sh -c` in it).
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between health checks (`30s`, `500ms`, `1m30s`; default 30s).
+    #[arg(long)]
+    health_interval: Option<String>,
+    /// Longest a health check may run before it is killed and counts as failed (default 30s).
+    #[arg(long)]
+    health_timeout: Option<String>,
+    /// Consecutive failures that make the container unhealthy (default 3).
+    #[arg(long, allow_negative_numbers = true)]
+    health_retries: Option<i64>,
+    /// Time after the start during which failed checks do not count (default 0s).
+    #[arg(long)]
+    health_start_period: Option<String>,
+    /// Disable any health check, the image's too.
+    #[arg(long)]
+    no_healthcheck: bool,
     /// Keep stdin open (accepted for docker compatibility; stdin is always passed).
     #[arg(short, long)]
     interactive: bool,
@@ -295,6 +313,15 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         security_opt: a.security_opt,
     };
     run_spec::freeze_env(&mut opts)?;
+    let healthcheck = engine::health::HealthFlags {
+        cmd: a.health_cmd,
+        interval: a.health_interval,
+        timeout: a.health_timeout,
+        start_period: a.health_start_period,
+        retries: a.health_retries,
+        none: a.no_healthcheck,
+    }
+    .to_config()?;
     let spec = engine::ContainerSpec {
         image: a.image,
         opts,
@@ -302,6 +329,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         labels,
         stop_signal: a.stop_signal,
         stop_timeout: a.stop_timeout,
+        healthcheck,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }

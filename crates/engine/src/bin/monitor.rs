@@ -251,6 +251,7 @@ impl Monitor {
         }
         drop(db);
 
+        let hc = engine::health::effective(&c.spec);
         let mut delay = Duration::from_millis(100);
         let mut first = true;
         loop {
@@ -266,13 +267,16 @@ impl Monitor {
                         row.oom_killed = false;
                         Ok(())
                     })?;
+                    if hc.is_some() {
+                        engine::health::reset(&mut db, &id)?;
+                    }
                     drop(db);
                     if first {
                         rep.send("ok");
                         first = false;
                     }
                     tracing::info!(container = %id, pid, "running");
-                    self.pump(&sfd, pid, pipes)
+                    self.pump(&sfd, pid, pipes, hc.as_ref())
                 }
                 Err(e) => {
                     let mut db = Db::open(&self.args.root)?;
@@ -439,8 +443,25 @@ impl Monitor {
     }
 
     /// Copies the container's output into the log until it has exited and its pipes are
-    /// closed; its exit code (128 + signal when killed).
-    fn pump(&self, sfd: &SignalFd, init: i32, pipes: [OwnedFd; 2]) -> i32 {
+    /// closed; its exit code (128 + signal when killed). Runs the health check `hc` on its
+    /// schedule meanwhile (engine::health::Checker).
+    fn pump(
+        &self,
+        sfd: &SignalFd,
+        init: i32,
+        pipes: [OwnedFd; 2],
+        hc: Option<&engine::health::Effective>,
+    ) -> i32 {
+        let mut checker = hc.map(|h| {
+            engine::health::Checker::new(
+                h.clone(),
+                &self.args.id,
+                self.args.root.clone(),
+                self.args.runtime.clone(),
+                self.args.runroot.join("runtime"),
+                self.dir.clone(),
+            )
+        });
         let path = self.dir.join(LOG);
         let mut log = File::options().create(true).append(true).open(&path).ok();
         let mut files: Vec<Option<File>> = pipes.into_iter().map(|f| Some(File::from(f))).collect();
@@ -465,11 +486,15 @@ impl Monitor {
                     idx.push(i);
                 }
             }
+            let check_at = fds.len();
+            if let Some(fd) = checker.as_ref().and_then(|c| c.fd()) {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
             // Once the init is gone its pipes close with its namespace; do not wait forever.
-            let timeout = if code.is_some() {
-                PollTimeout::from(2000u16)
-            } else {
-                PollTimeout::NONE
+            let timeout = match (&code, &checker) {
+                (Some(_), _) => PollTimeout::from(2000u16),
+                (None, Some(c)) => PollTimeout::from(c.timeout().as_millis().min(60_000) as u16),
+                (None, None) => PollTimeout::NONE,
             };
             let n = match nix::poll::poll(&mut fds, timeout) {
                 Ok(n) => n,
@@ -492,9 +517,31 @@ impl Monitor {
                         Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => {
                             code = Some(128 + s as i32)
                         }
+                        Ok(WaitStatus::Exited(p, c)) => {
+                            if let Some(ch) = checker.as_mut() {
+                                ch.exited(p.as_raw(), c);
+                            }
+                        }
+                        Ok(WaitStatus::Signaled(p, s, _)) => {
+                            if let Some(ch) = checker.as_mut() {
+                                ch.exited(p.as_raw(), 128 + s as i32);
+                            }
+                        }
                         Ok(WaitStatus::StillAlive) | Err(_) => break,
                         Ok(_) => {}
                     }
+                }
+            }
+            if ready.get(check_at).copied().unwrap_or(false) {
+                if let Some(ch) = checker.as_mut() {
+                    ch.read();
+                }
+            }
+            if let Some(ch) = checker.as_mut() {
+                if code.is_some() {
+                    ch.abort();
+                } else {
+                    ch.tick();
                 }
             }
             for (k, &i) in idx.iter().enumerate() {
