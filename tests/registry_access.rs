@@ -857,3 +857,80 @@ fn the_connection_cap_is_logged() {
         "no log line for the connection cap: {err:?}"
     );
 }
+
+/// A chunk whose request is dropped midway (here: its connection goes silent and the
+/// idle timeout closes it) must not leave the upload's hash state behind: the next
+/// chunk and the commit would otherwise hash only what came after, and bytes that do
+/// not match the digest would become that digest's blob (a poisoned base layer).
+#[test]
+fn a_chunk_cancelled_midway_cannot_make_a_blob_differ_from_its_digest() {
+    use std::io::Write;
+    let reg = Registry::start(&["--idle-timeout", "1"]);
+    let c = client();
+    let junk = noise(7, 4096);
+    let good = noise(8, 4096);
+    let loc = hdr(
+        c.post(reg.url("/v2/poison/x/blobs/uploads/"))
+            .send()
+            .expect("POST upload")
+            .headers(),
+        "location",
+    );
+    let r = c
+        .patch(reg.url(&loc))
+        .header("content-range", format!("0-{}", junk.len() - 1))
+        .body(junk.clone())
+        .send()
+        .expect("PATCH junk");
+    assert_eq!(r.status().as_u16(), 202);
+    // A PATCH that announces a body, sends a few bytes and goes silent.
+    let mut s = std::net::TcpStream::connect(&reg.addr).expect("connect");
+    write!(
+        s,
+        "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789"
+    )
+    .expect("send");
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(s);
+    // Resume where the server says the upload is.
+    let st = c.get(reg.url(&loc)).send().expect("GET status");
+    let range = hdr(st.headers(), "range");
+    let end: u64 = range
+        .split('-')
+        .nth(1)
+        .and_then(|e| e.parse().ok())
+        .expect("Range end");
+    let r = c
+        .patch(reg.url(&loc))
+        .header(
+            "content-range",
+            format!("{}-{}", end + 1, end + good.len() as u64),
+        )
+        .body(good.clone())
+        .send()
+        .expect("PATCH good");
+    let status = r.status().as_u16();
+    let d = sha256(&good);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let put = c
+        .put(reg.url(&format!("{loc}{sep}digest={d}")))
+        .send()
+        .expect("PUT");
+    if put.status().as_u16() == 201 {
+        // Committed: then the blob must be exactly the bytes of its digest.
+        let got = c
+            .get(reg.url(&format!("/v2/poison/x/blobs/{d}")))
+            .send()
+            .expect("GET blob")
+            .bytes()
+            .expect("blob body");
+        assert_eq!(
+            sha256(&got),
+            d,
+            "blob {d} holds {} bytes that do not hash to it (PATCH answered {status})",
+            got.len()
+        );
+    } else {
+        assert_eq!(put.status().as_u16(), 400, "PUT answered {}", put.status());
+    }
+}

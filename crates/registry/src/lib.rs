@@ -6,7 +6,7 @@
 //!
 //! Invariants: every name, tag, digest and upload id from a request is validated
 //! ([`reference`]) before it becomes part of a path; an upload becomes a blob only after
-//! its digest verifies, via fsync and a hard link that never replaces an existing blob;
+//! its digest verifies, via fsync and a rename that never replaces an existing blob;
 //! this crate and `berth` are the only ones that know HTTP.
 #![forbid(unsafe_code)]
 

@@ -597,6 +597,18 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
+        // A chunk is held in memory while it is sent: a server must not be able to make
+        // us buffer a whole (possibly huge) blob.
+        const MAX_MIN_CHUNK: u64 = 64 << 20;
+        if min > MAX_MIN_CHUNK {
+            return Err(ClientError::Status {
+                url: start_url.to_string(),
+                status: resp.status(),
+                body: format!(
+                    "OCI-Chunk-Min-Length {min} is above the {MAX_MIN_CHUNK} bytes a chunk may hold"
+                ),
+            });
+        }
         Ok((loc, min))
     }
 

@@ -175,12 +175,12 @@ fn tag_params(raw_query: Option<&str>, r: &Reference) -> ApiResult<Vec<String>> 
         if !tags.contains(&t) {
             tags.push(t);
         }
-    }
-    if tags.len() > MAX_TAG_PARAMS {
-        return Err(invalid(format!(
-            "{} tag parameters; at most {MAX_TAG_PARAMS}",
-            tags.len()
-        )));
+        // Inside the loop: a query of thousands of tags must not cost a quadratic scan.
+        if tags.len() > MAX_TAG_PARAMS {
+            return Err(invalid(format!(
+                "more than {MAX_TAG_PARAMS} tag parameters"
+            )));
+        }
     }
     if !tags.is_empty() && matches!(r, Reference::Tag(_)) {
         return Err(invalid(

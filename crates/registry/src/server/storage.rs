@@ -127,9 +127,12 @@ impl Storage {
     }
 
     /// Makes the verified file `tmp` the blob `d` and links it into `repo`. An existing
-    /// blob is never replaced: the new file is hard-linked into place, which fails when
-    /// the name exists (so a blob another push committed first stays as it is, and is
-    /// only touched for GC). The link is made only after the blob exists (a concurrent
+    /// blob is never replaced: the new file is renamed into place with
+    /// `renameat2(RENAME_NOREPLACE)`, which fails when the name exists (so a blob another
+    /// push committed first stays as it is, and is only touched for GC) and leaves no
+    /// second name of the blob's file behind (a hard link would leave the upload's `data`
+    /// pointing at it until removed: a crash in between, and a resumed upload could
+    /// append to a committed blob). The link is made only after the blob exists (a concurrent
     /// GC drops links whose blob is missing), but its fsync and the blob directory's run
     /// at once: the link counts only while the blob exists ([`Storage::blob_in_repo`]), so
     /// a crash between the two leaves nothing a client was told exists.
@@ -146,12 +149,20 @@ impl Storage {
         fs::create_dir_all(dir)?;
         // The linked file keeps the fresh mtime of its writing, which a concurrent GC
         // reads as "in use".
-        match fs::hard_link(tmp, &dst) {
+        match nix::fcntl::renameat2(
+            None,
+            tmp,
+            None,
+            &dst,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.touch_blob(d),
-            Err(e) => return Err(e),
+            Err(nix::errno::Errno::EEXIST) => {
+                self.touch_blob(d);
+                let _ = fs::remove_file(tmp);
+            }
+            Err(e) => return Err(io::Error::from(e)),
         }
-        let _ = fs::remove_file(tmp);
         both(|| fsync_dir(dir), || self.link_blob(repo, d))
     }
 

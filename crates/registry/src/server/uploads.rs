@@ -4,7 +4,7 @@
 //!
 //! An upload is a file under `uploads/<uuid>/`, hashed (sha256) while it streams in. It
 //! becomes a blob only when `PUT` verifies the digest; then it is fsynced and
-//! hard-linked into `blobs/` (never over an existing blob). One request at a time writes an
+//! renamed into `blobs/` with `RENAME_NOREPLACE` (never over an existing blob). One request at a time writes an
 //! upload. A crash mid-upload leaves only the upload directory, which the client can
 //! resume (its state is rebuilt from the file) or which expires.
 
@@ -37,6 +37,11 @@ pub struct Upload {
     /// The upload ended (committed, cancelled, expired) or its state could not be
     /// rebuilt: requests that still hold the slot answer BLOB_UPLOAD_UNKNOWN.
     gone: bool,
+    /// `size` and `sha256` may not describe the file: set before a request starts to
+    /// change either and cleared when it finishes. A request whose future is dropped
+    /// midway (its connection timed out or closed) leaves it set, and the next writer
+    /// rebuilds the state from the file ([`writable`]) instead of trusting it.
+    dirty: bool,
 }
 
 /// An upload in the table: its state behind a lock, and what answers without the lock.
@@ -44,6 +49,8 @@ pub struct Slot {
     /// The repository the upload belongs to (a request naming another is answered
     /// BLOB_UPLOAD_UNKNOWN, even while the state is locked).
     repo: Name,
+    /// The upload's directory (`uploads/<id>`).
+    dir: PathBuf,
     state: Arc<tokio::sync::Mutex<Upload>>,
     /// The size after the last finished request, for status answers and 416s while a
     /// writer holds the lock.
@@ -56,6 +63,7 @@ impl Slot {
     fn new(up: Upload, loaded: bool) -> Arc<Slot> {
         Arc::new(Slot {
             repo: up.repo.clone(),
+            dir: up.dir.clone(),
             size: AtomicU64::new(up.size),
             state: Arc::new(tokio::sync::Mutex::new(up)),
             loaded: AtomicBool::new(loaded),
@@ -86,6 +94,12 @@ impl Slot {
 
 /// Uploads taken out of the table because they expired.
 type Expired = Vec<(Uuid, Arc<Slot>)>;
+
+/// Where an ending upload's directory goes before it is removed: a name that is not an
+/// upload id, so no lookup finds it (and `stale_uploads` collects it after a crash).
+fn tombstone(dir: &std::path::Path, id: &Uuid) -> PathBuf {
+    dir.with_file_name(format!(".expired-{id}"))
+}
 
 struct Entry {
     slot: Arc<Slot>,
@@ -124,7 +138,9 @@ impl Table {
         );
     }
 
-    /// Takes out the uploads idle for longer than `ttl` (not in use by a request).
+    /// Takes out the uploads idle for longer than `ttl` (not in use by a request). Their
+    /// directories are renamed to tombstones before the table lock is released, so a
+    /// request arriving meanwhile cannot rebuild an expiring upload from its files.
     fn expire(&mut self, ttl: Duration) -> Expired {
         let now = Instant::now();
         let idle: Vec<Uuid> = self
@@ -137,14 +153,24 @@ impl Table {
             .collect();
         idle.into_iter()
             .filter_map(|id| self.remove(&id).map(|e| (id, e.slot)))
+            .inspect(|(id, slot)| {
+                let _ = std::fs::rename(&slot.dir, tombstone(&slot.dir, id));
+            })
             .collect()
     }
 }
 
 impl Uploads {
-    /// Whether the upload is not in the table (so only its files' age tells its idleness).
-    fn get_untouched(&self, id: &Uuid) -> bool {
-        !self.table().map.contains_key(id)
+    /// Moves a stale upload's directory to its tombstone unless a request has the upload
+    /// in the table (checked and renamed under the table lock, so a lookup either finds
+    /// the upload's files or does not); returns the tombstone to remove.
+    fn retire_untouched(&self, id: &Uuid, dir: &std::path::Path) -> Option<PathBuf> {
+        let t = self.table();
+        if t.map.contains_key(id) {
+            return None;
+        }
+        let tomb = tombstone(dir, id);
+        std::fs::rename(dir, &tomb).ok().map(|()| tomb)
     }
 }
 
@@ -176,6 +202,14 @@ impl Uploads {
 
     fn remove(&self, id: &Uuid) {
         self.table().remove(id);
+    }
+
+    /// Marks an upload as used now: when a request on it ends (a single PATCH may stream
+    /// for longer than the idle timeout).
+    fn touch(&self, id: &Uuid) {
+        if let Some(e) = self.table().map.get_mut(id) {
+            e.last_used = Instant::now();
+        }
     }
 
     /// The slot of an upload in the table, marked as used now.
@@ -271,6 +305,8 @@ async fn lookup(st: &Shared, name: &Name, id: &str, owner: &Owner) -> ApiResult<
         sha256: Sha256::new(),
         dir: dir.clone(),
         gone: false,
+        // Until the rebuild below completes (it may be cancelled with its request).
+        dirty: true,
     };
     let mine = Slot::new(placeholder, false);
     let mut guard = mine
@@ -298,6 +334,7 @@ async fn lookup(st: &Shared, name: &Name, id: &str, owner: &Owner) -> ApiResult<
         Ok((sha256, size)) => {
             guard.sha256 = sha256;
             guard.size = size;
+            guard.dirty = false;
             mine.size.store(size, Ordering::Release);
             mine.loaded.store(true, Ordering::Release);
             Ok((uuid, slot))
@@ -311,16 +348,29 @@ async fn lookup(st: &Shared, name: &Name, id: &str, owner: &Owner) -> ApiResult<
 }
 
 /// The upload's state for a writer: refused while another request writes, unknown when
-/// the upload ended or belongs to another repository.
-fn writable(
+/// the upload ended or belongs to another repository, rebuilt from the file when a
+/// cancelled request left it [`Upload::dirty`].
+async fn writable(
     slot: &Arc<Slot>,
     name: &Name,
     uuid: &Uuid,
     id: &str,
 ) -> ApiResult<tokio::sync::OwnedMutexGuard<Upload>> {
-    let guard = slot.writer(name, uuid)?;
+    let mut guard = slot.writer(name, uuid)?;
     if guard.gone || guard.repo != *name {
         return Err(upload_unknown(id));
+    }
+    if guard.dirty {
+        tracing::debug!(upload = %uuid, "state left by a cancelled request: rebuilt from the file");
+        let path = guard.dir.join("data");
+        let (h, size) = blocking(move || Ok(rehash(&path)?))
+            .await
+            .map_err(|_| upload_unknown(id))?;
+        guard.sha256 = h;
+        guard.size = size;
+        guard.dirty = false;
+        slot.size.store(size, Ordering::Release);
+        slot.loaded.store(true, Ordering::Release);
     }
     Ok(guard)
 }
@@ -336,6 +386,7 @@ async fn create(st: &Shared, name: &Name, owner: &Owner) -> ApiResult<(Uuid, Arc
             sha256: Sha256::new(),
             dir: dir.clone(),
             gone: false,
+            dirty: false,
         },
         true,
     );
@@ -368,13 +419,9 @@ async fn create(st: &Shared, name: &Name, owner: &Owner) -> ApiResult<(Uuid, Arc
 /// Ends uploads that expired: marks them gone and removes their files.
 async fn remove_expired(expired: Expired) {
     for (id, slot) in expired {
-        let dir = {
-            let mut g = slot.state.lock().await;
-            g.gone = true;
-            g.dir.clone()
-        };
+        slot.state.lock().await.gone = true;
         tracing::info!(upload = %id, "idle upload expired");
-        let _ = tokio::fs::remove_dir_all(dir).await;
+        let _ = tokio::fs::remove_dir_all(tombstone(&slot.dir, &id)).await;
     }
 }
 
@@ -393,6 +440,8 @@ async fn append(st: &Shared, up: &mut Upload, body: Body, limit: Option<u64>) ->
     let p2 = path.clone();
     let file = blocking(move || Ok(std::fs::OpenOptions::new().append(true).open(&p2)?)).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(16);
+    // From here until the state is put back, a cancelled request leaves it dirty.
+    up.dirty = true;
     let hasher = std::mem::take(&mut up.sha256);
     let writer = tokio::task::spawn_blocking(move || write_loop(file, hasher, rx));
     let mut body = body;
@@ -452,10 +501,12 @@ async fn append(st: &Shared, up: &mut Upload, body: Body, limit: Option<u64>) ->
         let (h, size) = blocking(move || Ok(rehash(&path)?)).await?;
         up.sha256 = h;
         up.size = size;
+        up.dirty = false;
         return Err(ApiError::internal(e));
     }
     up.sha256 = out.hasher;
     up.size += out.written;
+    up.dirty = false;
     match failure {
         Some(e) => Err(e),
         None => Ok(out.written),
@@ -487,6 +538,7 @@ async fn append_chunk(
         Err(e) => return Err(e),
     };
     let path = up.dir.join("data");
+    up.dirty = true;
     blocking(move || {
         let f = std::fs::OpenOptions::new().write(true).open(&path)?;
         f.set_len(old_size)?;
@@ -495,6 +547,7 @@ async fn append_chunk(
     .await?;
     up.size = old_size;
     up.sha256 = old_hash;
+    up.dirty = false;
     Err(refusal.with_header(header::RANGE, &range_value(old_size)))
 }
 
@@ -666,7 +719,7 @@ pub async fn start(
         // Monolithic upload: the body is the whole blob.
         let d = digest(dg)?;
         let (id, slot) = create(st, name, owner).await?;
-        let mut guard = writable(&slot, name, &id, &id.to_string())?;
+        let mut guard = writable(&slot, name, &id, &id.to_string()).await?;
         let res = append(st, &mut guard, body.take(), None).await;
         let res = match res {
             Ok(_) => commit(st, &mut guard, &d).await,
@@ -677,9 +730,11 @@ pub async fn start(
         return Ok(created(name, &d));
     }
     let (id, slot) = create(st, name, owner).await?;
-    let mut guard = writable(&slot, name, &id, &id.to_string())?;
-    append(st, &mut guard, body.take(), None).await?;
+    let mut guard = writable(&slot, name, &id, &id.to_string()).await?;
+    let res = append(st, &mut guard, body.take(), None).await;
     slot.size.store(guard.size, Ordering::Release);
+    st.uploads.touch(&id);
+    res?;
     Ok(session_response(
         StatusCode::ACCEPTED,
         name,
@@ -714,6 +769,9 @@ async fn commit(st: &Shared, up: &mut Upload, d: &Digest) -> ApiResult<()> {
         .len();
     let actual = match d.algorithm() {
         Algorithm::Sha256 if on_disk == up.size => {
+            // Taken: a commit cancelled from here on must not leave an empty hash that
+            // the next request would trust.
+            up.dirty = true;
             let h = std::mem::take(&mut up.sha256);
             let hex = crate::reference::hex(&h.finalize());
             parse_digest(&format!("sha256:{hex}")).map_err(ApiError::internal)?
@@ -802,7 +860,7 @@ fn check_range(headers: &HeaderMap, name: &Name, id: &Uuid, size: u64) -> ApiRes
     if a != size {
         return Err(out_of_order());
     }
-    let want = b - a + 1;
+    let want = (b - a).checked_add(1).ok_or_else(out_of_order)?;
     if let Some(len) =
         header_str(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok())
     {
@@ -823,10 +881,11 @@ pub async fn patch(
     body: &BodySlot,
 ) -> ApiResult<Response> {
     let (uuid, slot) = lookup(st, name, id, owner).await?;
-    let mut guard = writable(&slot, name, &uuid, id)?;
+    let mut guard = writable(&slot, name, &uuid, id).await?;
     let want = check_range(headers, name, &uuid, guard.size)?;
     let res = append_chunk(st, &mut guard, body.take(), want).await;
     slot.size.store(guard.size, Ordering::Release);
+    st.uploads.touch(&uuid);
     res?;
     Ok(session_response(
         StatusCode::ACCEPTED,
@@ -856,7 +915,7 @@ pub async fn finish(
             ))
         }
     };
-    let mut guard = writable(&slot, name, &uuid, id)?;
+    let mut guard = writable(&slot, name, &uuid, id).await?;
     let want = check_range(headers, name, &uuid, guard.size)?;
     let res = append_chunk(st, &mut guard, body.take(), want).await;
     slot.size.store(guard.size, Ordering::Release);
@@ -890,7 +949,7 @@ pub async fn status(st: &Shared, name: &Name, owner: &Owner, id: &str) -> ApiRes
 /// `DELETE /v2/<name>/blobs/uploads/<id>`: cancel (204).
 pub async fn cancel(st: &Shared, name: &Name, owner: &Owner, id: &str) -> ApiResult<Response> {
     let (uuid, slot) = lookup(st, name, id, owner).await?;
-    let mut guard = writable(&slot, name, &uuid, id)?;
+    let mut guard = writable(&slot, name, &uuid, id).await?;
     discard(st, &uuid, &mut guard).await;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
@@ -912,9 +971,17 @@ pub fn spawn_reaper(st: Shared) {
                     .unwrap_or_default();
             for (id, dir) in stale {
                 // Only what nobody has touched since the restart (the table's entries
-                // have their own clock).
-                if st.uploads.get_untouched(&id) {
-                    let _ = tokio::fs::remove_dir_all(dir).await;
+                // have their own clock); a tombstone left by a crash goes as it is.
+                let doomed = if dir
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".expired-"))
+                {
+                    Some(dir)
+                } else {
+                    st.uploads.retire_untouched(&id, &dir)
+                };
+                if let Some(d) = doomed {
+                    let _ = tokio::fs::remove_dir_all(d).await;
                 }
             }
         }
@@ -926,6 +993,13 @@ pub fn stale_uploads(dir: &std::path::Path, ttl: Duration) -> Vec<(Uuid, PathBuf
     let now = SystemTime::now();
     let mut out = Vec::new();
     for n in super::storage::read_dir_names(dir).unwrap_or_default() {
+        if let Some(id) = n
+            .strip_prefix(".expired-")
+            .and_then(|i| Uuid::parse_str(i).ok())
+        {
+            out.push((id, dir.join(&n)));
+            continue;
+        }
         let Ok(id) = Uuid::parse_str(&n) else {
             continue;
         };
