@@ -83,7 +83,7 @@ impl Engine {
     }
 
     /// Creates a container (state `created`): the row first, then its directory.
-    pub fn create(&self, name: Option<&str>, spec: ContainerSpec) -> Result<Container> {
+    pub fn create(&self, name: Option<&str>, mut spec: ContainerSpec) -> Result<Container> {
         if let Some(n) = name {
             if !valid_name(n) {
                 return Err(Error::Invalid(format!(
@@ -94,6 +94,12 @@ impl Engine {
         crate::spec::validate(&spec.opts)?;
         let store = image::ImageStore::open(&self.root)?;
         let img = store.resolve(&spec.image)?;
+        let image_volumes = img
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone());
+        self.volumes_at_create(&image_volumes.unwrap_or_default(), &mut spec)?;
         let id = random_id()?;
         let c = Container {
             name: name.map_or_else(|| format!("berth-{}", &id[..12]), str::to_string),
@@ -215,6 +221,7 @@ impl Engine {
                 self.monitor.display()
             )));
         }
+        self.admit(&c)?;
         let dir = self.dir(&c.id);
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -22,12 +22,16 @@
 //!   the container's `chains.json` keeps its snapshots from gc.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod confined;
 pub mod container;
+pub mod cp;
 pub mod db;
 pub mod error;
 pub mod logs;
 pub mod spec;
 pub mod types;
+pub mod volumes;
 
 pub use container::{Engine, ExecOpts};
 pub use db::Container;

@@ -158,6 +158,10 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
     /// Seconds `stop` waits before SIGKILL (default 10).
     pub stop_timeout: Option<u64>,
+    /// Volumes, `--mount` and `--tmpfs` mounts (volumes.rs); `-v HOST:PATH` binds stay in
+    /// `opts.volumes`.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::Mount>,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.
