@@ -112,6 +112,10 @@ enum Cmd {
     Logout(cmd::transfer::LogoutArgs),
     /// MicroVMs: run, list, stop, pause, snapshot and restore KVM virtual machines.
     Vm(cmd::vm::Args),
+    /// Manage volumes (create, ls, inspect, rm, prune).
+    Volume(cmd::volume::Args),
+    /// Copy files and directories between a container and the host.
+    Cp(cmd::cp::Args),
 }
 
 fn main() {
@@ -174,6 +178,8 @@ fn main() {
         Cmd::Login(a) => cmd::transfer::login(a).map(|()| 0),
         Cmd::Logout(a) => cmd::transfer::logout(a).map(|()| 0),
         Cmd::Vm(a) => cmd::vm::run(a).map(|()| 0),
+        Cmd::Volume(a) => cmd::volume::run(&g, a).map(|()| 0),
+        Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
     };
     match r {
         Ok(code) => std::process::exit(code),
