@@ -18,6 +18,9 @@
 //!   container's true state.
 //! - The OCI config of a container is built by spec.rs for the engine and for the
 //!   foreground `berth run` alike.
+//! - A volume is removed only in the transaction that saw no container using it; copies
+//!   into volumes and `cp` go through descriptors (confined.rs) and never follow a symlink
+//!   out of a container's root. Admission's check and reservation are one transaction.
 //! - A container pins its image: `rmi` refuses an image a container uses (naming it), and
 //!   the container's `chains.json` keeps its snapshots from gc.
 #![forbid(unsafe_code)]
