@@ -114,6 +114,10 @@ enum Cmd {
     Serve(cmd::serve::Args),
     /// MicroVMs: run, list, stop, pause, snapshot and restore KVM virtual machines.
     Vm(cmd::vm::Args),
+    /// Manage volumes (create, ls, inspect, rm, prune).
+    Volume(cmd::volume::Args),
+    /// Copy files and directories between a container and the host.
+    Cp(cmd::cp::Args),
 }
 
 fn main() {
@@ -177,6 +181,8 @@ fn main() {
         Cmd::Logout(a) => cmd::transfer::logout(a).map(|()| 0),
         Cmd::Vm(a) => cmd::vm::run(a).map(|()| 0),
         Cmd::Serve(a) => cmd::serve::run(&g, a).map(|()| 0),
+        Cmd::Volume(a) => cmd::volume::run(&g, a).map(|()| 0),
+        Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
     };
     match r {
         Ok(code) => std::process::exit(code),

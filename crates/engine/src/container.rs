@@ -98,6 +98,12 @@ impl Engine {
             spec.healthcheck.take(),
             crate::health::image_healthcheck(&img.config_bytes)?,
         )?;
+        let image_volumes = img
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone());
+        self.volumes_at_create(&image_volumes.unwrap_or_default(), &mut spec)?;
         let id = random_id()?;
         let c = Container {
             name: name.map_or_else(|| format!("berth-{}", &id[..12]), str::to_string),
@@ -219,6 +225,7 @@ impl Engine {
                 self.monitor.display()
             )));
         }
+        self.admit(&c)?;
         let dir = self.dir(&c.id);
         let log = std::fs::OpenOptions::new()
             .create(true)

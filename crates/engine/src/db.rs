@@ -151,6 +151,8 @@ impl Db {
         db.write(|tx| {
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(crate::health::SCHEMA)?;
+            crate::volumes::init(tx)?;
+            crate::admission::init(tx)?;
             let v: Option<i64> = tx
                 .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
                 .optional()?;

@@ -34,6 +34,9 @@ pub enum Error {
     /// berth-runtime or the monitor failed; the message is theirs.
     #[error("{0}")]
     Runtime(String),
+    /// The node has not enough free capacity for the container (admission.rs).
+    #[error("{0}")]
+    Capacity(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -18,11 +18,17 @@
 //!   container's true state.
 //! - The OCI config of a container is built by spec.rs for the engine and for the
 //!   foreground `berth run` alike.
+//! - A volume is removed only in the transaction that saw no container using it; copies
+//!   into volumes and `cp` go through descriptors (confined.rs) and never follow a symlink
+//!   out of a container's root. Admission's check and reservation are one transaction.
 //! - A container pins its image: `rmi` refuses an image a container uses (naming it), and
 //!   the container's `chains.json` keeps its snapshots from gc.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod confined;
 pub mod container;
+pub mod cp;
 pub mod db;
 pub mod error;
 pub mod health;
@@ -30,6 +36,7 @@ pub mod logs;
 pub mod revive;
 pub mod spec;
 pub mod types;
+pub mod volumes;
 
 pub use container::{Engine, ExecOpts};
 pub use db::Container;

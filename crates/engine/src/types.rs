@@ -161,6 +161,10 @@ pub struct ContainerSpec {
     /// The health check (the `--health-*` flags merged with the image's; health.rs).
     #[serde(default)]
     pub healthcheck: Option<crate::health::HealthConfig>,
+    /// Volumes, `--mount` and `--tmpfs` mounts (volumes.rs); `-v HOST:PATH` binds stay in
+    /// `opts.volumes`.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::Mount>,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

@@ -1,8 +1,10 @@
 //! Subcommands of `berth`, one file each.
 
+pub mod admission;
 pub mod build;
 pub mod bundle;
 pub mod container;
+pub mod cp;
 pub mod create;
 pub mod exec;
 pub mod history;
@@ -29,4 +31,5 @@ pub mod tag;
 pub mod transfer;
 mod util;
 pub mod vm;
+pub mod volume;
 pub mod wait;

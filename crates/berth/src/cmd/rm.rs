@@ -8,6 +8,9 @@ pub struct Args {
     /// Kill a running container first.
     #[arg(short, long)]
     force: bool,
+    /// Remove the container's anonymous volumes too.
+    #[arg(short, long)]
+    volumes: bool,
     /// Containers (names or IDs).
     #[arg(required = true)]
     containers: Vec<String>,
@@ -18,7 +21,12 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let mut failed = None;
     for c in &a.containers {
         match e.remove(c, a.force) {
-            Ok(_) => println!("{c}"),
+            Ok(gone) => {
+                if a.volumes {
+                    e.remove_anonymous_volumes(&gone.spec)?;
+                }
+                println!("{c}")
+            }
             Err(err) => {
                 eprintln!("berth: {err}");
                 failed = Some(err);

@@ -111,6 +111,18 @@ pub struct Args {
     /// Keep stdin open (accepted for docker compatibility; stdin is always passed).
     #[arg(short, long)]
     interactive: bool,
+    /// A mount: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`.
+    #[arg(long)]
+    mount: Vec<String>,
+    /// A tmpfs: `/path[:size=…,mode=…]`.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Queue a detached container until the node has room for its --memory/--cpus.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds (default: wait forever).
+    #[arg(long, requires = "wait")]
+    pub wait_timeout: Option<u64>,
     /// The image (name, ID or digest).
     image: String,
     /// The command and its arguments (default: the image's).
@@ -207,8 +219,14 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         if a.rm || a.tty {
             bail!("run -d: --rm and -t are not supported for detached containers yet");
         }
+        let wait = a
+            .wait
+            .then(|| a.wait_timeout.map(std::time::Duration::from_secs));
         let c = create(g, a)?;
-        g.engine()?.start(&c.id)?;
+        match wait {
+            Some(t) => g.engine()?.start_waiting(&c.id, t)?,
+            None => g.engine()?.start(&c.id)?,
+        };
         println!("{}", c.id);
         return Ok(0);
     }
@@ -248,6 +266,15 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     if !private {
         cleanup.rootfs = Some(rootfs);
     }
+    // Named and anonymous volumes, --mount and --tmpfs (engine::volumes); `-v /host:/path`
+    // binds stay in opts.volumes.
+    let mut volumes = a.volume;
+    let mut vspec = engine::ContainerSpec {
+        mounts: engine::volumes::parse_cli(&mut volumes, &a.mount, &a.tmpfs)?,
+        ..Default::default()
+    };
+    let eng = g.engine()?;
+    eng.volumes_at_create(&[], &mut vspec)?;
     let opts = Opts {
         env: a.env,
         env_files: a.env_file,
@@ -255,7 +282,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         user: a.user,
         entrypoint: a.entrypoint,
         cmd: a.command,
-        volumes: a.volume,
+        volumes,
         read_only: a.read_only,
         memory: a.memory,
         cpus: a.cpus,
@@ -268,6 +295,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     };
     let mut spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
     spec["root"]["path"] = serde_json::json!(rootfs_path);
+    engine::volumes::apply(&eng, &vspec.mounts, &rootfs_path, &mut spec)?;
     if let Some((rows, cols)) = opts.tty.then(run_tty::size).flatten() {
         spec["process"]["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
     }
@@ -277,6 +305,9 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     let code = run_runtime(&g.runroot, &dir, &id, a.tty)?;
     cleanup.remove = a.rm;
     drop(cleanup);
+    if a.rm {
+        eng.remove_anonymous_volumes(&vspec)?;
+    }
     Ok(code)
 }
 
@@ -294,6 +325,8 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
     if let Some(s) = &a.stop_signal {
         engine::types::parse_signal(s)?;
     }
+    let mut volumes = a.volume;
+    let mounts = engine::volumes::parse_cli(&mut volumes, &a.mount, &a.tmpfs)?;
     let mut opts = Opts {
         env: a.env,
         env_files: a.env_file,
@@ -301,7 +334,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         user: a.user,
         entrypoint: a.entrypoint,
         cmd: a.command,
-        volumes: a.volume,
+        volumes,
         read_only: a.read_only,
         memory: a.memory,
         cpus: a.cpus,
@@ -330,6 +363,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         stop_signal: a.stop_signal,
         stop_timeout: a.stop_timeout,
         healthcheck,
+        mounts,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }

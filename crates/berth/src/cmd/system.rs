@@ -22,6 +22,10 @@ enum SystemCmd {
     },
     /// Remove ended containers, then unreferenced blobs and snapshots.
     Prune,
+    /// Show or set the node's capacity for admission (`--memory 4g --cpus 2`).
+    Capacity(super::admission::CapacityArgs),
+    /// The node's capacity, what running containers reserve and what is free.
+    Info(super::admission::InfoArgs),
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
@@ -38,6 +42,8 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             );
             return Ok(());
         }
+        SystemCmd::Capacity(a) => return super::admission::capacity(g, a),
+        SystemCmd::Info(a) => return super::admission::info(g, a),
     };
     let store = g.store()?;
     let images = store.names()?.len();

@@ -378,6 +378,13 @@ impl Monitor {
             opts.hostname = c.id.chars().take(12).collect();
         }
         let mut spec = engine::spec::build(&img.config, &opts, &rootfs.path)?;
+        let engine = engine::Engine {
+            root: self.args.root.clone(),
+            runroot: self.args.runroot.clone(),
+            runtime: self.args.runtime.clone(),
+            monitor: PathBuf::new(),
+        };
+        engine::volumes::apply(&engine, &c.spec.mounts, &rootfs.path, &mut spec)?;
         spec["root"]["path"] = serde_json::json!(rootfs.path);
         spec["linux"]["cgroupsPath"] = serde_json::json!(self.cgroup());
         let body = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
