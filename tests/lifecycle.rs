@@ -652,7 +652,8 @@ fn runtime_binary_is_static_and_position_independent() {
 
 /// `start` waits for the init to execute the container's process, but not forever: an
 /// init that never gets there (here: stopped before `start`, as anything sharing its pid
-/// namespace could do) makes `start` fail after its bound, naming the container.
+/// namespace could do) makes `start` fail after its bound, naming the container, and
+/// stops the container.
 #[test]
 fn start_of_an_init_that_never_execs_fails_after_a_bound() {
     let b = Bundle::new("stuckinit").args(&["true"]);
@@ -669,6 +670,8 @@ fn start_of_an_init_that_never_execs_fails_after_a_bound() {
         "start took {:?}",
         t.elapsed()
     );
+    // Killed, not left to run its process after `start` said it failed.
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
-    b.delete_force().ok();
+    b.wait_status("stopped", Duration::from_secs(5));
+    b.delete().ok();
 }

@@ -246,13 +246,13 @@ const ALLOWED: &[&str] = &[
     "epoll_create", "epoll_create1", "epoll_ctl", "epoll_ctl_old", "epoll_pwait",
     "epoll_pwait2", "epoll_wait", "epoll_wait_old", "eventfd", "eventfd2", "io_cancel",
     "io_destroy", "io_getevents", "io_pgetevents", "io_pgetevents_time64", "io_setup",
-    "io_submit", "io_uring_enter", "io_uring_register", "io_uring_setup", "ioctl", "pause",
+    "io_submit", "ioctl", "pause",
     "pipe", "pipe2", "poll", "ppoll", "ppoll_time64", "pselect6", "pselect6_time64", "select",
     "_newselect",
     // sockets (socket itself is conditional, below)
     "accept", "accept4", "bind", "connect", "getpeername", "getsockname", "getsockopt",
     "listen", "recv", "recvfrom", "recvmmsg", "recvmmsg_time64", "recvmsg", "send", "sendmmsg",
-    "sendmsg", "sendto", "setsockopt", "shutdown", "socketcall", "socketpair",
+    "sendmsg", "sendto", "setsockopt", "shutdown", "socketpair",
     // System V and POSIX IPC (in the container's ipc namespace)
     "ipc", "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive", "mq_timedreceive_time64",
     "mq_timedsend", "mq_timedsend_time64", "mq_unlink", "msgctl", "msgget", "msgrcv", "msgsnd",
@@ -376,6 +376,30 @@ pub fn default_profile() -> Profile {
         excludes: caps_filter(&["CAP_SYS_ADMIN"]),
         comment: Some(
             "its flags are behind a pointer: ENOSYS makes libc fall back to clone".into(),
+        ),
+        ..Rule::default()
+    });
+    rules.push(Rule {
+        names: names(&["io_uring_setup", "io_uring_enter", "io_uring_register"]),
+        action: "SCMP_ACT_ERRNO".into(),
+        errno_ret: Some(ENOSYS),
+        comment: Some(
+            "io_uring runs system calls past seccomp and has been a way out of containers \
+             (Docker 25 and containerd dropped it from their defaults): ENOSYS makes \
+             libraries fall back to epoll"
+                .into(),
+        ),
+        ..Rule::default()
+    });
+    rules.push(Rule {
+        names: names(&["socketcall"]),
+        action: "SCMP_ACT_ERRNO".into(),
+        errno_ret: Some(ENOSYS),
+        comment: Some(
+            "32-bit socket multiplexer: its arguments are behind a pointer, so the vsock \
+             filter on socket() could not apply; ENOSYS makes libc use the direct calls \
+             (Linux 4.3 and later)"
+                .into(),
         ),
         ..Rule::default()
     });
@@ -657,6 +681,17 @@ mod tests {
         assert_eq!(clone[0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
         assert_eq!(clone[0]["args"][0]["value"], 0x7E02_0000u64);
         assert_eq!(rules_for(&plain, "clone3")[0]["errnoRet"], 38);
+        for enosys in [
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+            "socketcall",
+        ] {
+            let r = rules_for(&plain, enosys);
+            assert_eq!(r.len(), 1, "{enosys}");
+            assert_eq!(r[0]["action"], "SCMP_ACT_ERRNO", "{enosys}");
+            assert_eq!(r[0]["errnoRet"], 38, "{enosys}");
+        }
         assert_eq!(rules_for(&plain, "personality").len(), 5);
         assert_eq!(rules_for(&plain, "socket")[0]["args"][0]["value"], 40);
         assert_eq!(rules_for(&plain, "ptrace").len(), 1);

@@ -20,7 +20,10 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     // What the parked init runs now (the protected copy of our binary `create` re-executed
     // from): without a hangup to wait for, `start` is done when that changes.
     let parked = exe_id(st.pid);
-    let deadline = std::time::Instant::now() + start_timeout(&st.config);
+    let timeout = start_timeout(&st.config);
+    let deadline = std::time::Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| std::time::Instant::now() + std::time::Duration::from_secs(86_400));
     let fifo = state::fifo_path(&store.dir(id));
     // A reader of our own, opened before our writer: the init holds the FIFO open
     // (close-on-exec) until it execs or dies, and then this reader sees POLLHUP (the kernel
@@ -56,12 +59,20 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
             }
         }
         None => {
+            // The start byte is already in the FIFO: left alone, the init could still run
+            // the process later, after `start` reported failure. Stop it for good.
+            if state::process_start_time(st.pid) == Some(st.pid_start) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(st.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             return Err(Error::Init(format!(
                 "start container {id}: its init did not execute the container's process within \
                  {}s (blocked before exec: a stopped init, a slow startContainer hook, …); it \
-                 stays created: `delete --force {id}` removes it",
-                start_timeout(&st.config).as_secs()
-            )))
+                 was killed and the container is stopped: `delete {id}` removes it",
+                timeout.as_secs()
+            )));
         }
     }
     let hooks = st.config.hooks().as_ref();
@@ -89,8 +100,9 @@ fn start_timeout(spec: &oci_spec::runtime::Spec) -> std::time::Duration {
         .iter()
         .flat_map(|v| v.iter())
         .map(|h| h.timeout().filter(|t| *t > 0).unwrap_or(30) as u64)
-        .sum();
-    std::time::Duration::from_secs(base.saturating_add(hooks))
+        .fold(0u64, u64::saturating_add);
+    // At most a day: an absurd value must not overflow the deadline.
+    std::time::Duration::from_secs(base.saturating_add(hooks).min(86_400))
 }
 
 /// Blocks until every writer of the FIFO `w` is gone (the init exec'd or died); false if
