@@ -1150,3 +1150,79 @@ fn killed_run_rm_is_removed_once_its_container_ends() {
         s.snapshot_dirs()
     );
 }
+
+/// The late `--rm` never removes a running container run with another `--runroot` (its
+/// runtime state is there, not in ours), and a directory it cannot remove never fails
+/// the user's command.
+#[test]
+fn late_rm_respects_another_runroot_and_never_fails_the_command() {
+    let s = Store::new("stale-runroot");
+    s.import_busybox("busybox");
+    let containers = s.root().join("containers");
+    let other = s.dir.join("other-run");
+    let mut c = std::process::Command::new(berth_bin());
+    c.arg("--root")
+        .arg(s.root())
+        .arg("--runroot")
+        .arg(&other)
+        .env("BERTH_RUNTIME", runtime_bin())
+        .args(["run", "--rm", "--name", "away", "busybox", "sleep", "4"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut away = c.spawn().expect("start berth run");
+    let state = other.join("runtime/away/state.json");
+    poll(Duration::from_secs(20), || state.exists().then_some(()))
+        .expect("the container did not start");
+    away.kill().expect("SIGKILL berth");
+    let _ = away.wait();
+    // Our runroot knows nothing of it, but it runs: kept.
+    s.berth(&["image", "prune"]).ok();
+    assert!(
+        containers.join("away").join("upper").exists(),
+        "image prune removed a running container started with another --runroot"
+    );
+    poll(Duration::from_secs(20), || (!state.exists()).then_some(()))
+        .expect("the container did not end");
+    // Ended: its late --rm happens, from any runroot.
+    s.berth(&["image", "prune"]).ok();
+    assert!(
+        !containers.join("away").exists(),
+        "the ended --rm container stayed"
+    );
+
+    // A stale directory that cannot be removed: the next run still works.
+    let mut c = s.command(&["run", "--rm", "--name", "stuck", "busybox", "sleep", "1"]);
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut stuck = c.spawn().expect("start berth run");
+    let st2 = s.dir.join("run/runtime/stuck/state.json");
+    poll(Duration::from_secs(20), || st2.exists().then_some(()))
+        .expect("the container did not start");
+    stuck.kill().expect("SIGKILL berth");
+    let _ = stuck.wait();
+    poll(Duration::from_secs(20), || (!st2.exists()).then_some(()))
+        .expect("the container did not end");
+    let pinned = containers.join("stuck").join("pinned");
+    fs::write(&pinned, "x").expect("write");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&pinned)
+            .status()
+            .is_ok_and(|st| st.success())
+    };
+    assert!(
+        chattr("+i"),
+        "chattr +i failed (e2fsprogs is in install-deps)"
+    );
+    let out = s.berth(&["run", "--rm", "busybox", "echo", "still works"]);
+    chattr("-i");
+    out.ok().says("still works");
+    assert!(
+        out.stderr
+            .contains("could not remove ended container stuck"),
+        "no warning: {out}"
+    );
+}

@@ -70,13 +70,22 @@ struct Owner {
     pid: i32,
     start: u64,
     rm: bool,
+    /// The `--runroot` of the run: where its runtime state (and so whether its
+    /// container still runs) is found. Absent in records of older berths.
+    #[serde(default)]
+    runroot: Option<std::path::PathBuf>,
 }
 
 /// Records this process as the owner of the container in `dir` (temp + fsync + rename).
-pub fn record_owner(dir: &Path, rm: bool) -> Result<()> {
+pub fn record_owner(dir: &Path, rm: bool, runroot: &Path) -> Result<()> {
     let pid = std::process::id() as i32;
     let start = runtime::state::process_start_time(pid).context("read our own start time")?;
-    let body = serde_json::to_vec(&Owner { pid, start, rm })?;
+    let body = serde_json::to_vec(&Owner {
+        pid,
+        start,
+        rm,
+        runroot: Some(runroot.to_path_buf()),
+    })?;
     let tmp = dir.join(".owner.json.tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -97,18 +106,28 @@ enum Verdict {
     Stopped,
 }
 
-fn verdict(g: &Globals, id: &str, dir: &Path) -> Verdict {
-    let rt = runtime::state::Store::new(g.runroot.join("runtime"));
-    let running = rt
-        .load(id)
+/// Whether the runtime state under `runroot` shows the container running.
+fn running_under(runroot: &Path, id: &str) -> bool {
+    let rt = runtime::state::Store::new(runroot.join("runtime"));
+    rt.load(id)
         .map(|st| runtime::state::status(&rt, &st) != runtime::state::Status::Stopped)
-        .unwrap_or(false);
-    if running {
-        return Verdict::Live;
-    }
+        .unwrap_or(false)
+}
+
+fn verdict(g: &Globals, id: &str, dir: &Path) -> Verdict {
     let owner: Option<Owner> = std::fs::read(dir.join(OWNER))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    if running_under(&g.runroot, id) {
+        return Verdict::Live;
+    }
+    // Run with another --runroot: its state is there; if that is gone or unreadable we
+    // cannot tell, and a container we cannot tell about is never removed.
+    if let Some(rr) = owner.as_ref().and_then(|o| o.runroot.as_deref()) {
+        if rr != g.runroot && (!rr.join("runtime").is_dir() || running_under(rr, id)) {
+            return Verdict::Live;
+        }
+    }
     match owner {
         Some(o) if runtime::state::process_start_time(o.pid) == Some(o.start) => Verdict::Live,
         Some(o) if o.rm => Verdict::Stale,
@@ -128,15 +147,28 @@ fn verdict(g: &Globals, id: &str, dir: &Path) -> Verdict {
 }
 
 /// Removes stale containers (ended `--rm` ones whose berth is gone) and, with
-/// `stopped_too`, every ended container. Returns the ids removed.
+/// `stopped_too` (`container prune`, `system prune`), every ended container. Returns the
+/// ids removed. Without `stopped_too` it is the late `--rm` that `run`, `rmi` and
+/// `image prune` do on the side: best effort, it never fails the user's command (a
+/// directory it cannot remove is reported and left).
 pub fn remove_ended(g: &Globals, stopped_too: bool) -> Result<Vec<String>> {
+    match remove_ended_inner(g, stopped_too) {
+        Err(e) if !stopped_too => {
+            eprintln!("berth: warning: cleaning up ended containers: {e:#}");
+            Ok(vec![])
+        }
+        r => r,
+    }
+}
+
+fn remove_ended_inner(g: &Globals, stopped_too: bool) -> Result<Vec<String>> {
     let cdir = g.root.join("containers");
     let entries = match std::fs::read_dir(&cdir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(e).with_context(|| format!("list {}", cdir.display())),
     };
-    let mut removed = Vec::new();
+    let (mut removed, mut failed) = (Vec::new(), Vec::new());
     // The engine's containers are its database's, not ours.
     let engine_ids: std::collections::HashSet<String> = g.engine()?.ids()?.into_iter().collect();
     for e in entries.flatten() {
@@ -156,8 +188,22 @@ pub fn remove_ended(g: &Globals, stopped_too: bool) -> Result<Vec<String>> {
             Verdict::Stale | Verdict::Stopped => {}
         }
         tracing::info!(container = %id, "removing an ended container");
-        remove(g, &id, &dir)?;
-        removed.push(id);
+        match remove(g, &id, &dir) {
+            Ok(()) => removed.push(id),
+            Err(e) => failed.push(format!("{id}: {e:#}")),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(removed);
+    }
+    if stopped_too {
+        for id in &removed {
+            println!("Deleted: {id}");
+        }
+        anyhow::bail!("could not remove {}", failed.join("; "));
+    }
+    for f in &failed {
+        eprintln!("berth: warning: could not remove ended container {f}");
     }
     Ok(removed)
 }

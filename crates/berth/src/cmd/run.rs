@@ -249,7 +249,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         rootfs: None,
         remove: true,
     };
-    super::container::record_owner(&dir, a.rm)?;
+    super::container::record_owner(&dir, a.rm, &g.runroot)?;
     let layers = img.layers()?;
     // The overlay is mounted in a private mount namespace of this process (the runtime
     // inherits it), on `<root>/mnt`: the mount ends with the last process in the namespace,
