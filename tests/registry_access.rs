@@ -934,3 +934,64 @@ fn a_chunk_cancelled_midway_cannot_make_a_blob_differ_from_its_digest() {
         assert_eq!(put.status().as_u16(), 400, "PUT answered {}", put.status());
     }
 }
+
+/// One client address cannot hold every connection slot, and a trickle of bytes (one
+/// every few seconds, which resets an idle timer) does not keep a connection open.
+#[test]
+fn one_client_cannot_hold_every_connection_and_a_trickle_is_cut() {
+    use std::io::{Read, Write};
+    let reg = Registry::start(&["--max-connections-per-client", "4", "--idle-timeout", "4"]);
+    let closed_within = |s: &mut std::net::TcpStream, secs: u64| -> bool {
+        s.set_read_timeout(Some(Duration::from_secs(secs))).ok();
+        let mut b = [0u8; 512];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    };
+    let mut held: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&reg.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fifth = std::net::TcpStream::connect(&reg.addr).expect("connect");
+    assert!(
+        closed_within(&mut fifth, 2),
+        "a fifth connection from one address was served"
+    );
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(300));
+    // A slot came back: a request gets through.
+    let r = client().get(reg.url("/v2/")).send().expect("GET /v2/");
+    assert_eq!(r.status().as_u16(), 200);
+    drop(held);
+    // A body that trickles a byte a second never idles out, but is far below the rate.
+    let mut t = std::net::TcpStream::connect(&reg.addr).expect("connect");
+    write!(
+        t,
+        "PUT /v2/slow/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    )
+    .expect("send headers");
+    let t0 = std::time::Instant::now();
+    let mut cut = false;
+    while t0.elapsed() < Duration::from_secs(20) {
+        if t.write_all(b"x").is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        cut || closed_within(&mut t, 2),
+        "a trickling body kept its connection for {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "cut only after {:?}",
+        t0.elapsed()
+    );
+}

@@ -64,6 +64,9 @@ struct ServeArgs {
     /// Connections served at once; more are closed (and logged).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    /// Connections one client address may hold at once.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_client: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -113,6 +116,8 @@ fn serve(s: ServeArgs) -> Result<()> {
         header_timeout: Duration::from_secs(s.header_timeout),
         idle_timeout: Duration::from_secs(s.idle_timeout),
         max_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),
+        max_connections_per_client: usize::try_from(s.max_connections_per_client)
+            .unwrap_or(usize::MAX),
         ..Config::new(s.listen, s.root)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -61,6 +61,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Connections served at once; more are closed at once (with a log line).
     pub max_connections: usize,
+    /// Connections one client address may hold at once (so one client cannot take all
+    /// of `max_connections`).
+    pub max_connections_per_client: usize,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            max_connections_per_client: 128,
         }
     }
 }
