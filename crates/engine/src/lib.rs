@@ -25,8 +25,11 @@
 pub mod container;
 pub mod db;
 pub mod error;
+pub mod logfiles;
 pub mod logs;
+pub mod manage;
 pub mod spec;
+pub mod stats;
 pub mod types;
 
 pub use container::{Engine, ExecOpts};

@@ -158,6 +158,9 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
     /// Seconds `stop` waits before SIGKILL (default 10).
     pub stop_timeout: Option<u64>,
+    /// The json-file log's options (`--log-opt max-size=…,max-file=…`; logfiles.rs).
+    #[serde(default)]
+    pub log_opts: BTreeMap<String, String>,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

@@ -93,6 +93,10 @@ pub struct Args {
     /// Keep stdin open (accepted for docker compatibility; stdin is always passed).
     #[arg(short, long)]
     interactive: bool,
+    /// Log options of a detached container: `max-size=10m`, `max-file=3` (the json-file
+    /// log is rotated at max-size, keeping max-file files).
+    #[arg(long)]
+    log_opt: Vec<String>,
     /// The image (name, ID or digest).
     image: String,
     /// The command and its arguments (default: the image's).
@@ -302,6 +306,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         labels,
         stop_signal: a.stop_signal,
         stop_timeout: a.stop_timeout,
+        log_opts: engine::logfiles::LogOpts::parse_args(&a.log_opt)?,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }

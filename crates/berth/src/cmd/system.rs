@@ -1,5 +1,5 @@
 //! `berth system df`: what the store holds; `berth system prune`: every ended container,
-//! then the blobs and snapshots nothing uses.
+//! then the blobs and snapshots nothing uses; `berth system reset`: everything (reset.rs).
 
 use super::util::{disk_usage, human_size};
 use crate::Globals;
@@ -22,6 +22,13 @@ enum SystemCmd {
     },
     /// Remove ended containers, then unreferenced blobs and snapshots.
     Prune,
+    /// Remove every container (running ones too), image, layer and the engine database:
+    /// back to a fresh install. Asks first unless -f.
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
@@ -38,6 +45,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             );
             return Ok(());
         }
+        SystemCmd::Reset { force } => return super::reset::run(g, force),
     };
     let store = g.store()?;
     let images = store.names()?.len();
