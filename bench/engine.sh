@@ -53,26 +53,27 @@ for i in $(seq "$runs"); do
   echo "podman rm -f $(( (t2 - t1) / 1000 ))" >>"$work/times"
 done
 # Memory: $many detached containers each.
-rss_of() { # sum of VmRSS (kB) of the processes named $1 whose command line mentions $work
-  local sum=0 n=0
+rss_of() { # sum of VmRSS and of Pss (kB) of the processes named $1 whose command line mentions $work
+  local sum=0 n=0 pss=0
   for p in $(pgrep -x "$1" || true); do
     tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "$work" || continue
     kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-    sum=$((sum + ${kb:-0})); n=$((n + 1))
+    pk=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+    sum=$((sum + ${kb:-0})); pss=$((pss + ${pk:-0})); n=$((n + 1))
   done
-  echo "$sum $n"
+  echo "$sum $n $pss"
 }
 for _ in $(seq "$many"); do $B run -d bench:1 sleep 1000 >/dev/null; done
 for _ in $(seq "$many"); do $P run -d $ul localhost/bench:1 sleep 1000 >/dev/null; done
 sleep 1
-read -r bsum bn < <(rss_of berth-monitor)
-read -r csum cn < <(rss_of conmon)
-left=$(pgrep -x berth | while read -r p; do tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "$work" && echo "$p"; done | wc -l)
-echo "mem berth-monitor $bsum $bn" >>"$work/times"
-echo "mem conmon $csum $cn" >>"$work/times"
-echo "mem berth-cli-left $left 0" >>"$work/times"
+read -r bsum bn bpss < <(rss_of berth-monitor)
+read -r csum cn cpss < <(rss_of conmon)
+left=$({ pgrep -x berth || true; } | while read -r p; do if tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "$work"; then echo "$p"; fi; done | wc -l)
+echo "mem berth-monitor $bsum $bn $bpss" >>"$work/times"
+echo "mem conmon $csum $cn $cpss" >>"$work/times"
+echo "mem berth-cli-left $left 0 0" >>"$work/times"
 INNER
-unshare -m bash "$work/inner.sh"
+unshare -m bash ${BENCH_TRACE:+-x} "$work/inner.sh"
 if command -v dockerd >/dev/null && command -v docker >/dev/null; then
   docker import -q "$work/rootfs.tar" bench:1 >/dev/null
   for i in $(seq "$runs"); do
@@ -91,7 +92,7 @@ t = collections.defaultdict(list); mem = {}
 for line in open(sys.argv[1]):
     f = line.split()
     if f[0] == "mem":
-        mem[f[1]] = (int(f[2]), int(f[3]))
+        mem[f[1]] = (int(f[2]), int(f[3]), int(f[4]))
     else:
         t[f"{f[0]} {f[1]} {f[2]}"].append(int(f[3]) / 1000)
 med = {k: sorted(v)[len(v) // 2] for k, v in t.items()}
@@ -103,11 +104,14 @@ for op in ["run -d", "rm -f"]:
     if f"docker {op}" in med:
         print(f"{'berth / docker ' + op:<26}{b / med['docker ' + op]:>10.3f}")
 n = int(sys.argv[2])
-(bs, bn), (cs, cn) = mem["berth-monitor"], mem["conmon"]
+(bs, bn, bp), (cs, cn, cp) = mem["berth-monitor"], mem["conmon"]
 print(f"{'berth-monitor RSS':<26}{bs / max(bn, 1):>10.0f} kB  ({bn} processes, sum {bs} kB / {n} = {bs / n:.0f} kB)")
 print(f"{'conmon RSS':<26}{cs / max(cn, 1):>10.0f} kB  ({cn} processes, sum {cs} kB / {n} = {cs / n:.0f} kB)")
 r = bs / max(cs, 1)
 print(f"{'monitor / conmon':<26}{r:>10.3f}      (target <= 0.5: {'met' if r <= 0.5 else 'NOT met'})")
+print(f"{'berth-monitor PSS':<26}{bp / max(bn, 1):>10.0f} kB  (shared pages split among the {bn})")
+print(f"{'conmon PSS':<26}{cp / max(cn, 1):>10.0f} kB")
+print(f"{'monitor / conmon (PSS)':<26}{bp / max(cp, 1):>10.3f}")
 left = mem["berth-cli-left"][0]
 print(f"{'berth CLI processes left':<26}{left:>10d}      ({'none: the CLI holds nothing between commands' if left == 0 else 'LEFT OVER'})")
 PY
