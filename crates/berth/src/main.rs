@@ -76,6 +76,20 @@ enum Cmd {
     Wait(cmd::wait::Args),
     /// Run a command in a running container.
     Exec(cmd::exec::Args),
+    /// Pause every process of containers (the cgroup freezer).
+    Pause(cmd::pause::Args),
+    /// Unpause paused containers.
+    Unpause(cmd::pause::Args),
+    /// Rename a container.
+    Rename(cmd::rename::Args),
+    /// Show a container's processes (ps options, default -ef).
+    Top(cmd::top::Args),
+    /// Live resource use of containers (CPU, memory, network and block I/O, PIDs).
+    Stats(cmd::stats::Args),
+    /// A container's published ports (berth has no networks yet: always none).
+    Port(cmd::port::Args),
+    /// Follow a running container's output until it ends (stdin is not attached).
+    Attach(cmd::attach::Args),
     /// Load images from an oci-archive, an OCI layout directory or a docker-archive.
     Load(cmd::load::Args),
     /// Save images to an oci-archive or a docker-archive.
@@ -142,6 +156,9 @@ fn main() {
             | Cmd::System(_)
             | Cmd::Ps(_)
             | Cmd::Logs(_)
+            | Cmd::Top(_)
+            | Cmd::Stats(_)
+            | Cmd::Attach(_)
     ) {
         let _ = sys::signal::default_sigpipe();
     }
@@ -162,6 +179,13 @@ fn main() {
         Cmd::Logs(a) => cmd::logs::run(&g, a).map(|()| 0),
         Cmd::Wait(a) => cmd::wait::run(&g, a).map(|()| 0),
         Cmd::Exec(a) => cmd::exec::run(&g, a),
+        Cmd::Pause(a) => cmd::pause::pause(&g, a).map(|()| 0),
+        Cmd::Unpause(a) => cmd::pause::unpause(&g, a).map(|()| 0),
+        Cmd::Rename(a) => cmd::rename::run(&g, a).map(|()| 0),
+        Cmd::Top(a) => cmd::top::run(&g, a).map(|()| 0),
+        Cmd::Stats(a) => cmd::stats::run(&g, a).map(|()| 0),
+        Cmd::Port(a) => cmd::port::run(&g, a).map(|()| 0),
+        Cmd::Attach(a) => cmd::attach::run(&g, a),
         Cmd::Load(a) => cmd::load::run(&g, a).map(|()| 0),
         Cmd::Save(a) => cmd::save::run(&g, a).map(|()| 0),
         Cmd::Import(a) => cmd::import::run(&g, a).map(|()| 0),

@@ -311,6 +311,7 @@ impl Engine {
             .or(c.spec.stop_timeout.map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(10));
         let sig = parse_signal(c.spec.stop_signal.as_deref().unwrap_or("TERM"))?;
+        self.thaw_if_paused(&c);
         if alive(c.pid, c.pid_start) {
             tracing::debug!(container = %c.id, signal = %sig, "stopping");
             let _ = signal_pid(c.pid, sig);
@@ -368,6 +369,7 @@ impl Engine {
                 c.state.as_str()
             )));
         }
+        self.thaw_if_paused(&c);
         let mut db = self.db()?;
         db.update(&c.id, |row| {
             row.state = State::Removing;

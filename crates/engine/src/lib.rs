@@ -32,9 +32,12 @@ pub mod cp;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod logfiles;
 pub mod logs;
+pub mod manage;
 pub mod revive;
 pub mod spec;
+pub mod stats;
 pub mod types;
 pub mod volumes;
 

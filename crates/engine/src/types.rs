@@ -165,6 +165,9 @@ pub struct ContainerSpec {
     /// `opts.volumes`.
     #[serde(default)]
     pub mounts: Vec<crate::volumes::Mount>,
+    /// The json-file log's options (`--log-opt max-size=…,max-file=…`; logfiles.rs).
+    #[serde(default)]
+    pub log_opts: BTreeMap<String, String>,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

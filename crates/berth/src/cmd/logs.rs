@@ -1,8 +1,10 @@
-//! `berth logs [-f] [--tail N] [-t] CONTAINER`: the container's output from its log
-//! (stdout lines to our stdout, stderr lines to our stderr).
+//! `berth logs [-f] [--tail N] [-t] [--since T] [--until T] CONTAINER`: the container's
+//! output from its log and its rotated files, oldest first (stdout lines to our stdout,
+//! stderr lines to our stderr).
 
 use crate::Globals;
 use anyhow::{bail, Result};
+use engine::logfiles;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -15,6 +17,13 @@ pub struct Args {
     /// Prefix each line with its time.
     #[arg(short, long)]
     timestamps: bool,
+    /// Only output since this time: RFC 3339 (2024-01-02T15:04:05Z), a Unix time, or a
+    /// duration before now (10m, 1h30m).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only output before this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
     /// The container (name or ID).
     container: String,
 }
@@ -29,14 +38,23 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             Err(_) => bail!("--tail {n:?}: expected a number or all"),
         },
     };
-    let o = engine::logs::ReadOpts {
+    let now = logfiles::now_nanos();
+    let time = |flag: &str, v: &Option<String>| -> Result<Option<i128>> {
+        v.as_deref()
+            .map(|s| logfiles::parse_since(s, now))
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("{flag}: {err}"))
+    };
+    let o = logfiles::ReadOpts {
         tail,
         timestamps: a.timestamps,
         follow: a.follow,
+        since: time("--since", &a.since)?,
+        until: time("--until", &a.until)?,
     };
     let id = c.id.clone();
     let running = || e.inspect(&id).is_ok_and(|c| c.state.is_active());
-    engine::logs::read(
+    logfiles::read(
         &e.log_path(&c),
         &o,
         running,

@@ -1,6 +1,7 @@
 //! Subcommands of `berth`, one file each.
 
 pub mod admission;
+pub mod attach;
 pub mod build;
 pub mod bundle;
 pub mod container;
@@ -15,8 +16,13 @@ pub mod inspect;
 pub mod kill;
 pub mod load;
 pub mod logs;
+pub mod pause;
+pub mod port;
 pub mod ps;
+mod ps_format;
 pub mod registry;
+pub mod rename;
+mod reset;
 pub mod restart;
 pub mod rm;
 pub mod rmi;
@@ -25,9 +31,11 @@ mod run_tty;
 pub mod save;
 pub mod serve;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod system;
 pub mod tag;
+pub mod top;
 pub mod transfer;
 mod util;
 pub mod vm;

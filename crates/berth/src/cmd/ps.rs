@@ -1,4 +1,5 @@
-//! `berth ps [-a] [-q] [--format json|table]`: the engine's containers, Docker's columns.
+//! `berth ps [-a] [-q] [--filter K=V]… [--format json|table|TEMPLATE]`: the engine's
+//! containers, Docker's columns (filters and templates: ps_format.rs).
 
 use super::util::parse_rfc3339;
 use crate::Globals;
@@ -14,9 +15,16 @@ pub struct Args {
     /// Only the IDs.
     #[arg(short, long)]
     quiet: bool,
-    /// `table` (default) or `json` (an array of objects).
+    /// `table` (default), `json` (an array of objects), or a Go-template-style format:
+    /// `{{.ID}}\t{{.Names}}\t{{.Status}}`, prefixed with `table ` for a header and columns.
+    /// Fields: .ID .Names .Image .Command .CreatedAt .RunningFor .Status .State .Ports
+    /// .Labels .Mounts .Networks .Size, `.Label "key"`, `json .`.
     #[arg(long, default_value = "table")]
     format: String,
+    /// Filter: id=, name=, status=, label=KEY[=VALUE], ancestor=IMAGE (repeat a key for
+    /// OR; different keys AND). A status filter lists stopped containers too.
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
 }
 
 fn now() -> i64 {
@@ -91,8 +99,31 @@ fn status_with_health(e: &engine::Engine, c: &Container) -> Result<String> {
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
+    let filters = super::ps_format::Filters::parse(&a.filter)?;
+    let template = match a.format.as_str() {
+        "table" | "json" => None,
+        f => Some(super::ps_format::Template::parse(f)?),
+    };
     let e = g.engine()?;
-    let list = e.list(a.all)?;
+    let mut list = e.list(a.all || filters.implies_all())?;
+    if !a.filter.is_empty() {
+        let store = g.store().ok();
+        let image_id = |r: &str| -> Option<String> {
+            let img = store.as_ref()?.resolve(r).ok()?;
+            Some(img.manifest_digest.to_string())
+        };
+        list.retain(|c| filters.matches(c, &image_id));
+    }
+    if let Some(t) = template {
+        if a.quiet {
+            for c in &list {
+                println!("{}", c.short_id());
+            }
+        } else {
+            print!("{}", t.output(&list));
+        }
+        return Ok(());
+    }
     if a.quiet {
         for c in &list {
             println!("{}", c.short_id());

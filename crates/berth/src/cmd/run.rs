@@ -123,6 +123,10 @@ pub struct Args {
     /// Give up waiting after this many seconds (default: wait forever).
     #[arg(long, requires = "wait")]
     pub wait_timeout: Option<u64>,
+    /// Log options of a detached container: `max-size=10m`, `max-file=3` (the json-file
+    /// log is rotated at max-size, keeping max-file files).
+    #[arg(long)]
+    log_opt: Vec<String>,
     /// The image (name, ID or digest).
     image: String,
     /// The command and its arguments (default: the image's).
@@ -364,6 +368,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         stop_timeout: a.stop_timeout,
         healthcheck,
         mounts,
+        log_opts: engine::logfiles::LogOpts::parse_args(&a.log_opt)?,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }

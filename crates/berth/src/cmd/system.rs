@@ -1,5 +1,5 @@
 //! `berth system df`: what the store holds; `berth system prune`: every ended container,
-//! then the blobs and snapshots nothing uses.
+//! then the blobs and snapshots nothing uses; `berth system reset`: everything (reset.rs).
 
 use super::util::{disk_usage, human_size};
 use crate::Globals;
@@ -26,6 +26,13 @@ enum SystemCmd {
     Capacity(super::admission::CapacityArgs),
     /// The node's capacity, what running containers reserve and what is free.
     Info(super::admission::InfoArgs),
+    /// Remove every container (running ones too), image, layer and the engine database:
+    /// back to a fresh install. Asks first unless -f.
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
@@ -44,6 +51,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         }
         SystemCmd::Capacity(a) => return super::admission::capacity(g, a),
         SystemCmd::Info(a) => return super::admission::info(g, a),
+        SystemCmd::Reset { force } => return super::reset::run(g, force),
     };
     let store = g.store()?;
     let images = store.names()?.len();

@@ -244,6 +244,8 @@ impl Monitor {
                 Ok(row.clone())
             })?
             .ok_or_else(|| Error::NotFound(id.clone()))?;
+        // Checked when the container was created; a bad value here means no rotation.
+        let log_opts = engine::logfiles::LogOpts::from_map(&c.spec.log_opts).unwrap_or_default();
         let prepared = self.prepare(&c);
         if let Err(e) = prepared {
             self.record_failure(&mut db, &e);
@@ -276,7 +278,7 @@ impl Monitor {
                         first = false;
                     }
                     tracing::info!(container = %id, pid, "running");
-                    self.pump(&sfd, pid, pipes, hc.as_ref())
+                    self.pump(&sfd, pid, pipes, hc.as_ref(), log_opts)
                 }
                 Err(e) => {
                     let mut db = Db::open(&self.args.root)?;
@@ -458,6 +460,7 @@ impl Monitor {
         init: i32,
         pipes: [OwnedFd; 2],
         hc: Option<&engine::health::Effective>,
+        log_opts: engine::logfiles::LogOpts,
     ) -> i32 {
         let mut checker = hc.map(|h| {
             engine::health::Checker::new(
@@ -470,15 +473,15 @@ impl Monitor {
             )
         });
         let path = self.dir.join(LOG);
-        let mut log = File::options().create(true).append(true).open(&path).ok();
+        let mut log = engine::logfiles::RotatingLog::open(&path, log_opts).ok();
         let mut files: Vec<Option<File>> = pipes.into_iter().map(|f| Some(File::from(f))).collect();
         let mut split = [logs::LineSplitter::default(), logs::LineSplitter::default()];
         let streams = ["stdout", "stderr"];
         let mut code: Option<i32> = None;
         let mut buf = vec![0u8; 16 * 1024];
-        let write = |log: &mut Option<File>, line: &[u8], stream: &str| {
+        let write = |log: &mut Option<engine::logfiles::RotatingLog>, line: &[u8], stream: &str| {
             if let Some(f) = log.as_mut() {
-                let _ = f.write_all(&logs::encode(line, stream, &runtime::state::now_rfc3339()));
+                let _ = f.write_entry(&logs::encode(line, stream, &runtime::state::now_rfc3339()));
             }
         };
         loop {

@@ -1,0 +1,314 @@
+//! `ps --filter` (Docker's: the same key repeated is OR, different keys are AND) and
+//! `ps --format` with Go-template fields (`{{.ID}}\t{{.Names}}`, `table …`, `json`).
+
+use super::ps::{command, status};
+use anyhow::{bail, Result};
+use engine::Container;
+use std::collections::BTreeMap;
+
+/// Parsed `--filter KEY=VALUE` options.
+#[derive(Debug, Default)]
+pub struct Filters {
+    by_key: BTreeMap<String, Vec<String>>,
+}
+
+const KEYS: &[&str] = &["id", "name", "status", "label", "ancestor"];
+const STATUSES: &[&str] = &[
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+impl Filters {
+    pub fn parse(args: &[String]) -> Result<Filters> {
+        let mut f = Filters::default();
+        for a in args {
+            let Some((k, v)) = a.split_once('=') else {
+                bail!(
+                    "--filter {a:?}: expected KEY=VALUE (keys: {})",
+                    KEYS.join(", ")
+                );
+            };
+            if !KEYS.contains(&k) {
+                bail!(
+                    "--filter {a:?}: unknown filter {k:?} (keys: {})",
+                    KEYS.join(", ")
+                );
+            }
+            if k == "status" && !STATUSES.contains(&v) {
+                bail!(
+                    "--filter {a:?}: invalid status {v:?} (one of {})",
+                    STATUSES.join(", ")
+                );
+            }
+            f.by_key
+                .entry(k.to_string())
+                .or_default()
+                .push(v.to_string());
+        }
+        Ok(f)
+    }
+
+    /// A status filter lists stopped containers without `-a` (as Docker's).
+    pub fn implies_all(&self) -> bool {
+        self.by_key.contains_key("status")
+    }
+
+    /// Whether `c` passes; `image_ids` resolves an ancestor to its image's manifest digest.
+    pub fn matches(&self, c: &Container, image_id: &dyn Fn(&str) -> Option<String>) -> bool {
+        self.by_key.iter().all(|(k, vals)| {
+            vals.iter().any(|v| match k.as_str() {
+                "id" => c.id.starts_with(v.as_str()),
+                "name" => c.name.contains(v.as_str()),
+                "status" => c.state.as_str() == v,
+                "label" => match v.split_once('=') {
+                    Some((lk, lv)) => c.spec.labels.get(lk).is_some_and(|x| x == lv),
+                    None => c.spec.labels.contains_key(v.as_str()),
+                },
+                "ancestor" => {
+                    c.image == *v
+                        || c.image_id == *v
+                        || c.image_id
+                            .strip_prefix("sha256:")
+                            .is_some_and(|h| v.len() >= 4 && h.starts_with(v.as_str()))
+                        || image_id(v).is_some_and(|d| d == c.image_id)
+                }
+                _ => false,
+            })
+        })
+    }
+}
+
+/// One piece of a template.
+#[derive(Debug, PartialEq)]
+enum Piece {
+    Text(String),
+    Field(String),
+    /// `{{json .Field}}` or `{{json .}}`.
+    Json(String),
+    /// `{{.Label "key"}}`.
+    Label(String),
+}
+
+const FIELDS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Names", "NAMES"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("State", "STATE"),
+    ("Ports", "PORTS"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+    ("Size", "SIZE"),
+];
+
+/// A parsed `--format` template.
+#[derive(Debug)]
+pub struct Template {
+    table: bool,
+    pieces: Vec<Piece>,
+}
+
+impl Template {
+    pub fn parse(format: &str) -> Result<Template> {
+        let (table, body) = match format.strip_prefix("table") {
+            Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+                (true, rest.trim_start())
+            }
+            _ => (false, format),
+        };
+        // Docker's formatter turns the two characters `\t` and `\n` into a tab and newline.
+        let body = body.replace("\\t", "\t").replace("\\n", "\n");
+        let mut pieces = Vec::new();
+        let mut rest = body.as_str();
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else {
+                bail!("--format {format:?}: unclosed {{{{");
+            };
+            let action = after[..close].trim();
+            pieces.push(Self::action(action, format)?);
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Ok(Template { table, pieces })
+    }
+
+    fn action(a: &str, format: &str) -> Result<Piece> {
+        let field = |f: &str| -> Result<String> {
+            let name = f.strip_prefix('.').unwrap_or("");
+            if FIELDS.iter().any(|(n, _)| *n == name) {
+                Ok(name.to_string())
+            } else {
+                bail!(
+                    "--format {format:?}: unknown field {f:?} (fields: {})",
+                    FIELDS
+                        .iter()
+                        .map(|(n, _)| format!(".{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        };
+        if let Some(arg) = a.strip_prefix("json ") {
+            let arg = arg.trim();
+            return Ok(Piece::Json(if arg == "." {
+                String::new()
+            } else {
+                field(arg)?
+            }));
+        }
+        if let Some(key) = a.strip_prefix(".Label ") {
+            let key = key.trim().trim_matches('"');
+            return Ok(Piece::Label(key.to_string()));
+        }
+        Ok(Piece::Field(field(a)?))
+    }
+
+    fn value(c: &Container, f: &str) -> String {
+        match f {
+            "ID" => c.short_id().to_string(),
+            "Names" => c.name.clone(),
+            "Image" => c.image.clone(),
+            "Command" => format!("\"{}\"", command(c)),
+            "CreatedAt" => c.created.clone(),
+            "RunningFor" => super::util::ago(&c.created),
+            "Status" => status(c),
+            "State" => c.state.as_str().to_string(),
+            "Labels" => c
+                .spec
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            "Mounts" => c
+                .spec
+                .opts
+                .volumes
+                .iter()
+                .filter_map(|v| v.split(':').nth(1))
+                .collect::<Vec<_>>()
+                .join(","),
+            // No networks, no published ports, sizes not computed.
+            _ => String::new(),
+        }
+    }
+
+    fn json_of(c: &Container) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (f, _) in FIELDS {
+            m.insert((*f).to_string(), Self::value(c, f).into());
+        }
+        m.insert("ID".into(), c.id.clone().into());
+        serde_json::Value::Object(m)
+    }
+
+    fn render(&self, c: &Container) -> String {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.clone(),
+                Piece::Field(f) => Self::value(c, f),
+                Piece::Label(k) => c.spec.labels.get(k).cloned().unwrap_or_default(),
+                Piece::Json(f) if f.is_empty() => Self::json_of(c).to_string(),
+                Piece::Json(f) if f == "Labels" => {
+                    serde_json::to_string(&c.spec.labels).unwrap_or_default()
+                }
+                Piece::Json(f) => serde_json::Value::from(Self::value(c, f)).to_string(),
+            })
+            .collect()
+    }
+
+    fn header(&self) -> String {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.clone(),
+                Piece::Field(f) | Piece::Json(f) => FIELDS
+                    .iter()
+                    .find(|(n, _)| n == f)
+                    .map_or_else(|| f.to_uppercase(), |(_, h)| (*h).to_string()),
+                Piece::Label(k) => k.to_uppercase(),
+            })
+            .collect()
+    }
+
+    /// The output for `list`: one rendered line per container; a table gets a header
+    /// and its tab-separated cells padded into columns (as Go's tabwriter: 3 spaces).
+    pub fn output(&self, list: &[Container]) -> String {
+        let mut lines: Vec<String> = Vec::new();
+        if self.table {
+            lines.push(self.header());
+        }
+        lines.extend(list.iter().map(|c| self.render(c)));
+        if !self.table {
+            return lines.iter().map(|l| format!("{l}\n")).collect();
+        }
+        let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
+        let cols = cells.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..cols)
+            .map(|i| {
+                cells
+                    .iter()
+                    .filter_map(|r| r.get(i))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for r in &cells {
+            let mut line = String::new();
+            for (i, cell) in r.iter().enumerate() {
+                if i + 1 < r.len() {
+                    let pad = widths[i] + 3 - cell.chars().count();
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad));
+                } else {
+                    line.push_str(cell);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse_and_refuse() {
+        let t = Template::parse("table {{.ID}}\\t{{.Names}}").expect("ok");
+        assert!(t.table);
+        assert_eq!(t.header(), "CONTAINER ID\tNAMES");
+        let e = Template::parse("{{.Nope}}").expect_err("bad").to_string();
+        assert!(e.contains(".Nope"), "{e}");
+        let e = Template::parse("{{.ID").expect_err("bad").to_string();
+        assert!(e.contains("unclosed"), "{e}");
+        let e = Filters::parse(&["colour=red".into()])
+            .expect_err("bad")
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+        let e = Filters::parse(&["status=sleepy".into()])
+            .expect_err("bad")
+            .to_string();
+        assert!(e.contains("sleepy"), "{e}");
+    }
+}
