@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # berth's main job as it stands, on a fresh Debian 12 machine as root: install what berth
-# needs, build berth, build the example image from examples/hello/Containerfile and run it,
-# make a microVM root disk of it (`berth vm image`), push it to a registry served by berth
+# needs, build berth, build the example image from examples/hello/Containerfile and run it
+# (in the foreground, then as a detached service with its logs), make a microVM root disk of it (`berth vm image`), push it to a registry served by berth
 # on loopback, remove it, pull it back and run it again; then run a bare busybox bundle
 # with berth-runtime.
 set -euo pipefail
@@ -13,6 +13,7 @@ root=$(mktemp -d /tmp/berth-demo.XXXXXX)
 reg_pid=
 cleanup() {
   [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null || true
+  ./target/release/berth --root "$root/store" --runroot "$root/run" rm -f hello-svc >/dev/null 2>&1 || true
   rm -rf "$root"
 }
 trap cleanup EXIT
@@ -23,6 +24,14 @@ berth() { ./target/release/berth --root "$root/store" --runroot "$root/run" "$@"
 cp /bin/busybox examples/hello/busybox
 berth build -t hello examples/hello
 berth run --rm hello
+
+# The same image as a detached service: its monitor keeps it (and its log) after this
+# command returns; list it, wait for it, read its log, remove it.
+berth run -d --name hello-svc hello
+berth ps -a
+berth wait hello-svc
+berth logs -t hello-svc
+berth rm hello-svc
 
 # The same image as a microVM root disk (ext4 with berth's static guest agent as init; no
 # kernel is booted here).
