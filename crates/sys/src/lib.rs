@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod fd;
 pub mod guest;
+pub mod mem;
 pub mod mount;
 pub mod process;
 pub mod resolve;

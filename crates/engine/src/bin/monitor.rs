@@ -278,6 +278,9 @@ impl Monitor {
                         first = false;
                     }
                     tracing::info!(container = %id, pid, "running");
+                    // From here on only the pump loop runs: the start-up code's pages
+                    // (SQLite, JSON, the image store, mounts) need not stay resident.
+                    let _ = sys::mem::shed_startup_pages();
                     self.pump(&sfd, pid, pipes, hc.as_ref(), log_opts)
                 }
                 Err(e) => {
