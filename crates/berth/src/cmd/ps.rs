@@ -154,24 +154,45 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         "table" => {
-            println!(
-                "{:<14}{:<20}{:<24}{:<18}{:<28}NAMES",
-                "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
-            );
+            let mut rows = vec![[
+                "CONTAINER ID".to_string(),
+                "IMAGE".into(),
+                "COMMAND".into(),
+                "CREATED".into(),
+                "STATUS".into(),
+                "NAMES".into(),
+            ]];
             for c in &list {
                 let mut cmd = format!("\"{}\"", command(c));
                 if cmd.chars().count() > 22 {
                     cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
                 }
-                println!(
-                    "{:<14}{:<20}{:<24}{:<18}{:<28}{}",
-                    c.short_id(),
-                    c.image,
+                rows.push([
+                    c.short_id().to_string(),
+                    c.image.clone(),
                     cmd,
                     format!("{} ago", since(&c.created)),
                     status_with_health(&e, c)?,
-                    c.name
-                );
+                    c.name.clone(),
+                ]);
+            }
+            // Columns as wide as their widest cell, three spaces apart (docker's tabwriter).
+            let mut width = [0usize; 6];
+            for r in &rows {
+                for (w, cell) in width.iter_mut().zip(r) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            for r in &rows {
+                let mut line = String::new();
+                for (i, cell) in r.iter().enumerate() {
+                    if i + 1 < r.len() {
+                        line.push_str(&format!("{cell:<w$}   ", w = width[i]));
+                    } else {
+                        line.push_str(cell);
+                    }
+                }
+                println!("{line}");
             }
         }
         f => bail!("--format {f:?}: expected table or json"),
