@@ -2,85 +2,26 @@
 //! containers whose monitor died. Root, real containers, a busybox image imported locally
 //! (and one built from it with a HEALTHCHECK).
 
-use berth_tests::images::*;
+use berth_tests::engine::{monitor_pids, Eng};
 use berth_tests::*;
 use serde_json::Value;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-/// A store whose engine containers are all force-removed when the test ends (as
-/// tests/engine.rs).
-struct Eng {
-    s: Store,
+/// What these tests ask of the shared engine test store beyond tests/src/engine.rs.
+trait HealthEng {
+    fn ps_status(&self, name: &str) -> String;
 }
 
-impl Eng {
-    fn new(name: &str) -> Eng {
-        let s = Store::new(&format!("health-{name}"));
-        s.import_busybox("busybox");
-        Eng { s }
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        self.s.berth(args)
-    }
-
-    fn run_d(&self, args: &[&str]) -> String {
-        let mut a = vec!["run", "-d"];
-        a.extend_from_slice(args);
-        let out = self.berth(&a);
-        out.ok();
-        let id = out.stdout.trim().to_string();
-        assert!(id.len() == 64, "run -d printed no id:\n{out}");
-        id
-    }
-
-    fn inspect(&self, c: &str) -> Value {
-        let out = self.berth(&["inspect", c]);
-        out.ok();
-        let v: Value = serde_json::from_str(&out.stdout).expect("inspect prints JSON");
-        v[0].clone()
-    }
-
-    #[track_caller]
-    fn until(&self, c: &str, limit: Duration, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        let got = poll(limit, || {
-            last = self.inspect(c);
-            f(&last).then(|| last.clone())
-        });
-        got.unwrap_or_else(|| panic!("container {c} never got {what}; last inspect: {last:#}"))
-    }
-
+impl HealthEng for Eng {
     /// `ps -a` STATUS of container `name`.
     fn ps_status(&self, name: &str) -> String {
-        let out = self.berth(&["ps", "-a", "--format", "json"]);
-        out.ok();
-        let v: Value = serde_json::from_str(&out.stdout).expect("ps prints JSON");
-        v.as_array()
+        self.ps_all()
             .into_iter()
-            .flatten()
             .find(|c| c["Names"][0] == name)
             .map(|c| c["Status"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_else(|| panic!("{name} not in ps -a: {v:#}"))
+            .unwrap_or_else(|| panic!("{name} not in ps -a"))
     }
-}
-
-impl Drop for Eng {
-    fn drop(&mut self) {
-        let out = self.s.berth(&["ps", "-a", "-q"]);
-        for id in out.stdout.split_whitespace() {
-            let _ = self.s.berth(&["rm", "-f", id]);
-        }
-    }
-}
-
-fn monitor_pids(id: &str) -> Vec<i32> {
-    pids_with_cmdline("berth-monitor")
-        .into_iter()
-        .filter(|(_, c)| c.contains(id))
-        .map(|(p, _)| p)
-        .collect()
 }
 
 fn health(v: &Value) -> &str {

@@ -4,38 +4,21 @@
 //! symlink, admission refusing what does not fit and two starts racing for the last slot.
 //! Root, real containers, a busybox image imported locally.
 
-use berth_tests::images::*;
+use berth_tests::engine::Eng;
 use berth_tests::*;
 use serde_json::Value;
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A store whose engine containers are all force-removed when the test ends.
-struct Eng {
-    s: Store,
+/// What these tests ask of the shared engine test store beyond tests/src/engine.rs.
+trait VolumeEng {
+    fn data(&self, volume: &str) -> PathBuf;
+    fn volumes(&self) -> Vec<String>;
+    fn exec(&self, c: &str, cmd: &str) -> Output;
 }
 
-impl Eng {
-    fn new(name: &str) -> Eng {
-        let s = Store::new(&format!("engvol-{name}"));
-        s.import_busybox("busybox");
-        Eng { s }
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        self.s.berth(args)
-    }
-
-    /// `run -d ARGS…`: the new container's id.
-    fn run_d(&self, args: &[&str]) -> String {
-        let mut a = vec!["run", "-d"];
-        a.extend_from_slice(args);
-        let out = self.berth(&a);
-        out.ok();
-        out.stdout.trim().to_string()
-    }
-
+impl VolumeEng for Eng {
     fn data(&self, volume: &str) -> PathBuf {
         self.s.root().join("volumes").join(volume).join("_data")
     }
@@ -48,15 +31,6 @@ impl Eng {
 
     fn exec(&self, c: &str, cmd: &str) -> Output {
         self.berth(&["exec", c, "sh", "-c", cmd])
-    }
-}
-
-impl Drop for Eng {
-    fn drop(&mut self) {
-        let out = self.s.berth(&["ps", "-a", "-q"]);
-        for id in out.stdout.split_whitespace() {
-            let _ = self.s.berth(&["rm", "-f", id]);
-        }
     }
 }
 

@@ -743,9 +743,24 @@ fn anonymous_pull_star_does_not_open_private_namespaces() {
     );
 }
 
+/// Whether the server closes `s` within `secs` (reading and discarding what it sends).
+fn closed_within(s: &mut std::net::TcpStream, secs: u64) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(secs))).ok();
+    let mut b = [0u8; 512];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 #[test]
 fn silent_and_trickling_connections_are_closed() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let reg = Registry::start(&[
         "--header-timeout",
         "2",
@@ -754,18 +769,6 @@ fn silent_and_trickling_connections_are_closed() {
         "--max-connections",
         "16",
     ]);
-    let closed_within = |s: &mut std::net::TcpStream, secs: u64| -> bool {
-        s.set_read_timeout(Some(Duration::from_secs(secs))).ok();
-        let mut b = [0u8; 512];
-        loop {
-            match s.read(&mut b) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-                Err(_) => return false,
-            }
-        }
-    };
     // Many silent connections (more than the cap) ...
     let mut silent: Vec<std::net::TcpStream> = (0..40)
         .map(|_| std::net::TcpStream::connect(&reg.addr).expect("connect"))
@@ -939,20 +942,8 @@ fn a_chunk_cancelled_midway_cannot_make_a_blob_differ_from_its_digest() {
 /// every few seconds, which resets an idle timer) does not keep a connection open.
 #[test]
 fn one_client_cannot_hold_every_connection_and_a_trickle_is_cut() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let reg = Registry::start(&["--max-connections-per-client", "4", "--idle-timeout", "4"]);
-    let closed_within = |s: &mut std::net::TcpStream, secs: u64| -> bool {
-        s.set_read_timeout(Some(Duration::from_secs(secs))).ok();
-        let mut b = [0u8; 512];
-        loop {
-            match s.read(&mut b) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-                Err(_) => return false,
-            }
-        }
-    };
     let mut held: Vec<std::net::TcpStream> = (0..4)
         .map(|_| std::net::TcpStream::connect(&reg.addr).expect("connect"))
         .collect();
