@@ -405,3 +405,17 @@ fn system_reset_asks_then_leaves_nothing() {
         "images survived the reset:\n{out}"
     );
 }
+
+/// A container started without a command shows the image's (resolved at create) in `ps`.
+#[test]
+fn ps_shows_the_image_command_when_none_was_given() {
+    let e = Eng::new("pscmd");
+    let id = e.run_d(&["--name", "imagecmd", "busybox"]);
+    e.berth(&["wait", &id]).ok();
+    let out = e.berth(&["ps", "-a", "--format", "{{.Names}} {{.Command}}"]);
+    out.ok();
+    assert!(
+        out.stdout.lines().any(|l| l == "imagecmd \"sh\""),
+        "ps does not show the image's command:\n{out}"
+    );
+}

@@ -104,6 +104,7 @@ impl Engine {
             .as_ref()
             .and_then(|c| c.volumes().clone());
         self.volumes_at_create(&image_volumes.unwrap_or_default(), &mut spec)?;
+        spec.args = crate::spec::process_args(&img.config, &spec.opts);
         let id = random_id()?;
         let c = Container {
             name: name.map_or_else(|| format!("berth-{}", &id[..12]), str::to_string),

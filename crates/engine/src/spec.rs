@@ -193,12 +193,10 @@ fn volumes(list: &[String], mounts: &mut Vec<Value>) -> Result<()> {
     Ok(())
 }
 
-/// Builds config.json for a container whose (mounted) root filesystem is `rootfs`.
-pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Value> {
-    let mut spec = runtime::spec_default::default_spec(false);
+/// The container's command: the image's entrypoint and cmd as `--entrypoint` and the
+/// command line change them (`--entrypoint` replaces the entrypoint and drops the cmd).
+pub fn process_args(image: &ImageConfiguration, o: &Opts) -> Vec<String> {
     let ic = image.config().clone().unwrap_or_default();
-
-    // Command: --entrypoint replaces the image's entrypoint and drops its cmd.
     let entrypoint: Vec<String> = match &o.entrypoint {
         Some(e) if e.is_empty() => vec![],
         Some(e) => vec![e.clone()],
@@ -211,7 +209,14 @@ pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Valu
     } else {
         ic.cmd().clone().unwrap_or_default()
     };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// Builds config.json for a container whose (mounted) root filesystem is `rootfs`.
+pub fn build(image: &ImageConfiguration, o: &Opts, rootfs: &Path) -> Result<Value> {
+    let mut spec = runtime::spec_default::default_spec(false);
+    let ic = image.config().clone().unwrap_or_default();
+    let args = process_args(image, o);
     if args.is_empty() {
         return Err(invalid!(
             "no command: the image has no entrypoint or cmd; give one after the image name"

@@ -168,6 +168,10 @@ pub struct ContainerSpec {
     /// The json-file log's options (`--log-opt max-size=…,max-file=…`; logfiles.rs).
     #[serde(default)]
     pub log_opts: BTreeMap<String, String>,
+    /// The command the container runs (the image's entrypoint and cmd as the options
+    /// change them), resolved at create: what `ps` and `inspect` show.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

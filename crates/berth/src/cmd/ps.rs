@@ -74,6 +74,9 @@ pub fn status(c: &Container) -> String {
 
 /// The command as the container was created with it.
 pub fn command(c: &Container) -> String {
+    if !c.spec.args.is_empty() {
+        return c.spec.args.join(" ");
+    }
     let o = &c.spec.opts;
     o.entrypoint
         .iter()

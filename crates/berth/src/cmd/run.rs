@@ -369,6 +369,8 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         healthcheck,
         mounts,
         log_opts: engine::logfiles::LogOpts::parse_args(&a.log_opt)?,
+        // Resolved by the engine from the image at create.
+        args: Vec::new(),
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }
