@@ -493,3 +493,19 @@ fn wait_gone(pid: i32, start: u64, limit: Duration) -> bool {
     }
     true
 }
+
+/// Moves this process into a mount namespace of its own whose mounts do not propagate to
+/// the host's (the monitor's overlay, `cp` of a stopped container, a foreground run).
+pub fn private_mount_namespace() -> Result<()> {
+    use nix::mount::MsFlags;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::Runtime(format!("unshare the mount namespace: {e}")))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::Runtime(format!("make / private: {e}")))
+}

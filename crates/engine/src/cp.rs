@@ -51,16 +51,7 @@ impl Engine {
             return Ok((c, fd));
         }
         // Stopped: its overlay, mounted in a mount namespace of our own.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-            .map_err(|e| Error::Runtime(format!("unshare the mount namespace: {e}")))?;
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| Error::Runtime(format!("make / private: {e}")))?;
+        crate::container::private_mount_namespace()?;
         let store = image::ImageStore::open(&self.root)?;
         let digest: content::Digest = c
             .image_id

@@ -177,21 +177,6 @@ fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
-/// Moves this process into a mount namespace of its own whose mounts do not propagate
-/// back to the host's; false (and nothing private) if that is not possible.
-fn private_mount_namespace() -> bool {
-    use nix::mount::MsFlags;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_ok()
-        && nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .is_ok()
-}
-
 /// Undoes what a run set up, on every path out.
 struct Cleanup {
     dir: PathBuf,
@@ -259,7 +244,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     // inherits it), on `<root>/mnt`: the mount ends with the last process in the namespace,
     // so there is no unmount on the way out (an RCU grace period) and a killed berth leaks
     // no mount into the host. Where that is impossible: mount on the host, unmount after.
-    let private = private_mount_namespace();
+    let private = engine::container::private_mount_namespace().is_ok();
     let rootfs = if private {
         store.prepare_rootfs_at(&layers, &dir, &g.root.join("mnt"))
     } else {

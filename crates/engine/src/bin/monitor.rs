@@ -220,7 +220,7 @@ impl Monitor {
             .map_err(|e| Error::Runtime(format!("block SIGCHLD: {e}")))?;
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(|e| Error::Runtime(format!("signalfd: {e}")))?;
-        private_mount_namespace()?;
+        engine::container::private_mount_namespace()?;
 
         let mut db = Db::open(&self.args.root)?;
         let c = db
@@ -576,20 +576,4 @@ impl Monitor {
         }
         code.unwrap_or(-1)
     }
-}
-
-/// Moves this process into a mount namespace of its own whose mounts do not propagate to
-/// the host's.
-fn private_mount_namespace() -> Result<()> {
-    use nix::mount::MsFlags;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| Error::Runtime(format!("unshare the mount namespace: {e}")))?;
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| Error::Runtime(format!("make / private: {e}")))
 }
