@@ -465,6 +465,19 @@ impl Engine {
     pub fn log_path(&self, c: &Container) -> PathBuf {
         self.dir(&c.id).join(LOG)
     }
+
+    /// Prints `c`'s log (`logs`, `attach`): stdout lines to `out`, stderr lines to `err`;
+    /// with `o.follow`, until the container is no longer active.
+    pub fn print_log(
+        &self,
+        c: &Container,
+        o: &crate::logfiles::ReadOpts,
+        out: &mut dyn std::io::Write,
+        err: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        let running = || self.inspect(&c.id).is_ok_and(|c| c.state.is_active());
+        crate::logfiles::read(&self.log_path(c), o, running, out, err)
+    }
 }
 
 /// What `exec` runs.

@@ -30,14 +30,11 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         follow: true,
         ..Default::default()
     };
-    let id = c.id.clone();
-    let running = || e.inspect(&id).is_ok_and(|c| c.state.is_active());
-    engine::logfiles::read(
-        &e.log_path(&c),
+    e.print_log(
+        &c,
         &o,
-        running,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     )?;
-    Ok(e.inspect(&id)?.exit_code.unwrap_or(0))
+    Ok(e.inspect(&c.id)?.exit_code.unwrap_or(0))
 }

@@ -52,12 +52,9 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         since: time("--since", &a.since)?,
         until: time("--until", &a.until)?,
     };
-    let id = c.id.clone();
-    let running = || e.inspect(&id).is_ok_and(|c| c.state.is_active());
-    logfiles::read(
-        &e.log_path(&c),
+    e.print_log(
+        &c,
         &o,
-        running,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     )?;
