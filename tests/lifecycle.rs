@@ -407,6 +407,25 @@ fn features_prints_json() {
     }
     let hooks = v["hooks"].as_array().map(|h| h.len()).unwrap_or(0);
     assert!(hooks >= 5, "hooks not listed:\n{out}");
+    // runtime-spec 1.2's recursive mount options are listed.
+    let opts: Vec<&str> = v["mountOptions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o.as_str()).collect())
+        .unwrap_or_default();
+    for o in [
+        "rro",
+        "rrw",
+        "rnosuid",
+        "rnodev",
+        "rnoexec",
+        "rnoatime",
+        "rstrictatime",
+        "rnodiratime",
+        "rnosymfollow",
+        "rbind",
+    ] {
+        assert!(opts.contains(&o), "{o} not listed:\n{out}");
+    }
 }
 
 #[test]
@@ -674,4 +693,94 @@ fn start_of_an_init_that_never_execs_fails_after_a_bound() {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
     b.wait_status("stopped", Duration::from_secs(5));
     b.delete().ok();
+}
+
+#[test]
+fn exec_ignore_paused() {
+    let b = Bundle::new("execpaused").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    b.rt(&["pause", &b.id]).ok();
+    b.exec(&["true"])
+        .failed_mentioning(&["paused", "--ignore-paused"]);
+    // With --ignore-paused the process joins the frozen cgroup and runs after resume.
+    let mut cmd = b.command(&["exec", "--ignore-paused", &b.id, "sh", "-c", "echo thawed"]);
+    cmd.stdin(std::process::Stdio::null());
+    let child = std::thread::spawn(move || capture(cmd, Capture::Pipes, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !child.is_finished(),
+        "the exec'd process ran in a frozen container"
+    );
+    b.rt(&["resume", &b.id]).ok();
+    child.join().expect("exec thread").ok().prints("thawed\n");
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn exec_into_a_sub_cgroup() {
+    let b = Bundle::new("execcg").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let sub = b.cgroup_dir("memory").join("side");
+    fs::create_dir(&sub).expect("mkdir sub-cgroup");
+    let path = b.cgroups_path();
+    let out = b.exec_with(
+        &["--cgroup", "memory:side"],
+        &["grep", ":memory:", "/proc/self/cgroup"],
+    );
+    out.ok();
+    // The container has a cgroup namespace: its paths are relative to the container's.
+    assert!(
+        out.stdout.trim().ends_with(":memory:/side"),
+        "not in the sub-cgroup ({path}/side):\n{out}"
+    );
+    let out = b.exec(&["grep", ":memory:", "/proc/self/cgroup"]);
+    assert!(out.stdout.trim().ends_with(":memory:/"), "{out}");
+    b.exec_with(&["--cgroup", "memory:nope"], &["true"])
+        .failed_mentioning(&["nope", "does not exist"]);
+    b.exec_with(&["--cgroup", "bogus:side"], &["true"])
+        .failed_mentioning(&["unknown cgroup controller \"bogus\""]);
+    b.exec_with(&["--cgroup", "../up"], &["true"])
+        .failed_mentioning(&["--cgroup", ".."]);
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn errors_are_one_line_with_the_level_like_runc() {
+    // runc's failures carry the level (`level=error msg=…` on stderr, `"level":"error"` in
+    // a JSON --log, which containerd's shim reads); tools scraping stderr look for it.
+    let b = Bundle::new("errline");
+    let id = unique_id("nosuch");
+    let out = b.rt(&["state", &id]);
+    out.failed();
+    assert_eq!(
+        out.stderr,
+        format!("berth-runtime: error: container {id} does not exist\n"),
+        "{out}"
+    );
+    let out = b.rt(&["frobnicate"]);
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    assert!(
+        out.stderr
+            .starts_with("berth-runtime: error: unknown command"),
+        "{out}"
+    );
+    let log = b.dir().join("rt.log");
+    let log_s = log.to_string_lossy().into_owned();
+    b.rt(&["--log", &log_s, "--log-format", "json", "delete", &id])
+        .failed();
+    let text = fs::read_to_string(&log).expect("log");
+    let line: Value =
+        serde_json::from_str(text.lines().last().unwrap_or_default()).expect("JSON log line");
+    assert_eq!(line["level"], "error", "{line}");
+    assert!(
+        line["msg"].as_str().is_some_and(|m| m.contains(&id)),
+        "{line}"
+    );
+    // A missing executable in runc's words (podman maps them to exit codes 127 / 126).
+    let b = Bundle::new("errexe").args(&["no-such-program"]);
+    b.create()
+        .failed_mentioning(&["error:", "executable file not found in $PATH"]);
+    let b = Bundle::new("errexe2").args(&["/no/such/program"]);
+    b.create()
+        .failed_mentioning(&["error:", "no such file or directory"]);
 }

@@ -437,3 +437,82 @@ fn seccomp_default_errno_with_allow_list() {
         "mkdir (not allowed) was not denied:\n{out}"
     );
 }
+
+/// A seccomp agent on `sock`: accepts one connection and returns the container process
+/// state it was sent and the descriptor that came with it (SCM_RIGHTS).
+fn seccomp_agent(sock: &Path) -> std::thread::JoinHandle<(Value, std::os::fd::RawFd)> {
+    let listener = std::os::unix::net::UnixListener::bind(sock).expect("bind agent socket");
+    std::thread::spawn(move || {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let (conn, _) = listener.accept().expect("accept agent connection");
+        let mut buf = vec![0u8; 1 << 16];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .expect("recvmsg on agent socket");
+        let mut fd = None;
+        for c in msg.cmsgs().expect("control messages") {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                fd = fds.first().copied();
+            }
+        }
+        let n = msg.bytes;
+        let fd = fd.expect("no descriptor sent to the agent");
+        let state: Value = serde_json::from_slice(&buf[..n]).expect("state JSON");
+        (state, fd)
+    })
+}
+
+#[test]
+fn seccomp_agent_gets_the_notify_fd_during_create() {
+    // runc hands the notify descriptor to linux.seccomp.listenerPath while `create` runs
+    // (the agent must be ready before the process starts), with the container process
+    // state of runtime-spec config-linux.md "Seccomp" (`fds: ["seccompFd"]`).
+    let data = TempDir::new("seccompagent");
+    let sock = data.join("agent.sock");
+    let agent = seccomp_agent(&sock);
+    let b = Bundle::new("seccompagent")
+        .tmpfs("/tmp")
+        .bind(data.path(), "/data", false)
+        .with(|c| {
+            seccomp(
+                c,
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": sock,
+                    "listenerMetadata": "berth-test",
+                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                    "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY" }]
+                }),
+            )
+        })
+        .sh("mkdir /tmp/x 2>/dev/null; echo $? > /data/out");
+    b.create().ok();
+    let pid = b.pid();
+    let got = poll(Duration::from_secs(3), || agent.is_finished().then_some(()));
+    assert!(got.is_some(), "the agent got nothing during create");
+    let (state, fd) = agent.join().expect("agent thread");
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["pid"], json!(pid), "{state}");
+    assert_eq!(state["metadata"], json!("berth-test"), "{state}");
+    assert_eq!(state["state"]["id"], json!(b.id), "{state}");
+    let link = fs::read_link(format!("/proc/self/fd/{fd}")).expect("readlink notify fd");
+    assert_eq!(link.to_string_lossy(), "anon_inode:seccomp notify");
+    // Without the agent the notified mkdir fails (ENOSYS) and the container goes on.
+    nix::unistd::close(fd).expect("close notify fd");
+    b.start().ok();
+    b.wait_status("stopped", WAIT);
+    assert_eq!(
+        fs::read_to_string(data.join("out"))
+            .unwrap_or_default()
+            .trim(),
+        "1"
+    );
+    b.delete().ok();
+}

@@ -104,7 +104,8 @@ Commands:
   delete [--force] ID
   exec [--process F | ARGS] [--tty] [--detach] [--pid-file F] [--console-socket S]
        [--env K=V]... [--cwd D] [--user U[:G]] [--additional-gids G]... [--cap C]...
-       [--no-new-privs] [--preserve-fds N] [--process-label L] [--apparmor P] ID [ARGS...]
+       [--no-new-privs] [--preserve-fds N] [--process-label L] [--apparmor P]
+       [--ignore-paused] [--cgroup [CONTROLLER[,CONTROLLER]:]SUBPATH]... ID [ARGS...]
   list [--format table|json] [--quiet]
   ps [--format table|json] ID [PS ARGS...]
   pause ID | resume ID
@@ -323,6 +324,8 @@ fn exec_option(
             e.process_label = Some(string(value("--process-label")?, "--process-label")?)
         }
         "apparmor" => e.apparmor = Some(string(value("--apparmor")?, "--apparmor")?),
+        "ignore-paused" => e.ignore_paused = true,
+        "cgroup" => e.cgroups.push(string(value("--cgroup")?, "--cgroup")?),
         _ => return Ok(false),
     }
     Ok(true)

@@ -134,7 +134,7 @@ fn main() {
             std::process::exit(0);
         }
         Err(e) => {
-            eprintln!("berth-runtime: {e}");
+            eprintln!("berth-runtime: error: {e}");
             std::process::exit(2);
         }
     };

@@ -106,6 +106,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     let spec = config::load(&bundle)?;
     let rootfs = config::rootfs_path(&spec, &bundle)?;
     let process = config::process(&spec)?;
+    crate::process::finalize::warn_unavailable_caps(process);
     let linux = spec
         .linux()
         .as_ref()
