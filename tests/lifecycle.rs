@@ -784,3 +784,83 @@ fn errors_are_one_line_with_the_level_like_runc() {
     b.create()
         .failed_mentioning(&["error:", "no such file or directory"]);
 }
+
+#[test]
+fn exec_lsm_flags_apply_or_fail_clearly() {
+    // runc accepts --process-label and --apparmor on exec; on a host without the module it
+    // fails ("selinux label is specified in config, but selinux is disabled or not
+    // supported"; AppArmor: "write /proc/self/attr/exec: invalid argument"). berth-runtime
+    // fails the same way, naming the field and the reason, and runs nothing.
+    let b = Bundle::new("execlsm").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let apparmor = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    let out = b.exec_with(
+        &["--process-label", "system_u:system_r:container_t:s0"],
+        &["echo", "ran"],
+    );
+    if selinux {
+        out.ok().prints("ran\n");
+    } else {
+        out.failed_mentioning(&["process.selinuxLabel", "SELinux is not enabled"]);
+        assert!(!out.stdout.contains("ran"), "{out}");
+    }
+    let out = b.exec_with(&["--apparmor", "unconfined"], &["echo", "ran"]);
+    if apparmor {
+        out.ok().prints("ran\n");
+    } else {
+        out.failed_mentioning(&["process.apparmorProfile", "AppArmor is not enabled"]);
+        assert!(!out.stdout.contains("ran"), "{out}");
+    }
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn update_reads_resources_from_stdin() {
+    // runc update -r -: the linux.resources document on stdin.
+    let b = Bundle::new("updstdin")
+        .resources("memory", json!({ "limit": 64u64 << 20 }))
+        .args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let mut cmd = b.command(&["update", "-r", "-", &b.id]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn update");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(br#"{"memory": {"limit": 33554432}, "pids": {"limit": 42}}"#)
+            .expect("write resources");
+    }
+    let out = child.wait_with_output().expect("update");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.cgroup_file("memory", "memory.limit_in_bytes"), "33554432");
+    assert_eq!(b.cgroup_file("pids", "pids.max"), "42");
+    // Not JSON on stdin: one line naming the document.
+    let mut cmd = b.command(&["update", "-r", "-", &b.id]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn update");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"memory: lots").expect("write");
+    }
+    let out = child.wait_with_output().expect("update");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("resources"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    b.force_delete_clean(Some(pid));
+}

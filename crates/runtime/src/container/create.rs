@@ -34,6 +34,35 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     /// `run` in the foreground: a terminal may be inherited instead of a console socket.
     pub foreground: bool,
+    /// `--systemd-cgroup`: `linux.cgroupsPath` must be `slice:prefix:name`; none means
+    /// `system.slice:berth:ID`.
+    pub systemd_cgroup: bool,
+}
+
+/// `--systemd-cgroup` (runc's): `linux.cgroupsPath` must be systemd's
+/// `slice:prefix:name`; none becomes `system.slice:berth:ID`. The state keeps the result,
+/// so the later verbs find the same cgroup whether or not they get the flag.
+fn systemd_cgroups_path(spec: &mut oci_spec::runtime::Spec, id: &str) -> Result<()> {
+    let Some(linux) = spec.linux_mut() else {
+        return Ok(());
+    };
+    match linux.cgroups_path() {
+        None => {
+            linux.set_cgroups_path(Some(PathBuf::from(format!("system.slice:berth:{id}"))));
+        }
+        Some(p) => {
+            let s = p.to_string_lossy();
+            if !cgroups::is_systemd_path(&s) {
+                return Err(config_err(
+                    "linux.cgroupsPath",
+                    format!("with --systemd-cgroup it must be slice:prefix:name, not {s:?}"),
+                ));
+            }
+            cgroups::systemd_path(&s)
+                .map_err(|e| config_err("linux.cgroupsPath", e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A created container.
@@ -103,7 +132,10 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         .bundle
         .canonicalize()
         .map_err(|e| Error::Usage(format!("bundle {}: {e}", o.bundle.display())))?;
-    let spec = config::load(&bundle)?;
+    let mut spec = config::load(&bundle)?;
+    if o.systemd_cgroup {
+        systemd_cgroups_path(&mut spec, &o.id)?;
+    }
     let rootfs = config::rootfs_path(&spec, &bundle)?;
     let process = config::process(&spec)?;
     crate::process::finalize::warn_unavailable_caps(process);
