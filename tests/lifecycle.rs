@@ -864,3 +864,17 @@ fn update_reads_resources_from_stdin() {
     assert_eq!(err.lines().count(), 1, "{err}");
     b.force_delete_clean(Some(pid));
 }
+
+#[test]
+fn kill_of_a_stopped_container_says_not_running() {
+    // containerd's runc shim treats a kill failing with "container not running" as done
+    // (CRI StopContainer after the process exited); `kill --all` still reaches the cgroup.
+    let b = Bundle::new("killstopped").args(&["true"]);
+    let pid = b.create_start();
+    b.wait_status("stopped", WAIT);
+    b.kill("KILL")
+        .failed_mentioning(&["container not running", &b.id]);
+    b.rt(&["kill", "--all", &b.id, "KILL"]).ok();
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}

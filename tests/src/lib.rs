@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod containerd;
 pub mod engine;
 pub mod images;
 pub mod oci;
