@@ -297,3 +297,36 @@ fn podman_run_init_and_read_only() {
     .ok()
     .prints("root-ro\ntmp-rw\nrun-rw\n");
 }
+
+#[test]
+fn podman_run_with_user_namespace_mappings() {
+    // --uidmap/--gidmap (what --userns=auto picks from /etc/subuid, which this host has
+    // none of): berth-runtime makes the user namespace and writes the maps.
+    let p = Podman::new("userns");
+    p.run(&[
+        "--rm",
+        "--uidmap",
+        "0:200000:65536",
+        "--gidmap",
+        "0:200000:65536",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map | tr -s ' ' | sed 's/^ //'; id -u; \
+         touch /tmp/f && stat -c %u /tmp/f",
+    ])
+    .ok()
+    .prints("0 200000 65536\n0 200000 65536\n0\n0\n");
+}
+
+#[test]
+fn podman_maps_exec_failures_to_126_and_127() {
+    // podman reads the runtime's error: "executable file not found" / "no such file or
+    // directory" give 127, "permission denied" 126 (as with runc and crun).
+    let p = Podman::new("execfail");
+    let out = p.run(&["--rm", IMAGE, "no-such-program"]);
+    out.code_is(127);
+    assert!(out.stderr.contains("executable file not found"), "{out}");
+    p.run(&["--rm", IMAGE, "/no/such/program"]).code_is(127);
+    p.run(&["--rm", IMAGE, "/etc/passwd"]).code_is(126);
+}
