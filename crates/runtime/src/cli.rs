@@ -212,7 +212,18 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed> {
             Long("version") | Short('v') if cmd.is_none() => {
                 return Ok(Parsed::Print(VERSION.into()))
             }
-            Value(v) if cmd.is_none() => cmd = Some(string(v, "command")?),
+            Value(v) if cmd.is_none() => {
+                let c = string(v, "command")?;
+                // runc's CRIU verbs: named, with why they are missing, whatever options
+                // follow (not "unknown command").
+                if c == "checkpoint" || c == "restore" {
+                    return Err(usage(format!(
+                        "{c}: not supported by berth-runtime (no CRIU integration; features \
+                         says org.opencontainers.runc.checkpoint.enabled=false)"
+                    )));
+                }
+                cmd = Some(c);
+            }
             Value(v) => {
                 let v = string(v, "argument")?;
                 // exec's and ps's command line starts at the first positional after the ID.
@@ -596,5 +607,8 @@ mod tests {
         assert!(msg(&["start", "a", "b"]).contains("unexpected argument \"b\""));
         assert!(msg(&["kill", "--force", "c"]).contains("kill: unknown option --force"));
         assert!(msg(&[]).contains("no command"));
+        assert!(
+            msg(&["checkpoint", "--image-path", "/x", "c"]).contains("checkpoint: not supported")
+        );
     }
 }
