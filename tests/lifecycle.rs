@@ -878,3 +878,47 @@ fn kill_of_a_stopped_container_says_not_running() {
     b.delete().ok();
     assert_no_leftovers(&b, &b.id, Some(pid));
 }
+
+#[test]
+fn socket_activation_fds_reach_the_container() {
+    // runc passes systemd's socket-activation descriptors (LISTEN_FDS from 3, when
+    // LISTEN_PID is the runtime's pid) ahead of --preserve-fds, and tells the process
+    // LISTEN_FDS=n, LISTEN_PID=1. Without LISTEN_PID naming it, nothing is passed.
+    let data = TempDir::new("listenfds");
+    fs::write(data.join("a"), "socket-a\n").expect("write");
+    fs::write(data.join("b"), "extra-b\n").expect("write");
+    let b = Bundle::new("listenfds").sh("echo $LISTEN_FDS $LISTEN_PID; cat <&3; cat <&4");
+    let script = format!(
+        "exec 3<{a} 4<{bb}; LISTEN_FDS=1 LISTEN_PID=$$ exec {rt} --root {root} run --preserve-fds 1 \
+         --bundle {dir} {id}",
+        a = data.join("a").display(),
+        bb = data.join("b").display(),
+        rt = runtime_bin().display(),
+        root = b.state_root().display(),
+        dir = b.dir_str(),
+        id = b.id
+    );
+    b.track(&b.id);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]);
+    capture(cmd, Capture::Pipes, WAIT)
+        .ok()
+        .prints("1 1\nsocket-a\nextra-b\n");
+    // LISTEN_PID of another process: no activation descriptors, no variables.
+    let b =
+        Bundle::new("listenfds2").sh("echo \"[$LISTEN_FDS]\"; cat <&3 2>/dev/null || echo closed");
+    let script = format!(
+        "exec 3<{a}; LISTEN_FDS=1 LISTEN_PID=1 exec {rt} --root {root} run --bundle {dir} {id}",
+        a = data.join("a").display(),
+        rt = runtime_bin().display(),
+        root = b.state_root().display(),
+        dir = b.dir_str(),
+        id = b.id
+    );
+    b.track(&b.id);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]);
+    capture(cmd, Capture::Pipes, WAIT)
+        .ok()
+        .prints("[]\nclosed\n");
+}
