@@ -237,6 +237,16 @@ impl Drop for Containerd {
                 let _ = child.wait();
             }
         }
+        // The shim puts each task's cgroup under /<namespace>/ (ctr, and the CRI's pods
+        // without a cgroup parent); the runtime removes the task's, the namespace's is left
+        // (as with runc): remove it where it is empty.
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(h.path().join(&self.ns));
+        }
     }
 }
 
