@@ -3,7 +3,9 @@
 //! locally.
 
 use berth_tests::engine::*;
-use serde_json::Value;
+use berth_tests::poll;
+use serde_json::{json, Value};
+use std::time::Duration;
 
 /// `ps --format json` is Docker's `{{json .}}`: one object per line, all strings, short
 /// IDs (full with `--no-trunc`), the command quoted and cut to 20 characters.
@@ -71,4 +73,216 @@ fn ps_format_json_is_one_docker_object_per_line() {
     assert_eq!(v["Command"], "\"sh -c sleep 1000; echo this is long\"");
     let q = e.berth(&["ps", "-q", "--no-trunc"]);
     assert_eq!(q.ok().stdout.trim(), a);
+}
+
+/// Drives a command on a pseudo-terminal (python3's `pty`): `steps` are `["send", text]`,
+/// `["expect", text]` (within 20 s; the output seen so far is consumed up to it),
+/// `["winsize", rows, cols]` (the terminal's size: SIGWINCH to the command) and
+/// `["sleep", seconds]`; then the command's output is read to its end. Prints
+/// `exit=CODE` last; on a failed expectation exits 1 with the transcript.
+const PTY_DRIVER: &str = r#"
+import fcntl, json, os, pty, select, struct, sys, termios, time
+steps = json.loads(sys.argv[1])
+cmd = sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    os.execvp(cmd[0], cmd)
+seen = b""
+buf = b""
+def read(limit):
+    global seen, buf
+    r, _, _ = select.select([fd], [], [], limit)
+    if not r:
+        return None
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        d = b""
+    seen += d
+    buf += d
+    return d
+for step in steps:
+    if step[0] == "send":
+        os.write(fd, step[1].encode("latin1"))
+    elif step[0] == "winsize":
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", step[1], step[2], 0, 0))
+    elif step[0] == "sleep":
+        time.sleep(step[1])
+    elif step[0] == "expect":
+        want = step[1].encode()
+        end = time.time() + 20
+        while want not in buf:
+            d = read(max(0, end - time.time()))
+            if not d:
+                print("expected %r; the terminal showed %r" % (step[1], seen))
+                os.kill(pid, 9)
+                sys.exit(1)
+        buf = buf[buf.index(want) + len(want):]
+end = time.time() + 20
+while time.time() < end:
+    d = read(end - time.time())
+    if not d:
+        break
+p, status = os.waitpid(pid, 0)
+print("transcript=%r" % seen)
+print("exit=%d" % os.waitstatus_to_exitcode(status))
+"#;
+
+/// Runs `berth ARGS…` of `e` on a pseudo-terminal through [`PTY_DRIVER`]: its exit code.
+#[track_caller]
+fn on_pty(e: &Eng, steps: serde_json::Value, args: &[&str]) -> i32 {
+    let c = e.s.command(args);
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c").arg(PTY_DRIVER).arg(steps.to_string());
+    cmd.arg(c.get_program()).args(c.get_args());
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = berth_tests::capture(cmd, berth_tests::Capture::Pipes, Duration::from_secs(90));
+    let code = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("exit=")?.parse().ok());
+    match code {
+        Some(c) if out.code() == Some(0) => c,
+        _ => panic!("python3 pty driver failed (is python3 installed?):\n{out}"),
+    }
+}
+
+/// `run -d -it`: the monitor holds the terminal; `attach` types into it, sees its output,
+/// resizes it with the user's terminal, detaches with ctrl-p ctrl-q (the container runs
+/// on) and a second attach ends with the container's exit code; the log has the
+/// terminal's output.
+#[test]
+fn detached_tty_attach_resize_detach_and_reattach() {
+    let e = Eng::new("ttyattach");
+    let id = e.run_d(&["-it", "--name", "term", "busybox", "sh"]);
+    assert_eq!(e.inspect("term")["State"]["Status"], "running");
+    let code = on_pty(
+        &e,
+        json!([
+            ["send", "echo hi-$((40+2))\r"],
+            ["expect", "hi-42"],
+            ["send", "stty size\r"],
+            ["expect", "30 100"],
+            ["winsize", 41, 123],
+            ["sleep", 0.5],
+            ["send", "stty size\r"],
+            ["expect", "41 123"],
+            ["send", "\u{10}\u{11}"],
+        ]),
+        &["attach", "term"],
+    );
+    assert_eq!(code, 0, "a detach exits 0");
+    assert_eq!(
+        e.inspect("term")["State"]["Status"],
+        "running",
+        "the container stopped at the detach"
+    );
+    let code = on_pty(
+        &e,
+        json!([
+            ["send", "echo again-$((1+1))\r"],
+            ["expect", "again-2"],
+            ["send", "exit 7\r"],
+        ]),
+        &["attach", "--detach-keys", "ctrl-x", "term"],
+    );
+    assert_eq!(code, 7, "attach exits with the container's code");
+    e.until(&id, Duration::from_secs(10), "exited", |v| {
+        v["State"]["Status"] == "exited"
+    });
+    let logs = e.berth(&["logs", "term"]);
+    logs.ok();
+    assert!(
+        logs.stdout.contains("hi-42") && logs.stdout.contains("again-2"),
+        "the terminal's output is not in the log:\n{logs}"
+    );
+}
+
+/// `run -d -i` (no terminal): the monitor keeps the container's stdin open and `attach`
+/// feeds it.
+#[test]
+fn detached_interactive_stdin_is_fed_by_attach() {
+    let e = Eng::new("stdinattach");
+    e.run_d(&[
+        "-i",
+        "--name",
+        "reader",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got-$x; read y; echo and-$y >&2; exit 4",
+    ]);
+    let code = on_pty(
+        &e,
+        json!([
+            ["send", "first\n"],
+            ["expect", "got-first"],
+            ["send", "second\n"],
+            ["expect", "and-second"],
+        ]),
+        &["attach", "reader"],
+    );
+    assert_eq!(code, 4);
+    // Without -i the container's stdin is /dev/null: `read` sees its end at once.
+    e.run_d(&[
+        "--name",
+        "closed",
+        "busybox",
+        "sh",
+        "-c",
+        "read x || echo eof; sleep 1000",
+    ]);
+    poll(Duration::from_secs(10), || {
+        e.berth(&["logs", "closed"])
+            .stdout
+            .contains("eof")
+            .then_some(())
+    })
+    .expect("a container without -i reads /dev/null");
+}
+
+/// `start -a`: attached before the container starts (none of its output is missed),
+/// stdout and stderr apart, the container's exit code; works again on the exited one.
+#[test]
+fn start_attach_streams_everything_and_exits_with_the_code() {
+    let e = Eng::new("startattach");
+    let out = e.berth(&[
+        "create",
+        "--name",
+        "once",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out-1; echo err-1 >&2; exit 3",
+    ]);
+    out.ok();
+    for _ in 0..2 {
+        let out = e.berth(&["start", "-a", "once"]);
+        assert_eq!(out.code(), Some(3), "{out}");
+        assert_eq!(out.stdout, "out-1\n", "{out}");
+        assert_eq!(out.stderr, "err-1\n", "{out}");
+    }
+    // -a -i with a terminal: typed input reaches it.
+    e.berth(&["create", "-it", "--name", "tt", "busybox", "sh"])
+        .ok();
+    let code = on_pty(
+        &e,
+        json!([
+            ["expect", "#"],
+            ["send", "echo in-$((2*3))\r"],
+            ["expect", "in-6"],
+            ["send", "exit 5\r"],
+        ]),
+        &["start", "-a", "-i", "tt"],
+    );
+    assert_eq!(code, 5);
+    e.berth(&["start", "-a", "once", "tt"])
+        .failed_mentioning(&["one container"]);
+    e.berth(&["attach", "--detach-keys", "ctrl-1", "tt"])
+        .failed_mentioning(&["ctrl-1"]);
 }

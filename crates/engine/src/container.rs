@@ -203,9 +203,38 @@ impl Engine {
     /// Starts a created or exited container: spawns its monitor (detached) and returns once
     /// the container runs, or with the monitor's error. Starting a running one is a no-op.
     pub fn start(&self, reference: &str) -> Result<Container> {
+        Ok(self.start_inner(reference, false)?.0)
+    }
+
+    /// `start -a`: starts the container with a client already on its monitor's attach
+    /// socket (crate::attach), so none of its output is missed; the connection is returned
+    /// with it. A running container is attached to as it is.
+    pub fn start_attached(
+        &self,
+        reference: &str,
+    ) -> Result<(Container, std::os::unix::net::UnixStream)> {
+        match self.start_inner(reference, true)? {
+            (c, Some(s)) => Ok((c, s)),
+            (c, None) => {
+                let s = crate::attach::connect(&self.dir(&c.id))?;
+                Ok((c, s))
+            }
+        }
+    }
+
+    /// Connects to a running container's attach socket (crate::attach).
+    pub fn attach(&self, c: &Container) -> Result<std::os::unix::net::UnixStream> {
+        crate::attach::connect(&self.dir(&c.id))
+    }
+
+    fn start_inner(
+        &self,
+        reference: &str,
+        attach: bool,
+    ) -> Result<(Container, Option<std::os::unix::net::UnixStream>)> {
         let c = self.inspect(reference)?;
         match c.state {
-            State::Running | State::Restarting | State::Paused => return Ok(c),
+            State::Running | State::Restarting | State::Paused => return Ok((c, None)),
             State::Removing => {
                 return Err(Error::Conflict(format!(
                     "container {} is being removed",
@@ -234,14 +263,20 @@ impl Engine {
             .open(dir.join(MONITOR_LOG))
             .map_err(io(format!("open {}", dir.join(MONITOR_LOG).display())))?;
         // The monitor re-executes itself detached (setsid, a second process) and reports on
-        // its stdout: `ok` once the container runs, `error: …` otherwise; then EOF.
-        let mut child = Command::new(&self.monitor)
-            .arg("--root")
+        // its stdout: `ok` once the container runs, `error: …` otherwise; then EOF. With
+        // `--attach` it first says `attach` once its attach socket listens, and waits for
+        // our connection before it starts the container.
+        let mut cmd = Command::new(&self.monitor);
+        cmd.arg("--root")
             .arg(&self.root)
             .arg("--runroot")
             .arg(&self.runroot)
             .arg("--runtime")
-            .arg(&self.runtime)
+            .arg(&self.runtime);
+        if attach {
+            cmd.arg("--attach");
+        }
+        let mut child = cmd
             .arg(&c.id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -249,8 +284,18 @@ impl Engine {
             .spawn()
             .map_err(io(format!("run {}", self.monitor.display())))?;
         let mut report = String::new();
-        if let Some(mut out) = child.stdout.take() {
-            let _ = out.read_to_string(&mut report);
+        let mut stream = None;
+        if let Some(out) = child.stdout.take() {
+            let mut out = std::io::BufReader::new(out);
+            let mut line = String::new();
+            while matches!(std::io::BufRead::read_line(&mut out, &mut line), Ok(n) if n > 0) {
+                if line.trim() == "attach" && stream.is_none() {
+                    stream = Some(crate::attach::connect(&dir));
+                } else {
+                    report.push_str(&line);
+                }
+                line.clear();
+            }
         }
         let _ = child.wait();
         let report = report.trim();
@@ -265,7 +310,7 @@ impl Engine {
                 c.name
             )));
         }
-        self.inspect(&c.id)
+        Ok((self.inspect(&c.id)?, stream.transpose()?))
     }
 
     /// Sends `signal` to the container's process. As Docker (moby `daemon/kill.go`

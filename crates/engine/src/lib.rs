@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod attach;
 pub mod confined;
 pub mod container;
 pub mod cp;

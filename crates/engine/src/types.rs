@@ -172,6 +172,10 @@ pub struct ContainerSpec {
     /// change them), resolved at create: what `ps` and `inspect` show.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Keep the container's stdin open (`-i`): the monitor holds its write end and
+    /// attached clients feed it (attach.rs). With `opts.tty` the terminal is the input.
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

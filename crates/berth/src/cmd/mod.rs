@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod attach;
+mod attach_io;
 pub mod build;
 pub mod bundle;
 pub mod container;

@@ -108,7 +108,8 @@ pub struct Args {
     /// Disable any health check, the image's too.
     #[arg(long)]
     no_healthcheck: bool,
-    /// Keep stdin open (accepted for docker compatibility; stdin is always passed).
+    /// Keep stdin open (foreground runs always pass it; a detached container's monitor
+    /// holds it for `attach`).
     #[arg(short, long)]
     interactive: bool,
     /// A mount: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`.
@@ -205,8 +206,8 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     // What a killed `berth run --rm` left behind goes now (its --rm, late).
     super::container::remove_ended(g, false)?;
     if a.detach {
-        if a.rm || a.tty {
-            bail!("run -d: --rm and -t are not supported for detached containers yet");
+        if a.rm {
+            bail!("run -d: --rm is not supported for detached containers yet");
         }
         let wait = a
             .wait
@@ -329,7 +330,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         cpus: a.cpus,
         pids_limit: a.pids_limit,
         hostname: a.hostname.unwrap_or_default(),
-        tty: false,
+        tty: a.tty,
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         security_opt: a.security_opt,
@@ -356,6 +357,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         log_opts: engine::logfiles::LogOpts::parse_args(&a.log_opt)?,
         // Resolved by the engine from the image at create.
         args: Vec::new(),
+        interactive: a.interactive,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }
