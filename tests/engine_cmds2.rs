@@ -286,3 +286,25 @@ fn start_attach_streams_everything_and_exits_with_the_code() {
     e.berth(&["attach", "--detach-keys", "ctrl-1", "tt"])
         .failed_mentioning(&["ctrl-1"]);
 }
+
+/// Foreground `run` and the engine share one name space: neither takes a name the other
+/// holds (create, run -d, rename, run).
+#[test]
+fn foreground_and_engine_containers_never_share_a_name() {
+    let e = Eng::new("names");
+    e.berth(&["run", "--name", "fg", "busybox", "true"]).ok();
+    e.berth(&["run", "-d", "--name", "fg", "busybox", "true"])
+        .failed_mentioning(&["\"fg\"", "foreground"]);
+    e.berth(&["create", "--name", "fg", "busybox", "true"])
+        .failed_mentioning(&["\"fg\"", "foreground"]);
+    e.run_d(&["--name", "svc", "busybox", "sleep", "1000"]);
+    e.berth(&["rename", "svc", "fg"])
+        .failed_mentioning(&["\"fg\"", "foreground"]);
+    e.berth(&["run", "--rm", "--name", "svc", "busybox", "true"])
+        .failed_mentioning(&["\"svc\"", "in use"]);
+    assert_eq!(e.ps_all().len(), 1, "{:?}", e.ps_all());
+    assert_eq!(e.inspect("svc")["State"]["Status"], "running");
+    // Once the foreground container is gone its name is free for the engine.
+    e.berth(&["container", "prune"]).ok();
+    e.run_d(&["--name", "fg", "busybox", "true"]);
+}

@@ -91,6 +91,9 @@ impl Engine {
                 )));
             }
         }
+        if let Some(n) = name {
+            self.refuse_foreground_name(n)?;
+        }
         crate::spec::validate(&spec.opts)?;
         let store = image::ImageStore::open(&self.root)?;
         let img = store.resolve(&spec.image)?;
@@ -135,6 +138,20 @@ impl Engine {
         }
         tracing::debug!(container = %c.id, name = %c.name, image = %c.image, "created");
         Ok(c)
+    }
+
+    /// Names are shared with foreground `berth run`, whose container directory is
+    /// `<root>/containers/<name>` (not a row): a name it holds is refused.
+    pub fn refuse_foreground_name(&self, name: &str) -> Result<()> {
+        let dir = self.root.join("containers").join(name);
+        if dir.join("owner.json").exists() {
+            return Err(Error::Conflict(format!(
+                "the container name {name:?} is already in use by a foreground run ({}): \
+                 `berth container prune` removes it once it has ended",
+                dir.display()
+            )));
+        }
+        Ok(())
     }
 
     /// A container's row, reconciled with what runs.

@@ -225,6 +225,14 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     if !valid_name(&id) {
         bail!("invalid container name {id:?} ([a-zA-Z0-9][a-zA-Z0-9_.-]*)");
     }
+    // Names are shared with the engine's containers (`ps` lists those).
+    let eng = g.engine()?;
+    if let Some(c) = eng.list(true)?.into_iter().find(|c| c.name == id) {
+        bail!(
+            "container name {id:?} is already in use by container {} (berth ps -a)",
+            c.short_id()
+        );
+    }
     let dir = g.root.join("containers").join(&id);
     // create_dir (not _all) claims the name atomically.
     std::fs::create_dir(&dir).map_err(|e| match e.kind() {
@@ -263,7 +271,6 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         mounts: engine::volumes::parse_cli(&mut volumes, &a.mount, &a.tmpfs)?,
         ..Default::default()
     };
-    let eng = g.engine()?;
     eng.volumes_at_create(&[], &mut vspec)?;
     let opts = Opts {
         env: a.env,
