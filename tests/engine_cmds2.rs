@@ -3,6 +3,7 @@
 //! locally.
 
 use berth_tests::engine::*;
+use berth_tests::images::OutputExt;
 use berth_tests::poll;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -307,4 +308,78 @@ fn foreground_and_engine_containers_never_share_a_name() {
     // Once the foreground container is gone its name is free for the engine.
     e.berth(&["container", "prune"]).ok();
     e.run_d(&["--name", "fg", "busybox", "true"]);
+}
+
+/// The states of the processes in container `c` (`Z` for a zombie), one per line.
+fn zombies(e: &Eng, c: &str) -> usize {
+    let out = e.berth(&[
+        "exec",
+        c,
+        "sh",
+        "-c",
+        "for f in /proc/[0-9]*/stat; do read p comm st rest < $f && echo \"$st $comm\"; done",
+    ]);
+    out.ok();
+    out.stdout.lines().filter(|l| l.starts_with("Z ")).count()
+}
+
+/// `--init`: berth-init is PID 1, reaps what is orphaned to it (the same workload without
+/// it leaves a zombie) and forwards `stop`'s SIGTERM to the command.
+#[test]
+fn init_reaps_zombies_and_forwards_sigterm() {
+    let e = Eng::new("init");
+    // The background sleep is orphaned to PID 1 and exits after 0.2 s.
+    let work = "(sleep 0.2 &); exec sleep 1000";
+    e.run_d(&["--init", "--name", "reaped", "busybox", "sh", "-c", work]);
+    e.run_d(&["--name", "plain", "busybox", "sh", "-c", work]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        zombies(&e, "plain"),
+        1,
+        "the workload should leave a zombie under a PID 1 that does not reap"
+    );
+    assert_eq!(zombies(&e, "reaped"), 0, "berth-init left a zombie");
+    let pid1 = e.berth(&["exec", "reaped", "cat", "/proc/1/cmdline"]);
+    assert!(
+        pid1.ok().stdout.starts_with("/dev/init\0--\0sh\0"),
+        "PID 1 is not berth-init: {pid1}"
+    );
+    e.run_d(&[
+        "--init",
+        "--name",
+        "trapper",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    poll(Duration::from_secs(10), || {
+        e.berth(&["logs", "trapper"])
+            .stdout
+            .contains("ready")
+            .then_some(())
+    })
+    .expect("the trap is never installed");
+    e.berth(&["stop", "-t", "30", "trapper"]).ok();
+    let v = e.inspect("trapper");
+    assert_eq!(
+        v["State"]["ExitCode"], 3,
+        "SIGTERM did not reach the command through berth-init: {v:#}"
+    );
+    e.berth(&["logs", "trapper"]).ok().says("got-term");
+    // Foreground runs too; exit codes pass through, a missing command is 127.
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "echo pid=$$; exit 9",
+    ]);
+    assert_eq!(out.code(), Some(9), "{out}");
+    assert_eq!(out.stdout, "pid=2\n", "{out}");
+    let out = e.berth(&["run", "--rm", "--init", "busybox", "nosuchcommand"]);
+    assert_eq!(out.code(), Some(127), "{out}");
+    assert!(out.stderr.contains("nosuchcommand"), "{out}");
 }

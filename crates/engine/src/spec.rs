@@ -31,6 +31,49 @@ pub struct Opts {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub security_opt: Vec<String>,
+    /// `--init`: berth-init as PID 1 (add_init).
+    pub init: bool,
+}
+
+/// Where `--init` puts berth-init in the container: on the runtime's `/dev` tmpfs, so
+/// neither the image's files nor a read-only root are touched.
+pub const INIT_PATH: &str = "/dev/init";
+
+/// The init binary: `$BERTH_INIT`, else `berth-init` next to this executable (berth and
+/// berth-monitor are installed together with it).
+pub fn init_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_INIT").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| invalid!("--init: locate this executable: {e}"))?;
+    let p = exe.with_file_name("berth-init");
+    if !p.is_file() {
+        return Err(invalid!(
+            "--init: {} not found: build it (cargo build) or set BERTH_INIT",
+            p.display()
+        ));
+    }
+    Ok(p)
+}
+
+/// `--init`: `bin` bound read-only at [`INIT_PATH`] and made the process, with the
+/// command as its arguments (Docker binds tini at /sbin/docker-init the same way).
+pub fn add_init(spec: &mut Value, bin: &Path) -> Result<()> {
+    let args = spec["process"]["args"]
+        .as_array_mut()
+        .ok_or_else(|| invalid!("--init: the config has no process.args"))?;
+    args.splice(0..0, [json!(INIT_PATH), json!("--")]);
+    spec["mounts"]
+        .as_array_mut()
+        .ok_or_else(|| invalid!("--init: the config has no mounts"))?
+        .push(json!({
+            "destination": INIT_PATH,
+            "type": "bind",
+            "source": bin,
+            "options": ["bind", "ro", "nosuid", "nodev"],
+        }));
+    Ok(())
 }
 
 /// The seccomp profile a container gets.

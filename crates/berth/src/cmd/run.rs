@@ -76,6 +76,10 @@ pub struct Args {
     /// Container hostname (default: the ID's first 12 characters).
     #[arg(long)]
     hostname: Option<String>,
+    /// Run an init (berth-init, bound at /dev/init) as PID 1: it forwards signals to the
+    /// command and reaps zombies (Docker's tini).
+    #[arg(long)]
+    init: bool,
     /// Give the container a terminal.
     #[arg(short, long)]
     tty: bool,
@@ -289,10 +293,14 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         security_opt: a.security_opt,
+        init: a.init,
     };
     let mut spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
     spec["root"]["path"] = serde_json::json!(rootfs_path);
     engine::volumes::apply(&eng, &vspec.mounts, &rootfs_path, &mut spec)?;
+    if opts.init {
+        run_spec::add_init(&mut spec, &run_spec::init_bin()?)?;
+    }
     if let Some((rows, cols)) = opts.tty.then(run_tty::size).flatten() {
         spec["process"]["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
     }
@@ -322,6 +330,10 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
     if let Some(s) = &a.stop_signal {
         engine::types::parse_signal(s)?;
     }
+    if a.init {
+        // Found now rather than at each start by the monitor (next to berth).
+        run_spec::init_bin()?;
+    }
     let mut volumes = a.volume;
     let mounts = engine::volumes::parse_cli(&mut volumes, &a.mount, &a.tmpfs)?;
     let mut opts = Opts {
@@ -341,6 +353,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         security_opt: a.security_opt,
+        init: a.init,
     };
     run_spec::freeze_env(&mut opts)?;
     let healthcheck = engine::health::HealthFlags {
