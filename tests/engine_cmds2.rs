@@ -383,3 +383,50 @@ fn init_reaps_zombies_and_forwards_sigterm() {
     assert_eq!(out.code(), Some(127), "{out}");
     assert!(out.stderr.contains("nosuchcommand"), "{out}");
 }
+
+/// `ps` lists foreground runs beside the engine's containers: running while their run
+/// lives, then (kept without --rm) exited with their code under `-a`.
+#[test]
+fn ps_lists_foreground_runs() {
+    let e = Eng::new("psfg");
+    let mut fg =
+        e.s.command(&["run", "--rm", "--name", "fgrun", "busybox", "sleep", "3"]);
+    fg.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut fg = fg.spawn().expect("start berth run");
+    e.run_d(&["--name", "svc", "busybox", "sleep", "1000"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut v = vec!["ps", "--format", "{{.Names}} {{.State}} {{.Command}}"];
+        v.extend_from_slice(args);
+        let out = e.berth(&v);
+        let mut l: Vec<String> = out.ok().stdout.lines().map(str::to_string).collect();
+        l.sort();
+        l
+    };
+    let seen = poll(Duration::from_secs(20), || {
+        let l = names(&[]);
+        l.iter().any(|x| x.starts_with("fgrun ")).then_some(l)
+    })
+    .expect("ps never showed the foreground run");
+    assert_eq!(
+        seen,
+        ["fgrun running \"sleep 3\"", "svc running \"sleep 1000\""],
+        "{seen:?}"
+    );
+    assert!(fg.wait().expect("wait").success());
+    assert_eq!(names(&[]), ["svc running \"sleep 1000\""]);
+    e.berth(&["run", "--name", "kept", "busybox", "sh", "-c", "exit 6"]);
+    let out = e.berth(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=kept",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
+    assert!(out.ok().stdout.starts_with("kept Exited (6) "), "{out}");
+    e.berth(&["container", "prune"]).ok();
+    let out = e.berth(&["ps", "-a", "--filter", "name=kept", "-q"]);
+    assert_eq!(out.ok().stdout, "", "{out}");
+}

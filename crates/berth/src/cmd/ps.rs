@@ -113,7 +113,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         f => Some(Template::parse(f)?),
     };
     let e = g.engine()?;
-    let mut list = e.list(a.all || filters.implies_all())?;
+    let all = a.all || filters.implies_all();
+    let mut list = e.list(all)?;
+    // Foreground runs' containers too (names are shared with the engine's).
+    list.extend(
+        super::container::foreground(g)?
+            .into_iter()
+            .filter(|c| all || c.state == State::Running),
+    );
+    // The engine lists oldest first; keep one order for both kinds (RFC 3339 UTC sorts).
+    list.sort_by(|x, y| x.created.cmp(&y.created));
     if !a.filter.is_empty() {
         let store = g.store().ok();
         let image_id = |r: &str| -> Option<String> {

@@ -251,7 +251,20 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         rootfs: None,
         remove: true,
     };
-    super::container::record_owner(&dir, a.rm, &g.runroot)?;
+    // What `ps` shows of it (the image's entrypoint and cmd as the options change them).
+    let command = run_spec::process_args(
+        &img.config,
+        &Opts {
+            entrypoint: a.entrypoint.clone(),
+            cmd: a.command.clone(),
+            ..Default::default()
+        },
+    );
+    let info = super::container::RunInfo {
+        image: &a.image,
+        command,
+    };
+    super::container::record_owner(&dir, a.rm, &g.runroot, info)?;
     let layers = img.layers()?;
     // The overlay is mounted in a private mount namespace of this process (the runtime
     // inherits it), on `<root>/mnt`: the mount ends with the last process in the namespace,
@@ -308,6 +321,11 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     std::fs::write(&cfg, serde_json::to_vec_pretty(&spec)?)
         .with_context(|| format!("write {}", cfg.display()))?;
     let code = run_runtime(&g.runroot, &dir, &id, a.tty)?;
+    if !a.rm {
+        if let Err(e) = super::container::record_exit(&dir, code) {
+            eprintln!("berth: warning: {e:#}");
+        }
+    }
     cleanup.remove = a.rm;
     drop(cleanup);
     if a.rm {
