@@ -303,7 +303,14 @@ fn foreground_and_engine_containers_never_share_a_name() {
         .failed_mentioning(&["\"fg\"", "foreground"]);
     e.berth(&["run", "--rm", "--name", "svc", "busybox", "true"])
         .failed_mentioning(&["\"svc\"", "in use"]);
-    assert_eq!(e.ps_all().len(), 1, "{:?}", e.ps_all());
+    // One of each: the engine's svc and the foreground run's fg (listed by ps too).
+    let mut all: Vec<String> = e
+        .ps_all()
+        .iter()
+        .map(|c| format!("{} {}", c["Names"], c["State"]))
+        .collect();
+    all.sort();
+    assert_eq!(all, ["\"fg\" \"exited\"", "\"svc\" \"running\""]);
     assert_eq!(e.inspect("svc")["State"]["Status"], "running");
     // Once the foreground container is gone its name is free for the engine.
     e.berth(&["container", "prune"]).ok();
