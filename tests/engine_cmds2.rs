@@ -161,7 +161,10 @@ fn on_pty(e: &Eng, steps: serde_json::Value, args: &[&str]) -> i32 {
 fn detached_tty_attach_resize_detach_and_reattach() {
     let e = Eng::new("ttyattach");
     let id = e.run_d(&["-it", "--name", "term", "busybox", "sh"]);
-    assert_eq!(e.inspect("term")["State"]["Status"], "running");
+    let v = e.inspect("term");
+    assert_eq!(v["State"]["Status"], "running");
+    assert_eq!(v["Config"]["Tty"], true, "{v:#}");
+    assert_eq!(v["Config"]["OpenStdin"], true, "{v:#}");
     let code = on_pty(
         &e,
         json!([
@@ -338,6 +341,7 @@ fn init_reaps_zombies_and_forwards_sigterm() {
     // The background sleep is orphaned to PID 1 and exits after 0.2 s.
     let work = "(sleep 0.2 &); exec sleep 1000";
     e.run_d(&["--init", "--name", "reaped", "busybox", "sh", "-c", work]);
+    assert_eq!(e.inspect("reaped")["HostConfig"]["Init"], true);
     e.run_d(&["--name", "plain", "busybox", "sh", "-c", work]);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
