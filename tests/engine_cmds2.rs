@@ -441,3 +441,64 @@ fn ps_lists_foreground_runs() {
     let out = e.berth(&["ps", "-a", "--filter", "name=kept", "-q"]);
     assert_eq!(out.ok().stdout, "", "{out}");
 }
+
+/// `run -d --rm`: the monitor removes the exited container (row, directory, mounts,
+/// cgroup, anonymous volumes); `start -a` of a `--rm` container still gets its output and
+/// code; --rm with a restart policy is refused.
+#[test]
+fn detached_rm_removes_the_container_once_it_exits() {
+    let e = Eng::new("autorm");
+    let id = e.run_d(&[
+        "--rm",
+        "--name",
+        "gone",
+        "--mount",
+        "type=volume,target=/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/f; sleep 0.5",
+    ]);
+    assert_eq!(e.inspect("gone")["State"]["Status"], "running");
+    let vols = e.berth(&["volume", "ls", "-q"]);
+    assert_eq!(vols.ok().stdout.lines().count(), 1, "{vols}");
+    poll(Duration::from_secs(20), || {
+        (e.berth(&["inspect", "gone"]).code() != Some(0)).then_some(())
+    })
+    .expect("the --rm container was never removed");
+    poll(Duration::from_secs(10), || {
+        host_leftovers(&e, &id).is_empty().then_some(())
+    })
+    .unwrap_or_else(|| panic!("left behind: {:?}", host_leftovers(&e, &id)));
+    let vols = e.berth(&["volume", "ls", "-q"]);
+    assert_eq!(vols.ok().stdout, "", "its anonymous volume stayed: {vols}");
+    e.berth(&[
+        "create",
+        "--rm",
+        "--name",
+        "once",
+        "busybox",
+        "sh",
+        "-c",
+        "echo bye; exit 2",
+    ])
+    .ok();
+    let out = e.berth(&["start", "-a", "once"]);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert_eq!(out.stdout, "bye\n", "{out}");
+    poll(Duration::from_secs(20), || {
+        (e.berth(&["inspect", "once"]).code() != Some(0)).then_some(())
+    })
+    .expect("the --rm container was never removed after start -a");
+    e.berth(&[
+        "run",
+        "-d",
+        "--rm",
+        "--restart",
+        "always",
+        "busybox",
+        "true",
+    ])
+    .failed_mentioning(&["--rm", "--restart"]);
+    assert!(e.ps_all().is_empty(), "{:?}", e.ps_all());
+}

@@ -176,6 +176,10 @@ pub struct ContainerSpec {
     /// attached clients feed it (attach.rs). With `opts.tty` the terminal is the input.
     #[serde(default)]
     pub interactive: bool,
+    /// `--rm` of a detached container (Docker's AutoRemove): its monitor removes it, and
+    /// its anonymous volumes, once it has exited.
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

@@ -22,7 +22,8 @@ use std::process::Command;
 #[derive(clap::Args, Debug)]
 #[command(trailing_var_arg = true)]
 pub struct Args {
-    /// Remove the container's directory (its writable layer) when it exits.
+    /// Remove the container's directory (its writable layer) when it exits (detached:
+    /// its monitor does, with its anonymous volumes).
     #[arg(long)]
     rm: bool,
     /// Run in the background under the engine (a monitor process), print its ID.
@@ -210,9 +211,6 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     // What a killed `berth run --rm` left behind goes now (its --rm, late).
     super::container::remove_ended(g, false)?;
     if a.detach {
-        if a.rm {
-            bail!("run -d: --rm is not supported for detached containers yet");
-        }
         let wait = a
             .wait
             .then(|| a.wait_timeout.map(std::time::Duration::from_secs));
@@ -337,6 +335,9 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
 /// `berth create` / `berth run -d`: the engine's container from the command line.
 pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
     let restart: engine::RestartPolicy = a.restart.parse()?;
+    if a.rm && restart != engine::RestartPolicy::No {
+        bail!("conflicting options: --restart {restart} and --rm (a removed container cannot restart)");
+    }
     let mut labels = std::collections::BTreeMap::new();
     for l in &a.label {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -396,6 +397,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         // Resolved by the engine from the image at create.
         args: Vec::new(),
         interactive: a.interactive,
+        auto_remove: a.rm,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }

@@ -371,6 +371,9 @@ impl Monitor {
             }
             tracing::info!(container = %id, code, oom, restart = again, "exited");
             if !again {
+                if c.spec.auto_remove {
+                    self.auto_remove();
+                }
                 return Ok(());
             }
             std::thread::sleep(delay);
@@ -409,6 +412,30 @@ impl Monitor {
         });
     }
 
+    fn engine(&self) -> engine::Engine {
+        engine::Engine {
+            root: self.args.root.clone(),
+            runroot: self.args.runroot.clone(),
+            runtime: self.args.runtime.clone(),
+            monitor: PathBuf::new(),
+        }
+    }
+
+    /// `--rm` (Docker's AutoRemove): the exited container goes, with its anonymous
+    /// volumes; our overlay first, or removing the directory would reach into it.
+    fn auto_remove(&self) {
+        let _ = nix::mount::umount2(&self.dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+        let engine = self.engine();
+        match engine.remove(&self.args.id, false) {
+            Ok(c) => {
+                if let Err(e) = engine.remove_anonymous_volumes(&c.spec) {
+                    tracing::warn!(container = %self.args.id, error = %e, "--rm: volumes");
+                }
+            }
+            Err(e) => tracing::warn!(container = %self.args.id, error = %e, "--rm"),
+        }
+    }
+
     /// The rootfs (in our mount namespace) and config.json.
     fn prepare(&self, c: &engine::Container) -> Result<()> {
         let store = image::ImageStore::open(&self.args.root)?;
@@ -426,12 +453,7 @@ impl Monitor {
             opts.hostname = c.id.chars().take(12).collect();
         }
         let mut spec = engine::spec::build(&img.config, &opts, &rootfs.path)?;
-        let engine = engine::Engine {
-            root: self.args.root.clone(),
-            runroot: self.args.runroot.clone(),
-            runtime: self.args.runtime.clone(),
-            monitor: PathBuf::new(),
-        };
+        let engine = self.engine();
         engine::volumes::apply(&engine, &c.spec.mounts, &rootfs.path, &mut spec)?;
         if opts.init {
             engine::spec::add_init(&mut spec, &engine::spec::init_bin()?)?;
