@@ -291,12 +291,20 @@ fn start_attach_streams_everything_and_exits_with_the_code() {
         .failed_mentioning(&["ctrl-1"]);
 }
 
-/// Foreground `run` and the engine share one name space: neither takes a name the other
-/// holds (create, run -d, rename, run).
+/// `berth ARGS…` with `BERTH_RUN_DIRECT=1`: a foreground `run` takes the direct path
+/// (berth runs berth-runtime itself; no monitor, no row).
+fn direct(e: &Eng, args: &[&str]) -> berth_tests::Output {
+    let mut c = e.s.command(args);
+    c.env("BERTH_RUN_DIRECT", "1");
+    berth_tests::capture(c, berth_tests::Capture::Pipes, Duration::from_secs(120))
+}
+
+/// The direct path's foreground runs and the engine share one name space: neither takes
+/// a name the other holds (create, run -d, rename, run).
 #[test]
 fn foreground_and_engine_containers_never_share_a_name() {
     let e = Eng::new("names");
-    e.berth(&["run", "--name", "fg", "busybox", "true"]).ok();
+    direct(&e, &["run", "--name", "fg", "busybox", "true"]).ok();
     e.berth(&["run", "-d", "--name", "fg", "busybox", "true"])
         .failed_mentioning(&["\"fg\"", "foreground"]);
     e.berth(&["create", "--name", "fg", "busybox", "true"])
@@ -304,6 +312,8 @@ fn foreground_and_engine_containers_never_share_a_name() {
     e.run_d(&["--name", "svc", "busybox", "sleep", "1000"]);
     e.berth(&["rename", "svc", "fg"])
         .failed_mentioning(&["\"fg\"", "foreground"]);
+    direct(&e, &["run", "--rm", "--name", "svc", "busybox", "true"])
+        .failed_mentioning(&["\"svc\"", "in use"]);
     e.berth(&["run", "--rm", "--name", "svc", "busybox", "true"])
         .failed_mentioning(&["\"svc\"", "in use"]);
     // One of each: the engine's svc and the foreground run's fg (listed by ps too).
@@ -395,8 +405,9 @@ fn init_reaps_zombies_and_forwards_sigterm() {
     assert!(out.stderr.contains("nosuchcommand"), "{out}");
 }
 
-/// `ps` lists foreground runs beside the engine's containers: running while their run
-/// lives, then (kept without --rm) exited with their code under `-a`.
+/// `ps` lists foreground runs (through the engine, and of the direct path) beside the
+/// engine's containers: running while their run lives, then (kept without --rm) exited
+/// with their code under `-a`.
 #[test]
 fn ps_lists_foreground_runs() {
     let e = Eng::new("psfg");
@@ -427,7 +438,20 @@ fn ps_lists_foreground_runs() {
     );
     assert!(fg.wait().expect("wait").success());
     assert_eq!(names(&[]), ["svc running \"sleep 1000\""]);
-    e.berth(&["run", "--name", "kept", "busybox", "sh", "-c", "exit 6"]);
+    direct(
+        &e,
+        &["run", "--name", "kept", "busybox", "sh", "-c", "exit 6"],
+    );
+    e.berth(&["run", "--name", "kept2", "busybox", "sh", "-c", "exit 7"]);
+    let out = e.berth(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=kept2",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
+    assert!(out.ok().stdout.starts_with("kept2 Exited (7) "), "{out}");
     let out = e.berth(&[
         "ps",
         "-a",
@@ -436,7 +460,13 @@ fn ps_lists_foreground_runs() {
         "--format",
         "{{.Names}} {{.Status}}",
     ]);
-    assert!(out.ok().stdout.starts_with("kept Exited (6) "), "{out}");
+    assert!(
+        out.ok()
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("kept Exited (6) ")),
+        "{out}"
+    );
     e.berth(&["container", "prune"]).ok();
     let out = e.berth(&["ps", "-a", "--filter", "name=kept", "-q"]);
     assert_eq!(out.ok().stdout, "", "{out}");
@@ -501,4 +531,100 @@ fn detached_rm_removes_the_container_once_it_exits() {
     ])
     .failed_mentioning(&["--rm", "--restart"]);
     assert!(e.ps_all().is_empty(), "{:?}", e.ps_all());
+}
+
+/// Foreground `run` goes through the engine: the container is in `ps` while it runs, its
+/// output and exit code come through the attach socket, a missing command is 127, and
+/// `kill -9` of `berth run --rm` leaves it running until it ends, then its monitor removes
+/// it (nothing left on the host).
+#[test]
+fn foreground_run_through_the_engine() {
+    let e = Eng::new("fgengine");
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 5",
+    ]);
+    assert_eq!(out.code(), Some(5), "{out}");
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("out\n", "err\n"),
+        "{out}"
+    );
+    assert!(e.ps_all().is_empty(), "--rm left {:?}", e.ps_all());
+    let out = e.berth(&["run", "--rm", "busybox", "nosuchcommand"]);
+    assert_eq!(out.code(), Some(127), "{out}");
+    assert!(out.stderr.contains("nosuchcommand"), "{out}");
+    assert!(
+        e.ps_all().is_empty(),
+        "a failed --rm run left {:?}",
+        e.ps_all()
+    );
+
+    let mut victim =
+        e.s.command(&["run", "--rm", "--name", "victim", "busybox", "sleep", "2"]);
+    victim
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut victim = victim.spawn().expect("start berth run");
+    // Polled with `ps` (inspect fails until the container exists).
+    poll(Duration::from_secs(20), || {
+        let out = e.berth(&["ps", "--filter", "name=victim", "-q"]);
+        (!out.stdout.trim().is_empty()).then_some(())
+    })
+    .expect("the container never ran");
+    let id = e.inspect("victim")["Id"].as_str().expect("Id").to_string();
+    victim.kill().expect("SIGKILL berth");
+    let _ = victim.wait();
+    assert_eq!(
+        e.inspect("victim")["State"]["Status"],
+        "running",
+        "the container should outlive its killed berth"
+    );
+    poll(Duration::from_secs(20), || {
+        (e.berth(&["inspect", "victim"]).code() != Some(0)).then_some(())
+    })
+    .expect("the killed run's --rm container was never removed");
+    poll(Duration::from_secs(10), || {
+        host_leftovers(&e, &id).is_empty().then_some(())
+    })
+    .unwrap_or_else(|| panic!("left behind: {:?}", host_leftovers(&e, &id)));
+
+    // SIGTERM to berth goes to the container (Docker's --sig-proxy).
+    let mut term = e.s.command(&[
+        "run",
+        "--rm",
+        "--name",
+        "trap",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 4' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    term.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut term = term.spawn().expect("start berth run");
+    let mut stdout = std::io::BufReader::new(term.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(term.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let st = term.wait().expect("wait");
+    assert_eq!(
+        st.code(),
+        Some(4),
+        "SIGTERM did not reach the container's trap"
+    );
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+    assert_eq!(rest, "got-term\n");
 }

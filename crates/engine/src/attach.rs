@@ -234,6 +234,24 @@ impl Hub {
         self.clients = keep;
     }
 
+    /// Serves what the clients have already sent (a non-blocking look).
+    pub fn serve_pending(&mut self, f: impl FnMut(Input<'_>)) {
+        let mut fds: Vec<nix::poll::PollFd<'_>> = self
+            .clients
+            .iter()
+            .map(|c| nix::poll::PollFd::new(c.stream.as_fd(), nix::poll::PollFlags::POLLIN))
+            .collect();
+        if fds.is_empty() || nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_err() {
+            return;
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        self.serve(&ready, f);
+    }
+
     /// Sends the container's output to every client.
     pub fn broadcast(&mut self, kind: u8, data: &[u8]) {
         if self.clients.is_empty() {

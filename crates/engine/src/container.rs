@@ -220,17 +220,20 @@ impl Engine {
     /// Starts a created or exited container: spawns its monitor (detached) and returns once
     /// the container runs, or with the monitor's error. Starting a running one is a no-op.
     pub fn start(&self, reference: &str) -> Result<Container> {
-        Ok(self.start_inner(reference, false)?.0)
+        Ok(self.start_inner(reference, None)?.0)
     }
 
     /// `start -a`: starts the container with a client already on its monitor's attach
     /// socket (crate::attach), so none of its output is missed; the connection is returned
     /// with it. A running container is attached to as it is.
+    /// `hello` is written to the monitor as soon as it is connected, before the container
+    /// starts (a terminal's size: attach::IN_RESIZE frames; the monitor applies them first).
     pub fn start_attached(
         &self,
         reference: &str,
+        hello: &[u8],
     ) -> Result<(Container, std::os::unix::net::UnixStream)> {
-        match self.start_inner(reference, true)? {
+        match self.start_inner(reference, Some(hello))? {
             (c, Some(s)) => Ok((c, s)),
             (c, None) => {
                 let s = crate::attach::connect(&self.dir(&c.id))?;
@@ -247,7 +250,7 @@ impl Engine {
     fn start_inner(
         &self,
         reference: &str,
-        attach: bool,
+        attach: Option<&[u8]>,
     ) -> Result<(Container, Option<std::os::unix::net::UnixStream>)> {
         let c = self.inspect(reference)?;
         match c.state {
@@ -290,7 +293,7 @@ impl Engine {
             .arg(&self.runroot)
             .arg("--runtime")
             .arg(&self.runtime);
-        if attach {
+        if attach.is_some() {
             cmd.arg("--attach");
         }
         let mut child = cmd
@@ -307,7 +310,11 @@ impl Engine {
             let mut line = String::new();
             while matches!(std::io::BufRead::read_line(&mut out, &mut line), Ok(n) if n > 0) {
                 if line.trim() == "attach" && stream.is_none() {
-                    stream = Some(crate::attach::connect(&dir));
+                    stream = Some(crate::attach::connect(&dir).and_then(|mut s| {
+                        std::io::Write::write_all(&mut s, attach.unwrap_or_default())
+                            .map_err(io("write to the attach socket"))?;
+                        Ok(s)
+                    }));
                 } else {
                     report.push_str(&line);
                 }

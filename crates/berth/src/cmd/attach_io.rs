@@ -46,6 +46,19 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
+/// What a client says first: our terminal's size, when stdin is a terminal (applied to a
+/// container's terminal before it starts).
+pub fn hello() -> Vec<u8> {
+    match super::run_tty::size() {
+        Some((rows, cols)) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            let mut b = rows.to_be_bytes().to_vec();
+            b.extend_from_slice(&cols.to_be_bytes());
+            encode(proto::IN_RESIZE, &b)
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// How an attach session ended.
 #[derive(Debug, PartialEq)]
 pub enum End {

@@ -28,6 +28,7 @@ pub mod restart;
 pub mod rm;
 pub mod rmi;
 pub mod run;
+mod run_fg;
 mod run_tty;
 pub mod save;
 pub mod serve;

@@ -1,16 +1,19 @@
-//! `berth run [OPTIONS] IMAGE [CMD…]`: a container from an image, in the foreground.
+//! `berth run [OPTIONS] IMAGE [CMD…]`: a container from an image.
 //!
-//! The container's directory `<root>/containers/<id>/` is the OCI bundle: `config.json`
-//! (run_spec.rs), `upper/` and `work/` of the overlay of the image's layer snapshots (which
-//! is mounted on `<root>/mnt` inside a private mount namespace of this process; or a
-//! merged copy in `rootfs/`), and `chains.json` (the snapshots it uses, kept by gc).
-//! `berth-runtime run` runs it; berth forwards signals to it, passes its exit status
-//! through and, with `--rm`, removes the directory. `owner.json` says which berth runs it,
-//! so a later command can finish the `--rm` of a killed one (container.rs).
+//! In the foreground (run_fg.rs) and with `-d` (and `berth create`) it goes through the
+//! engine: a row in its database, a directory under `containers/<id>/` and a monitor that
+//! outlives this command (crates/engine); in the foreground this command is attached to
+//! the monitor until the container exits, as Docker's CLI is to dockerd.
 //!
-//! `berth run -d` (and `berth create`) go through the engine instead: a row in its
-//! database, a directory under `containers/<id>/` and a monitor that outlives this command
-//! (crates/engine). Both build config.json with `engine::spec`.
+//! `BERTH_RUN_DIRECT=1` keeps the direct path (this file): no monitor and no row; the
+//! container's directory `<root>/containers/<name>/` is the OCI bundle: `config.json`,
+//! `upper/` and `work/` of the overlay of the image's layer snapshots (mounted on
+//! `<root>/mnt` inside a private mount namespace of this process; or a merged copy in
+//! `rootfs/`), and `chains.json` (the snapshots it uses, kept by gc). `berth-runtime run`
+//! runs it; berth forwards signals to it, passes its exit status through and, with `--rm`,
+//! removes the directory. `owner.json` says which berth runs it, so a later command can
+//! finish the `--rm` of a killed one and `ps` can list it (container.rs); names are shared
+//! with the engine's containers. Both paths build config.json with `engine::spec`.
 
 use super::run_tty;
 use crate::Globals;
@@ -25,7 +28,7 @@ pub struct Args {
     /// Remove the container's directory (its writable layer) when it exits (detached:
     /// its monitor does, with its anonymous volumes).
     #[arg(long)]
-    rm: bool,
+    pub rm: bool,
     /// Run in the background under the engine (a monitor process), print its ID.
     #[arg(short, long)]
     pub detach: bool,
@@ -83,7 +86,7 @@ pub struct Args {
     init: bool,
     /// Give the container a terminal.
     #[arg(short, long)]
-    tty: bool,
+    pub tty: bool,
     /// Add a capability to the default set (`NET_ADMIN`, `CAP_SYS_ADMIN`, `ALL`); the
     /// seccomp profile follows it (e.g. `SYS_ADMIN` allows mount and unshare).
     #[arg(long)]
@@ -113,10 +116,11 @@ pub struct Args {
     /// Disable any health check, the image's too.
     #[arg(long)]
     no_healthcheck: bool,
-    /// Keep stdin open (foreground runs always pass it; a detached container's monitor
-    /// holds it for `attach`).
+    /// Keep stdin open: attached in the foreground (closed at its end), held by the
+    /// monitor of a detached container for `attach`. Without it the container reads
+    /// /dev/null, as Docker's.
     #[arg(short, long)]
-    interactive: bool,
+    pub interactive: bool,
     /// A mount: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`.
     #[arg(long)]
     mount: Vec<String>,
@@ -221,6 +225,9 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         };
         println!("{}", c.id);
         return Ok(0);
+    }
+    if std::env::var_os("BERTH_RUN_DIRECT").is_none() {
+        return super::run_fg::run(g, a);
     }
     let img = store.resolve(&a.image)?;
     let id = a.name.clone().unwrap_or_else(random_id);

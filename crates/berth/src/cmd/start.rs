@@ -38,7 +38,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             bail!("start -a/-i: --wait is not supported with attach");
         }
         let keys = parse_detach_keys(&a.detach_keys)?;
-        let (c, sock) = e.start_attached(&a.containers[0])?;
+        let (c, sock) = e.start_attached(&a.containers[0], &super::attach_io::hello())?;
         let tty = c.spec.opts.tty;
         let s = Session {
             tty,

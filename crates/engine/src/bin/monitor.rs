@@ -296,7 +296,7 @@ impl Monitor {
         let mut first = true;
         loop {
             let started = Instant::now();
-            let code = match self.run_once(&c.spec) {
+            let code = match self.run_once(&c.spec, hub.as_mut()) {
                 Ok((pid, pid_start, cio)) => {
                     let mut db = Db::open(&self.args.root)?;
                     db.update(&id, |row| {
@@ -466,7 +466,11 @@ impl Monitor {
 
     /// `berth-runtime create` + `start`; the init's pid, its start time and its stdio
     /// (the terminal's master with `-t`; stdout and stderr pipes, and stdin's with `-i`).
-    fn run_once(&self, spec: &engine::ContainerSpec) -> Result<(i32, u64, ContainerIo)> {
+    fn run_once(
+        &self,
+        spec: &engine::ContainerSpec,
+        hub: Option<&mut Hub>,
+    ) -> Result<(i32, u64, ContainerIo)> {
         let id = &self.args.id;
         let tty = spec.opts.tty;
         let _ = std::fs::remove_file(self.dir.join(EXIT_FILE));
@@ -557,6 +561,15 @@ impl Monitor {
             }
             None => None,
         };
+        // What an attached client sent before the start (its terminal's size) applies now:
+        // the program's first look at its terminal sees the right size.
+        if let (Some(m), Some(h)) = (&master, hub) {
+            h.serve_pending(|req| {
+                if let Input::Resize(rows, cols) = req {
+                    let _ = sys::process::set_window_size(m.as_fd(), rows, cols);
+                }
+            });
+        }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
