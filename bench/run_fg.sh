@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A foreground run three ways, with hyperfine in one run: berth's direct `run --rm` (berth
-# runs berth-runtime itself), the engine's path (`create`, `start -a`: the monitor starts
-# it with this client attached, `rm`), and `podman run --rm`. What a foreground run
-# through the engine would cost (issue 11: "run in the foreground through the engine").
+# A foreground run three ways, with hyperfine in one run: `berth run --rm` (through the
+# engine: create, start attached to the monitor, exit code, removal by the monitor),
+# the direct path kept behind `BERTH_RUN_DIRECT=1` (berth runs berth-runtime itself, no
+# monitor, no database row), and `podman run --rm`.
 # As bench/engine.sh: a busybox-static image in each store; podman inside a private mount
 # namespace without /sys/fs/cgroup/unified (crun 1.8 refuses hybrid hosts).
 # Usage: bench/run_fg.sh [RUNS]   (as root; needs hyperfine, podman, crun, conmon)
@@ -31,19 +31,16 @@ trap cleanup EXIT
 tar -C "$work/bundle/rootfs" -cf "$work/rootfs.tar" .
 $B import "$work/rootfs.tar" bench:1 >/dev/null
 $P import -q "$work/rootfs.tar" localhost/bench:1 >/dev/null
-cat >"$work/engine.sh" <<EOS
-id=\$($B create bench:1 true) && $B start -a "\$id" && $B rm "\$id" >/dev/null
-EOS
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/h.json" \
-  -n "berth run --rm (direct)" "$B run --rm bench:1 true" \
-  -n "berth create + start -a + rm (engine)" "sh $work/engine.sh" \
+  -n "berth run --rm (engine)" "$B run --rm bench:1 true" \
+  -n "berth run --rm (direct)" "env BERTH_RUN_DIRECT=1 $B run --rm bench:1 true" \
   -n "podman run --rm" "$P run --rm $ul localhost/bench:1 true" >&2
 python3 - "$work/h.json" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
-d, e, p = (r[k] for k in ["berth run --rm (direct)", "berth create + start -a + rm (engine)", "podman run --rm"])
-print(f"median: direct {d*1000:.1f} ms, engine {e*1000:.1f} ms, podman {p*1000:.1f} ms")
-print(f"engine / direct = {e/d:.2f}; direct / podman = {d/p:.2f}; engine / podman = {e/p:.2f}")
+e, d, p = (r[k] for k in ["berth run --rm (engine)", "berth run --rm (direct)", "podman run --rm"])
+print(f"median: engine {e*1000:.1f} ms, direct {d*1000:.1f} ms, podman {p*1000:.1f} ms")
+print(f"engine / direct = {e/d:.2f}; engine / podman = {e/p:.2f}; direct / podman = {d/p:.2f}")
 PY
 INNER
 unshare -m bash "$work/inner.sh"

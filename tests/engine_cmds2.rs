@@ -628,3 +628,26 @@ fn foreground_run_through_the_engine() {
     let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
     assert_eq!(rest, "got-term\n");
 }
+
+/// `run -it` in the foreground: a terminal through the monitor (our size, typed input),
+/// ctrl-p ctrl-q detaches leaving it running, `attach` takes it back.
+#[test]
+fn foreground_run_it_detaches_and_attach_takes_it_back() {
+    let e = Eng::new("fgtty");
+    let code = on_pty(
+        &e,
+        json!([
+            ["send", "stty size; echo fg-$((3*3))\r"],
+            ["expect", "30 100"],
+            ["expect", "fg-9"],
+            ["send", "\u{10}\u{11}"],
+        ]),
+        &["run", "-it", "--name", "fgt", "busybox", "sh"],
+    );
+    assert_eq!(code, 0, "a detach exits 0");
+    assert_eq!(e.inspect("fgt")["State"]["Status"], "running");
+    let code = on_pty(&e, json!([["send", "exit 3\r"]]), &["attach", "fgt"]);
+    assert_eq!(code, 3);
+    e.berth(&["run", "--rm", "--detach-keys", "ctrl-", "busybox", "true"])
+        .failed_mentioning(&["--detach-keys"]);
+}

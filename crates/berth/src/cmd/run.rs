@@ -84,6 +84,10 @@ pub struct Args {
     /// command and reaps zombies (Docker's tini).
     #[arg(long)]
     init: bool,
+    /// With -it in the foreground: the keys that detach, leaving the container running
+    /// (`ctrl-p,ctrl-q`; a character or `ctrl-X`, comma-separated).
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     /// Give the container a terminal.
     #[arg(short, long)]
     pub tty: bool,

@@ -25,10 +25,10 @@ fn start_failure_code(msg: &str) -> Option<i32> {
 
 pub fn run(g: &Globals, a: super::run::Args) -> Result<i32> {
     let (tty, interactive, rm) = (a.tty, a.interactive, a.rm);
-    let keys = if tty && interactive {
-        parse_detach_keys(DEFAULT_DETACH_KEYS)?
-    } else {
-        Vec::new()
+    let keys = match (&a.detach_keys, tty && interactive) {
+        (Some(k), _) => parse_detach_keys(k)?,
+        (None, true) => parse_detach_keys(DEFAULT_DETACH_KEYS)?,
+        (None, false) => Vec::new(),
     };
     let e = g.engine()?;
     let c = super::run::create(g, a)?;
