@@ -97,8 +97,9 @@ impl Deframer {
     }
 }
 
-/// An `O_PATH` descriptor of a directory, to name a socket in it by a short path.
-fn dir_fd(dir: &Path) -> Result<OwnedFd> {
+/// An `O_PATH` descriptor of a directory, to name a socket in it by a short path
+/// (`/proc/self/fd/N/NAME`: sun_path holds 108 bytes, a deep `--root` does not fit).
+pub fn dir_fd(dir: &Path) -> Result<OwnedFd> {
     let f = File::options()
         .read(true)
         .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
@@ -107,7 +108,7 @@ fn dir_fd(dir: &Path) -> Result<OwnedFd> {
     Ok(f.into())
 }
 
-fn short_path(fd: &OwnedFd, name: &str) -> String {
+pub fn short_path(fd: &OwnedFd, name: &str) -> String {
     format!("/proc/self/fd/{}/{name}", fd.as_raw_fd())
 }
 

@@ -490,8 +490,8 @@ impl Monitor {
         // console socket (runc's protocol). Named relative to the runtime's working
         // directory: the absolute path may exceed sun_path.
         let console = if tty {
-            let fd = self.dir_path_fd()?;
-            let path = format!("/proc/self/fd/{}/console.sock", fd.as_raw_fd());
+            let fd = engine::attach::dir_fd(&self.dir)?;
+            let path = engine::attach::short_path(&fd, "console.sock");
             let _ = std::fs::remove_file(&path);
             Some(
                 std::os::unix::net::UnixListener::bind(&path)
@@ -616,16 +616,6 @@ impl Monitor {
             }
         };
         Ok((pid, pid_start, cio))
-    }
-
-    fn dir_path_fd(&self) -> Result<OwnedFd> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = File::options()
-            .read(true)
-            .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
-            .open(&self.dir)
-            .map_err(engine::error::io(format!("open {}", self.dir.display())))?;
-        Ok(f.into())
     }
 
     /// Copies the container's output into the log until it has exited and its pipes are
