@@ -9,7 +9,6 @@ use super::attach_io::{parse_detach_keys, End, Session, DEFAULT_DETACH_KEYS};
 use crate::Globals;
 use anyhow::Result;
 use nix::sys::signal::{SigSet, Signal};
-use std::time::{Duration, Instant};
 
 /// The exit code of a container that could not be started: Docker's 127 for a command
 /// that is not found, 126 for one that cannot be executed; `None`: berth's own failure.
@@ -77,22 +76,22 @@ pub fn run(g: &Globals, a: super::run::Args) -> Result<i32> {
         detach_keys: keys,
     };
     let end = s.run(sock)?;
-    let code = match end {
+    Ok(match end {
         End::Detached => {
             eprintln!("\r\nread escape sequence");
-            return Ok(0);
+            0
         }
+        // With --rm the monitor has removed it before it told us.
         End::Exited(code) => code,
-        End::Lost => e.wait(&c.id)?,
-    };
-    if rm {
-        // Its monitor removes it; we return once it is gone (at most a few seconds).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while e.inspect(&c.id).is_ok() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+        // The monitor went away: the database's word, and the --rm it could not do.
+        End::Lost => {
+            let code = e.wait(&c.id)?;
+            if rm {
+                let _ = e.remove(&c.id, true);
+            }
+            code
         }
-    }
-    Ok(code)
+    })
 }
 
 #[cfg(test)]

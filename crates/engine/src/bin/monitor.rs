@@ -364,6 +364,11 @@ impl Monitor {
                 })?
                 .unwrap_or(false);
             drop(db);
+            // `--rm`: removed before the clients hear of the exit (a `run --rm` returns
+            // with its container gone, as Docker's).
+            if !again && c.spec.auto_remove {
+                self.auto_remove();
+            }
             // Attached clients learn the code once the database has it: `start -a`
             // returns with the container exited, never still `running`.
             if let Some(h) = hub.as_mut() {
@@ -371,9 +376,6 @@ impl Monitor {
             }
             tracing::info!(container = %id, code, oom, restart = again, "exited");
             if !again {
-                if c.spec.auto_remove {
-                    self.auto_remove();
-                }
                 return Ok(());
             }
             std::thread::sleep(delay);
