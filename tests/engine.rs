@@ -298,7 +298,7 @@ fn name_clash_is_one_clear_error() {
     assert_eq!(dirs(), before, "a refused create left a directory");
     let all = e.ps_all();
     assert_eq!(all.len(), 1, "{all:?}");
-    assert_eq!(all[0]["Id"], id.as_str());
+    assert_eq!(all[0]["ID"], id.as_str());
     assert_eq!(all[0]["State"], "running");
     e.berth(&["rm", "-f", "nosuch"])
         .failed_mentioning(&["no such container", "nosuch"]);

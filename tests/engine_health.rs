@@ -18,7 +18,7 @@ impl HealthEng for Eng {
     fn ps_status(&self, name: &str) -> String {
         self.ps_all()
             .into_iter()
-            .find(|c| c["Names"][0] == name)
+            .find(|c| c["Names"] == name)
             .map(|c| c["Status"].as_str().unwrap_or_default().to_string())
             .unwrap_or_else(|| panic!("{name} not in ps -a"))
     }

@@ -133,10 +133,10 @@ fn containers_share_snapshots_and_rm_cleans_up() {
         before,
         "snapshot rewritten"
     );
-    assert!(
-        !s.root().join("containers/one").exists(),
-        "--rm left the container directory"
-    );
+    let left: Vec<_> = fs::read_dir(s.root().join("containers"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "--rm left container directories: {left:?}");
     // Without --rm the writable layer stays; the name is then taken.
     s.berth(&[
         "run",
@@ -148,8 +148,12 @@ fn containers_share_snapshots_and_rm_cleans_up() {
         "echo data > /kept",
     ])
     .ok();
+    let o = s.berth(&["inspect", "kept"]);
+    let v: Value = serde_json::from_str(&o.ok().stdout).expect("inspect json");
+    let id = v[0]["Id"].as_str().expect("Id").to_string();
     assert_eq!(
-        fs::read_to_string(s.root().join("containers/kept/upper/kept")).expect("upper"),
+        fs::read_to_string(s.root().join("containers").join(&id).join("upper/kept"))
+            .expect("upper"),
         "data\n"
     );
     s.berth(&["run", "--name", "kept", "busybox", "true"])
@@ -1078,18 +1082,26 @@ fn run_applies_the_default_seccomp_profile() {
         .says("NoNewPrivs:\t0");
 }
 
-/// Issue 10, item 18: `kill -9` of `berth run --rm` leaves the container running (as with
-/// Docker's CLI), but once it ends, its directory (writable layer, chains.json pinning the
-/// snapshots) must not stay forever: the next `image prune` finishes the `--rm`, a running
-/// container is kept, and `container prune` removes ended containers kept without `--rm`.
+/// Issue 10, item 18 (the direct path, `BERTH_RUN_DIRECT=1`: berth runs berth-runtime
+/// itself, no monitor): `kill -9` of `berth run --rm` leaves the container running (as
+/// with Docker's CLI), but once it ends, its directory (writable layer, chains.json
+/// pinning the snapshots) must not stay forever: the next `image prune` finishes the
+/// `--rm`, a running container is kept, and `container prune` removes ended containers
+/// kept without `--rm`. (Through the engine, the default, the monitor removes it:
+/// tests/engine_cmds2.rs.)
 #[test]
 fn killed_run_rm_is_removed_once_its_container_ends() {
     let s = Store::new("stale");
+    let direct_run = |args: &[&str]| {
+        let mut c = s.command(args);
+        c.env("BERTH_RUN_DIRECT", "1");
+        c
+    };
     s.import_busybox("busybox");
     let containers = s.root().join("containers");
     let rt_state = |id: &str| s.dir.join("run/runtime").join(id).join("state.json");
     let start = |name: &str, secs: &str| {
-        let mut c = s.command(&["run", "--rm", "--name", name, "busybox", "sleep", secs]);
+        let mut c = direct_run(&["run", "--rm", "--name", name, "busybox", "sleep", secs]);
         c.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -1130,7 +1142,12 @@ fn killed_run_rm_is_removed_once_its_container_ends() {
     let st = live.wait().expect("wait for berth run");
     assert!(st.success(), "the live run failed: {st:?}");
     // Nothing pins the image's snapshot any more.
-    s.berth(&["run", "--name", "kept", "busybox", "true"]).ok();
+    capture(
+        direct_run(&["run", "--name", "kept", "busybox", "true"]),
+        Capture::Pipes,
+        BERTH_TIMEOUT,
+    )
+    .ok();
     s.berth(&["rmi", "busybox"]).ok();
     assert!(
         containers.join("kept").exists(),
@@ -1151,12 +1168,17 @@ fn killed_run_rm_is_removed_once_its_container_ends() {
     );
 }
 
-/// The late `--rm` never removes a running container run with another `--runroot` (its
-/// runtime state is there, not in ours), and a directory it cannot remove never fails
-/// the user's command.
+/// The late `--rm` (of the direct path) never removes a running container run with
+/// another `--runroot` (its runtime state is there, not in ours), and a directory it
+/// cannot remove never fails the user's command.
 #[test]
 fn late_rm_respects_another_runroot_and_never_fails_the_command() {
     let s = Store::new("stale-runroot");
+    let direct_run = |args: &[&str]| {
+        let mut c = s.command(args);
+        c.env("BERTH_RUN_DIRECT", "1");
+        c
+    };
     s.import_busybox("busybox");
     let containers = s.root().join("containers");
     let other = s.dir.join("other-run");
@@ -1166,6 +1188,7 @@ fn late_rm_respects_another_runroot_and_never_fails_the_command() {
         .arg("--runroot")
         .arg(&other)
         .env("BERTH_RUNTIME", runtime_bin())
+        .env("BERTH_RUN_DIRECT", "1")
         .args(["run", "--rm", "--name", "away", "busybox", "sleep", "4"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -1192,7 +1215,7 @@ fn late_rm_respects_another_runroot_and_never_fails_the_command() {
     );
 
     // A stale directory that cannot be removed: the next run still works.
-    let mut c = s.command(&["run", "--rm", "--name", "stuck", "busybox", "sleep", "1"]);
+    let mut c = direct_run(&["run", "--rm", "--name", "stuck", "busybox", "sleep", "1"]);
     c.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -1217,7 +1240,11 @@ fn late_rm_respects_another_runroot_and_never_fails_the_command() {
         chattr("+i"),
         "chattr +i failed (e2fsprogs is in install-deps)"
     );
-    let out = s.berth(&["run", "--rm", "busybox", "echo", "still works"]);
+    let out = capture(
+        direct_run(&["run", "--rm", "busybox", "echo", "still works"]),
+        Capture::Pipes,
+        BERTH_TIMEOUT,
+    );
     chattr("-i");
     out.ok().says("still works");
     assert!(

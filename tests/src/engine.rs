@@ -43,11 +43,14 @@ impl Eng {
         v[0].clone()
     }
 
+    /// `ps -a --no-trunc --format json`: one object per line (Docker's `{{json .}}`).
     pub fn ps_all(&self) -> Vec<Value> {
-        let out = self.berth(&["ps", "-a", "--format", "json"]);
+        let out = self.berth(&["ps", "-a", "--no-trunc", "--format", "json"]);
         out.ok();
-        let v: Value = serde_json::from_str(&out.stdout).expect("ps prints JSON");
-        v.as_array().cloned().unwrap_or_default()
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("ps line {l:?}: {e}")))
+            .collect()
     }
 
     /// Polls inspect until `f` holds (or fails the test after `limit`).

@@ -170,7 +170,7 @@ fn main() {
         Cmd::Bundle(a) => cmd::bundle::run(a).map(|()| 0),
         Cmd::Run(a) => cmd::run::run(&g, *a),
         Cmd::Create(a) => cmd::create::run(&g, *a).map(|()| 0),
-        Cmd::Start(a) => cmd::start::run(&g, a).map(|()| 0),
+        Cmd::Start(a) => cmd::start::run(&g, a),
         Cmd::Stop(a) => cmd::stop::run(&g, a).map(|()| 0),
         Cmd::Restart(a) => cmd::restart::run(&g, a).map(|()| 0),
         Cmd::Kill(a) => cmd::kill::run(&g, a).map(|()| 0),

@@ -91,6 +91,9 @@ impl Engine {
                 )));
             }
         }
+        if let Some(n) = name {
+            self.refuse_foreground_name(n)?;
+        }
         crate::spec::validate(&spec.opts)?;
         let store = image::ImageStore::open(&self.root)?;
         let img = store.resolve(&spec.image)?;
@@ -135,6 +138,20 @@ impl Engine {
         }
         tracing::debug!(container = %c.id, name = %c.name, image = %c.image, "created");
         Ok(c)
+    }
+
+    /// Names are shared with foreground `berth run`, whose container directory is
+    /// `<root>/containers/<name>` (not a row): a name it holds is refused.
+    pub fn refuse_foreground_name(&self, name: &str) -> Result<()> {
+        let dir = self.root.join("containers").join(name);
+        if dir.join("owner.json").exists() {
+            return Err(Error::Conflict(format!(
+                "the container name {name:?} is already in use by a foreground run ({}): \
+                 `berth container prune` removes it once it has ended",
+                dir.display()
+            )));
+        }
+        Ok(())
     }
 
     /// A container's row, reconciled with what runs.
@@ -203,9 +220,41 @@ impl Engine {
     /// Starts a created or exited container: spawns its monitor (detached) and returns once
     /// the container runs, or with the monitor's error. Starting a running one is a no-op.
     pub fn start(&self, reference: &str) -> Result<Container> {
+        Ok(self.start_inner(reference, None)?.0)
+    }
+
+    /// `start -a`: starts the container with a client already on its monitor's attach
+    /// socket (crate::attach), so none of its output is missed; the connection is returned
+    /// with it. A running container is attached to as it is.
+    /// `hello` is written to the monitor as soon as it is connected, before the container
+    /// starts (a terminal's size: attach::IN_RESIZE frames; the monitor applies them first).
+    pub fn start_attached(
+        &self,
+        reference: &str,
+        hello: &[u8],
+    ) -> Result<(Container, std::os::unix::net::UnixStream)> {
+        match self.start_inner(reference, Some(hello))? {
+            (c, Some(s)) => Ok((c, s)),
+            (c, None) => {
+                let s = crate::attach::connect(&self.dir(&c.id))?;
+                Ok((c, s))
+            }
+        }
+    }
+
+    /// Connects to a running container's attach socket (crate::attach).
+    pub fn attach(&self, c: &Container) -> Result<std::os::unix::net::UnixStream> {
+        crate::attach::connect(&self.dir(&c.id))
+    }
+
+    fn start_inner(
+        &self,
+        reference: &str,
+        attach: Option<&[u8]>,
+    ) -> Result<(Container, Option<std::os::unix::net::UnixStream>)> {
         let c = self.inspect(reference)?;
         match c.state {
-            State::Running | State::Restarting | State::Paused => return Ok(c),
+            State::Running | State::Restarting | State::Paused => return Ok((c, None)),
             State::Removing => {
                 return Err(Error::Conflict(format!(
                     "container {} is being removed",
@@ -234,14 +283,20 @@ impl Engine {
             .open(dir.join(MONITOR_LOG))
             .map_err(io(format!("open {}", dir.join(MONITOR_LOG).display())))?;
         // The monitor re-executes itself detached (setsid, a second process) and reports on
-        // its stdout: `ok` once the container runs, `error: …` otherwise; then EOF.
-        let mut child = Command::new(&self.monitor)
-            .arg("--root")
+        // its stdout: `ok` once the container runs, `error: …` otherwise; then EOF. With
+        // `--attach` it first says `attach` once its attach socket listens, and waits for
+        // our connection before it starts the container.
+        let mut cmd = Command::new(&self.monitor);
+        cmd.arg("--root")
             .arg(&self.root)
             .arg("--runroot")
             .arg(&self.runroot)
             .arg("--runtime")
-            .arg(&self.runtime)
+            .arg(&self.runtime);
+        if attach.is_some() {
+            cmd.arg("--attach");
+        }
+        let mut child = cmd
             .arg(&c.id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -249,8 +304,22 @@ impl Engine {
             .spawn()
             .map_err(io(format!("run {}", self.monitor.display())))?;
         let mut report = String::new();
-        if let Some(mut out) = child.stdout.take() {
-            let _ = out.read_to_string(&mut report);
+        let mut stream = None;
+        if let Some(out) = child.stdout.take() {
+            let mut out = std::io::BufReader::new(out);
+            let mut line = String::new();
+            while matches!(std::io::BufRead::read_line(&mut out, &mut line), Ok(n) if n > 0) {
+                if line.trim() == "attach" && stream.is_none() {
+                    stream = Some(crate::attach::connect(&dir).and_then(|mut s| {
+                        std::io::Write::write_all(&mut s, attach.unwrap_or_default())
+                            .map_err(io("write to the attach socket"))?;
+                        Ok(s)
+                    }));
+                } else {
+                    report.push_str(&line);
+                }
+                line.clear();
+            }
         }
         let _ = child.wait();
         let report = report.trim();
@@ -265,7 +334,7 @@ impl Engine {
                 c.name
             )));
         }
-        self.inspect(&c.id)
+        Ok((self.inspect(&c.id)?, stream.transpose()?))
     }
 
     /// Sends `signal` to the container's process. As Docker (moby `daemon/kill.go`

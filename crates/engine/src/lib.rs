@@ -13,8 +13,10 @@
 //! - **One monitor per running container** (`berth-monitor`, src/bin/monitor.rs): the
 //!   container's parent after the CLI exits (a child subreaper), its overlay rootfs
 //!   mounted in the monitor's private mount namespace (never in the host's mount table),
-//!   holder of its stdout/stderr and writer of its log, recorder of its exit and applier of
-//!   its restart policy. Killing it loses nothing: the next command's reconcile shows the
+//!   holder of its stdout/stderr (its terminal with `-t`, its stdin with `-i`) and writer
+//!   of its log, server of its attach socket (attach.rs; clients learn the exit code only
+//!   once it is in the database), recorder of its exit and applier of its restart policy
+//!   (or of `--rm`). Killing it loses nothing: the next command's reconcile shows the
 //!   container's true state.
 //! - The OCI config of a container is built by spec.rs for the engine and for the
 //!   foreground `berth run` alike.
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod attach;
 pub mod confined;
 pub mod container;
 pub mod cp;

@@ -97,6 +97,7 @@ impl Engine {
                 "invalid container name {new:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* are allowed"
             )));
         }
+        self.refuse_foreground_name(new)?;
         let c = self.inspect(reference)?;
         if c.name == new {
             return Err(Error::Conflict(format!(

@@ -172,6 +172,14 @@ pub struct ContainerSpec {
     /// change them), resolved at create: what `ps` and `inspect` show.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Keep the container's stdin open (`-i`): the monitor holds its write end and
+    /// attached clients feed it (attach.rs). With `opts.tty` the terminal is the input.
+    #[serde(default)]
+    pub interactive: bool,
+    /// `--rm` of a detached container (Docker's AutoRemove): its monitor removes it, and
+    /// its anonymous volumes, once it has exited.
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

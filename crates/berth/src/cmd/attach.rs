@@ -1,22 +1,29 @@
-//! `berth attach CONTAINER`: the running container's output, live (from its log), until it
-//! ends; berth exits with the container's exit code. Stdin is not attached: a detached
-//! container's stdin is /dev/null (its monitor holds no terminal nor input pipe).
+//! `berth attach CONTAINER`: the user's terminal to a running container through its
+//! monitor's attach socket (engine::attach; the session: attach_io.rs). Its terminal with
+//! `-t`, its stdin with `-i`; the detach keys (`ctrl-p,ctrl-q`) leave it running; berth
+//! exits with the container's exit code once it ends.
 
+use super::attach_io::{parse_detach_keys, End, Session, DEFAULT_DETACH_KEYS};
 use crate::Globals;
 use anyhow::{bail, Result};
 
-/// Follow a running container's output until it ends (stdout and stderr; stdin is not
-/// attached: detached containers read /dev/null).
+/// Attach to a running container: its output, and its stdin or terminal when it was
+/// created with -i or -t.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Accepted for Docker compatibility (stdin is never attached).
+    /// Do not attach stdin.
     #[arg(long)]
     no_stdin: bool,
+    /// The keys that detach and leave the container running (`ctrl-p,ctrl-q`; a
+    /// character or `ctrl-X`, comma-separated; empty: none).
+    #[arg(long, default_value = DEFAULT_DETACH_KEYS)]
+    detach_keys: String,
     /// The container (name or ID).
     container: String,
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<i32> {
+    let keys = parse_detach_keys(&a.detach_keys)?;
     let e = g.engine()?;
     let c = e.inspect(&a.container)?;
     if !c.state.is_active() {
@@ -25,16 +32,26 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             c.name
         );
     }
-    let o = engine::logfiles::ReadOpts {
-        tail: Some(0),
-        follow: true,
-        ..Default::default()
+    let sock = e.attach(&c)?;
+    let tty = c.spec.opts.tty;
+    let s = Session {
+        tty,
+        stdin: !a.no_stdin && (c.spec.interactive || tty),
+        close_stdin: false,
+        detach_keys: keys,
     };
-    e.print_log(
-        &c,
-        &o,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    )?;
-    Ok(e.inspect(&c.id)?.exit_code.unwrap_or(0))
+    finish(&e, &c, s.run(sock)?)
+}
+
+/// berth's exit code for an ended session: the container's, 0 after a detach.
+pub fn finish(e: &engine::Engine, c: &engine::Container, end: End) -> Result<i32> {
+    Ok(match end {
+        End::Exited(code) => code,
+        End::Detached => {
+            eprintln!("\r\nread escape sequence");
+            0
+        }
+        // The monitor went away: what the database says once it has reconciled.
+        End::Lost => e.wait(&c.id)?,
+    })
 }

@@ -74,18 +74,60 @@ struct Owner {
     /// container still runs) is found. Absent in records of older berths.
     #[serde(default)]
     runroot: Option<std::path::PathBuf>,
+    /// What `ps` shows of it (absent in records of older berths).
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    command: Vec<String>,
+    /// RFC 3339 (UTC).
+    #[serde(default)]
+    created: String,
+    /// Its exit code once it has ended, when its berth saw it.
+    #[serde(default)]
+    exit_code: Option<i32>,
+    #[serde(default)]
+    finished: String,
+}
+
+/// What a foreground run records of its container for `ps`.
+pub struct RunInfo<'a> {
+    pub image: &'a str,
+    pub command: Vec<String>,
 }
 
 /// Records this process as the owner of the container in `dir` (temp + fsync + rename).
-pub fn record_owner(dir: &Path, rm: bool, runroot: &Path) -> Result<()> {
+pub fn record_owner(dir: &Path, rm: bool, runroot: &Path, info: RunInfo<'_>) -> Result<()> {
     let pid = std::process::id() as i32;
     let start = runtime::state::process_start_time(pid).context("read our own start time")?;
-    let body = serde_json::to_vec(&Owner {
-        pid,
-        start,
-        rm,
-        runroot: Some(runroot.to_path_buf()),
-    })?;
+    write_owner(
+        dir,
+        &Owner {
+            pid,
+            start,
+            rm,
+            runroot: Some(runroot.to_path_buf()),
+            image: info.image.to_string(),
+            command: info.command,
+            created: super::util::now_rfc3339(),
+            exit_code: None,
+            finished: String::new(),
+        },
+    )
+}
+
+/// The run of the container in `dir` ended with `code` (kept for `ps -a`).
+pub fn record_exit(dir: &Path, code: i32) -> Result<()> {
+    let body = std::fs::read(dir.join(OWNER))
+        .with_context(|| format!("read {}", dir.join(OWNER).display()))?;
+    let mut o: Owner = serde_json::from_slice(&body)
+        .with_context(|| format!("parse {}", dir.join(OWNER).display()))?;
+    o.exit_code = Some(code);
+    o.finished = super::util::now_rfc3339();
+    write_owner(dir, &o)
+}
+
+fn write_owner(dir: &Path, o: &Owner) -> Result<()> {
+    let body = serde_json::to_vec(o)?;
     let tmp = dir.join(".owner.json.tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -95,6 +137,65 @@ pub fn record_owner(dir: &Path, rm: bool, runroot: &Path) -> Result<()> {
         std::fs::File::open(dir)?.sync_all()
     };
     write().with_context(|| format!("write {}", dir.join(OWNER).display()))
+}
+
+/// Foreground runs' containers as `ps` shows them beside the engine's: the name is also
+/// the ID; running while its run is live, else exited.
+pub fn foreground(g: &Globals) -> Result<Vec<engine::Container>> {
+    let cdir = g.root.join("containers");
+    let Ok(entries) = std::fs::read_dir(&cdir) else {
+        return Ok(vec![]);
+    };
+    let engine_ids: std::collections::HashSet<String> = g.engine()?.ids()?.into_iter().collect();
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let Ok(id) = e.file_name().into_string() else {
+            continue;
+        };
+        if id.starts_with('.') || engine_ids.contains(&id) {
+            continue;
+        }
+        let dir = e.path();
+        let Some(o) = std::fs::read(dir.join(OWNER))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
+        else {
+            continue;
+        };
+        let live = verdict(g, &id, &dir) == Verdict::Live;
+        out.push(engine::Container {
+            name: id.clone(),
+            id,
+            image: o.image,
+            image_id: String::new(),
+            spec: engine::ContainerSpec {
+                args: o.command,
+                ..Default::default()
+            },
+            state: if live {
+                engine::State::Running
+            } else {
+                engine::State::Exited
+            },
+            pid: 0,
+            pid_start: 0,
+            monitor_pid: 0,
+            monitor_start: 0,
+            exit_code: if live {
+                None
+            } else {
+                Some(o.exit_code.unwrap_or(-1))
+            },
+            oom_killed: false,
+            started: o.created.clone(),
+            created: o.created,
+            finished: o.finished,
+            restart_count: 0,
+            stopped_by_user: false,
+            error: String::new(),
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, PartialEq)]

@@ -100,6 +100,8 @@ pub fn container(c: &engine::Container) -> Value {
             "Labels": c.spec.labels,
             "StopSignal": c.spec.stop_signal,
             "Healthcheck": c.spec.healthcheck,
+            "Tty": o.tty,
+            "OpenStdin": c.spec.interactive,
         },
         "HostConfig": {
             "RestartPolicy": {
@@ -108,6 +110,7 @@ pub fn container(c: &engine::Container) -> Value {
             },
             "Binds": o.volumes,
             "ReadonlyRootfs": o.read_only,
+            "Init": o.init,
         },
     })
 }

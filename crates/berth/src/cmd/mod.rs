@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod attach;
+mod attach_io;
 pub mod build;
 pub mod bundle;
 pub mod container;
@@ -27,6 +28,7 @@ pub mod restart;
 pub mod rm;
 pub mod rmi;
 pub mod run;
+mod run_fg;
 mod run_tty;
 pub mod save;
 pub mod serve;

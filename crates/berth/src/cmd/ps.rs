@@ -1,11 +1,12 @@
 //! `berth ps [-a] [-q] [--filter K=V]… [--format json|table|TEMPLATE]`: the engine's
 //! containers, Docker's columns (filters and templates: ps_format.rs).
 
+use super::ps_format::{Row, Template};
 use super::util::parse_rfc3339;
 use crate::Globals;
 use anyhow::{bail, Result};
 use engine::{Container, State};
-use serde_json::json;
+use std::io::Write;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -15,10 +16,14 @@ pub struct Args {
     /// Only the IDs.
     #[arg(short, long)]
     quiet: bool,
-    /// `table` (default), `json` (an array of objects), or a Go-template-style format:
+    /// Full IDs and commands.
+    #[arg(long)]
+    no_trunc: bool,
+    /// `table` (default), `json` (one object per line, Docker's `{{json .}}`), or a
+    /// Go-template-style format:
     /// `{{.ID}}\t{{.Names}}\t{{.Status}}`, prefixed with `table ` for a header and columns.
     /// Fields: .ID .Names .Image .Command .CreatedAt .RunningFor .Status .State .Ports
-    /// .Labels .Mounts .Networks .Size, `.Label "key"`, `json .`.
+    /// .Labels .LocalVolumes .Mounts .Networks .Size, `.Label "key"`, `json .`.
     #[arg(long, default_value = "table")]
     format: String,
     /// Filter: id=, name=, status=, label=KEY[=VALUE], ancestor=IMAGE (repeat a key for
@@ -105,10 +110,19 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let filters = super::ps_format::Filters::parse(&a.filter)?;
     let template = match a.format.as_str() {
         "table" | "json" => None,
-        f => Some(super::ps_format::Template::parse(f)?),
+        f => Some(Template::parse(f)?),
     };
     let e = g.engine()?;
-    let mut list = e.list(a.all || filters.implies_all())?;
+    let all = a.all || filters.implies_all();
+    let mut list = e.list(all)?;
+    // Foreground runs' containers too (names are shared with the engine's).
+    list.extend(
+        super::container::foreground(g)?
+            .into_iter()
+            .filter(|c| all || c.state == State::Running),
+    );
+    // The engine lists oldest first; keep one order for both kinds (RFC 3339 UTC sorts).
+    list.sort_by(|x, y| x.created.cmp(&y.created));
     if !a.filter.is_empty() {
         let store = g.store().ok();
         let image_id = |r: &str| -> Option<String> {
@@ -117,44 +131,37 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         };
         list.retain(|c| filters.matches(c, &image_id));
     }
-    if let Some(t) = template {
-        if a.quiet {
-            for c in &list {
-                println!("{}", c.short_id());
-            }
-        } else {
-            print!("{}", t.output(&list));
+    if a.quiet {
+        for c in &list {
+            println!("{}", if a.no_trunc { &c.id } else { c.short_id() });
         }
         return Ok(());
     }
-    if a.quiet {
-        for c in &list {
-            println!("{}", c.short_id());
-        }
+    let rows = |list: Vec<Container>| -> Result<Vec<(Container, Row)>> {
+        list.into_iter()
+            .map(|c| {
+                let status = status_with_health(&e, &c)?;
+                Ok((
+                    c,
+                    Row {
+                        status,
+                        trunc: !a.no_trunc,
+                    },
+                ))
+            })
+            .collect()
+    };
+    if let Some(t) = template {
+        print!("{}", t.output(&rows(list)?));
         return Ok(());
     }
     match a.format.as_str() {
+        // Docker's: `{{json .}}` per container, one line each.
         "json" => {
-            let v = list
-                .iter()
-                .map(|c| {
-                    Ok(json!({
-                        "Id": c.id,
-                        "Names": [c.name],
-                        "Image": c.image,
-                        "ImageID": c.image_id,
-                        "Command": command(c),
-                        "Created": c.created,
-                        "State": c.state.as_str(),
-                        "Status": status_with_health(&e, c)?,
-                        "ExitCode": c.exit_code,
-                        "RestartCount": c.restart_count,
-                        "Pid": c.pid,
-                        "Labels": c.spec.labels,
-                    }))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            let mut out = std::io::stdout().lock();
+            for (c, r) in rows(list)? {
+                writeln!(out, "{}", Template::json_of(&c, &r))?;
+            }
         }
         "table" => {
             let mut rows = vec![[
@@ -167,11 +174,15 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             ]];
             for c in &list {
                 let mut cmd = format!("\"{}\"", command(c));
-                if cmd.chars().count() > 22 {
+                if !a.no_trunc && cmd.chars().count() > 22 {
                     cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
                 }
                 rows.push([
-                    c.short_id().to_string(),
+                    if a.no_trunc {
+                        c.id.clone()
+                    } else {
+                        c.short_id().to_string()
+                    },
                     c.image.clone(),
                     cmd,
                     format!("{} ago", since(&c.created)),

@@ -1,8 +1,11 @@
 //! `ps --filter` (Docker's: the same key repeated is OR, different keys are AND) and
 //! `ps --format` with Go-template fields (`{{.ID}}\t{{.Names}}`, `table …`, `json`).
+//! `--format json` is Docker's `{{json .}}`: one object per line with the template's
+//! fields, all strings (docker/cli `formatter.ContainerContext`).
 
-use super::ps::{command, status};
+use super::ps::command;
 use anyhow::{bail, Result};
+use engine::volumes::Mount;
 use engine::Container;
 use std::collections::BTreeMap;
 
@@ -105,10 +108,28 @@ const FIELDS: &[(&str, &str)] = &[
     ("State", "STATE"),
     ("Ports", "PORTS"),
     ("Labels", "LABELS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
     ("Mounts", "MOUNTS"),
     ("Networks", "NETWORKS"),
     ("Size", "SIZE"),
 ];
+
+/// What a row shows beside the container itself.
+#[derive(Debug)]
+pub struct Row {
+    /// `Up 5 seconds (healthy)`, …
+    pub status: String,
+    /// Short IDs and commands cut to 20 characters (no `--no-trunc`).
+    pub trunc: bool,
+}
+
+/// Docker's `CreatedAt`: `2006-01-02 15:04:05 +0000 UTC` from our RFC 3339 UTC time.
+fn created_at(t: &str) -> String {
+    match (t.get(..10), t.get(11..19)) {
+        (Some(d), Some(h)) if t.ends_with('Z') => format!("{d} {h} +0000 UTC"),
+        _ => t.to_string(),
+    }
+}
 
 /// A parsed `--format` template.
 #[derive(Debug)]
@@ -178,15 +199,25 @@ impl Template {
         Ok(Piece::Field(field(a)?))
     }
 
-    fn value(c: &Container, f: &str) -> String {
+    fn value(c: &Container, f: &str, row: &Row) -> String {
         match f {
-            "ID" => c.short_id().to_string(),
+            "ID" if row.trunc => c.short_id().to_string(),
+            "ID" => c.id.clone(),
             "Names" => c.name.clone(),
             "Image" => c.image.clone(),
-            "Command" => format!("\"{}\"", command(c)),
-            "CreatedAt" => c.created.clone(),
+            // docker/cli: strconv.Quote of the command, cut to 20 characters unless --no-trunc.
+            "Command" => {
+                let cmd = command(c);
+                let cmd = if row.trunc && cmd.chars().count() > 20 {
+                    format!("{}…", cmd.chars().take(19).collect::<String>())
+                } else {
+                    cmd
+                };
+                serde_json::Value::from(cmd).to_string()
+            }
+            "CreatedAt" => created_at(&c.created),
             "RunningFor" => super::util::ago(&c.created),
-            "Status" => status(c),
+            "Status" => row.status.clone(),
             "State" => c.state.as_str().to_string(),
             "Labels" => c
                 .spec
@@ -195,40 +226,60 @@ impl Template {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(","),
+            // Volume names and bind sources, as Docker's MOUNTS column.
             "Mounts" => c
                 .spec
-                .opts
-                .volumes
+                .mounts
                 .iter()
-                .filter_map(|v| v.split(':').nth(1))
+                .filter_map(|m| match m {
+                    Mount::Volume { source, .. } => Some(source.clone()),
+                    Mount::Bind { source, .. } => Some(source.display().to_string()),
+                    Mount::Tmpfs { .. } => None,
+                })
+                .chain(
+                    c.spec
+                        .opts
+                        .volumes
+                        .iter()
+                        .filter_map(|v| v.split(':').next().map(str::to_string)),
+                )
                 .collect::<Vec<_>>()
                 .join(","),
-            // No networks, no published ports, sizes not computed.
+            "LocalVolumes" => c
+                .spec
+                .mounts
+                .iter()
+                .filter(|m| matches!(m, Mount::Volume { .. }))
+                .count()
+                .to_string(),
+            // Sizes are not computed (Docker's without --size).
+            "Size" => "0B".into(),
+            // No networks, no published ports.
             _ => String::new(),
         }
     }
 
-    fn json_of(c: &Container) -> serde_json::Value {
+    /// Docker's `{{json .}}`: every field, as strings.
+    pub fn json_of(c: &Container, row: &Row) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         for (f, _) in FIELDS {
-            m.insert((*f).to_string(), Self::value(c, f).into());
+            m.insert((*f).to_string(), Self::value(c, f, row).into());
         }
-        m.insert("ID".into(), c.id.clone().into());
         serde_json::Value::Object(m)
     }
 
-    fn render(&self, c: &Container) -> String {
+    fn render(&self, c: &Container, row: &Row) -> String {
         self.pieces
             .iter()
             .map(|p| match p {
                 Piece::Text(t) => t.clone(),
-                Piece::Field(f) => Self::value(c, f),
+                Piece::Field(f) => Self::value(c, f, row),
                 Piece::Label(k) => c.spec.labels.get(k).cloned().unwrap_or_default(),
-                Piece::Json(f) if f.is_empty() => Self::json_of(c).to_string(),
+                Piece::Json(f) if f.is_empty() => Self::json_of(c, row).to_string(),
                 Piece::Json(f) if f == "Labels" => {
                     serde_json::to_string(&c.spec.labels).unwrap_or_default()
                 }
-                Piece::Json(f) => serde_json::Value::from(Self::value(c, f)).to_string(),
+                Piece::Json(f) => serde_json::Value::from(Self::value(c, f, row)).to_string(),
             })
             .collect()
     }
@@ -249,12 +300,12 @@ impl Template {
 
     /// The output for `list`: one rendered line per container; a table gets a header
     /// and its tab-separated cells padded into columns (as Go's tabwriter: 3 spaces).
-    pub fn output(&self, list: &[Container]) -> String {
+    pub fn output(&self, list: &[(Container, Row)]) -> String {
         let mut lines: Vec<String> = Vec::new();
         if self.table {
             lines.push(self.header());
         }
-        lines.extend(list.iter().map(|c| self.render(c)));
+        lines.extend(list.iter().map(|(c, r)| self.render(c, r)));
         if !self.table {
             return lines.iter().map(|l| format!("{l}\n")).collect();
         }
@@ -298,6 +349,10 @@ mod tests {
         let t = Template::parse("table {{.ID}}\\t{{.Names}}").expect("ok");
         assert!(t.table);
         assert_eq!(t.header(), "CONTAINER ID\tNAMES");
+        assert_eq!(
+            created_at("2026-12-07T12:47:25.123Z"),
+            "2026-12-07 12:47:25 +0000 UTC"
+        );
         let e = Template::parse("{{.Nope}}").expect_err("bad").to_string();
         assert!(e.contains(".Nope"), "{e}");
         let e = Template::parse("{{.ID").expect_err("bad").to_string();

@@ -1,16 +1,19 @@
-//! `berth run [OPTIONS] IMAGE [CMD…]`: a container from an image, in the foreground.
+//! `berth run [OPTIONS] IMAGE [CMD…]`: a container from an image.
 //!
-//! The container's directory `<root>/containers/<id>/` is the OCI bundle: `config.json`
-//! (run_spec.rs), `upper/` and `work/` of the overlay of the image's layer snapshots (which
-//! is mounted on `<root>/mnt` inside a private mount namespace of this process; or a
-//! merged copy in `rootfs/`), and `chains.json` (the snapshots it uses, kept by gc).
-//! `berth-runtime run` runs it; berth forwards signals to it, passes its exit status
-//! through and, with `--rm`, removes the directory. `owner.json` says which berth runs it,
-//! so a later command can finish the `--rm` of a killed one (container.rs).
+//! In the foreground (run_fg.rs) and with `-d` (and `berth create`) it goes through the
+//! engine: a row in its database, a directory under `containers/<id>/` and a monitor that
+//! outlives this command (crates/engine); in the foreground this command is attached to
+//! the monitor until the container exits, as Docker's CLI is to dockerd.
 //!
-//! `berth run -d` (and `berth create`) go through the engine instead: a row in its
-//! database, a directory under `containers/<id>/` and a monitor that outlives this command
-//! (crates/engine). Both build config.json with `engine::spec`.
+//! `BERTH_RUN_DIRECT=1` keeps the direct path (this file): no monitor and no row; the
+//! container's directory `<root>/containers/<name>/` is the OCI bundle: `config.json`,
+//! `upper/` and `work/` of the overlay of the image's layer snapshots (mounted on
+//! `<root>/mnt` inside a private mount namespace of this process; or a merged copy in
+//! `rootfs/`), and `chains.json` (the snapshots it uses, kept by gc). `berth-runtime run`
+//! runs it; berth forwards signals to it, passes its exit status through and, with `--rm`,
+//! removes the directory. `owner.json` says which berth runs it, so a later command can
+//! finish the `--rm` of a killed one and `ps` can list it (container.rs); names are shared
+//! with the engine's containers. Both paths build config.json with `engine::spec`.
 
 use super::run_tty;
 use crate::Globals;
@@ -22,9 +25,10 @@ use std::process::Command;
 #[derive(clap::Args, Debug)]
 #[command(trailing_var_arg = true)]
 pub struct Args {
-    /// Remove the container's directory (its writable layer) when it exits.
+    /// Remove the container's directory (its writable layer) when it exits (detached:
+    /// its monitor does, with its anonymous volumes).
     #[arg(long)]
-    rm: bool,
+    pub rm: bool,
     /// Run in the background under the engine (a monitor process), print its ID.
     #[arg(short, long)]
     pub detach: bool,
@@ -76,9 +80,17 @@ pub struct Args {
     /// Container hostname (default: the ID's first 12 characters).
     #[arg(long)]
     hostname: Option<String>,
+    /// Run an init (berth-init, bound at /dev/init) as PID 1: it forwards signals to the
+    /// command and reaps zombies (Docker's tini).
+    #[arg(long)]
+    init: bool,
+    /// With -it in the foreground: the keys that detach, leaving the container running
+    /// (`ctrl-p,ctrl-q`; a character or `ctrl-X`, comma-separated).
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     /// Give the container a terminal.
     #[arg(short, long)]
-    tty: bool,
+    pub tty: bool,
     /// Add a capability to the default set (`NET_ADMIN`, `CAP_SYS_ADMIN`, `ALL`); the
     /// seccomp profile follows it (e.g. `SYS_ADMIN` allows mount and unshare).
     #[arg(long)]
@@ -108,9 +120,11 @@ pub struct Args {
     /// Disable any health check, the image's too.
     #[arg(long)]
     no_healthcheck: bool,
-    /// Keep stdin open (accepted for docker compatibility; stdin is always passed).
+    /// Keep stdin open: attached in the foreground (closed at its end), held by the
+    /// monitor of a detached container for `attach`. Without it the container reads
+    /// /dev/null, as Docker's.
     #[arg(short, long)]
-    interactive: bool,
+    pub interactive: bool,
     /// A mount: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`.
     #[arg(long)]
     mount: Vec<String>,
@@ -205,9 +219,6 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     // What a killed `berth run --rm` left behind goes now (its --rm, late).
     super::container::remove_ended(g, false)?;
     if a.detach {
-        if a.rm || a.tty {
-            bail!("run -d: --rm and -t are not supported for detached containers yet");
-        }
         let wait = a
             .wait
             .then(|| a.wait_timeout.map(std::time::Duration::from_secs));
@@ -219,10 +230,21 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         println!("{}", c.id);
         return Ok(0);
     }
+    if std::env::var_os("BERTH_RUN_DIRECT").is_none() {
+        return super::run_fg::run(g, a);
+    }
     let img = store.resolve(&a.image)?;
     let id = a.name.clone().unwrap_or_else(random_id);
     if !valid_name(&id) {
         bail!("invalid container name {id:?} ([a-zA-Z0-9][a-zA-Z0-9_.-]*)");
+    }
+    // Names are shared with the engine's containers (`ps` lists those).
+    let eng = g.engine()?;
+    if let Some(c) = eng.list(true)?.into_iter().find(|c| c.name == id) {
+        bail!(
+            "container name {id:?} is already in use by container {} (berth ps -a)",
+            c.short_id()
+        );
     }
     let dir = g.root.join("containers").join(&id);
     // create_dir (not _all) claims the name atomically.
@@ -238,7 +260,20 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         rootfs: None,
         remove: true,
     };
-    super::container::record_owner(&dir, a.rm, &g.runroot)?;
+    // What `ps` shows of it (the image's entrypoint and cmd as the options change them).
+    let command = run_spec::process_args(
+        &img.config,
+        &Opts {
+            entrypoint: a.entrypoint.clone(),
+            cmd: a.command.clone(),
+            ..Default::default()
+        },
+    );
+    let info = super::container::RunInfo {
+        image: &a.image,
+        command,
+    };
+    super::container::record_owner(&dir, a.rm, &g.runroot, info)?;
     let layers = img.layers()?;
     // The overlay is mounted in a private mount namespace of this process (the runtime
     // inherits it), on `<root>/mnt`: the mount ends with the last process in the namespace,
@@ -262,7 +297,6 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         mounts: engine::volumes::parse_cli(&mut volumes, &a.mount, &a.tmpfs)?,
         ..Default::default()
     };
-    let eng = g.engine()?;
     eng.volumes_at_create(&[], &mut vspec)?;
     let opts = Opts {
         env: a.env,
@@ -281,10 +315,14 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         security_opt: a.security_opt,
+        init: a.init,
     };
     let mut spec = run_spec::build(&img.config, &opts, &rootfs_path)?;
     spec["root"]["path"] = serde_json::json!(rootfs_path);
     engine::volumes::apply(&eng, &vspec.mounts, &rootfs_path, &mut spec)?;
+    if opts.init {
+        run_spec::add_init(&mut spec, &run_spec::init_bin()?)?;
+    }
     if let Some((rows, cols)) = opts.tty.then(run_tty::size).flatten() {
         spec["process"]["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
     }
@@ -292,6 +330,11 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     std::fs::write(&cfg, serde_json::to_vec_pretty(&spec)?)
         .with_context(|| format!("write {}", cfg.display()))?;
     let code = run_runtime(&g.runroot, &dir, &id, a.tty)?;
+    if !a.rm {
+        if let Err(e) = super::container::record_exit(&dir, code) {
+            eprintln!("berth: warning: {e:#}");
+        }
+    }
     cleanup.remove = a.rm;
     drop(cleanup);
     if a.rm {
@@ -303,6 +346,9 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
 /// `berth create` / `berth run -d`: the engine's container from the command line.
 pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
     let restart: engine::RestartPolicy = a.restart.parse()?;
+    if a.rm && restart != engine::RestartPolicy::No {
+        bail!("conflicting options: --restart {restart} and --rm (a removed container cannot restart)");
+    }
     let mut labels = std::collections::BTreeMap::new();
     for l in &a.label {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -313,6 +359,10 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
     }
     if let Some(s) = &a.stop_signal {
         engine::types::parse_signal(s)?;
+    }
+    if a.init {
+        // Found now rather than at each start by the monitor (next to berth).
+        run_spec::init_bin()?;
     }
     let mut volumes = a.volume;
     let mounts = engine::volumes::parse_cli(&mut volumes, &a.mount, &a.tmpfs)?;
@@ -329,10 +379,11 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         cpus: a.cpus,
         pids_limit: a.pids_limit,
         hostname: a.hostname.unwrap_or_default(),
-        tty: false,
+        tty: a.tty,
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         security_opt: a.security_opt,
+        init: a.init,
     };
     run_spec::freeze_env(&mut opts)?;
     let healthcheck = engine::health::HealthFlags {
@@ -356,6 +407,8 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         log_opts: engine::logfiles::LogOpts::parse_args(&a.log_opt)?,
         // Resolved by the engine from the image at create.
         args: Vec::new(),
+        interactive: a.interactive,
+        auto_remove: a.rm,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }

@@ -125,12 +125,12 @@ impl Relay {
 }
 
 /// Our terminal in raw mode (restored on drop), when stdin is a terminal.
-struct RawMode {
+pub(crate) struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
-    fn enter() -> Option<RawMode> {
+    pub(crate) fn enter() -> Option<RawMode> {
         let stdin = std::io::stdin();
         let saved = tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = saved.clone();

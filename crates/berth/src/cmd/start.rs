@@ -1,13 +1,25 @@
-//! `berth start CONTAINER…`: starts created or exited containers under their monitor.
+//! `berth start [-a [-i]] CONTAINER…`: starts created or exited containers under their
+//! monitor; with `-a`, attached to the one container from before it starts (its output,
+//! its terminal or, with `-i`, its stdin) and exiting with its exit code.
 
+use super::attach_io::{parse_detach_keys, Session, DEFAULT_DETACH_KEYS};
 use crate::Globals;
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Containers (names or IDs).
     #[arg(required = true)]
     containers: Vec<String>,
+    /// Attach to the container's output (and terminal) and exit with its code.
+    #[arg(short, long)]
+    attach: bool,
+    /// With -a: attach stdin too.
+    #[arg(short, long)]
+    interactive: bool,
+    /// With -a: the keys that detach (`ctrl-p,ctrl-q`).
+    #[arg(long, default_value = DEFAULT_DETACH_KEYS)]
+    detach_keys: String,
     /// Queue a container until the node has room for its --memory/--cpus.
     #[arg(long)]
     wait: bool,
@@ -16,8 +28,26 @@ pub struct Args {
     wait_timeout: Option<u64>,
 }
 
-pub fn run(g: &Globals, a: Args) -> Result<()> {
+pub fn run(g: &Globals, a: Args) -> Result<i32> {
     let e = g.engine()?;
+    if a.attach || a.interactive {
+        if a.containers.len() != 1 {
+            bail!("start -a/-i: attach to one container at a time");
+        }
+        if a.wait {
+            bail!("start -a/-i: --wait is not supported with attach");
+        }
+        let keys = parse_detach_keys(&a.detach_keys)?;
+        let (c, sock) = e.start_attached(&a.containers[0], &super::attach_io::hello())?;
+        let tty = c.spec.opts.tty;
+        let s = Session {
+            tty,
+            stdin: a.interactive && (c.spec.interactive || tty),
+            close_stdin: false,
+            detach_keys: keys,
+        };
+        return super::attach::finish(&e, &c, s.run(sock)?);
+    }
     for c in &a.containers {
         if a.wait {
             e.start_waiting(c, a.wait_timeout.map(std::time::Duration::from_secs))?;
@@ -26,5 +56,5 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         }
         println!("{c}");
     }
-    Ok(())
+    Ok(0)
 }

@@ -16,6 +16,7 @@
 //! database is opened only when there is something to record.
 #![forbid(unsafe_code)]
 
+use engine::attach::{Hub, Input};
 use engine::container::{alive, EXIT_FILE, LOG};
 use engine::db::Db;
 use engine::{logs, Error, Result, State};
@@ -26,7 +27,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,19 +40,22 @@ struct Args {
     runroot: PathBuf,
     runtime: PathBuf,
     foreground: bool,
+    /// `start -a`: wait for a client on the attach socket before starting the container.
+    attach: bool,
     id: String,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
     let mut it = std::env::args_os().skip(1);
-    let (mut root, mut runroot, mut runtime, mut foreground, mut id) =
-        (None, None, None, false, None);
+    let (mut root, mut runroot, mut runtime, mut foreground, mut attach, mut id) =
+        (None, None, None, false, false, None);
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("--root") => root = it.next().map(PathBuf::from),
             Some("--runroot") => runroot = it.next().map(PathBuf::from),
             Some("--runtime") => runtime = it.next().map(PathBuf::from),
             Some("--foreground") => foreground = true,
+            Some("--attach") => attach = true,
             Some(s) if !s.starts_with('-') && id.is_none() => id = Some(s.to_string()),
             _ => return Err(format!("unexpected argument {a:?}")),
         }
@@ -62,6 +66,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         runroot: need(runroot, "--runroot")?,
         runtime: need(runtime, "--runtime")?,
         foreground,
+        attach,
         id: id.ok_or("the container id is required")?,
     })
 }
@@ -72,6 +77,13 @@ struct Reporter {
 }
 
 impl Reporter {
+    /// A line that is not the final report (`attach`).
+    fn say(&mut self, msg: &str) {
+        if let Some(f) = self.out.as_mut() {
+            let _ = writeln!(f, "{msg}");
+        }
+    }
+
     fn send(&mut self, msg: &str) {
         if let Some(mut f) = self.out.take() {
             let _ = writeln!(f, "{msg}");
@@ -134,6 +146,15 @@ fn main() {
 struct Monitor {
     args: Args,
     dir: PathBuf,
+}
+
+/// A running container's stdio as the monitor holds it.
+struct ContainerIo {
+    /// Output descriptors and the log stream each is (the terminal's master is stdout).
+    outputs: Vec<(OwnedFd, &'static str)>,
+    /// Where attached clients' input goes: the terminal's master, or stdin's pipe (`-i`).
+    input: Option<OwnedFd>,
+    terminal: bool,
 }
 
 fn rt_err(what: &str, out: &[u8]) -> Error {
@@ -252,14 +273,31 @@ impl Monitor {
             return Err(e);
         }
         drop(db);
+        // The attach socket lives as long as the monitor (attach.rs); without it the
+        // container still runs, only unattachable.
+        let mut hub = match Hub::bind(&self.dir) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "no attach socket");
+                None
+            }
+        };
+        if self.args.attach {
+            if let Some(h) = hub.as_mut() {
+                rep.say("attach");
+                if !h.wait_for_client(Duration::from_secs(10)) {
+                    tracing::warn!(container = %id, "no client attached within 10 s");
+                }
+            }
+        }
 
         let hc = engine::health::effective(&c.spec);
         let mut delay = Duration::from_millis(100);
         let mut first = true;
         loop {
             let started = Instant::now();
-            let code = match self.run_once(&sfd) {
-                Ok((pid, pid_start, pipes)) => {
+            let code = match self.run_once(&c.spec, hub.as_mut()) {
+                Ok((pid, pid_start, cio)) => {
                     let mut db = Db::open(&self.args.root)?;
                     db.update(&id, |row| {
                         row.state = State::Running;
@@ -281,7 +319,7 @@ impl Monitor {
                     // From here on only the pump loop runs: the start-up code's pages
                     // (SQLite, JSON, the image store, mounts) need not stay resident.
                     let _ = sys::mem::shed_startup_pages();
-                    self.pump(&sfd, pid, pipes, hc.as_ref(), log_opts)
+                    self.pump(&sfd, pid, cio, hub.as_mut(), hc.as_ref(), log_opts)
                 }
                 Err(e) => {
                     let mut db = Db::open(&self.args.root)?;
@@ -326,6 +364,16 @@ impl Monitor {
                 })?
                 .unwrap_or(false);
             drop(db);
+            // `--rm`: removed before the clients hear of the exit (a `run --rm` returns
+            // with its container gone, as Docker's).
+            if !again && c.spec.auto_remove {
+                self.auto_remove();
+            }
+            // Attached clients learn the code once the database has it: `start -a`
+            // returns with the container exited, never still `running`.
+            if let Some(h) = hub.as_mut() {
+                h.exited(code);
+            }
             tracing::info!(container = %id, code, oom, restart = again, "exited");
             if !again {
                 return Ok(());
@@ -366,6 +414,30 @@ impl Monitor {
         });
     }
 
+    fn engine(&self) -> engine::Engine {
+        engine::Engine {
+            root: self.args.root.clone(),
+            runroot: self.args.runroot.clone(),
+            runtime: self.args.runtime.clone(),
+            monitor: PathBuf::new(),
+        }
+    }
+
+    /// `--rm` (Docker's AutoRemove): the exited container goes, with its anonymous
+    /// volumes; our overlay first, or removing the directory would reach into it.
+    fn auto_remove(&self) {
+        let _ = nix::mount::umount2(&self.dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+        let engine = self.engine();
+        match engine.remove(&self.args.id, false) {
+            Ok(c) => {
+                if let Err(e) = engine.remove_anonymous_volumes(&c.spec) {
+                    tracing::warn!(container = %self.args.id, error = %e, "--rm: volumes");
+                }
+            }
+            Err(e) => tracing::warn!(container = %self.args.id, error = %e, "--rm"),
+        }
+    }
+
     /// The rootfs (in our mount namespace) and config.json.
     fn prepare(&self, c: &engine::Container) -> Result<()> {
         let store = image::ImageStore::open(&self.args.root)?;
@@ -383,23 +455,26 @@ impl Monitor {
             opts.hostname = c.id.chars().take(12).collect();
         }
         let mut spec = engine::spec::build(&img.config, &opts, &rootfs.path)?;
-        let engine = engine::Engine {
-            root: self.args.root.clone(),
-            runroot: self.args.runroot.clone(),
-            runtime: self.args.runtime.clone(),
-            monitor: PathBuf::new(),
-        };
+        let engine = self.engine();
         engine::volumes::apply(&engine, &c.spec.mounts, &rootfs.path, &mut spec)?;
+        if opts.init {
+            engine::spec::add_init(&mut spec, &engine::spec::init_bin()?)?;
+        }
         spec["root"]["path"] = serde_json::json!(rootfs.path);
         spec["linux"]["cgroupsPath"] = serde_json::json!(self.cgroup());
         let body = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
         write_atomic(&self.dir.join("config.json"), &body)
     }
 
-    /// `berth-runtime create` + `start`; the init's pid, its start time and the read ends
-    /// of its stdout and stderr.
-    fn run_once(&self, _sfd: &SignalFd) -> Result<(i32, u64, [OwnedFd; 2])> {
+    /// `berth-runtime create` + `start`; the init's pid, its start time and its stdio
+    /// (the terminal's master with `-t`; stdout and stderr pipes, and stdin's with `-i`).
+    fn run_once(
+        &self,
+        spec: &engine::ContainerSpec,
+        hub: Option<&mut Hub>,
+    ) -> Result<(i32, u64, ContainerIo)> {
         let id = &self.args.id;
+        let tty = spec.opts.tty;
         let _ = std::fs::remove_file(self.dir.join(EXIT_FILE));
         let pipe = || {
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -407,18 +482,47 @@ impl Monitor {
         };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
+        let (stdin, stdin_w) = if spec.interactive && !tty {
+            let (r, w) = pipe()?;
+            (Stdio::from(r), Some(w))
+        } else {
+            (Stdio::null(), None)
+        };
+        // runtime-spec `process.terminal`: the runtime sends the pty's master over the
+        // console socket (runc's protocol). Named relative to the runtime's working
+        // directory: the absolute path may exceed sun_path.
+        let console = if tty {
+            let fd = engine::attach::dir_fd(&self.dir)?;
+            let path = engine::attach::short_path(&fd, "console.sock");
+            let _ = std::fs::remove_file(&path);
+            Some(
+                std::os::unix::net::UnixListener::bind(&path)
+                    .map_err(engine::error::io("bind the console socket"))?,
+            )
+        } else {
+            None
+        };
         let pid_file = self.dir.join("pid");
         let _ = std::fs::remove_file(&pid_file);
-        let status = self
-            .runtime()
-            .arg("create")
+        let mut cmd = self.runtime();
+        cmd.arg("create");
+        if console.is_some() {
+            cmd.current_dir(&self.dir)
+                .arg("--console-socket")
+                .arg("console.sock");
+        }
+        let status = cmd
             .arg("--bundle")
             .arg(&self.dir)
             .arg("--pid-file")
             .arg(&pid_file)
             .arg(id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out_w))
+            .stdin(stdin)
+            .stdout(if tty {
+                Stdio::null()
+            } else {
+                Stdio::from(out_w)
+            })
             .stderr(Stdio::from(err_w))
             .status()
             .map_err(engine::error::io(format!(
@@ -437,6 +541,37 @@ impl Monitor {
             let _ = self.runtime_quiet(&["delete", "--force", id]);
             return Err(rt_err("create", &msg));
         }
+        let master = match console {
+            Some(l) => {
+                let _ = std::fs::remove_file(self.dir.join("console.sock"));
+                let got = l
+                    .set_nonblocking(true)
+                    .and_then(|()| l.accept())
+                    .map_err(|e| Error::Runtime(format!("the runtime sent no terminal: {e}")))
+                    .and_then(|(s, _)| {
+                        sys::fd::recv_fd(s.as_fd()).map_err(|e| {
+                            Error::Runtime(format!("receive the terminal from the runtime: {e}"))
+                        })
+                    });
+                match got {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        let _ = self.runtime_quiet(&["delete", "--force", id]);
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        // What an attached client sent before the start (its terminal's size) applies now:
+        // the program's first look at its terminal sees the right size.
+        if let (Some(m), Some(h)) = (&master, hub) {
+            h.serve_pending(|req| {
+                if let Input::Resize(rows, cols) = req {
+                    let _ = sys::process::set_window_size(m.as_fd(), rows, cols);
+                }
+            });
+        }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -451,7 +586,38 @@ impl Monitor {
             let _ = self.runtime_quiet(&["delete", "--force", id]);
             return Err(e);
         }
-        Ok((pid, pid_start, [out_r, err_r]))
+        let nonblock = |fd: &OwnedFd| {
+            let _ = nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        };
+        let cio = match master {
+            Some(m) => {
+                // Non-blocking both ways (one open file description): output is read when
+                // poll says so, input the container does not take is dropped.
+                nonblock(&m);
+                let input = m
+                    .try_clone()
+                    .map_err(engine::error::io("dup the terminal"))?;
+                ContainerIo {
+                    outputs: vec![(m, "stdout"), (err_r, "stderr")],
+                    input: Some(input),
+                    terminal: true,
+                }
+            }
+            None => {
+                if let Some(w) = &stdin_w {
+                    nonblock(w);
+                }
+                ContainerIo {
+                    outputs: vec![(out_r, "stdout"), (err_r, "stderr")],
+                    input: stdin_w,
+                    terminal: false,
+                }
+            }
+        };
+        Ok((pid, pid_start, cio))
     }
 
     /// Copies the container's output into the log until it has exited and its pipes are
@@ -461,7 +627,8 @@ impl Monitor {
         &self,
         sfd: &SignalFd,
         init: i32,
-        pipes: [OwnedFd; 2],
+        cio: ContainerIo,
+        mut hub: Option<&mut Hub>,
         hc: Option<&engine::health::Effective>,
         log_opts: engine::logfiles::LogOpts,
     ) -> i32 {
@@ -477,9 +644,15 @@ impl Monitor {
         });
         let path = self.dir.join(LOG);
         let mut log = engine::logfiles::RotatingLog::open(&path, log_opts).ok();
-        let mut files: Vec<Option<File>> = pipes.into_iter().map(|f| Some(File::from(f))).collect();
-        let mut split = [logs::LineSplitter::default(), logs::LineSplitter::default()];
-        let streams = ["stdout", "stderr"];
+        let streams: Vec<&str> = cio.outputs.iter().map(|(_, s)| *s).collect();
+        let mut files: Vec<Option<File>> = cio
+            .outputs
+            .into_iter()
+            .map(|(f, _)| Some(File::from(f)))
+            .collect();
+        let mut split: Vec<logs::LineSplitter> =
+            streams.iter().map(|_| Default::default()).collect();
+        let mut input = cio.input;
         let mut code: Option<i32> = None;
         let mut buf = vec![0u8; 16 * 1024];
         let write = |log: &mut Option<engine::logfiles::RotatingLog>, line: &[u8], stream: &str| {
@@ -503,6 +676,14 @@ impl Monitor {
             if let Some(fd) = checker.as_ref().and_then(|c| c.fd()) {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
+            let hub_at = fds.len();
+            if let Some(h) = hub.as_deref() {
+                fds.extend(
+                    h.fds()
+                        .into_iter()
+                        .map(|f| PollFd::new(f, PollFlags::POLLIN)),
+                );
+            }
             // Once the init is gone its pipes close with its namespace; do not wait forever.
             let timeout = match (&code, &checker) {
                 (Some(_), _) => PollTimeout::from(2000u16),
@@ -522,6 +703,28 @@ impl Monitor {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
+            if let Some(h) = hub.as_deref_mut() {
+                if ready.get(hub_at).copied().unwrap_or(false) {
+                    h.accept();
+                }
+                let clients = ready.get(hub_at + 1..).unwrap_or(&[]);
+                h.serve(clients, |req| match req {
+                    Input::Data(d) => {
+                        if let Some(fd) = &input {
+                            engine::attach::write_input(fd.as_fd(), d);
+                        }
+                    }
+                    Input::Resize(rows, cols) if cio.terminal => {
+                        if let Some(fd) = &input {
+                            let _ = sys::process::set_window_size(fd.as_fd(), rows, cols);
+                        }
+                    }
+                    Input::Resize(..) => {}
+                    // The terminal stays: its master is also the output.
+                    Input::CloseStdin if !cio.terminal => input = None,
+                    Input::CloseStdin => {}
+                });
+            }
             if ready[0] {
                 while let Ok(Some(_)) = sfd.read_signal() {}
                 loop {
@@ -563,11 +766,23 @@ impl Monitor {
                 }
                 let Some(f) = files[i].as_mut() else { continue };
                 match f.read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    // EIO from a terminal's master once the container's side is closed.
                     Ok(0) | Err(_) => {
                         split[i].flush(|l| write(&mut log, l, streams[i]));
                         files[i] = None;
                     }
-                    Ok(n) => split[i].feed(&buf[..n], |l| write(&mut log, l, streams[i])),
+                    Ok(n) => {
+                        if let Some(h) = hub.as_deref_mut() {
+                            let kind = if streams[i] == "stderr" {
+                                engine::attach::OUT_STDERR
+                            } else {
+                                engine::attach::OUT_STDOUT
+                            };
+                            h.broadcast(kind, &buf[..n]);
+                        }
+                        split[i].feed(&buf[..n], |l| write(&mut log, l, streams[i]));
+                    }
                 }
             }
         }
