@@ -2,14 +2,14 @@
 //! after the command that started it has exited (see the engine's lib.rs for the
 //! invariants).
 //!
-//! It re-executes itself once (`--foreground`) in a new session, so the caller waits only
-//! for the first, short-lived process; the second reports on its stdout (`ok` once the
+//! It forks once (unless `--foreground`) and the child starts a new session, so the caller
+//! waits only for the first, short-lived process; the second reports on its stdout (`ok` once the
 //! container runs, `error: …` if it could not start it) and then lets go of it. Then it:
 //! becomes a child subreaper; mounts the container's overlay rootfs in a private mount
 //! namespace of its own (so it never appears in the host's mount table and goes with the
-//! monitor); writes config.json; runs `berth-runtime create` with the container's stdout and
-//! stderr on pipes it reads, then `berth-runtime start` (the container's init is reparented
-//! to it: no runtime process stays); writes every line of output to the json-file log;
+//! monitor); writes config.json; runs `berth-runtime run --detach` (create + start) with the
+//! container's stdout and stderr on pipes it reads (the container's init is reparented to
+//! it: no runtime process stays); writes every line of output to the json-file log;
 //! on exit records the exit code, time and OOM kill in the database and the exit file,
 //! deletes the runtime's state and applies the restart policy (Docker's back-off: 100 ms,
 //! doubling, at most 1 min, reset after 10 s of running). One thread, no async runtime; the
@@ -94,18 +94,16 @@ fn main() {
     };
     if !args.foreground {
         // The double fork: our caller waits for us only; the monitor proper is our child,
-        // reparented to init (or a subreaper) when we exit now.
-        let r = std::env::current_exe().and_then(|exe| {
-            Command::new(exe)
-                .args(std::env::args_os().skip(1))
-                .arg("--foreground")
-                .spawn()
-        });
-        if let Err(e) = r {
-            println!("error: start the monitor: {e}");
-            std::process::exit(1);
+        // reparented to init (or a subreaper) when we exit now. A fork, not an exec of
+        // ourselves again: nothing has run yet that the child should not inherit.
+        match sys::process::clone_process(0, None) {
+            Ok(sys::process::CloneResult::Child) => {}
+            Ok(sys::process::CloneResult::Parent(_)) => std::process::exit(0),
+            Err(e) => {
+                println!("error: start the monitor: {e}");
+                std::process::exit(1);
+            }
         }
-        std::process::exit(0);
     }
     let _ = nix::unistd::setsid();
     let mut rep = Reporter {
@@ -146,13 +144,16 @@ fn rt_err(what: &str, out: &[u8]) -> Error {
     })
 }
 
-/// Writes `body` to `path` through a temp file, fsync and rename.
+/// Writes `body` to `path` through a temp file and rename: a reader sees the old or the new
+/// file whole. No fsync: both files written this way (config.json, the exit file) are
+/// made again by the monitor or stand for a process that a power loss ends anyway, so
+/// durability would only cost milliseconds on every start and exit.
 fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let w = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(body)?;
-        f.sync_all()?;
+        drop(f);
         std::fs::rename(&tmp, path)
     };
     w().map_err(engine::error::io(format!("write {}", path.display())))
@@ -396,7 +397,7 @@ impl Monitor {
         write_atomic(&self.dir.join("config.json"), &body)
     }
 
-    /// `berth-runtime create` + `start`; the init's pid, its start time and the read ends
+    /// `berth-runtime run --detach` (create + start); the init's pid, its start time and the read ends
     /// of its stdout and stderr.
     fn run_once(&self, _sfd: &SignalFd) -> Result<(i32, u64, [OwnedFd; 2])> {
         let id = &self.args.id;
@@ -409,9 +410,13 @@ impl Monitor {
         let (err_r, err_w) = pipe()?;
         let pid_file = self.dir.join("pid");
         let _ = std::fs::remove_file(&pid_file);
+        // `run --detach` is create + start in one execution of the runtime (one exec and
+        // one start-up fewer than two commands); the init is reparented to us, the
+        // subreaper, when the runtime exits.
         let status = self
             .runtime()
-            .arg("create")
+            .arg("run")
+            .arg("--detach")
             .arg("--bundle")
             .arg(&self.dir)
             .arg("--pid-file")
@@ -435,7 +440,7 @@ impl Monitor {
             let mut msg = Vec::new();
             let _ = File::from(err_r).read_to_end(&mut msg);
             let _ = self.runtime_quiet(&["delete", "--force", id]);
-            return Err(rt_err("create", &msg));
+            return Err(rt_err("run", &msg));
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()
@@ -447,10 +452,6 @@ impl Monitor {
                 ))
             })?;
         let pid_start = runtime::state::process_start_time(pid).unwrap_or(0);
-        if let Err(e) = self.runtime_quiet(&["start", id]) {
-            let _ = self.runtime_quiet(&["delete", "--force", id]);
-            return Err(e);
-        }
         Ok((pid, pid_start, [out_r, err_r]))
     }
 
