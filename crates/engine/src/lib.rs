@@ -37,6 +37,7 @@ pub mod logfiles;
 pub mod logs;
 pub mod manage;
 pub mod procwait;
+pub mod pump;
 pub mod revive;
 pub mod spec;
 pub mod stats;

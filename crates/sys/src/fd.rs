@@ -78,3 +78,20 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     }
     received.into_iter().next().ok_or(Errno::EBADMSG)
 }
+
+/// Takes ownership of descriptor `fd` that this process inherited by number across
+/// `execve` (a monitor's pipes passed to `berth-pump`), checking it is open and marking it
+/// close-on-exec. Call it once per number, at start-up, before anything else could own it.
+pub fn inherited(fd: std::os::fd::RawFd) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        return Err(nix::errno::Errno::EBADF);
+    }
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    // SAFETY: fcntl just showed `fd` is open; it came from our parent image by number and,
+    // per this function's contract, nothing in this process owns it yet.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

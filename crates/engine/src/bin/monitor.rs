@@ -18,12 +18,9 @@
 
 use engine::container::{alive, EXIT_FILE, LOG};
 use engine::db::Db;
-use engine::{logs, Error, Result, State};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use engine::{Error, Result, State};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -40,18 +37,38 @@ struct Args {
     runtime: PathBuf,
     foreground: bool,
     id: String,
+    /// Back from `berth-pump`: the container's exit code, how long it ran, and the
+    /// restart back-off then in force.
+    resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    code: i32,
+    ran: Duration,
+    delay: Duration,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
     let mut it = std::env::args_os().skip(1);
     let (mut root, mut runroot, mut runtime, mut foreground, mut id) =
         (None, None, None, false, None);
+    let (mut code, mut ran, mut delay) = (None, None, None);
+    let num = |what: &str, v: Option<std::ffi::OsString>| -> std::result::Result<i64, String> {
+        v.as_ref()
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or(format!("{what} needs a number"))
+    };
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("--root") => root = it.next().map(PathBuf::from),
             Some("--runroot") => runroot = it.next().map(PathBuf::from),
             Some("--runtime") => runtime = it.next().map(PathBuf::from),
             Some("--foreground") => foreground = true,
+            Some("--exit-code") => code = Some(num("--exit-code", it.next())? as i32),
+            Some("--ran-ms") => ran = Some(num("--ran-ms", it.next())?.max(0) as u64),
+            Some("--delay-ms") => delay = Some(num("--delay-ms", it.next())?.max(0) as u64),
             Some(s) if !s.starts_with('-') && id.is_none() => id = Some(s.to_string()),
             _ => return Err(format!("unexpected argument {a:?}")),
         }
@@ -63,6 +80,11 @@ fn parse_args() -> std::result::Result<Args, String> {
         runtime: need(runtime, "--runtime")?,
         foreground,
         id: id.ok_or("the container id is required")?,
+        resume: code.map(|code| Resume {
+            code,
+            ran: Duration::from_millis(ran.unwrap_or(0)),
+            delay: Duration::from_millis(delay.unwrap_or(100)),
+        }),
     })
 }
 
@@ -221,79 +243,73 @@ impl Monitor {
             .map_err(|e| Error::Runtime(format!("block SIGCHLD: {e}")))?;
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(|e| Error::Runtime(format!("signalfd: {e}")))?;
-        engine::container::private_mount_namespace()?;
-
-        let mut db = Db::open(&self.args.root)?;
-        let c = db
-            .update(&id, |row| {
-                if row.monitor_pid != me && alive(row.monitor_pid, row.monitor_start) {
-                    return Err(Error::Conflict(format!(
-                        "container {} already has a monitor (pid {})",
-                        row.name, row.monitor_pid
-                    )));
-                }
-                if row.state == State::Removing {
-                    return Err(Error::Conflict(format!(
-                        "container {} is being removed",
-                        row.name
-                    )));
-                }
-                row.monitor_pid = me;
-                row.monitor_start = my_start;
-                row.stopped_by_user = false;
-                row.error.clear();
-                Ok(row.clone())
-            })?
-            .ok_or_else(|| Error::NotFound(id.clone()))?;
+        let resume = self.args.resume;
+        let c = match resume {
+            // Back from berth-pump: the mount namespace, the rootfs and the claim are ours.
+            Some(_) => Db::open(&self.args.root)?.find(&id)?,
+            None => {
+                engine::container::private_mount_namespace()?;
+                self.claim_and_prepare(me, my_start)?
+            }
+        };
         // Checked when the container was created; a bad value here means no rotation.
         let log_opts = engine::logfiles::LogOpts::from_map(&c.spec.log_opts).unwrap_or_default();
-        let prepared = self.prepare(&c);
-        if let Err(e) = prepared {
-            self.record_failure(&mut db, &e);
-            return Err(e);
-        }
-        drop(db);
-
         let hc = engine::health::effective(&c.spec);
-        let mut delay = Duration::from_millis(100);
-        let mut first = true;
+        let mut delay = resume.map_or(Duration::from_millis(100), |r| r.delay);
+        let mut first = resume.is_none();
+        let mut pending = resume.map(|r| (r.code, r.ran));
         loop {
-            let started = Instant::now();
-            let code = match self.run_once(&sfd) {
-                Ok((pid, pid_start, pipes)) => {
-                    let mut db = Db::open(&self.args.root)?;
-                    db.update(&id, |row| {
-                        row.state = State::Running;
-                        row.pid = pid;
-                        row.pid_start = pid_start;
-                        row.started = runtime::state::now_rfc3339();
-                        row.oom_killed = false;
-                        Ok(())
-                    })?;
-                    if hc.is_some() {
-                        engine::health::reset(&mut db, &id)?;
+            let (code, ran) = match pending.take() {
+                Some(ended) => ended,
+                None => {
+                    let started = Instant::now();
+                    match self.run_once(&sfd) {
+                        Ok((pid, pid_start, pipes)) => {
+                            let mut db = Db::open(&self.args.root)?;
+                            db.update(&id, |row| {
+                                row.state = State::Running;
+                                row.pid = pid;
+                                row.pid_start = pid_start;
+                                row.started = runtime::state::now_rfc3339();
+                                row.oom_killed = false;
+                                Ok(())
+                            })?;
+                            if hc.is_some() {
+                                engine::health::reset(&mut db, &id)?;
+                            }
+                            drop(db);
+                            if first {
+                                rep.send("ok");
+                                first = false;
+                            }
+                            tracing::info!(container = %id, pid, "running");
+                            if hc.is_none() {
+                                // Returns only if berth-pump could not be executed.
+                                if let Err(e) = self.exec_pump(pid, &pipes, log_opts, delay) {
+                                    tracing::warn!(container = %id, error = %e,
+                                        "berth-pump: copying the output in the monitor");
+                                }
+                            }
+                            // From here on only the pump loop runs: the start-up code's pages
+                            // (SQLite, JSON, the image store, mounts) need not stay resident.
+                            let _ = sys::mem::shed_startup_pages();
+                            (
+                                self.pump(&sfd, pid, pipes, hc.as_ref(), log_opts),
+                                started.elapsed(),
+                            )
+                        }
+                        Err(e) => {
+                            let mut db = Db::open(&self.args.root)?;
+                            self.record_failure(&mut db, &e);
+                            return Err(e);
+                        }
                     }
-                    drop(db);
-                    if first {
-                        rep.send("ok");
-                        first = false;
-                    }
-                    tracing::info!(container = %id, pid, "running");
-                    // From here on only the pump loop runs: the start-up code's pages
-                    // (SQLite, JSON, the image store, mounts) need not stay resident.
-                    let _ = sys::mem::shed_startup_pages();
-                    self.pump(&sfd, pid, pipes, hc.as_ref(), log_opts)
-                }
-                Err(e) => {
-                    let mut db = Db::open(&self.args.root)?;
-                    self.record_failure(&mut db, &e);
-                    return Err(e);
                 }
             };
             let oom = oom_killed(&self.cgroup());
             let _ = write_atomic(&self.dir.join(EXIT_FILE), code.to_string().as_bytes());
             let _ = self.runtime_quiet(&["delete", "--force", &id]);
-            if started.elapsed() >= Duration::from_secs(10) {
+            if ran >= Duration::from_secs(10) {
                 delay = Duration::from_millis(100);
             }
             let mut db = Db::open(&self.args.root)?;
@@ -350,6 +366,112 @@ impl Monitor {
                 return Ok(());
             }
         }
+    }
+
+    /// Records us as the container's monitor (refused if another one lives or the
+    /// container is being removed), then prepares its rootfs and config.json; its row.
+    fn claim_and_prepare(&self, me: i32, my_start: u64) -> Result<engine::Container> {
+        let id = &self.args.id;
+        let mut db = Db::open(&self.args.root)?;
+        let c = db
+            .update(id, |row| {
+                if row.monitor_pid != me && alive(row.monitor_pid, row.monitor_start) {
+                    return Err(Error::Conflict(format!(
+                        "container {} already has a monitor (pid {})",
+                        row.name, row.monitor_pid
+                    )));
+                }
+                if row.state == State::Removing {
+                    return Err(Error::Conflict(format!(
+                        "container {} is being removed",
+                        row.name
+                    )));
+                }
+                row.monitor_pid = me;
+                row.monitor_start = my_start;
+                row.stopped_by_user = false;
+                row.error.clear();
+                Ok(row.clone())
+            })?
+            .ok_or_else(|| Error::NotFound(id.clone()))?;
+        if let Err(e) = self.prepare(&c) {
+            self.record_failure(&mut db, &e);
+            return Err(e);
+        }
+        Ok(c)
+    }
+
+    /// Becomes `berth-pump` (beside our executable; same pid, so still the container's
+    /// parent and subreaper, in our mount namespace) with the container's output pipes
+    /// passed by number; it executes us again with `--exit-code` when the init has ended.
+    /// Returns only on failure (the pipes are then as they were).
+    fn exec_pump(
+        &self,
+        init: i32,
+        pipes: &[OwnedFd; 2],
+        log_opts: engine::logfiles::LogOpts,
+        delay: Duration,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let me = std::env::current_exe().map_err(engine::error::io("find our executable"))?;
+        let pump = me.with_file_name("berth-pump");
+        let c = |s: &std::ffi::OsStr| {
+            std::ffi::CString::new(s.as_bytes())
+                .map_err(|_| Error::Invalid(format!("{s:?} contains a NUL byte")))
+        };
+        let log = self.dir.join(LOG);
+        let mut argv = vec![c(pump.as_os_str())?];
+        for a in [
+            init.to_string(),
+            pipes[0].as_raw_fd().to_string(),
+            pipes[1].as_raw_fd().to_string(),
+        ] {
+            argv.push(c(a.as_ref())?);
+        }
+        argv.push(c(log.as_os_str())?);
+        for a in [
+            log_opts.max_size.unwrap_or(0).to_string(),
+            log_opts.max_file.to_string(),
+            "--".to_string(),
+        ] {
+            argv.push(c(a.as_ref())?);
+        }
+        argv.push(c(me.as_os_str())?);
+        for a in [
+            "--root".as_ref(),
+            self.args.root.as_os_str(),
+            "--runroot".as_ref(),
+            self.args.runroot.as_os_str(),
+            "--runtime".as_ref(),
+            self.args.runtime.as_os_str(),
+            self.args.id.as_ref(),
+            "--foreground".as_ref(),
+            "--delay-ms".as_ref(),
+            delay.as_millis().to_string().as_ref(),
+        ] {
+            argv.push(c(a)?);
+        }
+        let cloexec = |on: bool| {
+            for p in pipes {
+                let flags = if on {
+                    nix::fcntl::FdFlag::FD_CLOEXEC
+                } else {
+                    nix::fcntl::FdFlag::empty()
+                };
+                nix::fcntl::fcntl(p.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(flags))
+                    .map_err(|e| Error::Runtime(format!("fcntl: {e}")))?;
+            }
+            Ok::<(), Error>(())
+        };
+        cloexec(false)?;
+        let err = nix::unistd::execv(&argv[0], &argv).err();
+        let _ = cloexec(true);
+        Err(Error::Runtime(format!(
+            "execute {}: {}",
+            pump.display(),
+            err.map_or_else(|| "failed".to_string(), |e| e.to_string())
+        )))
     }
 
     fn record_failure(&self, db: &mut Db, e: &Error) {
@@ -456,8 +578,8 @@ impl Monitor {
     }
 
     /// Copies the container's output into the log until it has exited and its pipes are
-    /// closed; its exit code (128 + signal when killed). Runs the health check `hc` on its
-    /// schedule meanwhile (engine::health::Checker).
+    /// closed (engine::pump); its exit code (128 + signal when killed). Runs the health
+    /// check `hc` on its schedule meanwhile (engine::health::Checker).
     fn pump(
         &self,
         sfd: &SignalFd,
@@ -477,104 +599,16 @@ impl Monitor {
             )
         });
         let path = self.dir.join(LOG);
-        let mut log = engine::logfiles::RotatingLog::open(&path, log_opts).ok();
-        let mut files: Vec<Option<File>> = pipes.into_iter().map(|f| Some(File::from(f))).collect();
-        let mut split = [logs::LineSplitter::default(), logs::LineSplitter::default()];
-        let streams = ["stdout", "stderr"];
-        let mut code: Option<i32> = None;
-        let mut buf = vec![0u8; 16 * 1024];
-        let write = |log: &mut Option<engine::logfiles::RotatingLog>, line: &[u8], stream: &str| {
-            if let Some(f) = log.as_mut() {
-                let _ = f.write_entry(&logs::encode(line, stream, &runtime::state::now_rfc3339()));
-            }
-        };
-        loop {
-            if code.is_some() && files.iter().all(Option::is_none) {
-                break;
-            }
-            let mut idx = Vec::new();
-            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-            for (i, f) in files.iter().enumerate() {
-                if let Some(f) = f {
-                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                    idx.push(i);
-                }
-            }
-            let check_at = fds.len();
-            if let Some(fd) = checker.as_ref().and_then(|c| c.fd()) {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
-            }
-            // Once the init is gone its pipes close with its namespace; do not wait forever.
-            let timeout = match (&code, &checker) {
-                (Some(_), _) => PollTimeout::from(2000u16),
-                (None, Some(c)) => PollTimeout::from(c.timeout().as_millis().min(60_000) as u16),
-                (None, None) => PollTimeout::NONE,
-            };
-            let n = match nix::poll::poll(&mut fds, timeout) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => 0,
-            };
-            if n == 0 && code.is_some() {
-                break;
-            }
-            let ready: Vec<bool> = fds
-                .iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                .collect();
-            drop(fds);
-            if ready[0] {
-                while let Ok(Some(_)) = sfd.read_signal() {}
-                loop {
-                    match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => code = Some(c),
-                        Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => {
-                            code = Some(128 + s as i32)
-                        }
-                        Ok(WaitStatus::Exited(p, c)) => {
-                            if let Some(ch) = checker.as_mut() {
-                                ch.exited(p.as_raw(), c);
-                            }
-                        }
-                        Ok(WaitStatus::Signaled(p, s, _)) => {
-                            if let Some(ch) = checker.as_mut() {
-                                ch.exited(p.as_raw(), 128 + s as i32);
-                            }
-                        }
-                        Ok(WaitStatus::StillAlive) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-            }
-            if ready.get(check_at).copied().unwrap_or(false) {
-                if let Some(ch) = checker.as_mut() {
-                    ch.read();
-                }
-            }
-            if let Some(ch) = checker.as_mut() {
-                if code.is_some() {
-                    ch.abort();
-                } else {
-                    ch.tick();
-                }
-            }
-            for (k, &i) in idx.iter().enumerate() {
-                if !ready[k + 1] {
-                    continue;
-                }
-                let Some(f) = files[i].as_mut() else { continue };
-                match f.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        split[i].flush(|l| write(&mut log, l, streams[i]));
-                        files[i] = None;
-                    }
-                    Ok(n) => split[i].feed(&buf[..n], |l| write(&mut log, l, streams[i])),
-                }
-            }
+        match checker.as_mut() {
+            Some(ch) => engine::pump::run(sfd, init, pipes, &path, log_opts, ch),
+            None => engine::pump::run(
+                sfd,
+                init,
+                pipes,
+                &path,
+                log_opts,
+                &mut engine::pump::NoChecks,
+            ),
         }
-        for (i, s) in split.iter_mut().enumerate() {
-            s.flush(|l| write(&mut log, l, streams[i]));
-        }
-        code.unwrap_or(-1)
     }
 }
