@@ -16,7 +16,7 @@ use berth_engine::pump;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::ffi::{CString, OsString};
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -60,6 +60,21 @@ fn cstring(s: &OsString) -> Option<CString> {
     CString::new(s.as_bytes()).ok()
 }
 
+/// Drops the pages our start-up touched (sys::mem), then sleeps until the container first
+/// writes or a child ends: an idle container costs only the few pages this wait touches.
+/// What woke us stays pending for the pump loop.
+fn idle(sfd: &SignalFd, out: &OwnedFd, err: &OwnedFd) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let _ = sys::mem::shed_startup_pages();
+    let mut fds = [
+        PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        PollFd::new(out.as_fd(), PollFlags::POLLIN),
+        PollFd::new(err.as_fd(), PollFlags::POLLIN),
+    ];
+    let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
+}
+
 /// Without its output: only waits for the init to end (its exit code, as the pump's).
 fn wait_for(init: i32) -> i32 {
     use nix::sys::wait::{waitpid, WaitStatus};
@@ -88,7 +103,10 @@ fn main() {
         .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK))
     {
         Ok(sfd) => match a.pipes.map(sys::fd::inherited) {
-            [Ok(o), Ok(e)] => pump::run(&sfd, a.init, [o, e], &a.log, a.opts, &mut pump::NoChecks),
+            [Ok(o), Ok(e)] => {
+                idle(&sfd, &o, &e);
+                pump::run(&sfd, a.init, [o, e], &a.log, a.opts, &mut pump::NoChecks)
+            }
             _ => {
                 eprintln!("berth-pump: the container's output descriptors are not open");
                 wait_for(a.init)
