@@ -14,7 +14,9 @@
 //!   container's parent after the CLI exits (a child subreaper), its overlay rootfs
 //!   mounted in the monitor's private mount namespace (never in the host's mount table),
 //!   holder of its stdout/stderr and writer of its log, recorder of its exit and applier of
-//!   its restart policy. Killing it loses nothing: the next command's reconcile shows the
+//!   its restart policy. While the container runs (without a health check) the monitor's
+//!   process is `berth-pump` (src/bin/pump.rs): the same pid re-executed into a small
+//!   program that only writes the log, executing the monitor again at the exit. Killing it loses nothing: the next command's reconcile shows the
 //!   container's true state.
 //! - The OCI config of a container is built by spec.rs for the engine and for the
 //!   foreground `berth run` alike.

@@ -67,3 +67,35 @@ pub fn wait_gone(procs: &[(i32, u64)], limit: Duration) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start_of(pid: i32) -> u64 {
+        runtime::state::process_start_time(pid).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_killed_process_is_gone_and_a_live_one_times_out() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        let start = start_of(pid);
+        assert!(alive(pid, start));
+        let t = Instant::now();
+        assert!(!wait_gone(&[(pid, start)], Duration::from_millis(100)));
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        let _ = child.kill();
+        // Not reaped yet: a zombie has ended.
+        assert!(wait_gone(&[(pid, start)], Duration::from_secs(5)));
+        let _ = child.wait();
+        // A pid whose start time does not match is not waited for.
+        assert!(wait_gone(
+            &[(std::process::id() as i32, start + 1)],
+            Duration::ZERO
+        ));
+    }
+}
