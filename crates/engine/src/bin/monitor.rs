@@ -535,8 +535,24 @@ impl Monitor {
         // `run --detach` is create + start in one execution of the runtime (one exec and
         // one start-up fewer than two commands); the init is reparented to us, the
         // subreaper, when the runtime exits.
-        let status = self
-            .runtime()
+        // berth-runtime executed from a read-only bind of itself is already protected
+        // (CVE-2019-5736, runtime exe_guard.rs) and does not execute itself a second time.
+        let guard = (self.args.runtime.file_name() == Some("berth-runtime".as_ref()))
+            .then(|| sys::mount::readonly_clone(&self.args.runtime).ok())
+            .flatten();
+        let mut cmd = match &guard {
+            Some(fd) => {
+                use std::os::fd::AsRawFd;
+                use std::os::unix::process::CommandExt;
+                let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                c.arg0(&self.args.runtime)
+                    .arg("--root")
+                    .arg(self.args.runroot.join("runtime"));
+                c
+            }
+            None => self.runtime(),
+        };
+        let status = cmd
             .arg("run")
             .arg("--detach")
             .arg("--bundle")
