@@ -95,3 +95,20 @@ pub fn inherited(fd: std::os::fd::RawFd) -> nix::Result<std::os::fd::OwnedFd> {
     // per this function's contract, nothing in this process owns it yet.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    #[test]
+    fn inherited_adopts_an_open_descriptor_and_refuses_stdio() {
+        assert!(super::inherited(1).is_err());
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let raw = r.into_raw_fd();
+        let owned = super::inherited(raw).expect("adopt the read end");
+        assert_eq!(owned.as_raw_fd(), raw);
+        let flags = nix::fcntl::fcntl(raw, nix::fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
+        assert_ne!(flags & libc::FD_CLOEXEC, 0, "marked close-on-exec");
+        drop((owned, w));
+    }
+}

@@ -238,3 +238,32 @@ pub fn join_new_session_keyring(name: &str) -> nix::Result<()> {
     })
     .map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pidfd_reports_the_exit_of_a_process() {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("spawn sleep");
+        let fd = super::pidfd_open(child.id() as i32).expect("pidfd_open");
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(
+            nix::poll::poll(&mut fds, PollTimeout::ZERO).ok(),
+            Some(0),
+            "still runs"
+        );
+        child.kill().expect("kill");
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(
+            nix::poll::poll(&mut fds, PollTimeout::from(5000u16)).ok(),
+            Some(1),
+            "ended"
+        );
+        let _ = child.wait();
+        assert!(super::pidfd_open(-1).is_err());
+    }
+}
