@@ -3,7 +3,7 @@
 #  1. `run -d IMAGE sleep 1000` and `rm -f ID`, each timed separately (RUNS times, medians),
 #     one busybox-static image imported into each (`berth import`, `podman import`).
 #  2. Memory: 50 detached `sleep` containers each; the per-container monitor's resident
-#     size (sum of VmRSS of the `berth-monitor` processes / 50 vs the same for podman's
+#     size (sum of VmRSS of the `berth-monitor`/`berth-pump` processes / 50 vs the same for podman's
 #     `conmon`), and that no `berth` CLI process stays between commands.
 # crun 1.8 refuses hybrid cgroup hosts, so podman (and berth, for the same view) run inside
 # a private mount namespace where /sys/fs/cgroup/unified is unmounted, as bench/images.sh.
@@ -66,7 +66,8 @@ rss_of() { # sum of VmRSS and of Pss (kB) of the processes named $1 whose comman
 for _ in $(seq "$many"); do $B run -d bench:1 sleep 1000 >/dev/null; done
 for _ in $(seq "$many"); do $P run -d $ul localhost/bench:1 sleep 1000 >/dev/null; done
 sleep 1
-read -r bsum bn bpss < <(rss_of berth-monitor)
+# A monitor whose container runs has become berth-pump (same process, smaller program).
+read -r bsum bn bpss < <(rss_of 'berth-monitor|berth-pump')
 read -r csum cn cpss < <(rss_of conmon)
 left=$({ pgrep -x berth || true; } | while read -r p; do if tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "$work"; then echo "$p"; fi; done | wc -l)
 echo "mem berth-monitor $bsum $bn $bpss" >>"$work/times"

@@ -165,6 +165,14 @@ impl Hub {
         })
     }
 
+    /// Closes the socket and removes its file: `berth attach` then reads the log instead
+    /// (the monitor is about to become berth-pump, which serves no clients).
+    pub fn remove(self, dir: &Path) {
+        if let Ok(fd) = dir_fd(dir) {
+            let _ = std::fs::remove_file(short_path(&fd, ATTACH_SOCK));
+        }
+    }
+
     /// Waits up to `limit` for a first client (`start -a`: nothing of the container's
     /// output is missed). Whether one came.
     pub fn wait_for_client(&mut self, limit: Duration) -> bool {

@@ -131,6 +131,7 @@ impl Engine {
         };
         let mut db = self.db()?;
         db.insert(&c)?;
+        crate::fault::point("create:inserted");
         let dir = self.dir(&c.id);
         if let Err(e) = std::fs::create_dir_all(&dir) {
             let _ = db.delete(&c.id);
@@ -202,9 +203,22 @@ impl Engine {
         updated.ok_or_else(|| Error::NotFound(c.id.clone()))
     }
 
-    /// `berth-runtime delete --force ID` (its state, cgroup), quietly.
+    /// `berth-runtime delete --force ID` (its state, cgroup), quietly. berth's own runtime
+    /// is a library too: its delete runs in this process (no exec); another OCI runtime
+    /// (`$BERTH_RUNTIME`) is executed.
     fn runtime_delete(&self, id: &str) {
         if !self.runtime_root().join(id).exists() {
+            return;
+        }
+        if self
+            .runtime
+            .file_name()
+            .is_some_and(|n| n == "berth-runtime")
+        {
+            let store = runtime::state::Store::new(self.runtime_root());
+            if let Err(e) = runtime::container::delete::delete(&store, id, true) {
+                tracing::warn!(container = %id, error = %e, "delete the runtime's state");
+            }
             return;
         }
         let _ = Command::new(&self.runtime)
@@ -277,6 +291,9 @@ impl Engine {
         }
         self.admit(&c)?;
         let dir = self.dir(&c.id);
+        // A create killed between its row and its directory left the row alone: the
+        // directory is made here (the monitor's log is its first file).
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -303,6 +320,7 @@ impl Engine {
             .stderr(log)
             .spawn()
             .map_err(io(format!("run {}", self.monitor.display())))?;
+        crate::fault::point("start:spawned");
         let mut report = String::new();
         let mut stream = None;
         if let Some(out) = child.stdout.take() {
@@ -446,15 +464,18 @@ impl Engine {
             row.stopped_by_user = true;
             Ok(())
         })?;
-        // The monitor first, so it restarts nothing; then the container's process.
-        if alive(c.monitor_pid, c.monitor_start) {
-            let _ = signal_pid(c.monitor_pid, Signal::SIGKILL);
-            wait_gone(c.monitor_pid, c.monitor_start, Duration::from_secs(10));
+        crate::fault::point("rm:removing");
+        // The monitor (the row says removing: it would restart nothing anyway) and the
+        // container's process together, then one wait for both (pidfds, no sleep steps).
+        let mut procs = Vec::new();
+        for (pid, start) in [(c.monitor_pid, c.monitor_start), (c.pid, c.pid_start)] {
+            if alive(pid, start) {
+                let _ = signal_pid(pid, Signal::SIGKILL);
+                procs.push((pid, start));
+            }
         }
-        if alive(c.pid, c.pid_start) {
-            let _ = signal_pid(c.pid, Signal::SIGKILL);
-            wait_gone(c.pid, c.pid_start, Duration::from_secs(10));
-        }
+        crate::fault::point("rm:killed");
+        crate::procwait::wait_gone(&procs, Duration::from_secs(10));
         self.runtime_delete(&c.id);
         let dir = self.dir(&c.id);
         match std::fs::remove_dir_all(&dir) {
@@ -462,6 +483,7 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(format!("remove {}", dir.display()))(e)),
         }
+        crate::fault::point("rm:deleted");
         db.delete(&c.id)?;
         tracing::debug!(container = %c.id, "removed");
         Ok(c)
@@ -566,14 +588,7 @@ fn signal_pid(pid: i32, sig: Signal) -> Result<()> {
 
 /// Waits up to `limit` for the process to end; whether it did.
 fn wait_gone(pid: i32, start: u64, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while alive(pid, start) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
+    crate::procwait::wait_gone(&[(pid, start)], limit)
 }
 
 /// Moves this process into a mount namespace of its own whose mounts do not propagate to

@@ -16,7 +16,10 @@
 //!   holder of its stdout/stderr (its terminal with `-t`, its stdin with `-i`) and writer
 //!   of its log, server of its attach socket (attach.rs; clients learn the exit code only
 //!   once it is in the database), recorder of its exit and applier of its restart policy
-//!   (or of `--rm`). Killing it loses nothing: the next command's reconcile shows the
+//!   (or of `--rm`). While a container without a health check, terminal, open stdin or
+//!   attached client runs, the monitor's process is `berth-pump` (src/bin/pump.rs): the
+//!   same pid re-executed into a small program that only writes the log, executing the
+//!   monitor again at the exit. Killing it loses nothing: the next command's reconcile shows the
 //!   container's true state.
 //! - The OCI config of a container is built by spec.rs for the engine and for the
 //!   foreground `berth run` alike.
@@ -34,10 +37,13 @@ pub mod container;
 pub mod cp;
 pub mod db;
 pub mod error;
+pub mod fault;
 pub mod health;
 pub mod logfiles;
 pub mod logs;
 pub mod manage;
+pub mod procwait;
+pub mod pump;
 pub mod revive;
 pub mod spec;
 pub mod stats;

@@ -78,3 +78,37 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     }
     received.into_iter().next().ok_or(Errno::EBADMSG)
 }
+
+/// Takes ownership of descriptor `fd` that this process inherited by number across
+/// `execve` (a monitor's pipes passed to `berth-pump`), checking it is open and marking it
+/// close-on-exec. Call it once per number, at start-up, before anything else could own it.
+pub fn inherited(fd: std::os::fd::RawFd) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        return Err(nix::errno::Errno::EBADF);
+    }
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    // SAFETY: fcntl just showed `fd` is open; it came from our parent image by number and,
+    // per this function's contract, nothing in this process owns it yet.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    #[test]
+    fn inherited_adopts_an_open_descriptor_and_refuses_stdio() {
+        assert!(super::inherited(1).is_err());
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let raw = r.into_raw_fd();
+        let owned = super::inherited(raw).expect("adopt the read end");
+        assert_eq!(owned.as_raw_fd(), raw);
+        let flags = nix::fcntl::fcntl(raw, nix::fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
+        assert_ne!(flags & libc::FD_CLOEXEC, 0, "marked close-on-exec");
+        drop((owned, w));
+    }
+}

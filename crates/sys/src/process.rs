@@ -213,6 +213,18 @@ pub fn send_signal(pid: i32, sig: i32) -> nix::Result<()> {
     Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
+/// A descriptor of process `pid` (`pidfd_open(2)`, Linux 5.3): it becomes readable when the
+/// process has exited (before it is reaped), so its end can be waited for with `poll`
+/// without sleeping, whoever its parent is.
+pub fn pidfd_open(pid: i32) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and a flags word; it returns a new descriptor or -1.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = Errno::result(r)?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 
 /// Joins a new session keyring named `name` (`keyctl(KEYCTL_JOIN_SESSION_KEYRING)`), so the
@@ -225,4 +237,33 @@ pub fn join_new_session_keyring(name: &str) -> nix::Result<()> {
         libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr())
     })
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pidfd_reports_the_exit_of_a_process() {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("spawn sleep");
+        let fd = super::pidfd_open(child.id() as i32).expect("pidfd_open");
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(
+            nix::poll::poll(&mut fds, PollTimeout::ZERO).ok(),
+            Some(0),
+            "still runs"
+        );
+        child.kill().expect("kill");
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(
+            nix::poll::poll(&mut fds, PollTimeout::from(5000u16)).ok(),
+            Some(1),
+            "ended"
+        );
+        let _ = child.wait();
+        assert!(super::pidfd_open(-1).is_err());
+    }
 }

@@ -32,8 +32,28 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             c.name
         );
     }
-    let sock = e.attach(&c)?;
     let tty = c.spec.opts.tty;
+    let sock = match e.attach(&c) {
+        Ok(s) => s,
+        // The monitor of a container with no terminal, stdin or health check runs as
+        // berth-pump, which serves no attach socket: its output is followed in the log
+        // from now on and berth exits with its code, as Docker's attach without stdin.
+        Err(engine::Error::Conflict(_)) if !tty && !c.spec.interactive => {
+            let o = engine::logfiles::ReadOpts {
+                follow: true,
+                since: Some(engine::logfiles::now_nanos()),
+                ..Default::default()
+            };
+            e.print_log(
+                &c,
+                &o,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )?;
+            return Ok(e.wait(&c.id)?);
+        }
+        Err(err) => return Err(err.into()),
+    };
     let s = Session {
         tty,
         stdin: !a.no_stdin && (c.spec.interactive || tty),

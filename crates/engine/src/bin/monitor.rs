@@ -2,14 +2,14 @@
 //! after the command that started it has exited (see the engine's lib.rs for the
 //! invariants).
 //!
-//! It re-executes itself once (`--foreground`) in a new session, so the caller waits only
-//! for the first, short-lived process; the second reports on its stdout (`ok` once the
+//! It forks once (unless `--foreground`) and the child starts a new session, so the caller
+//! waits only for the first, short-lived process; the second reports on its stdout (`ok` once the
 //! container runs, `error: …` if it could not start it) and then lets go of it. Then it:
 //! becomes a child subreaper; mounts the container's overlay rootfs in a private mount
 //! namespace of its own (so it never appears in the host's mount table and goes with the
-//! monitor); writes config.json; runs `berth-runtime create` with the container's stdout and
-//! stderr on pipes it reads, then `berth-runtime start` (the container's init is reparented
-//! to it: no runtime process stays); writes every line of output to the json-file log;
+//! monitor); writes config.json; runs `berth-runtime run --detach` (create + start) with the
+//! container's stdout and stderr on pipes it reads (the container's init is reparented to
+//! it: no runtime process stays); writes every line of output to the json-file log;
 //! on exit records the exit code, time and OOM kill in the database and the exit file,
 //! deletes the runtime's state and applies the restart policy (Docker's back-off: 100 ms,
 //! doubling, at most 1 min, reset after 10 s of running). One thread, no async runtime; the
@@ -19,12 +19,9 @@
 use engine::attach::{Hub, Input};
 use engine::container::{alive, EXIT_FILE, LOG};
 use engine::db::Db;
-use engine::{logs, Error, Result, State};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use engine::{Error, Result, State};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -43,12 +40,29 @@ struct Args {
     /// `start -a`: wait for a client on the attach socket before starting the container.
     attach: bool,
     id: String,
+    /// Back from `berth-pump`: the container's exit code, how long it ran, and the
+    /// restart back-off then in force.
+    resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    code: i32,
+    ran: Duration,
+    delay: Duration,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
     let mut it = std::env::args_os().skip(1);
     let (mut root, mut runroot, mut runtime, mut foreground, mut attach, mut id) =
         (None, None, None, false, false, None);
+    let (mut code, mut ran, mut delay) = (None, None, None);
+    let num = |what: &str, v: Option<std::ffi::OsString>| -> std::result::Result<i64, String> {
+        v.as_ref()
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or(format!("{what} needs a number"))
+    };
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("--root") => root = it.next().map(PathBuf::from),
@@ -56,6 +70,9 @@ fn parse_args() -> std::result::Result<Args, String> {
             Some("--runtime") => runtime = it.next().map(PathBuf::from),
             Some("--foreground") => foreground = true,
             Some("--attach") => attach = true,
+            Some("--exit-code") => code = Some(num("--exit-code", it.next())? as i32),
+            Some("--ran-ms") => ran = Some(num("--ran-ms", it.next())?.max(0) as u64),
+            Some("--delay-ms") => delay = Some(num("--delay-ms", it.next())?.max(0) as u64),
             Some(s) if !s.starts_with('-') && id.is_none() => id = Some(s.to_string()),
             _ => return Err(format!("unexpected argument {a:?}")),
         }
@@ -68,6 +85,11 @@ fn parse_args() -> std::result::Result<Args, String> {
         foreground,
         attach,
         id: id.ok_or("the container id is required")?,
+        resume: code.map(|code| Resume {
+            code,
+            ran: Duration::from_millis(ran.unwrap_or(0)),
+            delay: Duration::from_millis(delay.unwrap_or(100)),
+        }),
     })
 }
 
@@ -106,18 +128,16 @@ fn main() {
     };
     if !args.foreground {
         // The double fork: our caller waits for us only; the monitor proper is our child,
-        // reparented to init (or a subreaper) when we exit now.
-        let r = std::env::current_exe().and_then(|exe| {
-            Command::new(exe)
-                .args(std::env::args_os().skip(1))
-                .arg("--foreground")
-                .spawn()
-        });
-        if let Err(e) = r {
-            println!("error: start the monitor: {e}");
-            std::process::exit(1);
+        // reparented to init (or a subreaper) when we exit now. A fork, not an exec of
+        // ourselves again: nothing has run yet that the child should not inherit.
+        match sys::process::clone_process(0, None) {
+            Ok(sys::process::CloneResult::Child) => {}
+            Ok(sys::process::CloneResult::Parent(_)) => std::process::exit(0),
+            Err(e) => {
+                println!("error: start the monitor: {e}");
+                std::process::exit(1);
+            }
         }
-        std::process::exit(0);
     }
     let _ = nix::unistd::setsid();
     let mut rep = Reporter {
@@ -148,15 +168,6 @@ struct Monitor {
     dir: PathBuf,
 }
 
-/// A running container's stdio as the monitor holds it.
-struct ContainerIo {
-    /// Output descriptors and the log stream each is (the terminal's master is stdout).
-    outputs: Vec<(OwnedFd, &'static str)>,
-    /// Where attached clients' input goes: the terminal's master, or stdin's pipe (`-i`).
-    input: Option<OwnedFd>,
-    terminal: bool,
-}
-
 fn rt_err(what: &str, out: &[u8]) -> Error {
     let msg = String::from_utf8_lossy(out);
     let msg = msg.trim();
@@ -167,13 +178,16 @@ fn rt_err(what: &str, out: &[u8]) -> Error {
     })
 }
 
-/// Writes `body` to `path` through a temp file, fsync and rename.
+/// Writes `body` to `path` through a temp file and rename: a reader sees the old or the new
+/// file whole. No fsync: both files written this way (config.json, the exit file) are
+/// made again by the monitor or stand for a process that a power loss ends anyway, so
+/// durability would only cost milliseconds on every start and exit.
 fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let w = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(body)?;
-        f.sync_all()?;
+        drop(f);
         std::fs::rename(&tmp, path)
     };
     w().map_err(engine::error::io(format!("write {}", path.display())))
@@ -241,40 +255,19 @@ impl Monitor {
             .map_err(|e| Error::Runtime(format!("block SIGCHLD: {e}")))?;
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(|e| Error::Runtime(format!("signalfd: {e}")))?;
-        engine::container::private_mount_namespace()?;
-
-        let mut db = Db::open(&self.args.root)?;
-        let c = db
-            .update(&id, |row| {
-                if row.monitor_pid != me && alive(row.monitor_pid, row.monitor_start) {
-                    return Err(Error::Conflict(format!(
-                        "container {} already has a monitor (pid {})",
-                        row.name, row.monitor_pid
-                    )));
-                }
-                if row.state == State::Removing {
-                    return Err(Error::Conflict(format!(
-                        "container {} is being removed",
-                        row.name
-                    )));
-                }
-                row.monitor_pid = me;
-                row.monitor_start = my_start;
-                row.stopped_by_user = false;
-                row.error.clear();
-                Ok(row.clone())
-            })?
-            .ok_or_else(|| Error::NotFound(id.clone()))?;
+        let resume = self.args.resume;
+        let c = match resume {
+            // Back from berth-pump: the mount namespace, the rootfs and the claim are ours.
+            Some(_) => Db::open(&self.args.root)?.find(&id)?,
+            None => {
+                engine::container::private_mount_namespace()?;
+                self.claim_and_prepare(me, my_start)?
+            }
+        };
         // Checked when the container was created; a bad value here means no rotation.
         let log_opts = engine::logfiles::LogOpts::from_map(&c.spec.log_opts).unwrap_or_default();
-        let prepared = self.prepare(&c);
-        if let Err(e) = prepared {
-            self.record_failure(&mut db, &e);
-            return Err(e);
-        }
-        drop(db);
-        // The attach socket lives as long as the monitor (attach.rs); without it the
-        // container still runs, only unattachable.
+        // The attach socket lives as long as the monitor (attach.rs) — not the pump, which
+        // removes it; without it the container still runs, its output read from the log.
         let mut hub = match Hub::bind(&self.dir) {
             Ok(h) => Some(h),
             Err(e) => {
@@ -282,7 +275,7 @@ impl Monitor {
                 None
             }
         };
-        if self.args.attach {
+        if self.args.attach && resume.is_none() {
             if let Some(h) = hub.as_mut() {
                 rep.say("attach");
                 if !h.wait_for_client(Duration::from_secs(10)) {
@@ -290,47 +283,68 @@ impl Monitor {
                 }
             }
         }
-
         let hc = engine::health::effective(&c.spec);
-        let mut delay = Duration::from_millis(100);
-        let mut first = true;
+        let mut delay = resume.map_or(Duration::from_millis(100), |r| r.delay);
+        let mut first = resume.is_none();
+        let mut pending = resume.map(|r| (r.code, r.ran));
         loop {
-            let started = Instant::now();
-            let code = match self.run_once(&c.spec, hub.as_mut()) {
-                Ok((pid, pid_start, cio)) => {
-                    let mut db = Db::open(&self.args.root)?;
-                    db.update(&id, |row| {
-                        row.state = State::Running;
-                        row.pid = pid;
-                        row.pid_start = pid_start;
-                        row.started = runtime::state::now_rfc3339();
-                        row.oom_killed = false;
-                        Ok(())
-                    })?;
-                    if hc.is_some() {
-                        engine::health::reset(&mut db, &id)?;
+            let (code, ran) = match pending.take() {
+                Some(ended) => ended,
+                None => {
+                    let started = Instant::now();
+                    match self.run_once(&c.spec, hub.as_mut()) {
+                        Ok((pid, pid_start, cio)) => {
+                            let mut db = Db::open(&self.args.root)?;
+                            db.update(&id, |row| {
+                                row.state = State::Running;
+                                row.pid = pid;
+                                row.pid_start = pid_start;
+                                row.started = runtime::state::now_rfc3339();
+                                row.oom_killed = false;
+                                Ok(())
+                            })?;
+                            if hc.is_some() {
+                                engine::health::reset(&mut db, &id)?;
+                            }
+                            drop(db);
+                            if first {
+                                rep.send("ok");
+                                first = false;
+                            }
+                            tracing::info!(container = %id, pid, "running");
+                            // The lean pump when nothing but the log needs us: no health
+                            // check, no terminal or stdin to serve, no attached client.
+                            let attached = hub.as_ref().is_some_and(|h| h.fds().len() > 1);
+                            if hc.is_none() && cio.input.is_none() && !cio.terminal && !attached {
+                                if let Some(h) = hub.take() {
+                                    h.remove(&self.dir);
+                                }
+                                // Returns only if berth-pump could not be executed.
+                                if let Err(e) = self.exec_pump(pid, &cio, log_opts, delay) {
+                                    tracing::warn!(container = %id, error = %e,
+                                        "berth-pump: copying the output in the monitor");
+                                }
+                            }
+                            // From here on only the pump loop runs: the start-up code's pages
+                            // (SQLite, JSON, the image store, mounts) need not stay resident.
+                            let _ = sys::mem::shed_startup_pages();
+                            (
+                                self.pump(&sfd, pid, cio, hub.as_mut(), hc.as_ref(), log_opts),
+                                started.elapsed(),
+                            )
+                        }
+                        Err(e) => {
+                            let mut db = Db::open(&self.args.root)?;
+                            self.record_failure(&mut db, &e);
+                            return Err(e);
+                        }
                     }
-                    drop(db);
-                    if first {
-                        rep.send("ok");
-                        first = false;
-                    }
-                    tracing::info!(container = %id, pid, "running");
-                    // From here on only the pump loop runs: the start-up code's pages
-                    // (SQLite, JSON, the image store, mounts) need not stay resident.
-                    let _ = sys::mem::shed_startup_pages();
-                    self.pump(&sfd, pid, cio, hub.as_mut(), hc.as_ref(), log_opts)
-                }
-                Err(e) => {
-                    let mut db = Db::open(&self.args.root)?;
-                    self.record_failure(&mut db, &e);
-                    return Err(e);
                 }
             };
             let oom = oom_killed(&self.cgroup());
             let _ = write_atomic(&self.dir.join(EXIT_FILE), code.to_string().as_bytes());
             let _ = self.runtime_quiet(&["delete", "--force", &id]);
-            if started.elapsed() >= Duration::from_secs(10) {
+            if ran >= Duration::from_secs(10) {
                 delay = Duration::from_millis(100);
             }
             let mut db = Db::open(&self.args.root)?;
@@ -399,19 +413,113 @@ impl Monitor {
         }
     }
 
-    fn record_failure(&self, db: &mut Db, e: &Error) {
-        let msg = e.to_string();
-        let _ = db.update(&self.args.id, |row| {
-            row.error = msg.clone();
-            row.monitor_pid = 0;
-            row.monitor_start = 0;
-            row.pid = 0;
-            row.pid_start = 0;
-            if row.state != State::Created && row.state != State::Removing {
-                row.state = State::Exited;
+    /// Records us as the container's monitor (refused if another one lives or the
+    /// container is being removed), then prepares its rootfs and config.json; its row.
+    fn claim_and_prepare(&self, me: i32, my_start: u64) -> Result<engine::Container> {
+        let id = &self.args.id;
+        let mut db = Db::open(&self.args.root)?;
+        let c = db
+            .update(id, |row| {
+                if row.monitor_pid != me && alive(row.monitor_pid, row.monitor_start) {
+                    return Err(Error::Conflict(format!(
+                        "container {} already has a monitor (pid {})",
+                        row.name, row.monitor_pid
+                    )));
+                }
+                if row.state == State::Removing {
+                    return Err(Error::Conflict(format!(
+                        "container {} is being removed",
+                        row.name
+                    )));
+                }
+                row.monitor_pid = me;
+                row.monitor_start = my_start;
+                row.stopped_by_user = false;
+                row.error.clear();
+                Ok(row.clone())
+            })?
+            .ok_or_else(|| Error::NotFound(id.clone()))?;
+        if let Err(e) = self.prepare(&c) {
+            self.record_failure(&mut db, &e);
+            return Err(e);
+        }
+        Ok(c)
+    }
+
+    /// Becomes `berth-pump` (beside our executable; same pid, so still the container's
+    /// parent and subreaper, in our mount namespace) with the container's output pipes
+    /// passed by number; it executes us again with `--exit-code` when the init has ended.
+    /// Returns only on failure (the pipes are then as they were).
+    fn exec_pump(
+        &self,
+        init: i32,
+        cio: &engine::pump::ContainerIo,
+        log_opts: engine::logfiles::LogOpts,
+        delay: Duration,
+    ) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let [(out, _), (err, _)] = cio.outputs.as_slice() else {
+            return Err(Error::Runtime("berth-pump takes stdout and stderr".into()));
+        };
+        let pipes = [out, err];
+        let me = std::env::current_exe().map_err(engine::error::io("find our executable"))?;
+        let pump = me.with_file_name("berth-pump");
+        let c = |s: &std::ffi::OsStr| {
+            std::ffi::CString::new(s.as_bytes())
+                .map_err(|_| Error::Invalid(format!("{s:?} contains a NUL byte")))
+        };
+        let log = self.dir.join(LOG);
+        let mut argv = vec![c(pump.as_os_str())?];
+        for a in [
+            init.to_string(),
+            pipes[0].as_raw_fd().to_string(),
+            pipes[1].as_raw_fd().to_string(),
+        ] {
+            argv.push(c(a.as_ref())?);
+        }
+        argv.push(c(log.as_os_str())?);
+        for a in [
+            log_opts.max_size.unwrap_or(0).to_string(),
+            log_opts.max_file.to_string(),
+            "--".to_string(),
+        ] {
+            argv.push(c(a.as_ref())?);
+        }
+        argv.push(c(me.as_os_str())?);
+        for a in [
+            "--root".as_ref(),
+            self.args.root.as_os_str(),
+            "--runroot".as_ref(),
+            self.args.runroot.as_os_str(),
+            "--runtime".as_ref(),
+            self.args.runtime.as_os_str(),
+            self.args.id.as_ref(),
+            "--foreground".as_ref(),
+            "--delay-ms".as_ref(),
+            delay.as_millis().to_string().as_ref(),
+        ] {
+            argv.push(c(a)?);
+        }
+        let cloexec = |on: bool| {
+            for p in pipes {
+                let flags = if on {
+                    nix::fcntl::FdFlag::FD_CLOEXEC
+                } else {
+                    nix::fcntl::FdFlag::empty()
+                };
+                nix::fcntl::fcntl(p.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(flags))
+                    .map_err(|e| Error::Runtime(format!("fcntl: {e}")))?;
             }
-            Ok(())
-        });
+            Ok::<(), Error>(())
+        };
+        cloexec(false)?;
+        let err = nix::unistd::execv(&argv[0], &argv).err();
+        let _ = cloexec(true);
+        Err(Error::Runtime(format!(
+            "execute {}: {}",
+            pump.display(),
+            err.map_or_else(|| "failed".to_string(), |e| e.to_string())
+        )))
     }
 
     fn engine(&self) -> engine::Engine {
@@ -436,6 +544,21 @@ impl Monitor {
             }
             Err(e) => tracing::warn!(container = %self.args.id, error = %e, "--rm"),
         }
+    }
+
+    fn record_failure(&self, db: &mut Db, e: &Error) {
+        let msg = e.to_string();
+        let _ = db.update(&self.args.id, |row| {
+            row.error = msg.clone();
+            row.monitor_pid = 0;
+            row.monitor_start = 0;
+            row.pid = 0;
+            row.pid_start = 0;
+            if row.state != State::Created && row.state != State::Removing {
+                row.state = State::Exited;
+            }
+            Ok(())
+        });
     }
 
     /// The rootfs (in our mount namespace) and config.json.
@@ -466,13 +589,13 @@ impl Monitor {
         write_atomic(&self.dir.join("config.json"), &body)
     }
 
-    /// `berth-runtime create` + `start`; the init's pid, its start time and its stdio
-    /// (the terminal's master with `-t`; stdout and stderr pipes, and stdin's with `-i`).
+    /// `berth-runtime run --detach` (create + start); the init's pid, its start time and its
+    /// stdio (the terminal's master with `-t`; stdout and stderr pipes, and stdin's with `-i`).
     fn run_once(
         &self,
         spec: &engine::ContainerSpec,
         hub: Option<&mut Hub>,
-    ) -> Result<(i32, u64, ContainerIo)> {
+    ) -> Result<(i32, u64, engine::pump::ContainerIo)> {
         let id = &self.args.id;
         let tty = spec.opts.tty;
         let _ = std::fs::remove_file(self.dir.join(EXIT_FILE));
@@ -504,8 +627,26 @@ impl Monitor {
         };
         let pid_file = self.dir.join("pid");
         let _ = std::fs::remove_file(&pid_file);
-        let mut cmd = self.runtime();
-        cmd.arg("create");
+        // `run --detach` is create + start in one execution of the runtime (one exec and
+        // one start-up fewer than two commands); the init is reparented to us, the
+        // subreaper, when the runtime exits.
+        // berth-runtime executed from a read-only bind of itself is already protected
+        // (CVE-2019-5736, runtime exe_guard.rs) and does not execute itself a second time.
+        let guard = (self.args.runtime.file_name() == Some("berth-runtime".as_ref()))
+            .then(|| sys::mount::readonly_clone(&self.args.runtime).ok())
+            .flatten();
+        let mut cmd = match &guard {
+            Some(fd) => {
+                use std::os::unix::process::CommandExt;
+                let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                c.arg0(&self.args.runtime)
+                    .arg("--root")
+                    .arg(self.args.runroot.join("runtime"));
+                c
+            }
+            None => self.runtime(),
+        };
+        cmd.arg("run").arg("--detach");
         if console.is_some() {
             cmd.current_dir(&self.dir)
                 .arg("--console-socket")
@@ -532,14 +673,14 @@ impl Monitor {
         if !status.success() {
             // The init never ran: what is in the pipe is the runtime's message.
             nix::fcntl::fcntl(
-                std::os::fd::AsRawFd::as_raw_fd(&err_r),
+                err_r.as_raw_fd(),
                 nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
             )
             .ok();
             let mut msg = Vec::new();
             let _ = File::from(err_r).read_to_end(&mut msg);
             let _ = self.runtime_quiet(&["delete", "--force", id]);
-            return Err(rt_err("create", &msg));
+            return Err(rt_err("run", &msg));
         }
         let master = match console {
             Some(l) => {
@@ -563,8 +704,7 @@ impl Monitor {
             }
             None => None,
         };
-        // What an attached client sent before the start (its terminal's size) applies now:
-        // the program's first look at its terminal sees the right size.
+        // What an attached client sent before the start (its terminal's size) applies now.
         if let (Some(m), Some(h)) = (&master, hub) {
             h.serve_pending(|req| {
                 if let Input::Resize(rows, cols) = req {
@@ -582,10 +722,6 @@ impl Monitor {
                 ))
             })?;
         let pid_start = runtime::state::process_start_time(pid).unwrap_or(0);
-        if let Err(e) = self.runtime_quiet(&["start", id]) {
-            let _ = self.runtime_quiet(&["delete", "--force", id]);
-            return Err(e);
-        }
         let nonblock = |fd: &OwnedFd| {
             let _ = nix::fcntl::fcntl(
                 fd.as_raw_fd(),
@@ -600,7 +736,7 @@ impl Monitor {
                 let input = m
                     .try_clone()
                     .map_err(engine::error::io("dup the terminal"))?;
-                ContainerIo {
+                engine::pump::ContainerIo {
                     outputs: vec![(m, "stdout"), (err_r, "stderr")],
                     input: Some(input),
                     terminal: true,
@@ -610,7 +746,7 @@ impl Monitor {
                 if let Some(w) = &stdin_w {
                     nonblock(w);
                 }
-                ContainerIo {
+                engine::pump::ContainerIo {
                     outputs: vec![(out_r, "stdout"), (err_r, "stderr")],
                     input: stdin_w,
                     terminal: false,
@@ -621,14 +757,14 @@ impl Monitor {
     }
 
     /// Copies the container's output into the log until it has exited and its pipes are
-    /// closed; its exit code (128 + signal when killed). Runs the health check `hc` on its
-    /// schedule meanwhile (engine::health::Checker).
+    /// closed (engine::pump); its exit code (128 + signal when killed). Runs the health
+    /// check `hc` on its schedule meanwhile (engine::health::Checker).
     fn pump(
         &self,
         sfd: &SignalFd,
         init: i32,
-        cio: ContainerIo,
-        mut hub: Option<&mut Hub>,
+        cio: engine::pump::ContainerIo,
+        hub: Option<&mut Hub>,
         hc: Option<&engine::health::Effective>,
         log_opts: engine::logfiles::LogOpts,
     ) -> i32 {
@@ -643,152 +779,17 @@ impl Monitor {
             )
         });
         let path = self.dir.join(LOG);
-        let mut log = engine::logfiles::RotatingLog::open(&path, log_opts).ok();
-        let streams: Vec<&str> = cio.outputs.iter().map(|(_, s)| *s).collect();
-        let mut files: Vec<Option<File>> = cio
-            .outputs
-            .into_iter()
-            .map(|(f, _)| Some(File::from(f)))
-            .collect();
-        let mut split: Vec<logs::LineSplitter> =
-            streams.iter().map(|_| Default::default()).collect();
-        let mut input = cio.input;
-        let mut code: Option<i32> = None;
-        let mut buf = vec![0u8; 16 * 1024];
-        let write = |log: &mut Option<engine::logfiles::RotatingLog>, line: &[u8], stream: &str| {
-            if let Some(f) = log.as_mut() {
-                let _ = f.write_entry(&logs::encode(line, stream, &runtime::state::now_rfc3339()));
-            }
-        };
-        loop {
-            if code.is_some() && files.iter().all(Option::is_none) {
-                break;
-            }
-            let mut idx = Vec::new();
-            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-            for (i, f) in files.iter().enumerate() {
-                if let Some(f) = f {
-                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                    idx.push(i);
-                }
-            }
-            let check_at = fds.len();
-            if let Some(fd) = checker.as_ref().and_then(|c| c.fd()) {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
-            }
-            let hub_at = fds.len();
-            if let Some(h) = hub.as_deref() {
-                fds.extend(
-                    h.fds()
-                        .into_iter()
-                        .map(|f| PollFd::new(f, PollFlags::POLLIN)),
-                );
-            }
-            // Once the init is gone its pipes close with its namespace; do not wait forever.
-            let timeout = match (&code, &checker) {
-                (Some(_), _) => PollTimeout::from(2000u16),
-                (None, Some(c)) => PollTimeout::from(c.timeout().as_millis().min(60_000) as u16),
-                (None, None) => PollTimeout::NONE,
-            };
-            let n = match nix::poll::poll(&mut fds, timeout) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => 0,
-            };
-            if n == 0 && code.is_some() {
-                break;
-            }
-            let ready: Vec<bool> = fds
-                .iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                .collect();
-            drop(fds);
-            if let Some(h) = hub.as_deref_mut() {
-                if ready.get(hub_at).copied().unwrap_or(false) {
-                    h.accept();
-                }
-                let clients = ready.get(hub_at + 1..).unwrap_or(&[]);
-                h.serve(clients, |req| match req {
-                    Input::Data(d) => {
-                        if let Some(fd) = &input {
-                            engine::attach::write_input(fd.as_fd(), d);
-                        }
-                    }
-                    Input::Resize(rows, cols) if cio.terminal => {
-                        if let Some(fd) = &input {
-                            let _ = sys::process::set_window_size(fd.as_fd(), rows, cols);
-                        }
-                    }
-                    Input::Resize(..) => {}
-                    // The terminal stays: its master is also the output.
-                    Input::CloseStdin if !cio.terminal => input = None,
-                    Input::CloseStdin => {}
-                });
-            }
-            if ready[0] {
-                while let Ok(Some(_)) = sfd.read_signal() {}
-                loop {
-                    match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => code = Some(c),
-                        Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => {
-                            code = Some(128 + s as i32)
-                        }
-                        Ok(WaitStatus::Exited(p, c)) => {
-                            if let Some(ch) = checker.as_mut() {
-                                ch.exited(p.as_raw(), c);
-                            }
-                        }
-                        Ok(WaitStatus::Signaled(p, s, _)) => {
-                            if let Some(ch) = checker.as_mut() {
-                                ch.exited(p.as_raw(), 128 + s as i32);
-                            }
-                        }
-                        Ok(WaitStatus::StillAlive) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                }
-            }
-            if ready.get(check_at).copied().unwrap_or(false) {
-                if let Some(ch) = checker.as_mut() {
-                    ch.read();
-                }
-            }
-            if let Some(ch) = checker.as_mut() {
-                if code.is_some() {
-                    ch.abort();
-                } else {
-                    ch.tick();
-                }
-            }
-            for (k, &i) in idx.iter().enumerate() {
-                if !ready[k + 1] {
-                    continue;
-                }
-                let Some(f) = files[i].as_mut() else { continue };
-                match f.read(&mut buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    // EIO from a terminal's master once the container's side is closed.
-                    Ok(0) | Err(_) => {
-                        split[i].flush(|l| write(&mut log, l, streams[i]));
-                        files[i] = None;
-                    }
-                    Ok(n) => {
-                        if let Some(h) = hub.as_deref_mut() {
-                            let kind = if streams[i] == "stderr" {
-                                engine::attach::OUT_STDERR
-                            } else {
-                                engine::attach::OUT_STDOUT
-                            };
-                            h.broadcast(kind, &buf[..n]);
-                        }
-                        split[i].feed(&buf[..n], |l| write(&mut log, l, streams[i]));
-                    }
-                }
-            }
+        match checker.as_mut() {
+            Some(ch) => engine::pump::run(sfd, init, cio, hub, &path, log_opts, ch),
+            None => engine::pump::run(
+                sfd,
+                init,
+                cio,
+                hub,
+                &path,
+                log_opts,
+                &mut engine::pump::NoChecks,
+            ),
         }
-        for (i, s) in split.iter_mut().enumerate() {
-            s.flush(|l| write(&mut log, l, streams[i]));
-        }
-        code.unwrap_or(-1)
     }
 }
