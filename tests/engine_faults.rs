@@ -37,9 +37,31 @@ fn pid_alive(pid: i64) -> bool {
 }
 
 /// Whether what `inspect` says of every row holds (None) or what does not (Some).
+/// `ps -a` as this file reads it: `Id`, `State`, `Names` and, for a running container,
+/// `Pid` (from inspect; Docker's `ps --format json` has no pid).
+fn ps_rows(e: &Eng) -> Vec<serde_json::Value> {
+    e.ps_all()
+        .into_iter()
+        .map(|r| {
+            let id = r["ID"].as_str().unwrap_or_default().to_string();
+            let state = r["State"].as_str().unwrap_or_default().to_string();
+            let pid = if state == "running" {
+                let out = e.berth(&["inspect", &id]);
+                serde_json::from_str::<serde_json::Value>(&out.stdout)
+                    .ok()
+                    .and_then(|v| v[0]["State"]["Pid"].as_i64())
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            serde_json::json!({"Id": id, "State": state, "Names": [r["Names"]], "Pid": pid})
+        })
+        .collect()
+}
+
 fn untruths(e: &Eng) -> Option<String> {
     let mut bad = Vec::new();
-    for row in e.ps_all() {
+    for row in ps_rows(e) {
         let id = row["Id"].as_str().unwrap_or_default().to_string();
         let status = row["State"].as_str().unwrap_or_default().to_string();
         let pid = row["Pid"].as_i64().unwrap_or(0);
@@ -76,8 +98,7 @@ fn assert_truthful(e: &Eng) {
 /// `rm -f` of every row, then nothing of any of `ids` (or of any row) may be left.
 #[track_caller]
 fn rm_all_and_assert_clean(e: &Eng, ids: &[String]) {
-    let rows: Vec<String> = e
-        .ps_all()
+    let rows: Vec<String> = ps_rows(e)
         .iter()
         .filter_map(|r| r["Id"].as_str().map(str::to_string))
         .collect();
@@ -86,7 +107,7 @@ fn rm_all_and_assert_clean(e: &Eng, ids: &[String]) {
         a.extend(rows.iter().map(String::as_str));
         e.berth(&a).ok();
     }
-    assert!(e.ps_all().is_empty(), "rows left: {:?}", e.ps_all());
+    assert!(ps_rows(e).is_empty(), "rows left: {:?}", ps_rows(e));
     for id in ids.iter().chain(rows.iter()) {
         let left = host_leftovers(e, id);
         assert!(left.is_empty(), "{id}: rm -f left {left:?}");
@@ -225,14 +246,14 @@ fn cli_killed_after_random_delays() {
     }
     assert_truthful(&e);
     // Killed removals of whatever is there now.
-    for row in e.ps_all() {
+    for row in ps_rows(&e) {
         let id = row["Id"].as_str().unwrap_or_default().to_string();
         let child = spawn_berth(&e, &["rm", "-f", &id]);
         kill9_after(child, Duration::from_millis(rng.below(span)));
     }
     assert_truthful(&e);
     // Every name that is left can be used: started if created, removed whatever it is.
-    for row in e.ps_all() {
+    for row in ps_rows(&e) {
         if row["State"] == "created" {
             let id = row["Id"].as_str().unwrap_or_default();
             e.berth(&["start", id]).ok();
@@ -285,7 +306,7 @@ fn killed_serve_leaves_the_truth_and_the_next_serve_carries_on() {
         );
         assert_truthful(&e);
     }
-    let rows = e.ps_all();
+    let rows = ps_rows(&e);
     assert_eq!(rows.len(), 1, "{rows:?}");
     rm_all_and_assert_clean(&e, &[id]);
 }
@@ -340,7 +361,7 @@ fn two_hundred_concurrent_run_d_then_rm_f() {
         o.ok();
         assert!(ids.insert(o.stdout.trim().to_string()), "duplicate id: {o}");
     }
-    let rows = e.ps_all();
+    let rows = ps_rows(&e);
     assert_eq!(rows.len(), n, "containers lost or duplicated");
     let names: std::collections::HashSet<String> = rows
         .iter()
