@@ -928,7 +928,8 @@ fn socket_activation_fds_reach_the_container() {
 #[test]
 fn trace_stages_prints_each_stage_in_order() {
     let b = Bundle::new("stages").args(&["true"]);
-    let mut cmd = b.command(&["run", &b.id]);
+    b.track(&b.id);
+    let mut cmd = b.command(&["run", "--bundle", &b.dir_str(), &b.id]);
     cmd.env("BERTH_TRACE_STAGES", "1");
     let out = capture(cmd, Capture::Pipes, CMD_TIMEOUT);
     out.code_is(0);
@@ -969,7 +970,9 @@ fn trace_stages_prints_each_stage_in_order() {
     assert!(at("init: execve") < at("run: exited"), "{names:?}");
     assert!(at("run: exited") < at("deleted"), "{names:?}");
     // Without the variable: no stage lines.
-    let quiet = b.command(&["run", &format!("{}-q", b.id)]);
+    let quiet_id = format!("{}-q", b.id);
+    b.track(&quiet_id);
+    let quiet = b.command(&["run", "--bundle", &b.dir_str(), &quiet_id]);
     let out = capture(quiet, Capture::Pipes, CMD_TIMEOUT);
     out.code_is(0);
     assert!(!out.stderr.contains("stage"), "{out}");

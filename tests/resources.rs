@@ -685,7 +685,8 @@ fn init_born_in_its_cgroups_and_the_runtime_not_left_there() {
     let b = Bundle::new("born")
         .resources("pids", json!({ "limit": 20 }))
         .args(&["sleep", "100"]);
-    let mut cmd = b.command(&["run", &b.id]);
+    b.track(&b.id);
+    let mut cmd = b.command(&["run", "--bundle", &b.dir_str(), &b.id]);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
