@@ -6,17 +6,20 @@
 # crun 1.8 refuses hybrid cgroup hosts, so everything is measured inside a private mount
 # namespace where /sys/fs/cgroup/unified is unmounted (a plain cgroup v1 view) — the same
 # environment for all three. berth-runtime is also measured on the hybrid host view.
-# Usage: bench/runtime.sh [RUNS]   (as root; needs hyperfine, crun, runc, busybox-static)
+# Usage: bench/runtime.sh [RUNS]   (as root; needs hyperfine, crun, runc, busybox-static;
+#        BERTH_RUNTIME=path / BERTH=path measure those binaries instead of building them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-100}
 for t in hyperfine crun runc python3; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
 [ -x /usr/bin/time ] || { echo "missing /usr/bin/time (apt-get install time)" >&2; exit 1; }
-cargo build --release -q -p berth-runtime -p berth
-berth=$PWD/target/release/berth-runtime
+if [ -z "${BERTH_RUNTIME:-}" ] || [ ! -x "${BERTH:-target/release/berth}" ]; then
+  cargo build --release -q -p berth-runtime -p berth
+fi
+berth=${BERTH_RUNTIME:-$PWD/target/release/berth-runtime}
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-./target/release/berth bundle "$work/bundle" -- /bin/true >/dev/null
+"${BERTH:-./target/release/berth}" bundle "$work/bundle" -- /bin/true >/dev/null
 # Same config for every runtime: no cgroup namespace (crun and runc accept it too).
 python3 - "$work/bundle/config.json" <<'PY'
 import json, sys

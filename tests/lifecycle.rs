@@ -922,3 +922,58 @@ fn socket_activation_fds_reach_the_container() {
         .ok()
         .prints("[]\nclosed\n");
 }
+
+/// `BERTH_TRACE_STAGES=1`: one line per stage, from the runtime and from the init, in time
+/// order, from startup to the execve of the user's process and the end of delete.
+#[test]
+fn trace_stages_prints_each_stage_in_order() {
+    let b = Bundle::new("stages").args(&["true"]);
+    b.track(&b.id);
+    let mut cmd = b.command(&["run", "--bundle", &b.dir_str(), &b.id]);
+    cmd.env("BERTH_TRACE_STAGES", "1");
+    let out = capture(cmd, Capture::Pipes, CMD_TIMEOUT);
+    out.code_is(0);
+    let stages: Vec<(u64, &str)> = out
+        .stderr
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("berth-runtime: stage ")?.splitn(3, ' ');
+            let us: u64 = f.next()?.parse().ok()?;
+            let _pid = f.next()?;
+            Some((us, f.next()?))
+        })
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|s| s.1).collect();
+    for want in [
+        "main",
+        "create",
+        "config parsed",
+        "cgroup create",
+        "clone",
+        "init: rootfs mounts",
+        "init: pivot_root",
+        "init: parked on exec fifo",
+        "start",
+        "init: execve",
+        "run: exited",
+        "delete: cgroup destroy",
+        "deleted",
+    ] {
+        assert!(
+            names.contains(&want),
+            "no stage {want:?} in {names:?}\n{out}"
+        );
+    }
+    let at = |n: &str| stages.iter().find(|s| s.1 == n).map(|s| s.0);
+    assert!(at("clone") < at("init: rootfs mounts"), "{names:?}");
+    assert!(at("init: pivot_root") < at("init: execve"), "{names:?}");
+    assert!(at("init: execve") < at("run: exited"), "{names:?}");
+    assert!(at("run: exited") < at("deleted"), "{names:?}");
+    // Without the variable: no stage lines.
+    let quiet_id = format!("{}-q", b.id);
+    b.track(&quiet_id);
+    let quiet = b.command(&["run", "--bundle", &b.dir_str(), &quiet_id]);
+    let out = capture(quiet, Capture::Pipes, CMD_TIMEOUT);
+    out.code_is(0);
+    assert!(!out.stderr.contains("stage"), "{out}");
+}

@@ -676,3 +676,54 @@ fn events_stats_and_oom_like_runc() {
     b.delete().ok();
     assert_no_leftovers(&b, &b.id, Some(pid));
 }
+
+/// The init is born in its v1 cgroups (the runtime's thread joins them for the clone): it is
+/// in every controller's cgroup before it runs anything, and the runtime — still alive in
+/// the foreground of `run` — is in none of them.
+#[test]
+fn init_born_in_its_cgroups_and_the_runtime_not_left_there() {
+    let b = Bundle::new("born")
+        .resources("pids", json!({ "limit": 20 }))
+        .args(&["sleep", "100"]);
+    b.track(&b.id);
+    let mut cmd = b.command(&["run", "--bundle", &b.dir_str(), &b.id]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut runtime = cmd.spawn().expect("spawn berth-runtime run");
+    let st = b.wait_status("running", WAIT);
+    let pid = pid_of(&st);
+    let me = runtime.id().to_string();
+    for ctrl in [
+        "cpu", "cpuset", "memory", "pids", "freezer", "devices", "blkio",
+    ] {
+        let procs = b.cgroup_file(ctrl, "cgroup.procs");
+        assert_eq!(
+            procs.lines().collect::<Vec<_>>(),
+            vec![pid.to_string().as_str()],
+            "{ctrl}: the cgroup holds {procs:?}; the init is {pid}, the runtime {me}"
+        );
+    }
+    b.kill("KILL").ok();
+    let status = runtime.wait().expect("wait for berth-runtime run");
+    assert_eq!(status.code(), Some(137), "run's exit: {status:?}");
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}
+
+/// With `pids.max` 1 the runtime's thread cannot fork inside the cgroup: the init is made
+/// outside and moved in, as before, and runs.
+#[test]
+fn pids_limit_of_one_still_runs() {
+    let b = Bundle::new("pids1")
+        .resources("pids", json!({ "limit": 1 }))
+        // Builtins only: a fork would exceed the limit.
+        .sh("echo one; while read l; do echo $l; done < /proc/self/cgroup");
+    let out = b.run();
+    out.code_is(0);
+    assert!(out.stdout.starts_with("one\n"), "{out}");
+    assert!(
+        out.stdout.lines().any(|l| l.contains(":pids:")),
+        "no pids line in {out}"
+    );
+    assert_no_leftovers(&b, &b.id, None);
+}

@@ -191,10 +191,15 @@ impl CgroupManager for FsManager {
         Ok(())
     }
 
-    fn add_task(&self, pid: i32, in_unified: bool) -> Result<(), CgroupError> {
+    fn add_task(&self, pid: i32, in_v1: bool, in_unified: bool) -> Result<(), CgroupError> {
         let unified = self.dirs.get("");
         for d in self.unique_dirs() {
-            if !(in_unified && Some(d) == unified) {
+            let skip = if Some(d) == unified {
+                in_unified
+            } else {
+                in_v1
+            };
+            if !skip {
                 write(d, "cgroup.procs", &pid.to_string())?;
             }
         }

@@ -56,8 +56,9 @@ pub trait CgroupManager: std::fmt::Debug {
     /// Creates the cgroup directories (idempotent).
     fn create(&self) -> Result<(), CgroupError>;
     /// Moves a process into the cgroup in every hierarchy; with `in_unified` it is already
-    /// in the v2 directory (born there by `clone3(CLONE_INTO_CGROUP)`).
-    fn add_task(&self, pid: i32, in_unified: bool) -> Result<(), CgroupError>;
+    /// in the v2 directory (born there by `clone3(CLONE_INTO_CGROUP)`), with `in_v1` in the
+    /// v1 hierarchies (forked by a thread that had joined them, see `join_thread`).
+    fn add_task(&self, pid: i32, in_v1: bool, in_unified: bool) -> Result<(), CgroupError>;
     /// cgroup.procs files a process writes "0" into to join itself.
     fn procs_files(&self) -> Vec<PathBuf>;
     /// Applies OCI resources (runtime-spec config-linux.md "Control groups").

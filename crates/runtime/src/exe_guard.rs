@@ -91,6 +91,7 @@ pub fn ensure() -> Result<()> {
             CString::new(kv).ok()
         })
         .collect();
+    crate::trace::stage("reexec");
     nix::unistd::fexecve(fd.as_raw_fd(), &args, &env)
         .ctx(|| "re-exec from a read-only copy of the runtime".into())?;
     Ok(())

@@ -21,6 +21,7 @@ pub mod log;
 pub mod process;
 pub mod spec_default;
 pub mod state;
+pub mod trace;
 
 pub use error::{Error, Result};
 

@@ -135,6 +135,7 @@ fn run(g: Global, cmd: Cmd) -> Result<i32> {
 }
 
 fn main() {
+    berth_runtime::trace::stage("main");
     let (g, cmd) = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Parsed::Run(g, cmd)) => (g, cmd),
         Ok(Parsed::Print(text)) => {

@@ -79,6 +79,50 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     received.into_iter().next().ok_or(Errno::EBADMSG)
 }
 
+/// Waits until every writer of the pipe or FIFO whose read end is `reader` has closed it
+/// (`EPOLLHUP`), at most `timeout_ms` milliseconds; Ok(true) on the hangup, Ok(false) on
+/// timeout. Edge-triggered (`EPOLLET`): unread data in the pipe (level-triggered `POLLIN`,
+/// which plain `poll` reports at once, again and again) does not wake the caller; only a
+/// change does — the last writer leaving wakes the readers (fs/pipe.c `pipe_release`).
+pub fn wait_writers_gone(reader: BorrowedFd<'_>, timeout_ms: u64) -> nix::Result<bool> {
+    // SAFETY: epoll_create1 takes a flag and returns a new descriptor (or -1), which we own.
+    let ep = Errno::result(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: `ep` was just created by us and nothing else holds it.
+    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLET) as u32,
+        u64: 0,
+    };
+    // SAFETY: both descriptors are open for the duration of the call; `ev` is a valid
+    // epoll_event the kernel only reads.
+    Errno::result(unsafe {
+        libc::epoll_ctl(
+            ep.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            reader.as_raw_fd(),
+            &mut ev,
+        )
+    })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut out = [libc::epoll_event { events: 0, u64: 0 }];
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: `out` is a writable array of one epoll_event, its length passed as 1.
+        let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), out.as_mut_ptr(), 1, ms) };
+        match Errno::result(n) {
+            Ok(0) => return Ok(false),
+            Ok(_) if out[0].events & libc::EPOLLHUP as u32 != 0 => return Ok(true),
+            // Data arrived (the start byte): not what we wait for; the next change is.
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Takes ownership of descriptor `fd` that this process inherited by number across
 /// `execve` (a monitor's pipes passed to `berth-pump`), checking it is open and marking it
 /// close-on-exec. Call it once per number, at start-up, before anything else could own it.

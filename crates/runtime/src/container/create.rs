@@ -145,6 +145,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     // The init is a fork of this process: whatever it execs through /proc/self/exe must not
     // be a writable runtime binary. Re-executes this process first when it is (exe_guard.rs).
     crate::exe_guard::ensure()?;
+    crate::trace::stage("create");
     let listen = socket_activation_fds();
     let preserved = crate::process::PassedFds::snapshot(o.preserve_fds.saturating_add(listen));
     state::validate_id(&o.id)?;
@@ -165,6 +166,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
             p.set_env(Some(env));
         }
     }
+    crate::trace::stage("config parsed");
     let rootfs = config::rootfs_path(&spec, &bundle)?;
     let process = config::process(&spec)?;
     crate::process::finalize::warn_unavailable_caps(process);
@@ -232,6 +234,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         host_mounts: shared_mnt.then(|| (rootfs.clone(), host_mounts::under(&rootfs))),
         armed: true,
     };
+    crate::trace::stage("cgroup create");
     let cg = crate::container::manager_for_spec(&spec, &o.id)?;
     guard.cgroup = Some(cg);
     let cg = guard
@@ -245,6 +248,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     let cgroup_paths = cg.paths();
     let unified = matches!(cg.mode(), CgroupMode::Unified);
 
+    crate::trace::stage("exec fifo");
     let fifo_path = state::fifo_path(&dir);
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
         .ctx(|| format!("mkfifo {}", fifo_path.display()))?;
@@ -307,6 +311,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         Some(s) => crate::process::seccomp::connect_listener(s)?,
         None => None,
     };
+    crate::trace::stage("clone");
     let (mut ch, child_ch) = sync::pair()?;
     // Born in its v2 cgroup (unified or hybrid host): one cgroup attach less.
     let cgroup_dir = cgroup_paths.get("").and_then(|p| {
@@ -316,14 +321,34 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
             .open(p)
             .ok()
     });
-    let cloned = match sys::process::clone_process(
-        clone_flags.bits(),
+    // Born in its v1 cgroups too: this thread joins them through `tasks` ("0", one thread:
+    // no threadgroup lock, so no RCU grace period — writing the child's pid to
+    // cgroup.procs waits for one, ≈10 ms here) and leaves right after the clone.
+    let in_v1 = !unified && join_v1(cg.as_ref());
+    let clone_in = |flags: i32| match sys::process::clone_process(
+        flags,
         cgroup_dir.as_ref().map(|f| f.as_fd()),
     ) {
         Err(_) if cgroup_dir.is_some() => {
-            sys::process::clone_process(clone_flags.bits(), None).map(|r| (r, false))
+            sys::process::clone_process(flags, None).map(|r| (r, false))
         }
         r => r.map(|r| (r, cgroup_dir.is_some())),
+    };
+    let mut cloned = clone_in(clone_flags.bits());
+    let mut in_v1 = in_v1;
+    if in_v1 && cloned.is_err() {
+        // A pids limit the runtime's thread counts against (pids.max 1): clone outside and
+        // move the child in as before.
+        cg.leave_thread()?;
+        in_v1 = false;
+        cloned = clone_in(clone_flags.bits());
+    }
+    // The runtime itself must not stay in the container's cgroups (checked once the child
+    // is in the guard, so a failure still kills it).
+    let left = if in_v1 && matches!(cloned, Ok((sys::process::CloneResult::Parent(_), _))) {
+        cg.leave_thread()
+    } else {
+        Ok(())
     };
     let (into_cgroup, mut pid) = match cloned.ctx(|| "clone container process".into())? {
         (sys::process::CloneResult::Child, _) => {
@@ -355,6 +380,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         (sys::process::CloneResult::Parent(pid), into) => (into, pid),
     };
     guard.child = Some(pid);
+    left?;
     drop(child_ch);
     drop(fifo);
     drop(state_dir);
@@ -377,14 +403,16 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         .map_err(|e| config_err("linux.gidMappings", e.to_string()))?;
     }
     ch.send(&Msg::Go)?;
+    crate::trace::stage("cgroup attach");
     // The child builds its rootfs meanwhile; it waits for `Joined` before anything that
     // depends on its cgroup (the cgroup namespace, hooks, exec).
-    cg.add_task(pid.as_raw(), into_cgroup)?;
+    cg.add_task(pid.as_raw(), in_v1, into_cgroup)?;
     if let Some(adj) = process.oom_score_adj() {
         write_file(&format!("/proc/{pid}/oom_score_adj"), &adj.to_string())
             .map_err(|e| config_err("process.oomScoreAdj", e.to_string()))?;
     }
     ch.send(&Msg::Joined)?;
+    crate::trace::stage("wait for init");
 
     let mut st = State {
         id: o.id.clone(),
@@ -435,6 +463,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     if let Some((rootfs, before)) = &guard.host_mounts {
         st.host_mounts = host_mounts::added_since(rootfs, before);
     }
+    crate::trace::stage("save state");
     st.pid_start = state::process_start_time(pid.as_raw())
         .ok_or_else(|| Error::Init("container process exited during setup".into()))?;
     store.save(&st)?;
@@ -442,7 +471,20 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         write_pid_file(pf, pid.as_raw())?;
     }
     guard.armed = false;
+    crate::trace::stage("created");
     Ok(Created { state: st, pid })
+}
+
+/// Moves this thread into the container's v1 cgroups, so its next child is born there;
+/// false (and back where it was) if any hierarchy refused.
+fn join_v1(cg: &dyn CgroupManager) -> bool {
+    match cg.join_thread() {
+        Ok(()) => true,
+        Err(_) => {
+            let _ = cg.leave_thread();
+            false
+        }
+    }
 }
 
 /// Writes a pid file atomically (a reader never sees it half-written).

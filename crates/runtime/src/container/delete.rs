@@ -7,6 +7,7 @@ use nix::sys::signal::Signal;
 use std::time::Duration;
 
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    crate::trace::stage("delete");
     let _lock = match store.lock(id) {
         Ok(l) => l,
         // Like runc, `delete --force` of a container that is gone is not an error.
@@ -48,6 +49,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     if cg.pids().is_ok_and(|p| !p.is_empty()) {
         let _ = cg.kill_all(libc::SIGKILL);
     }
+    crate::trace::stage("delete: hooks");
     super::host_mounts::unmount(&st.host_mounts);
     let hooks = st.config.hooks().as_ref();
     crate::hooks::run_all_warn(
@@ -55,6 +57,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         hooks.and_then(|h| h.poststop().as_ref()),
         &st.oci(Status::Stopped),
     );
+    crate::trace::stage("delete: cgroup destroy");
     cg.destroy()?;
-    store.remove(id)
+    crate::trace::stage("delete: state remove");
+    let r = store.remove(id);
+    crate::trace::stage("deleted");
+    r
 }

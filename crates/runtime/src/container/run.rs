@@ -23,6 +23,7 @@ pub fn run(store: &Store, o: &CreateOpts, detach: bool, keep: bool) -> Result<i3
         Ok(()) => super::wait_forwarding(created.pid),
         Err(e) => Err(e),
     };
+    crate::trace::stage("run: exited");
     if keep {
         return code;
     }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
 pub fn start(store: &Store, id: &str) -> Result<()> {
+    crate::trace::stage("start");
     let _lock = store.lock(id)?;
     let st = store.load(id)?;
     let status = state::status(store, &st);
@@ -40,12 +41,17 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .map_err(|e| Error::Init(format!("start container {id}: init is not waiting: {e}")))?;
+    crate::trace::stage("start: write fifo");
     f.write_all(b"0")
         .map_err(|e| Error::Init(format!("start container {id}: {e}")))?;
     drop(f);
     let _ = std::fs::remove_file(&fifo);
     let outcome = match &watch {
-        Some(w) => wait_for_hangup(w, deadline).then(|| exec_or_exit(st.pid, st.pid_start)),
+        Some(w) => match wait_for_hangup(w, deadline) {
+            Ok(true) => Some(exec_or_exit(st.pid, st.pid_start)),
+            Ok(false) => None,
+            Err(_) => wait_for_exec(st.pid, st.pid_start, parked, deadline),
+        },
         None => wait_for_exec(st.pid, st.pid_start, parked, deadline),
     };
     drop(watch);
@@ -79,6 +85,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
             )));
         }
     }
+    crate::trace::stage("started");
     let hooks = st.config.hooks().as_ref();
     // runtime.md: a failing poststart hook is logged, the container keeps running.
     crate::hooks::run_all_warn(
@@ -110,29 +117,16 @@ fn start_timeout(spec: &oci_spec::runtime::Spec) -> std::time::Duration {
 }
 
 /// Blocks until every writer of the FIFO `w` is gone (the init exec'd or died); false if
-/// that did not happen by `deadline`. The byte `start` wrote shows as POLLIN until the init
-/// takes it; then only POLLHUP ends the wait.
-fn wait_for_hangup(w: &std::fs::File, deadline: std::time::Instant) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+/// that did not happen by `deadline`; an error if epoll failed. The byte `start` wrote stays readable until the init
+/// takes it, so a level-triggered poll would spin meanwhile, taking the CPU the init needs
+/// on a loaded machine: the wait is edge-triggered and sleeps until the hangup.
+fn wait_for_hangup(w: &std::fs::File, deadline: std::time::Instant) -> nix::Result<bool> {
     use std::os::fd::AsFd;
-    while std::time::Instant::now() < deadline {
-        let mut fds = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(100u16)) {
-            Ok(_) => {
-                let r = fds[0].revents().unwrap_or(PollFlags::empty());
-                if r.contains(PollFlags::POLLHUP) {
-                    return true;
-                }
-                if r.contains(PollFlags::POLLIN) {
-                    // The init has not taken the byte yet: let it run.
-                    std::thread::yield_now();
-                }
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return false,
-        }
-    }
-    false
+    let ms = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .as_millis()
+        .min(u64::MAX as u128) as u64;
+    sys::fd::wait_writers_gone(w.as_fd(), ms)
 }
 
 /// After the hangup: true if the init exec'd (it lives and has an address space — whatever

@@ -108,6 +108,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     // CAP_SYS_PTRACE in the host's user namespace (execve resets it). See exe_guard.rs.
     nix::sys::prctl::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE, 0)".into())?;
     ch.expect(Msg::Go)?;
+    crate::trace::stage("init: namespaces");
     let spec = ctx.spec;
     let linux = spec
         .linux()
@@ -181,6 +182,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         .unwrap_or(0);
 
     // Stage 3: the rootfs.
+    crate::trace::stage("init: rootfs mounts");
     let rootfs = ctx.rootfs;
     rootfs::prepare_root(
         rootfs,
@@ -214,6 +216,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
             .iter()
             .flatten()
             .any(|n| n.typ() == LinuxNamespaceType::User);
+    crate::trace::stage("init: devices");
     let mut nodes = if own_dev {
         devices::default_nodes()
     } else {
@@ -229,6 +232,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     if !joined {
         join_cgroup(ctx, ch)?;
     }
+    crate::trace::stage("init: cgroup joined");
     let hooks = spec.hooks().as_ref();
     #[allow(deprecated)]
     let needs_runtime_hooks =
@@ -243,9 +247,11 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         &hook_state(ctx, own_pid, "creating"),
     )?;
     drop(root);
+    crate::trace::stage("init: pivot_root");
     rootfs::pivot(rootfs, ctx.no_pivot, ctx.shared_mnt)?;
 
     // Stage 4: finish the container from the inside.
+    crate::trace::stage("init: masked paths, sysctl, hostname");
     if let Some(p) = linux.rootfs_propagation() {
         rootfs::set_root_propagation(p)?;
     }
@@ -307,6 +313,7 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         ));
     }
     finalize::enter_cwd(process.cwd(), true)?;
+    crate::trace::stage("init: seccomp compile, exe lookup");
     let mut prepared = finalize::prepare(process, linux.seccomp().as_ref())?;
     if let (Some(sock), Some(sec)) = (&ctx.seccomp_listener, linux.seccomp()) {
         prepared.listener = Some(super::seccomp::Listener {
@@ -335,8 +342,10 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     // User, capabilities and seccomp now, as runc does: a seccomp agent receives its notify
     // descriptor during `create`, and a failure here is a create-time error. What remains
     // after `start` (reading the FIFO, startContainer hooks, execve) runs confined.
+    crate::trace::stage("init: user, caps, seccomp load");
     let finished = finalize::finish(process, prepared)?;
     ch.send(&Msg::Ready)?;
+    crate::trace::stage("init: parked on exec fifo");
     Ok(Ready {
         finished,
         start_err,
@@ -365,6 +374,7 @@ fn wait_and_exec(ctx: &InitCtx<'_>, r: Ready) -> Result<std::convert::Infallible
             }
         }
     }
+    crate::trace::stage("init: started");
     drop(fifo);
     let hooks = ctx.spec.hooks().as_ref();
     // runc runs startContainer hooks from its init, whose environment is the process's:
@@ -379,5 +389,6 @@ fn wait_and_exec(ctx: &InitCtx<'_>, r: Ready) -> Result<std::convert::Infallible
         &r.start_state,
         &env,
     )?;
+    crate::trace::stage("init: execve");
     r.finished.exec()
 }
