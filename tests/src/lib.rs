@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod functions;
 pub mod images;
 pub mod oci;
 pub mod vm;

@@ -167,10 +167,15 @@ pub fn check_command(f: &Function, img: &image::Image) -> Result<()> {
 pub fn start(host: &Host, f: &Function, img: &image::Image) -> Result<Started> {
     let id = new_id(&f.name);
     let dir = host.instances_dir().join(&id);
-    match start_in(host, f, img, &id, &dir) {
+    let mut init = None;
+    match start_in(host, f, img, &id, &dir, &mut init) {
         Ok(s) => Ok(s),
         Err(e) => {
             stop(host, &id, &dir);
+            // The init is our child (subreaper): reap it, or it stays a zombie.
+            if let Some(pid) = init {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            }
             Err(e)
         }
     }
@@ -182,6 +187,7 @@ fn start_in(
     img: &image::Image,
     id: &str,
     dir: &Path,
+    init: &mut Option<i32>,
 ) -> Result<Started> {
     let t0 = Instant::now();
     let store = image::ImageStore::open(&host.root)?;
@@ -269,6 +275,7 @@ fn start_in(
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| Error::Runtime(format!("berth-runtime wrote no pid for {id}")))?;
+    *init = Some(pid);
     host.runtime_ok(&["start", id])?;
     let deadline = t0 + host.start_timeout;
     let conn = match stdio_cmd {
