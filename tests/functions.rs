@@ -263,6 +263,16 @@ fn idle_instances_scale_to_zero_and_min_keeps_them_warm() {
             "instance process {p} outlived serve"
         );
     }
+    // Nor any instance directory (spares included).
+    let dirs: Vec<String> = std::fs::read_dir(e.s.dir.join("run/functions"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|d| d.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("fn-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(dirs.is_empty(), "left after SIGTERM: {dirs:?}");
 }
 
 #[test]
@@ -375,6 +385,7 @@ fn after_kill_9_of_serve_a_restart_serves_again_and_leaves_no_orphan() {
     assert_eq!(e.post("/function/echo", "one").0, 200);
     let orphans = e.instance_pids("echo");
     assert!(!orphans.is_empty());
+    let old = format!("fn-echo-{}-", e.serve_pid());
     e.kill_serve();
     e.serve(&[]);
     // The restarted gateway removed the killed one's instance and serves the function.
@@ -397,9 +408,57 @@ fn after_kill_9_of_serve_a_restart_serves_again_and_leaves_no_orphan() {
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(
-        dirs.iter().filter(|d| d.starts_with("fn-")).count(),
-        1,
-        "{dirs:?}"
+    // The killed gateway's instance directories are gone (this one has its instance and
+    // maybe a spare).
+    assert!(dirs.iter().all(|d| !d.starts_with(&old)), "{dirs:?}");
+    assert!(dirs.iter().any(|d| d.starts_with("fn-echo-")), "{dirs:?}");
+}
+
+#[test]
+fn openfaas_system_functions_lists_deploys_and_removes() {
+    let mut e = FnEnv::new("openfaas");
+    e.serve(&[]);
+    let deploy = r#"{"service":"of-echo","image":"fn-echo","envProcess":"/handler.sh","envVars":{"SECRET":"from-env"},"labels":{"team":"x"}}"#;
+    let (code, _, body) = e.call("POST", "/system/functions", deploy.as_bytes(), &[]);
+    assert_eq!(code, 202, "{body}");
+    let (code, _, list) = e.call("GET", "/system/functions", b"", &[]);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&list).expect("JSON list");
+    assert_eq!(v[0]["name"], "of-echo", "{v}");
+    assert_eq!(v[0]["labels"]["team"], "x", "{v}");
+    assert_eq!(v[0]["envVars"]["SECRET"], "from-env", "{v}");
+    // envProcess makes it a stdio function; its environment reaches the handler.
+    let (code, body) = e.post("/function/of-echo?read", "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("env=from-env"), "{body}");
+    assert_eq!(e.berth(&["fn", "ls", "-q"]).stdout.trim(), "of-echo");
+
+    let (code, _, body) = e.call(
+        "POST",
+        "/system/functions",
+        br#"{"service":"x","image":"nope"}"#,
+        &[],
     );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("\"nope\" is not in the store"), "{body}");
+    let (code, _, body) = e.call("POST", "/system/functions", b"{not json", &[]);
+    assert_eq!(code, 400, "{body}");
+    let (code, _, body) = e.call(
+        "DELETE",
+        "/system/functions",
+        br#"{"functionName":"ghost"}"#,
+        &[],
+    );
+    assert_eq!(code, 404, "{body}");
+    let (code, _, body) = e.call(
+        "DELETE",
+        "/system/functions",
+        br#"{"functionName":"of-echo"}"#,
+        &[],
+    );
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = e.post("/function/of-echo", "");
+    assert_eq!(code, 404, "{body}");
+    e.until_instances("of-echo", 0, Duration::from_secs(5));
+    assert_eq!(e.call("GET", "/system/functions", b"", &[]).2.trim(), "[]");
 }

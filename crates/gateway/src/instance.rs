@@ -43,6 +43,8 @@ pub struct Host {
     pub agent_dir: Option<PathBuf>,
     /// How long a new instance may take to accept connections.
     pub start_timeout: Duration,
+    /// Keep one prepared instance per function after its first start ([`Prepared`]).
+    pub spares: bool,
 }
 
 impl Host {
@@ -162,16 +164,52 @@ pub fn check_command(f: &Function, img: &image::Image) -> Result<()> {
     }
 }
 
+/// An instance made ready to start (a "spare", as SOCK's zygotes): its root filesystem
+/// mounted with a fresh upper directory and its config.json written, no process yet. A
+/// cold start from a spare pays only `berth-runtime create` + `start` and the wait for the
+/// instance to accept connections.
+pub struct Prepared {
+    pub id: String,
+    pub dir: PathBuf,
+    /// The command a stdio-mode request runs (`None`: http mode).
+    stdio_argv: Option<Vec<String>>,
+}
+
 /// Starts an instance of `f` (blocking: runs berth-runtime and waits until the instance
 /// accepts connections). On failure nothing of it is left.
 pub fn start(host: &Host, f: &Function, img: &image::Image) -> Result<Started> {
+    launch(host, f, prepare(host, f, img)?)
+}
+
+/// Prepares an instance of `f` (see [`Prepared`]); on failure nothing of it is left.
+pub fn prepare(host: &Host, f: &Function, img: &image::Image) -> Result<Prepared> {
     let id = new_id(&f.name);
     let dir = host.instances_dir().join(&id);
-    let mut init = None;
-    match start_in(host, f, img, &id, &dir, &mut init) {
-        Ok(s) => Ok(s),
+    match prepare_in(host, f, img, &id, &dir) {
+        Ok(stdio_argv) => Ok(Prepared {
+            id,
+            dir,
+            stdio_argv,
+        }),
         Err(e) => {
             stop(host, &id, &dir);
+            Err(e)
+        }
+    }
+}
+
+/// Removes a prepared instance that will not be started.
+pub fn discard(host: &Host, p: Prepared) {
+    stop(host, &p.id, &p.dir);
+}
+
+/// Starts a prepared instance; on failure nothing of it is left.
+pub fn launch(host: &Host, f: &Function, p: Prepared) -> Result<Started> {
+    let mut init = None;
+    match launch_in(host, f, &p, &mut init) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            stop(host, &p.id, &p.dir);
             // The init is our child (subreaper): reap it, or it stays a zombie.
             if let Some(pid) = init {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -181,15 +219,13 @@ pub fn start(host: &Host, f: &Function, img: &image::Image) -> Result<Started> {
     }
 }
 
-fn start_in(
+fn prepare_in(
     host: &Host,
     f: &Function,
     img: &image::Image,
     id: &str,
     dir: &Path,
-    init: &mut Option<i32>,
-) -> Result<Started> {
-    let t0 = Instant::now();
+) -> Result<Option<Vec<String>>> {
     let store = image::ImageStore::open(&host.root)?;
     let layers = img.layers()?;
     let rootfs = store.prepare_rootfs_at(&layers, dir, &dir.join("rootfs"))?;
@@ -224,8 +260,8 @@ fn start_in(
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
         "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]}),
     );
-    let run_dir = dir.join("run");
     if let Some((agent, _)) = &stdio_cmd {
+        let run_dir = dir.join("run");
         std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
         mounts.push(
             json!({"destination": AGENT_DIR, "type": "bind", "source": agent,
@@ -239,11 +275,17 @@ fn start_in(
     let config = dir.join("config.json");
     let body = serde_json::to_vec(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::write(&config, body).map_err(io_err(&config))?;
-
     let log = host.log_path(&f.name);
     if let Some(parent) = log.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
+    Ok(stdio_cmd.map(|(_, argv)| argv))
+}
+
+fn launch_in(host: &Host, f: &Function, p: &Prepared, init: &mut Option<i32>) -> Result<Started> {
+    let t0 = Instant::now();
+    let (id, dir) = (p.id.as_str(), p.dir.as_path());
+    let log = host.log_path(&f.name);
     let out = OpenOptions::new()
         .create(true)
         .append(true)
@@ -276,11 +318,13 @@ fn start_in(
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| Error::Runtime(format!("berth-runtime wrote no pid for {id}")))?;
     *init = Some(pid);
+    let t_create = t0.elapsed();
     host.runtime_ok(&["start", id])?;
+    let t_start = t0.elapsed();
     let deadline = t0 + host.start_timeout;
-    let conn = match stdio_cmd {
-        Some((_, argv)) => {
-            let socket = run_dir.join("fn.sock");
+    let conn = match &p.stdio_argv {
+        Some(argv) => {
+            let socket = dir.join("run").join("fn.sock");
             wait_ready(pid, deadline, || {
                 std::os::unix::net::UnixStream::connect(&socket).is_ok()
             })
@@ -291,7 +335,10 @@ fn start_in(
                     log_tail(&log)
                 ))
             })?;
-            Conn::Stdio { socket, argv }
+            Conn::Stdio {
+                socket,
+                argv: argv.clone(),
+            }
         }
         None => {
             let net = NetConnector::new(pid, f.port)?;
@@ -307,7 +354,15 @@ fn start_in(
             Conn::Http(net)
         }
     };
-    tracing::debug!(function = %f.name, instance = id, pid, ms = t0.elapsed().as_secs_f64() * 1e3, "instance started");
+    tracing::debug!(
+        function = %f.name,
+        instance = id,
+        pid,
+        create_ms = t_create.as_secs_f64() * 1e3,
+        start_ms = (t_start - t_create).as_secs_f64() * 1e3,
+        ready_ms = (t0.elapsed() - t_start).as_secs_f64() * 1e3,
+        "instance started"
+    );
     Ok(Started {
         id: id.to_string(),
         pid,

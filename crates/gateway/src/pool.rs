@@ -8,7 +8,7 @@
 //! dies is removed at once (its requests fail with 502) and the next request replaces it.
 
 use crate::def::Function;
-use crate::instance::{self, Conn, Host, Started};
+use crate::instance::{self, Conn, Host, Prepared, Started};
 use crate::metrics::{Metrics, PoolGauges};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -45,6 +45,10 @@ struct State {
     waiting: u32,
     gone: bool,
     last_fail: Option<Instant>,
+    /// An instance prepared ahead (after the function's first start), taken by the next
+    /// start.
+    spare: Option<Prepared>,
+    preparing_spare: bool,
 }
 
 /// Why a request got no instance.
@@ -124,6 +128,8 @@ impl Pool {
                 waiting: 0,
                 gone: false,
                 last_fail: None,
+                spare: None,
+                preparing_spare: false,
             }),
             notify: Notify::new(),
             metrics,
@@ -230,12 +236,16 @@ impl Pool {
         let (tx, rx) = oneshot::channel();
         let pool = self.clone();
         let def = st.def.clone();
+        let spare = st.spare.take();
         tokio::spawn(async move {
             let host = pool.host.clone();
             let img = pool.image.clone();
-            let res = tokio::task::spawn_blocking(move || {
-                let img = img?;
-                instance::start(&host, &def, &img).map_err(|e| e.to_string())
+            let res = tokio::task::spawn_blocking(move || match spare {
+                Some(p) => instance::launch(&host, &def, p).map_err(|e| e.to_string()),
+                None => {
+                    let img = img?;
+                    instance::start(&host, &def, &img).map_err(|e| e.to_string())
+                }
             })
             .await
             .unwrap_or_else(|e| Err(format!("the start task failed: {e}")));
@@ -255,8 +265,41 @@ impl Pool {
             };
             pool.notify.notify_waiters();
             let _ = tx.send(out);
+            pool.refill_spare();
         });
         rx
+    }
+
+    /// Prepares the next start's instance in the background unless one is there (or being
+    /// made), the pool is gone, or spares are off.
+    fn refill_spare(self: &Arc<Self>) {
+        let def = {
+            let mut st = self.lock();
+            if !self.host.spares || st.gone || st.spare.is_some() || st.preparing_spare {
+                return;
+            }
+            st.preparing_spare = true;
+            st.def.clone()
+        };
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let made = match &pool.image {
+                Ok(img) => instance::prepare(&pool.host, &def, img).map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            let mut st = pool.lock();
+            st.preparing_spare = false;
+            match made {
+                Ok(p) if st.gone => {
+                    drop(st);
+                    instance::discard(&pool.host, p);
+                }
+                Ok(p) => st.spare = Some(p),
+                Err(e) => {
+                    tracing::warn!(function = %pool.name, error = %e, "prepare a spare instance")
+                }
+            }
+        });
     }
 
     /// Takes a started instance into the pool and watches its init.
@@ -391,7 +434,7 @@ impl Pool {
     /// busy ones when their requests end.
     pub fn retire(&self) {
         let mut stop = Vec::new();
-        {
+        let spare = {
             let mut st = self.lock();
             st.gone = true;
             let mut i = 0;
@@ -403,10 +446,20 @@ impl Pool {
                     i += 1;
                 }
             }
-        }
+            st.spare.take()
+        };
         self.notify.notify_waiters();
         for inst in stop {
             self.stop_instance(inst);
+        }
+        if let Some(p) = spare {
+            let host = self.host.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn_blocking(move || instance::discard(&host, p));
+                }
+                Err(_) => instance::discard(&host, p),
+            }
         }
     }
 
@@ -415,17 +468,24 @@ impl Pool {
     pub fn stop_all_blocking(&self) {
         let deadline = Instant::now() + self.host.start_timeout + Duration::from_secs(1);
         loop {
-            let (all, starting) = {
+            let (all, busy, spare) = {
                 let mut st = self.lock();
                 st.gone = true;
-                (std::mem::take(&mut st.slots), st.starting)
+                (
+                    std::mem::take(&mut st.slots),
+                    st.starting > 0 || st.preparing_spare,
+                    st.spare.take(),
+                )
             };
+            if let Some(p) = spare {
+                instance::discard(&self.host, p);
+            }
             for s in all {
                 if !s.inst.cleaned.swap(true, Ordering::AcqRel) {
                     instance::stop(&self.host, &s.inst.id, &s.inst.dir);
                 }
             }
-            if starting == 0 || Instant::now() >= deadline {
+            if !busy || Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

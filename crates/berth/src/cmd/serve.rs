@@ -36,6 +36,10 @@ pub struct Args {
     /// How long a new function instance may take to accept connections.
     #[arg(long, default_value = "10s")]
     start_timeout: String,
+    /// Do not keep a prepared instance (mounted root, config.json; no process) per used
+    /// function for the next cold start.
+    #[arg(long)]
+    no_spare_instances: bool,
 }
 
 /// The gateway's tokio runtime and its serve task.
@@ -101,6 +105,7 @@ fn start_gateway(g: &Globals, a: &Args, listen: std::net::SocketAddr) -> Result<
         runtime: crate::cmd::run::runtime_bin()?,
         agent_dir: stage_agent(g, a),
         start_timeout: gateway::def::parse_duration("--start-timeout", &a.start_timeout)?,
+        spares: !a.no_spare_instances,
     };
     let gw = gateway::Gateway::new(host, body_limit.max(0) as usize)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
