@@ -462,3 +462,120 @@ fn openfaas_system_functions_lists_deploys_and_removes() {
     e.until_instances("of-echo", 0, Duration::from_secs(5));
     assert_eq!(e.call("GET", "/system/functions", b"", &[]).2.trim(), "[]");
 }
+
+/// Accepts one HTTP/1.1 request on 127.0.0.1 (in a thread): its head (lower-cased) and
+/// body, or `None` after `limit`.
+fn one_callback(limit: Duration) -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    l.set_nonblocking(true).expect("nonblocking");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            let Ok((s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let _ = s.set_nonblocking(false);
+            let mut r = BufReader::new(s);
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&lower);
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send((head, String::from_utf8_lossy(&body).into_owned()));
+            return;
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn async_invocation_answers_202_and_posts_the_result_to_the_callback() {
+    let mut e = FnEnv::new("async");
+    e.deploy(&["echo", "--image", "fn-echo", "--mode", "stdio"]);
+    e.serve(&[]);
+    let (port, rx) = one_callback(Duration::from_secs(30));
+    let cb = format!("http://127.0.0.1:{port}/done?x=1");
+    let t = Instant::now();
+    let (code, headers, body) = e.call(
+        "POST",
+        "/async-function/echo/p?sleep=1",
+        b"",
+        &[("X-Callback-Url", cb.as_str())],
+    );
+    assert_eq!(code, 202, "{body}");
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "202 took {:?}",
+        t.elapsed()
+    );
+    let id = headers.get("x-call-id").cloned().expect("X-Call-Id");
+    let (head, body) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("no callback\n{}", e.serve_log()));
+    assert!(head.starts_with("post /done?x=1 "), "{head}");
+    assert!(head.contains(&format!("x-call-id: {id}")), "{head}");
+    assert!(head.contains("x-function-name: echo"), "{head}");
+    assert!(head.contains("x-function-status: 200"), "{head}");
+    assert_eq!(body, "slept\n");
+    // Bad input: an unknown function, a callback that is not http://.
+    assert_eq!(e.post("/async-function/ghost", "").0, 404);
+    let (code, _, body) = e.call(
+        "POST",
+        "/async-function/echo",
+        b"",
+        &[("X-Callback-Url", "ftp://x/")],
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("X-Callback-Url"), "{body}");
+}
+
+#[test]
+fn a_burst_far_above_capacity_gets_200_or_429_for_every_request() {
+    let mut e = FnEnv::new("burst");
+    e.deploy(&[
+        "many",
+        "--image",
+        "fn-echo",
+        "--mode",
+        "stdio",
+        "--max",
+        "2",
+        "--concurrency",
+        "2",
+        "--queue",
+        "10",
+        "--timeout",
+        "30s",
+    ]);
+    e.serve(&[]);
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..60)
+            .map(|_| s.spawn(|| e.post("/function/many?sleep=0.3", "").0))
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("join")).collect()
+    });
+    let ok = codes.iter().filter(|c| **c == 200).count();
+    let busy = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!(ok + busy, 60, "{codes:?}");
+    // At least the capacity (2 × 2) plus the queue (10) got through.
+    assert!(ok >= 14, "{ok} answered 200: {codes:?}");
+    assert!(busy >= 1, "{codes:?}");
+    assert!(e.metric("berth_function_instances{function=\"many\"}") <= Some(2.0));
+}

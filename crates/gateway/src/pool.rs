@@ -3,7 +3,8 @@
 //! request; stopped when its last one ends) → gone (stopped: container deleted, root
 //! unmounted, directory removed). At most `--max` instances (starting ones included); a
 //! request finding no room starts one if it may, else waits in a queue of at most
-//! `--queue` requests (beyond: refused at once). The tick stops instances idle for
+//! `--queue` requests, plus what instances being started will take (beyond: refused at
+//! once). The tick stops instances idle for
 //! `--idle-ttl` down to `--min` and starts instances up to `--min`. An instance whose init
 //! dies is removed at once (its requests fail with 502) and the next request replaces it.
 
@@ -200,7 +201,10 @@ impl Pool {
                     my_start = Some(self.spawn_start(&mut st));
                     started = true;
                 } else if !started && ticket.is_none() {
-                    if st.waiting >= st.def.queue {
+                    // Instances being started will take `concurrency` requests each (one
+                    // is the request that started it): those wait beyond the queue.
+                    let soon = st.starting * st.def.concurrency.saturating_sub(1);
+                    if st.waiting >= st.def.queue + soon {
                         return Err(Refused::QueueFull {
                             queue: st.def.queue,
                         });

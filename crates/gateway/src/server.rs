@@ -250,8 +250,13 @@ impl Gateway {
             "/system/functions" => return self.system(req).await,
             _ => {}
         }
-        let Some(rest) = path.strip_prefix("/function/") else {
-            return text(StatusCode::NOT_FOUND, format!("no route for {path}"));
+        let (rest, is_async) = match (
+            path.strip_prefix("/function/"),
+            path.strip_prefix("/async-function/"),
+        ) {
+            (Some(r), _) => (r, false),
+            (None, Some(r)) => (r, true),
+            (None, None) => return text(StatusCode::NOT_FOUND, format!("no route for {path}")),
         };
         let (name, sub) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -259,15 +264,20 @@ impl Gateway {
         };
         let name = name.to_string();
         let sub = sub.to_string();
-        self.invoke(&name, &sub, req).await
+        self.invoke(&name, &sub, req, is_async).await
     }
 
-    async fn invoke(self: Arc<Self>, name: &str, sub: &str, req: Request<Incoming>) -> Resp {
-        let t0 = Instant::now();
+    async fn invoke(
+        self: Arc<Self>,
+        name: &str,
+        sub: &str,
+        req: Request<Incoming>,
+        async_call: bool,
+    ) -> Resp {
         if check_name(name).is_err() {
             return text(StatusCode::NOT_FOUND, format!("no such function: {name:?}"));
         }
-        let Some(mut pool) = self.pool(name) else {
+        let Some(pool) = self.pool(name) else {
             return text(StatusCode::NOT_FOUND, format!("no such function: {name}"));
         };
         let (parts, body) = req.into_parts();
@@ -308,6 +318,46 @@ impl Gateway {
         for h in hop {
             headers.remove(h);
         }
+        if async_call {
+            let callback = match headers.remove("x-callback-url") {
+                Some(v) => match v.to_str().ok().and_then(|u| u.parse::<hyper::Uri>().ok()) {
+                    Some(u) if u.scheme_str() == Some("http") && u.host().is_some() => Some(u),
+                    _ => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            "X-Callback-Url: expected an http:// URL",
+                        )
+                    }
+                },
+                None => None,
+            };
+            let id = call_id();
+            let fwd = Forward {
+                method: parts.method,
+                path: sub.to_string(),
+                query: parts.uri.query().map(str::to_string),
+                headers,
+                body,
+            };
+            let gw = self.clone();
+            let name = name.to_string();
+            let call = id.clone();
+            tokio::spawn(async move {
+                let resp = gw.dispatch(&name, pool, &fwd).await;
+                let status = resp.status();
+                tracing::info!(function = %name, call = %call, status = status.as_u16(), "async call done");
+                if let Some(url) = callback {
+                    if let Err(e) = post_callback(&url, &name, &call, resp).await {
+                        tracing::warn!(function = %name, call = %call, url = %url, error = %e, "callback failed");
+                    }
+                }
+            });
+            let mut r = text(StatusCode::ACCEPTED, "");
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                r.headers_mut().insert("x-call-id", v);
+            }
+            return r;
+        }
         let fwd = Forward {
             method: parts.method,
             path: sub.to_string(),
@@ -315,11 +365,17 @@ impl Gateway {
             headers,
             body,
         };
+        self.dispatch(name, pool, &fwd).await
+    }
+
+    /// Runs one invocation (an instance from the pool, the call, one timeout) and counts it.
+    async fn dispatch(&self, name: &str, mut pool: Arc<Pool>, fwd: &Forward) -> Resp {
+        let t0 = Instant::now();
         let mut resp = None;
         for _ in 0..3 {
             let def = pool.def();
             let timeout = def.timeout();
-            let r = tokio::time::timeout(timeout, self.call(&pool, &def, &fwd)).await;
+            let r = tokio::time::timeout(timeout, self.call(&pool, &def, fwd)).await;
             match r {
                 Ok(Err(Refused::Gone)) => match self.pool(name) {
                     Some(p) if !Arc::ptr_eq(&p, &pool) => {
@@ -746,6 +802,68 @@ async fn call_http(
         }
     }
     Err("the instance closed the connection".into())
+}
+
+/// A new call id for an async invocation (unique within this gateway: time and a counter).
+fn call_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{t:x}-{:x}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// POSTs an async invocation's response to its `X-Callback-Url` (OpenFaaS: the body, with
+/// `X-Call-Id`, `X-Function-Name` and `X-Function-Status`), within 30 s.
+async fn post_callback(
+    url: &hyper::Uri,
+    name: &str,
+    call: &str,
+    resp: Resp,
+) -> std::result::Result<(), String> {
+    let host = url
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = url.port_u16().unwrap_or(80);
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let work = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let req = Request::post(path)
+            .header(
+                hyper::header::HOST,
+                url.authority().map(|a| a.as_str()).unwrap_or(""),
+            )
+            .header("x-call-id", call)
+            .header("x-function-name", name)
+            .header("x-function-status", status.to_string())
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let r = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let _ = r.into_body().collect().await;
+        Ok::<(), String>(())
+    };
+    tokio::time::timeout(Duration::from_secs(30), work)
+        .await
+        .map_err(|_| "no answer within 30s".to_string())?
 }
 
 /// `2s`, `1m30s`, `250ms`.
