@@ -34,6 +34,7 @@ umount /sys/fs/cgroup/unified 2>/dev/null || true
 ulimit -n 8192
 export BERTH_RUNTIME=$bin/berth-runtime
 B="$bin/berth --root $work/root --runroot $work/run"
+ul="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
 P="podman --root $work/proot --runroot $work/prun --tmpdir $work/ptmp --cgroup-manager cgroupfs --events-backend file --runtime crun"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 gw=http://127.0.0.1:$port
@@ -70,10 +71,10 @@ for _ in $(seq 100); do curl -fs "$gw/healthz" >/dev/null 2>&1 && break; sleep 0
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
 # Warm-up: page cache, podman's storage.
 python3 "$drv" cold "$gw/function/echo" 3 "$gw/metrics" echo >/dev/null
-echo bench | $P run --rm -i localhost/fn-echo:1 /handler.sh >/dev/null
+echo bench | $P run --rm -i $ul localhost/fn-echo:1 /handler.sh >/dev/null
 echo "== cold stdio (gateway, no instance)"; python3 "$drv" cold "$gw/function/echo" "$runs" "$gw/metrics" echo
 echo "== cold http (gateway, no instance)"; python3 "$drv" cold "$gw/function/web/index.html" "$runs" "$gw/metrics" web
-echo "== podman run --rm -i per request"; python3 "$drv" cmd "$pruns" $P run --rm -i localhost/fn-echo:1 /handler.sh
+echo "== podman run --rm -i per request"; python3 "$drv" cmd "$pruns" $P run --rm -i $ul localhost/fn-echo:1 /handler.sh
 # Warm: the instance of `warm` (its init is httpd, PID 1 of its namespace).
 for _ in $(seq 100); do
   wpid=$(for p in /proc/[0-9]*; do grep -q "/berth-fn/fn-warm-" "$p/cgroup" 2>/dev/null && basename "$p"; done | head -1)

@@ -579,3 +579,68 @@ fn a_burst_far_above_capacity_gets_200_or_429_for_every_request() {
     assert!(busy >= 1, "{codes:?}");
     assert!(e.metric("berth_function_instances{function=\"many\"}") <= Some(2.0));
 }
+
+#[test]
+fn a_schedule_invokes_the_function_without_requests() {
+    let mut e = FnEnv::new("cron");
+    e.berth(&[
+        "fn",
+        "deploy",
+        "x",
+        "--image",
+        "fn-echo",
+        "--schedule",
+        "61 * * * *",
+    ])
+    .failed_mentioning(&["--schedule", "minute"]);
+    e.berth(&[
+        "fn",
+        "deploy",
+        "x",
+        "--image",
+        "fn-echo",
+        "--schedule",
+        "@every 5ms",
+    ])
+    .failed_mentioning(&["--schedule", "once a second"]);
+    e.deploy(&[
+        "tick",
+        "--image",
+        "fn-echo",
+        "--mode",
+        "stdio",
+        "--schedule",
+        "@every 1s",
+    ]);
+    e.deploy(&[
+        "idle",
+        "--image",
+        "fn-echo",
+        "--mode",
+        "stdio",
+        "--schedule",
+        "0 0 1 1 *",
+    ]);
+    e.serve(&[]);
+    let series = "berth_function_invocations_total{function=\"tick\",code=\"200\"}";
+    let got = poll(Duration::from_secs(10), || {
+        (e.metric(series) >= Some(2.0)).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "no scheduled calls: {:?}\n{}",
+        e.metric(series),
+        e.serve_log()
+    );
+    // A schedule that is not due now runs nothing.
+    assert_eq!(
+        e.metric("berth_function_invocations_total{function=\"idle\",code=\"200\"}"),
+        None
+    );
+    // Removing the function stops its schedule.
+    e.berth(&["fn", "rm", "tick"]).ok();
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = e.metric(series);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(e.metric(series), after);
+}

@@ -48,6 +48,9 @@ pub struct Function {
     pub labels: Vec<(String, String)>,
     /// RFC 3339, set at deploy.
     pub created: String,
+    /// Invoked by the clock too (crate::cron).
+    #[serde(default)]
+    pub schedule: Option<String>,
 }
 
 impl Function {
@@ -70,6 +73,7 @@ impl Function {
             queue: 100,
             labels: Vec::new(),
             created: String::new(),
+            schedule: None,
         }
     }
 
@@ -111,6 +115,9 @@ impl Function {
         }
         if let Some(m) = &self.memory {
             engine::spec::parse_bytes(m).map_err(|e| invalid!("--memory {m:?}: {e}"))?;
+        }
+        if let Some(s) = &self.schedule {
+            crate::cron::Schedule::parse(s)?;
         }
         if let Some(c) = self.cpus {
             if !(c > 0.0 && c <= 1024.0) {

@@ -8,13 +8,14 @@
 //!   upper directory per instance, an agent for stdio mode, connections opened in the
 //!   instance's network namespace for http mode).
 //! - [`pool`]: per function, the instances and their states, limits, queue and idle timer.
-//! - [`server`]: the HTTP front in `berth serve --listen`.
+//! - [`server`]: the HTTP front in `berth serve --listen`; [`cron`]: `--schedule`.
 //!
 //! Invariants: instances are never shared between functions and never outlive the gateway
 //! (stopped at shutdown; a killed gateway's leftovers are removed at the next start); an
 //! instance's writable layer and `/tmp` go with it.
 #![forbid(unsafe_code)]
 
+pub mod cron;
 pub mod def;
 pub mod instance;
 pub mod metrics;

@@ -50,6 +50,10 @@ struct State {
     /// start.
     spare: Option<Prepared>,
     preparing_spare: bool,
+    /// `--schedule`, parsed; its last run and when it was taken up.
+    schedule: Option<crate::cron::Schedule>,
+    cron_last: Option<std::time::SystemTime>,
+    cron_since: std::time::SystemTime,
 }
 
 /// Why a request got no instance.
@@ -118,6 +122,7 @@ impl Drop for Ticket {
 impl Pool {
     pub fn new(host: Arc<Host>, def: Function, metrics: Arc<Metrics>) -> Arc<Pool> {
         let image = resolve(&host, &def);
+        let schedule = parse_schedule(&def);
         Arc::new(Pool {
             name: def.name.clone(),
             host,
@@ -131,6 +136,9 @@ impl Pool {
                 last_fail: None,
                 spare: None,
                 preparing_spare: false,
+                schedule,
+                cron_last: None,
+                cron_since: std::time::SystemTime::now(),
             }),
             notify: Notify::new(),
             metrics,
@@ -148,8 +156,31 @@ impl Pool {
     /// Takes `def`'s limits (min, max, concurrency, timeouts, queue, labels) without
     /// touching the instances.
     pub fn set_limits(&self, def: Function) {
-        self.lock().def = def;
+        let mut st = self.lock();
+        if st.def.schedule != def.schedule {
+            st.schedule = parse_schedule(&def);
+            st.cron_since = std::time::SystemTime::now();
+        }
+        st.def = def;
+        drop(st);
         self.notify.notify_waiters();
+    }
+
+    /// Whether the schedule wants a run now (and if so, takes it: the next call says no
+    /// until the next one is due).
+    pub fn cron_due(&self, now: std::time::SystemTime) -> bool {
+        let mut st = self.lock();
+        if st.gone {
+            return false;
+        }
+        let due = st
+            .schedule
+            .as_ref()
+            .is_some_and(|s| s.due(now, st.cron_last, st.cron_since));
+        if due {
+            st.cron_last = Some(now);
+        }
+        due
     }
 
     pub fn gauges(&self) -> PoolGauges {
@@ -495,6 +526,17 @@ impl Pool {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.notify.notify_waiters();
+    }
+}
+
+fn parse_schedule(def: &Function) -> Option<crate::cron::Schedule> {
+    let text = def.schedule.as_deref()?;
+    match crate::cron::Schedule::parse(text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(function = %def.name, error = %e, "schedule ignored");
+            None
+        }
     }
 }
 

@@ -164,7 +164,8 @@ impl Gateway {
         self.pools().get(name).cloned()
     }
 
-    /// The periodic pass: the database every second, the pools' idle timers and `--min`.
+    /// The periodic pass: the database every second, the pools' idle timers, `--min` and
+    /// `--schedule`.
     pub async fn ticker(self: Arc<Self>) {
         let mut n: u64 = 0;
         loop {
@@ -179,8 +180,26 @@ impl Gateway {
             }
             n += 1;
             let pools: Vec<Arc<Pool>> = self.pools().values().cloned().collect();
+            let now = std::time::SystemTime::now();
             for p in pools {
                 p.tick();
+                if p.cron_due(now) {
+                    let gw = self.clone();
+                    tokio::spawn(async move {
+                        let mut headers = HeaderMap::new();
+                        headers.insert("x-trigger", HeaderValue::from_static("cron"));
+                        let fwd = Forward {
+                            method: Method::POST,
+                            path: "/".into(),
+                            query: None,
+                            headers,
+                            body: Bytes::new(),
+                        };
+                        let name = p.name.clone();
+                        let r = gw.dispatch(&name, p, &fwd).await;
+                        tracing::info!(function = %name, status = r.status().as_u16(), "scheduled call");
+                    });
+                }
             }
         }
     }

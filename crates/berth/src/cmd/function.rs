@@ -101,6 +101,9 @@ struct DeployArgs {
     /// KEY=VALUE label (repeatable).
     #[arg(long)]
     label: Vec<String>,
+    /// Also invoke it by the clock: five cron fields (UTC) or `@every 30s`.
+    #[arg(long)]
+    schedule: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -176,6 +179,7 @@ fn deploy(g: &Globals, d: DeployArgs) -> Result<()> {
     f.memory = d.memory;
     f.cpus = d.cpus;
     f.queue = d.queue;
+    f.schedule = d.schedule;
     for l in d.label {
         match l.split_once('=') {
             Some((k, v)) if !k.is_empty() => f.labels.push((k.to_string(), v.to_string())),
