@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load generator of bench/functions.sh (stdlib only).
 
-  cold   URL N METRICS_URL FUNCTION   N invocations, each when the function has no instance
+  cold   URL N METRICS_URL FUNCTION [GET]  N invocations, each when the function has no instance
                                       (waits for the gateway's instances gauge to be 0)
   seq    URL N                        N sequential GETs, each on a new connection
   burst  HOST PORT PATH N             N requests at once (one connection each); status counts
@@ -57,7 +57,7 @@ def gauge(metrics_url, series):
     return None
 
 
-def cold(url, n, metrics_url, fn):
+def cold(url, n, metrics_url, fn, method="POST"):
     series = 'berth_function_instances{function="%s"}' % fn
     times = []
     for _ in range(n):
@@ -68,7 +68,7 @@ def cold(url, n, metrics_url, fn):
             time.sleep(0.02)
         # The instance process is gone too (the gauge drops before the stop completes).
         time.sleep(0.05)
-        status, data, ms = request(url)
+        status, data, ms = request(url, body=b"bench" if method == "POST" else None)
         if status != 200:
             sys.exit(f"cold invocation: {status} {data[:200]!r}")
         times.append(ms)
@@ -137,7 +137,7 @@ def cmd(n, argv):
 def main():
     a = sys.argv[1:]
     if a[0] == "cold":
-        cold(a[1], int(a[2]), a[3], a[4])
+        cold(a[1], int(a[2]), a[3], a[4], *a[5:6])
     elif a[0] == "seq":
         seq(a[1], int(a[2]))
     elif a[0] == "burst":

@@ -73,7 +73,7 @@ echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$drv" cold "$gw/function/echo" 3 "$gw/metrics" echo >/dev/null
 echo bench | $P run --rm -i $ul localhost/fn-echo:1 /handler.sh >/dev/null
 echo "== cold stdio (gateway, no instance)"; python3 "$drv" cold "$gw/function/echo" "$runs" "$gw/metrics" echo
-echo "== cold http (gateway, no instance)"; python3 "$drv" cold "$gw/function/web/index.html" "$runs" "$gw/metrics" web
+echo "== cold http (gateway, no instance)"; python3 "$drv" cold "$gw/function/web/index.html" "$runs" "$gw/metrics" web GET
 echo "== podman run --rm -i per request"; python3 "$drv" cmd "$pruns" $P run --rm -i $ul localhost/fn-echo:1 /handler.sh
 # Warm: the instance of `warm` (its init is httpd, PID 1 of its namespace).
 for _ in $(seq 100); do
