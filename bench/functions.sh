@@ -76,10 +76,12 @@ echo "== cold stdio (gateway, no instance)"; python3 "$drv" cold "$gw/function/e
 echo "== cold http (gateway, no instance)"; python3 "$drv" cold "$gw/function/web/index.html" "$runs" "$gw/metrics" web GET
 echo "== podman run --rm -i per request"; python3 "$drv" cmd "$pruns" $P run --rm -i $ul localhost/fn-echo:1 /handler.sh
 # Warm: the instance of `warm` (its init is httpd, PID 1 of its namespace).
+wpid=
 for _ in $(seq 100); do
-  wpid=$(for p in /proc/[0-9]*; do grep -q "/berth-fn/fn-warm-" "$p/cgroup" 2>/dev/null && basename "$p"; done | head -1)
+  wpid=$( { grep -l "/berth-fn/fn-warm-" /proc/[0-9]*/cgroup 2>/dev/null || true; } | head -1 | cut -d/ -f3)
   [ -n "$wpid" ] && break; sleep 0.1
 done
+[ -n "$wpid" ] || { echo "no instance of the warm function" >&2; exit 1; }
 python3 "$drv" seq "$gw/function/warm/index.html" 50 >/dev/null
 echo "== warm via gateway"; python3 "$drv" seq "$gw/function/warm/index.html" 2000
 echo "== warm direct (in the instance's netns)"; nsenter -t "$wpid" -n python3 "$drv" seq "http://127.0.0.1:8080/index.html" 2000
@@ -90,7 +92,7 @@ python3 "$drv" burst 127.0.0.1 "$port" "/function/burst?sleep=0.05" 1000
 curl -fs "$gw/metrics" | grep -E '^berth_function_(cold_starts_total|instances)\{function="burst"' || true
 echo "== scale to zero"
 sleep 4
-left=$(for p in /proc/[0-9]*; do grep -qE "/berth-fn/fn-(echo|web|burst)-" "$p/cgroup" 2>/dev/null && basename "$p"; done | wc -l)
+left=$( { grep -lE "/berth-fn/fn-(echo|web|burst)-" /proc/[0-9]*/cgroup 2>/dev/null || true; } | wc -l)
 echo "instance processes left (echo, web, burst): $left"
 echo "gateway VmRSS kB: $(awk '/^VmRSS:/ {print $2}' /proc/$serve_pid/status)"
 INNER

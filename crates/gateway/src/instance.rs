@@ -391,7 +391,8 @@ fn wait_ready(
             return Err("accepted no connection within the start timeout".into());
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        // Finely: the instance is usually ready within a few milliseconds.
+        pause = (pause * 2).min(Duration::from_millis(1));
     }
 }
 
