@@ -644,3 +644,30 @@ fn a_schedule_invokes_the_function_without_requests() {
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(e.metric(series), after);
 }
+
+#[test]
+fn a_stdio_function_of_a_non_root_image_runs_as_its_user() {
+    let mut e = FnEnv::new("user");
+    let ctx = e.s.dir.join("ctx-nobody");
+    std::fs::create_dir_all(&ctx).expect("mkdir");
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM fn-echo\nUSER 65534:65534\n",
+    )
+    .expect("write");
+    e.berth(&["build", "-t", "fn-nobody", &ctx.to_string_lossy()])
+        .ok();
+    e.deploy(&[
+        "nobody",
+        "--image",
+        "fn-nobody",
+        "--mode",
+        "stdio",
+        "--env",
+        "fprocess=id -u",
+    ]);
+    e.serve(&[]);
+    let (code, body) = e.post("/function/nobody", "");
+    assert_eq!(code, 200, "{body}\n{}", e.serve_log());
+    assert_eq!(body.trim(), "65534");
+}

@@ -260,9 +260,16 @@ fn prepare_in(
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
         "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]}),
     );
+    let uid = spec["process"]["user"]["uid"].as_u64().map(|u| u as u32);
+    let gid = spec["process"]["user"]["gid"].as_u64().map(|g| g as u32);
+    let mounts = spec["mounts"]
+        .as_array_mut()
+        .ok_or_else(|| Error::Invalid("the default spec has no mounts".into()))?;
     if let Some((agent, _)) = &stdio_cmd {
         let run_dir = dir.join("run");
         std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
+        // The agent runs as the image's user: its socket directory is that user's.
+        std::os::unix::fs::chown(&run_dir, uid, gid).map_err(io_err(&run_dir))?;
         mounts.push(
             json!({"destination": AGENT_DIR, "type": "bind", "source": agent,
             "options": ["rbind", "ro", "nosuid", "nodev"]}),
