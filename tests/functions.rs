@@ -408,6 +408,22 @@ fn after_kill_9_of_serve_a_restart_serves_again_and_leaves_no_orphan() {
                 .collect()
         })
         .unwrap_or_default();
+    // Nor any cgroup of the killed gateway's instances.
+    for mp in cgroup_mount_points() {
+        let left: Vec<String> = std::fs::read_dir(mp.join("berth-fn"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|d| d.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&old))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "cgroups left in {}: {left:?}",
+            mp.display()
+        );
+    }
     // The killed gateway's instance directories are gone (this one has its instance and
     // maybe a spare).
     assert!(dirs.iter().all(|d| !d.starts_with(&old)), "{dirs:?}");
