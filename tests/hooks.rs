@@ -262,3 +262,55 @@ fn failing_start_container_hook_fails_start_and_skips_poststart() {
     b.delete().ok();
     assert_no_leftovers(&b, &b.id, Some(pid));
 }
+
+#[test]
+fn start_container_hook_without_env_sees_the_process_environment() {
+    // runc runs startContainer hooks from its init, whose environment is process.env; a
+    // hook with `env` gets exactly that.
+    let log = TempDir::new("hookenv");
+    let b = Bundle::new("hookenv");
+    write_script(
+        &b.rootfs().join("env-hook.sh"),
+        "#!/bin/sh\necho \"$1 FOO=$FOO BAR=$BAR\" >> /hooklog/env\n",
+    );
+    fs::create_dir(b.rootfs().join("hooklog")).expect("mkdir");
+    let b = b
+        .bind(log.path(), "/hooklog", false)
+        .args(&["true"])
+        .with(|c| {
+            c["process"]["env"] = json!(["PATH=/bin", "FOO=from-process", "BAR=b"]);
+            c["hooks"] = json!({
+                "startContainer": [
+                    { "path": "/env-hook.sh", "args": ["env-hook.sh", "inherit"] },
+                    { "path": "/env-hook.sh", "args": ["env-hook.sh", "own"], "env": ["FOO=own"] }
+                ]
+            });
+        });
+    b.create().ok();
+    b.start().ok();
+    b.wait_status("stopped", WAIT);
+    b.delete().ok();
+    assert_eq!(
+        fs::read_to_string(log.join("env")).unwrap_or_default(),
+        "inherit FOO=from-process BAR=b\nown FOO=own BAR=\n"
+    );
+}
+
+#[test]
+fn failing_start_container_hook_of_a_non_root_process_is_reported() {
+    // The init has switched to the process's user before `start` (as runc's): the failure
+    // still reaches `start`, through a file opened while the init was root.
+    let b = Bundle::new("starthookuser")
+        .args(&["sleep", "100"])
+        .with(|c| {
+            c["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+            c["hooks"] = json!({ "startContainer": [{ "path": "/bin/false" }] });
+        });
+    b.create().ok();
+    let pid = b.pid();
+    b.start()
+        .failed_mentioning(&["startContainer", "/bin/false"]);
+    assert_eq!(b.status(), "stopped");
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}

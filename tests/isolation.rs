@@ -1362,3 +1362,151 @@ fn process_starts_with_no_signal_blocked() {
     assert!(out.stdout.contains("SigBlk:\t0000000000000000\n"), "{out}");
     assert!(out.stdout.contains("waited"), "{out}");
 }
+
+#[test]
+fn exec_joins_the_time_namespace() {
+    // runc 1.2's exec enters the container's time namespace (setns before the fork: it
+    // applies to children); a process outside it sees the host's boottime offset of 0.
+    let b = Bundle::new("timens-exec")
+        .with(|c| {
+            add_namespace(c, json!({ "type": "time" }));
+            c["linux"]["timeOffsets"] = json!({
+                "boottime": { "secs": 172800, "nanosecs": 0 }
+            });
+        })
+        .args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let out = b.exec(&[
+        "sh",
+        "-c",
+        "cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime",
+    ]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let words = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert_eq!(words(lines[1]), ["boottime", "172800", "0"], "{out}");
+    let uptime: u64 = lines[2].trim().parse().expect("uptime");
+    assert!(
+        uptime >= 172800,
+        "exec'd process sees the host's uptime: {out}"
+    );
+    let theirs = fs::read_link(format!("/proc/{pid}/ns/time")).expect("init time ns");
+    let out = b.exec(&["readlink", "/proc/self/ns/time"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), theirs.to_string_lossy(), "{out}");
+    b.force_delete_clean(Some(pid));
+}
+
+/// A host directory with a tmpfs mounted below it (unmounted on drop).
+struct TreeWithSubmount {
+    dir: TempDir,
+}
+
+impl TreeWithSubmount {
+    fn new(name: &str) -> Self {
+        let dir = TempDir::new(name);
+        fs::create_dir(dir.join("sub")).expect("mkdir sub");
+        fs::write(dir.join("prog"), "#!/bin/sh\necho ran\n").expect("write prog");
+        fs::set_permissions(dir.join("prog"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(dir.join("sub"))
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs on {}", dir.join("sub").display());
+        fs::write(dir.join("sub/prog"), "#!/bin/sh\necho ran\n").expect("write sub/prog");
+        fs::set_permissions(dir.join("sub/prog"), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        TreeWithSubmount { dir }
+    }
+}
+
+impl Drop for TreeWithSubmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.join("sub")).status();
+    }
+}
+
+#[test]
+fn recursive_mount_options_reach_submounts() {
+    // runtime-spec 1.2 config.md "Mounts": rro/rnoexec/… apply to every mount of an rbind
+    // (mount_setattr with AT_RECURSIVE); plain ro leaves the submount writable.
+    let tree = TreeWithSubmount::new("rro");
+    let probe = "touch /t/x 2>/dev/null && echo top-rw || echo top-ro; \
+                 touch /t/sub/x 2>/dev/null && echo sub-rw || echo sub-ro; \
+                 /t/prog >/dev/null 2>&1 && echo top-exec || echo top-noexec; \
+                 /t/sub/prog >/dev/null 2>&1 && echo sub-exec || echo sub-noexec";
+    let rec = Bundle::new("rro")
+        .mount(json!({
+            "destination": "/t", "type": "bind", "source": tree.dir.path(),
+            "options": ["rbind", "rro", "rnoexec", "rnosuid", "rnodev"]
+        }))
+        .sh(probe);
+    rec.run()
+        .ok()
+        .prints("top-ro\nsub-ro\ntop-noexec\nsub-noexec\n");
+    let plain = Bundle::new("ro-plain")
+        .mount(json!({
+            "destination": "/t", "type": "bind", "source": tree.dir.path(),
+            "options": ["rbind", "ro", "noexec"]
+        }))
+        .sh(probe);
+    plain
+        .run()
+        .ok()
+        .prints("top-ro\nsub-rw\ntop-noexec\nsub-exec\n");
+    // rrw after rro: the later option wins.
+    let rw = Bundle::new("rrw")
+        .mount(json!({
+            "destination": "/t", "type": "bind", "source": tree.dir.path(),
+            "options": ["rbind", "rro", "rrw"]
+        }))
+        .sh("touch /t/sub/y && echo sub-rw; grep ' /t/sub ' /proc/self/mountinfo | cut -d' ' -f6");
+    rw.run().ok().prints("sub-rw\nrw,relatime\n");
+    // A tmpfs (not a bind) takes them too.
+    let tmp = Bundle::new("rnoatime")
+        .mount(json!({
+            "destination": "/t", "type": "tmpfs", "source": "tmpfs",
+            "options": ["rnoatime", "rnosymfollow"]
+        }))
+        .sh("grep ' /t ' /proc/self/mountinfo | cut -d' ' -f6");
+    tmp.run().ok().prints("rw,noatime,nosymfollow\n");
+}
+
+#[test]
+fn capability_missing_from_the_host_bounding_set_is_a_warning() {
+    // The runtime runs with CAP_SYS_TIME dropped from its bounding set (a nested host):
+    // the container still starts without it, and the runtime says so on its stderr
+    // (never on the container's).
+    let wrap_dir = TempDir::new("capwrap");
+    let wrapper = wrap_dir.join("runtime");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec setpriv --bounding-set -sys_time {} \"$@\"\n",
+            runtime_bin().display()
+        ),
+    )
+    .expect("write wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let b = Bundle::new("capwarn")
+        .with_runtime(wrapper)
+        .with(|c| {
+            for set in ["bounding", "effective", "permitted"] {
+                c["process"]["capabilities"][set] = json!(["CAP_SYS_TIME", "CAP_CHOWN"]);
+            }
+        })
+        .sh("grep CapBnd /proc/self/status");
+    let out = b.run();
+    out.ok();
+    // CAP_CHOWN is bit 0, CAP_SYS_TIME bit 25: only CHOWN is left.
+    assert_eq!(out.stdout, "CapBnd:\t0000000000000001\n", "{out}");
+    assert!(
+        out.stderr.contains(
+            "berth-runtime: warning: process.capabilities: CAP_SYS_TIME not in the bounding set"
+        ),
+        "no warning:\n{out}"
+    );
+    assert!(!out.stderr.contains("CAP_CHOWN"), "{out}");
+}

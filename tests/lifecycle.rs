@@ -407,6 +407,25 @@ fn features_prints_json() {
     }
     let hooks = v["hooks"].as_array().map(|h| h.len()).unwrap_or(0);
     assert!(hooks >= 5, "hooks not listed:\n{out}");
+    // runtime-spec 1.2's recursive mount options are listed.
+    let opts: Vec<&str> = v["mountOptions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o.as_str()).collect())
+        .unwrap_or_default();
+    for o in [
+        "rro",
+        "rrw",
+        "rnosuid",
+        "rnodev",
+        "rnoexec",
+        "rnoatime",
+        "rstrictatime",
+        "rnodiratime",
+        "rnosymfollow",
+        "rbind",
+    ] {
+        assert!(opts.contains(&o), "{o} not listed:\n{out}");
+    }
 }
 
 #[test]
@@ -674,4 +693,232 @@ fn start_of_an_init_that_never_execs_fails_after_a_bound() {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
     b.wait_status("stopped", Duration::from_secs(5));
     b.delete().ok();
+}
+
+#[test]
+fn exec_ignore_paused() {
+    let b = Bundle::new("execpaused").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    b.rt(&["pause", &b.id]).ok();
+    b.exec(&["true"])
+        .failed_mentioning(&["paused", "--ignore-paused"]);
+    // With --ignore-paused the process joins the frozen cgroup and runs after resume.
+    let mut cmd = b.command(&["exec", "--ignore-paused", &b.id, "sh", "-c", "echo thawed"]);
+    cmd.stdin(std::process::Stdio::null());
+    let child = std::thread::spawn(move || capture(cmd, Capture::Pipes, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !child.is_finished(),
+        "the exec'd process ran in a frozen container"
+    );
+    b.rt(&["resume", &b.id]).ok();
+    child.join().expect("exec thread").ok().prints("thawed\n");
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn exec_into_a_sub_cgroup() {
+    let b = Bundle::new("execcg").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let sub = b.cgroup_dir("memory").join("side");
+    fs::create_dir(&sub).expect("mkdir sub-cgroup");
+    let path = b.cgroups_path();
+    let out = b.exec_with(
+        &["--cgroup", "memory:side"],
+        &["grep", ":memory:", "/proc/self/cgroup"],
+    );
+    out.ok();
+    // The container has a cgroup namespace: its paths are relative to the container's.
+    assert!(
+        out.stdout.trim().ends_with(":memory:/side"),
+        "not in the sub-cgroup ({path}/side):\n{out}"
+    );
+    let out = b.exec(&["grep", ":memory:", "/proc/self/cgroup"]);
+    assert!(out.stdout.trim().ends_with(":memory:/"), "{out}");
+    b.exec_with(&["--cgroup", "memory:nope"], &["true"])
+        .failed_mentioning(&["nope", "does not exist"]);
+    b.exec_with(&["--cgroup", "bogus:side"], &["true"])
+        .failed_mentioning(&["unknown cgroup controller \"bogus\""]);
+    b.exec_with(&["--cgroup", "../up"], &["true"])
+        .failed_mentioning(&["--cgroup", ".."]);
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn errors_are_one_line_with_the_level_like_runc() {
+    // runc's failures carry the level (`level=error msg=…` on stderr, `"level":"error"` in
+    // a JSON --log, which containerd's shim reads); tools scraping stderr look for it.
+    let b = Bundle::new("errline");
+    let id = unique_id("nosuch");
+    let out = b.rt(&["state", &id]);
+    out.failed();
+    assert_eq!(
+        out.stderr,
+        format!("berth-runtime: error: container {id} does not exist\n"),
+        "{out}"
+    );
+    let out = b.rt(&["frobnicate"]);
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    assert!(
+        out.stderr
+            .starts_with("berth-runtime: error: unknown command"),
+        "{out}"
+    );
+    let log = b.dir().join("rt.log");
+    let log_s = log.to_string_lossy().into_owned();
+    b.rt(&["--log", &log_s, "--log-format", "json", "delete", &id])
+        .failed();
+    let text = fs::read_to_string(&log).expect("log");
+    let line: Value =
+        serde_json::from_str(text.lines().last().unwrap_or_default()).expect("JSON log line");
+    assert_eq!(line["level"], "error", "{line}");
+    assert!(
+        line["msg"].as_str().is_some_and(|m| m.contains(&id)),
+        "{line}"
+    );
+    // A missing executable in runc's words (podman maps them to exit codes 127 / 126).
+    let b = Bundle::new("errexe").args(&["no-such-program"]);
+    b.create()
+        .failed_mentioning(&["error:", "executable file not found in $PATH"]);
+    let b = Bundle::new("errexe2").args(&["/no/such/program"]);
+    b.create()
+        .failed_mentioning(&["error:", "no such file or directory"]);
+}
+
+#[test]
+fn exec_lsm_flags_apply_or_fail_clearly() {
+    // runc accepts --process-label and --apparmor on exec; on a host without the module it
+    // fails ("selinux label is specified in config, but selinux is disabled or not
+    // supported"; AppArmor: "write /proc/self/attr/exec: invalid argument"). berth-runtime
+    // fails the same way, naming the field and the reason, and runs nothing.
+    let b = Bundle::new("execlsm").args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let apparmor = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    let out = b.exec_with(
+        &["--process-label", "system_u:system_r:container_t:s0"],
+        &["echo", "ran"],
+    );
+    if selinux {
+        out.ok().prints("ran\n");
+    } else {
+        out.failed_mentioning(&["process.selinuxLabel", "SELinux is not enabled"]);
+        assert!(!out.stdout.contains("ran"), "{out}");
+    }
+    let out = b.exec_with(&["--apparmor", "unconfined"], &["echo", "ran"]);
+    if apparmor {
+        out.ok().prints("ran\n");
+    } else {
+        out.failed_mentioning(&["process.apparmorProfile", "AppArmor is not enabled"]);
+        assert!(!out.stdout.contains("ran"), "{out}");
+    }
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn update_reads_resources_from_stdin() {
+    // runc update -r -: the linux.resources document on stdin.
+    let b = Bundle::new("updstdin")
+        .resources("memory", json!({ "limit": 64u64 << 20 }))
+        .args(&["sleep", "100"]);
+    let pid = b.create_start();
+    let mut cmd = b.command(&["update", "-r", "-", &b.id]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn update");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(br#"{"memory": {"limit": 33554432}, "pids": {"limit": 42}}"#)
+            .expect("write resources");
+    }
+    let out = child.wait_with_output().expect("update");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.cgroup_file("memory", "memory.limit_in_bytes"), "33554432");
+    assert_eq!(b.cgroup_file("pids", "pids.max"), "42");
+    // Not JSON on stdin: one line naming the document.
+    let mut cmd = b.command(&["update", "-r", "-", &b.id]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn update");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"memory: lots").expect("write");
+    }
+    let out = child.wait_with_output().expect("update");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("resources"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    b.force_delete_clean(Some(pid));
+}
+
+#[test]
+fn kill_of_a_stopped_container_says_not_running() {
+    // containerd's runc shim treats a kill failing with "container not running" as done
+    // (CRI StopContainer after the process exited); `kill --all` still reaches the cgroup.
+    let b = Bundle::new("killstopped").args(&["true"]);
+    let pid = b.create_start();
+    b.wait_status("stopped", WAIT);
+    b.kill("KILL")
+        .failed_mentioning(&["container not running", &b.id]);
+    b.rt(&["kill", "--all", &b.id, "KILL"]).ok();
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}
+
+#[test]
+fn socket_activation_fds_reach_the_container() {
+    // runc passes systemd's socket-activation descriptors (LISTEN_FDS from 3, when
+    // LISTEN_PID is the runtime's pid) ahead of --preserve-fds, and tells the process
+    // LISTEN_FDS=n, LISTEN_PID=1. Without LISTEN_PID naming it, nothing is passed.
+    let data = TempDir::new("listenfds");
+    fs::write(data.join("a"), "socket-a\n").expect("write");
+    fs::write(data.join("b"), "extra-b\n").expect("write");
+    let b = Bundle::new("listenfds").sh("echo $LISTEN_FDS $LISTEN_PID; cat <&3; cat <&4");
+    let script = format!(
+        "exec 3<{a} 4<{bb}; LISTEN_FDS=1 LISTEN_PID=$$ exec {rt} --root {root} run --preserve-fds 1 \
+         --bundle {dir} {id}",
+        a = data.join("a").display(),
+        bb = data.join("b").display(),
+        rt = runtime_bin().display(),
+        root = b.state_root().display(),
+        dir = b.dir_str(),
+        id = b.id
+    );
+    b.track(&b.id);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]);
+    capture(cmd, Capture::Pipes, WAIT)
+        .ok()
+        .prints("1 1\nsocket-a\nextra-b\n");
+    // LISTEN_PID of another process: no activation descriptors, no variables.
+    let b =
+        Bundle::new("listenfds2").sh("echo \"[$LISTEN_FDS]\"; cat <&3 2>/dev/null || echo closed");
+    let script = format!(
+        "exec 3<{a}; LISTEN_FDS=1 LISTEN_PID=1 exec {rt} --root {root} run --bundle {dir} {id}",
+        a = data.join("a").display(),
+        rt = runtime_bin().display(),
+        root = b.state_root().display(),
+        dir = b.dir_str(),
+        id = b.id
+    );
+    b.track(&b.id);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]);
+    capture(cmd, Capture::Pipes, WAIT)
+        .ok()
+        .prints("[]\nclosed\n");
 }

@@ -437,3 +437,242 @@ fn seccomp_default_errno_with_allow_list() {
         "mkdir (not allowed) was not denied:\n{out}"
     );
 }
+
+/// A seccomp agent on `sock`: accepts one connection and returns the container process
+/// state it was sent and the descriptor that came with it (SCM_RIGHTS).
+fn seccomp_agent(sock: &Path) -> std::thread::JoinHandle<(Value, std::os::fd::RawFd)> {
+    let listener = std::os::unix::net::UnixListener::bind(sock).expect("bind agent socket");
+    std::thread::spawn(move || {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let (conn, _) = listener.accept().expect("accept agent connection");
+        let mut buf = vec![0u8; 1 << 16];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .expect("recvmsg on agent socket");
+        let mut fd = None;
+        for c in msg.cmsgs().expect("control messages") {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                fd = fds.first().copied();
+            }
+        }
+        let n = msg.bytes;
+        let fd = fd.expect("no descriptor sent to the agent");
+        let state: Value = serde_json::from_slice(&buf[..n]).expect("state JSON");
+        (state, fd)
+    })
+}
+
+#[test]
+fn seccomp_agent_gets_the_notify_fd_during_create() {
+    // runc hands the notify descriptor to linux.seccomp.listenerPath while `create` runs
+    // (the agent must be ready before the process starts), with the container process
+    // state of runtime-spec config-linux.md "Seccomp" (`fds: ["seccompFd"]`).
+    let data = TempDir::new("seccompagent");
+    let sock = data.join("agent.sock");
+    let agent = seccomp_agent(&sock);
+    let b = Bundle::new("seccompagent")
+        .tmpfs("/tmp")
+        .bind(data.path(), "/data", false)
+        .with(|c| {
+            seccomp(
+                c,
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": sock,
+                    "listenerMetadata": "berth-test",
+                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                    "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY" }]
+                }),
+            )
+        })
+        .sh("mkdir /tmp/x 2>/dev/null; echo $? > /data/out");
+    b.create().ok();
+    let pid = b.pid();
+    let got = poll(Duration::from_secs(3), || agent.is_finished().then_some(()));
+    assert!(got.is_some(), "the agent got nothing during create");
+    let (state, fd) = agent.join().expect("agent thread");
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["pid"], json!(pid), "{state}");
+    assert_eq!(state["metadata"], json!("berth-test"), "{state}");
+    assert_eq!(state["state"]["id"], json!(b.id), "{state}");
+    let link = fs::read_link(format!("/proc/self/fd/{fd}")).expect("readlink notify fd");
+    assert_eq!(link.to_string_lossy(), "anon_inode:seccomp notify");
+    // Without the agent the notified mkdir fails (ENOSYS) and the container goes on.
+    nix::unistd::close(fd).expect("close notify fd");
+    b.start().ok();
+    b.wait_status("stopped", WAIT);
+    assert_eq!(
+        fs::read_to_string(data.join("out"))
+            .unwrap_or_default()
+            .trim(),
+        "1"
+    );
+    b.delete().ok();
+}
+
+#[test]
+fn systemd_cgroup_path_maps_to_systemds_layout_without_systemd() {
+    // runc --systemd-cgroup takes linux.cgroupsPath as slice:prefix:name. This host has no
+    // systemd: the runtime uses the cgroupfs layout systemd would have made (the slice
+    // expanded into its parents, the unit prefix-name.scope below it), and later verbs
+    // find the same cgroup without the flag.
+    let scope =
+        Path::new("/sys/fs/cgroup/memory/berthtest.slice/berthtest-sd.slice/berth-sdcg.scope");
+    let b = Bundle::new("sdcg")
+        .with(|c| c["linux"]["cgroupsPath"] = json!("berthtest-sd.slice:berth:sdcg"))
+        .resources("memory", json!({ "limit": 64 * MIB }))
+        .args(&["sleep", "100"]);
+    b.rt(&[
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        &b.dir_str(),
+        &b.id,
+    ])
+    .ok();
+    let pid = b.pid();
+    let procs = fs::read_to_string(scope.join("cgroup.procs")).expect("scope cgroup.procs");
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    assert_eq!(
+        fs::read_to_string(scope.join("memory.limit_in_bytes"))
+            .unwrap_or_default()
+            .trim(),
+        (64 * MIB).to_string()
+    );
+    b.start().ok();
+    b.rt(&["update", "--memory", &(32 * MIB).to_string(), &b.id])
+        .ok();
+    assert_eq!(
+        fs::read_to_string(scope.join("memory.limit_in_bytes"))
+            .unwrap_or_default()
+            .trim(),
+        (32 * MIB).to_string()
+    );
+    b.delete_force().ok();
+    assert!(!scope.exists(), "the scope's cgroup was left behind");
+    // The slice directories the runtime made in every hierarchy (as systemd would keep them).
+    for h in fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = fs::remove_dir(h.path().join("berthtest.slice/berthtest-sd.slice"));
+        let _ = fs::remove_dir(h.path().join("berthtest.slice"));
+    }
+    // A cgroupfs path with the flag is refused, naming the field and the form.
+    let bad = Bundle::new("sdcgbad")
+        .with(|c| c["linux"]["cgroupsPath"] = json!("/berth-test/plain"))
+        .args(&["true"]);
+    bad.rt(&[
+        "--systemd-cgroup",
+        "run",
+        "--bundle",
+        &bad.dir_str(),
+        &bad.id,
+    ])
+    .failed_mentioning(&["linux.cgroupsPath", "slice:prefix:name"]);
+    // No cgroupsPath with the flag: system.slice:berth:ID (seen from the host's cgroup
+    // namespace).
+    let sd = Bundle::new("sdcgdef2")
+        .with(|c| {
+            c["linux"]
+                .as_object_mut()
+                .expect("linux")
+                .remove("cgroupsPath");
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .expect("namespaces")
+                .retain(|n| n["type"] != "cgroup");
+        })
+        .sh("grep :memory: /proc/self/cgroup");
+    let out = sd.rt(&["--systemd-cgroup", "run", "--bundle", &sd.dir_str(), &sd.id]);
+    out.ok();
+    assert!(
+        out.stdout
+            .trim()
+            .ends_with(&format!("/system.slice/berth-{}.scope", sd.id)),
+        "{out}"
+    );
+    // The slice directories this test made (empty ones only; rmdir fails on the rest).
+    for h in fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = fs::remove_dir(h.path().join("system.slice"));
+    }
+}
+
+#[test]
+fn events_stats_and_oom_like_runc() {
+    // runc events: JSON lines {"type":"stats","id":…,"data":types.Stats}; --stats prints
+    // one; otherwise one per --interval, an {"type":"oom"} line when the memory controller
+    // kills, and the stream ends when the container stops.
+    let b = memory_limited("events", 32 * MIB)
+        .resources("pids", json!({ "limit": 50 }))
+        .sh(
+            "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1; \
+             dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; sleep 1",
+        );
+    let pid = b.create_start();
+    let out = b.rt(&["events", "--stats", &b.id]);
+    out.ok();
+    assert_eq!(out.stdout.lines().count(), 1, "{out}");
+    let ev: Value = serde_json::from_str(out.stdout.trim()).expect("event JSON");
+    assert_eq!(ev["type"], "stats", "{ev}");
+    assert_eq!(ev["id"], json!(b.id), "{ev}");
+    let d = &ev["data"];
+    assert_eq!(d["memory"]["usage"]["limit"], json!(32 * MIB), "{ev}");
+    assert!(
+        d["memory"]["usage"]["usage"]
+            .as_u64()
+            .is_some_and(|u| u > 0),
+        "{ev}"
+    );
+    assert!(d["memory"]["raw"].is_object(), "{ev}");
+    assert!(
+        d["cpu"]["usage"]["total"].as_u64().is_some_and(|t| t > 0),
+        "{ev}"
+    );
+    assert_eq!(d["pids"]["limit"], json!(50), "{ev}");
+    assert!(
+        d["pids"]["current"].as_u64().is_some_and(|c| c >= 1),
+        "{ev}"
+    );
+    // The stream: several stats lines, the OOM kill of dd, and an end when sh exits.
+    let out = capture(
+        b.command(&["events", "--interval", "200ms", &b.id]),
+        Capture::Pipes,
+        Duration::from_secs(30),
+    );
+    out.ok();
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event line"))
+        .collect();
+    assert!(
+        lines.iter().filter(|e| e["type"] == "stats").count() >= 3,
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["type"] == "oom" && e["id"] == json!(b.id)),
+        "{out}"
+    );
+    // A stopped container has no events: an error naming it.
+    b.rt(&["events", "--stats", &b.id])
+        .failed_mentioning(&[&b.id, "stopped"]);
+    b.rt(&["events", "--interval", "soon", &b.id])
+        .failed_mentioning(&["--interval", "soon"]);
+    b.delete().ok();
+    assert_no_leftovers(&b, &b.id, Some(pid));
+}

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod containerd;
 pub mod engine;
 pub mod functions;
 pub mod images;

@@ -28,6 +28,8 @@ pub enum CgroupError {
     },
     #[error("invalid cgroups path {0:?}: must not contain ..")]
     InvalidPath(String),
+    #[error("invalid systemd cgroups path {path:?}: {why}")]
+    InvalidSystemdPath { path: String, why: String },
     #[error("{0}")]
     Unsupported(String),
     #[error("read /proc/self/mountinfo: {0}")]
@@ -161,19 +163,67 @@ struct Rel {
     absolute: bool,
 }
 
+/// Whether a `linux.cgroupsPath` has systemd's form `slice:prefix:name`.
+pub fn is_systemd_path(s: &str) -> bool {
+    !s.starts_with('/') && s.matches(':').count() == 2
+}
+
+/// The cgroupfs path systemd gives `slice:prefix:name` (runc's `--systemd-cgroup` form),
+/// for a host without systemd: the slice expanded into its parents (`a-b.slice` is
+/// `/a.slice/a-b.slice`, `-.slice` the root; empty means `system.slice`), and below it
+/// the unit `prefix-name.scope` (`name.scope` without a prefix, `name` itself when it is a
+/// `.slice`). Names are single path components: no `/`, and no `..`.
+pub fn systemd_path(s: &str) -> Result<PathBuf, CgroupError> {
+    let bad = |why: &str| CgroupError::InvalidSystemdPath {
+        path: s.to_string(),
+        why: why.to_string(),
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    let [slice, prefix, name] = parts[..] else {
+        return Err(bad("want slice:prefix:name"));
+    };
+    let plain = |v: &str| !v.contains('/') && v != "." && v != "..";
+    if ![slice, prefix, name].iter().all(|v| plain(v)) {
+        return Err(bad("a part contains / or is . or .."));
+    }
+    if name.is_empty() {
+        return Err(bad("the name is empty"));
+    }
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let mut path = PathBuf::from("/");
+    if slice != "-.slice" {
+        let Some(stem) = slice.strip_suffix(".slice") else {
+            return Err(bad("the slice must end in .slice"));
+        };
+        let words: Vec<&str> = stem.split('-').collect();
+        if words.iter().any(|w| w.is_empty()) {
+            return Err(bad("the slice has an empty dash-separated part"));
+        }
+        for i in 1..=words.len() {
+            path.push(format!("{}.slice", words[..i].join("-")));
+        }
+    }
+    if name.ends_with(".slice") {
+        path.push(name);
+    } else if prefix.is_empty() {
+        path.push(format!("{name}.scope"));
+    } else {
+        path.push(format!("{prefix}-{name}.scope"));
+    }
+    Ok(path)
+}
+
 fn normalize(p: Option<&Path>, id: &str) -> Result<Rel, CgroupError> {
     let default = PathBuf::from(format!("/berth/{id}"));
     let p = p.map(Path::to_path_buf).unwrap_or(default);
     let s = p.to_string_lossy().to_string();
     // systemd's "slice:prefix:name"
-    let p = if !s.starts_with('/') && s.matches(':').count() == 2 {
-        let parts: Vec<&str> = s.split(':').collect();
-        let slice = if parts[0].is_empty() {
-            "system.slice"
-        } else {
-            parts[0]
-        };
-        PathBuf::from(format!("/{slice}/{}-{}.scope", parts[1], parts[2]))
+    let p = if is_systemd_path(&s) {
+        systemd_path(&s)?
     } else {
         p
     };
@@ -224,6 +274,40 @@ mod tests {
             Some(PathBuf::from("machine.slice/libpod-abc.scope"))
         );
         assert!(normalize(Some(Path::new("rel/x")), "x").is_ok_and(|r| !r.absolute));
+    }
+
+    #[test]
+    fn systemd_paths_expand_their_slice() {
+        let p = |s: &str| systemd_path(s).map(|p| p.to_string_lossy().into_owned());
+        assert_eq!(
+            p("a-b-c.slice:pre:id").ok().as_deref(),
+            Some("/a.slice/a-b.slice/a-b-c.slice/pre-id.scope")
+        );
+        assert_eq!(
+            p(":runc:x").ok().as_deref(),
+            Some("/system.slice/runc-x.scope")
+        );
+        assert_eq!(p("-.slice::x").ok().as_deref(), Some("/x.scope"));
+        assert_eq!(
+            p("user.slice:p:sub.slice").ok().as_deref(),
+            Some("/user.slice/sub.slice")
+        );
+        for bad in [
+            "a:b:",
+            "nosuffix:p:x",
+            "a--b.slice:p:x",
+            "x.slice:p:..",
+            "x.slice:a/b:c",
+            "../x.slice:p:n",
+        ] {
+            assert!(
+                matches!(
+                    systemd_path(bad),
+                    Err(CgroupError::InvalidSystemdPath { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

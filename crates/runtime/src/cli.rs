@@ -23,6 +23,8 @@ pub struct Global {
     pub json_log: bool,
     pub debug: bool,
     pub rootless: Option<String>,
+    /// `--systemd-cgroup`: `linux.cgroupsPath` is systemd's `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// `update` options: a resources document and/or single values.
@@ -74,6 +76,11 @@ pub enum Cmd {
         id: String,
     },
     Update(UpdateArgs),
+    Events {
+        id: String,
+        stats: bool,
+        interval: std::time::Duration,
+    },
     Features,
     Spec {
         bundle: PathBuf,
@@ -104,19 +111,26 @@ Commands:
   delete [--force] ID
   exec [--process F | ARGS] [--tty] [--detach] [--pid-file F] [--console-socket S]
        [--env K=V]... [--cwd D] [--user U[:G]] [--additional-gids G]... [--cap C]...
-       [--no-new-privs] [--preserve-fds N] [--process-label L] [--apparmor P] ID [ARGS...]
+       [--no-new-privs] [--preserve-fds N] [--process-label L] [--apparmor P]
+       [--ignore-paused] [--cgroup [CONTROLLER[,CONTROLLER]:]SUBPATH]... ID [ARGS...]
   list [--format table|json] [--quiet]
   ps [--format table|json] ID [PS ARGS...]
   pause ID | resume ID
   update [--resources F|-] [--memory N] [--memory-reservation N] [--memory-swap N]
-         [--cpu-shares N] [--cpu-quota N] [--cpu-period N] [--cpuset-cpus L]
+         [--cpu-share(s) N] [--cpu-quota N] [--cpu-period N] [--cpu-rt-period N]
+         [--cpu-rt-runtime N] [--cpuset-cpus L]
          [--cpuset-mems L] [--pids-limit N] [--blkio-weight N] ID
+  events [--stats] [--interval D] ID
+                           cgroup statistics (and OOM events) as JSON lines, every D
+                           (default 5s) until the container stops; --stats: once
   features                 print the features this runtime implements (JSON)
   spec [--bundle B]        write a default config.json
 
 Global options:
   --root DIR (default /run/berth-runtime)  --log FILE  --log-format text|json  --debug
-  --systemd-cgroup  --rootless[=true|false]  --criu PATH (accepted for runc compatibility)
+  --systemd-cgroup (cgroupsPath is slice:prefix:name, default system.slice:berth:ID; mapped
+  to systemd's cgroupfs layout, /system.slice/berth-ID.scope, on a host without systemd)
+  --rootless[=true|false]  --criu PATH (accepted for runc compatibility)
   -h, --help  -v, --version
 ";
 
@@ -151,6 +165,8 @@ struct Acc {
     force: bool,
     json: bool,
     quiet: bool,
+    stats: bool,
+    interval: Option<String>,
     positional: Vec<String>,
     trailing: Vec<String>,
 }
@@ -164,6 +180,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed> {
         json_log: false,
         debug: false,
         rootless: None,
+        systemd_cgroup: false,
     };
     let mut cmd: Option<String> = None;
     let mut a = Acc::default();
@@ -183,7 +200,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed> {
                 };
             }
             Long("debug") => g.debug = true,
-            Long("systemd-cgroup") => {}
+            Long("systemd-cgroup") => g.systemd_cgroup = true,
             Long("rootless") => {
                 g.rootless = Some(match p.optional_value() {
                     Some(v) => string(v, "--rootless")?,
@@ -195,7 +212,18 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed> {
             Long("version") | Short('v') if cmd.is_none() => {
                 return Ok(Parsed::Print(VERSION.into()))
             }
-            Value(v) if cmd.is_none() => cmd = Some(string(v, "command")?),
+            Value(v) if cmd.is_none() => {
+                let c = string(v, "command")?;
+                // runc's CRIU verbs: named, with why they are missing, whatever options
+                // follow (not "unknown command").
+                if c == "checkpoint" || c == "restore" {
+                    return Err(usage(format!(
+                        "{c}: not supported by berth-runtime (no CRIU integration; features \
+                         says org.opencontainers.runc.checkpoint.enabled=false)"
+                    )));
+                }
+                cmd = Some(c);
+            }
             Value(v) => {
                 let v = string(v, "argument")?;
                 // exec's and ps's command line starts at the first positional after the ID.
@@ -287,6 +315,14 @@ fn command_option(c: &str, key: &str, p: &mut lexopt::Parser, a: &mut Acc) -> Re
             a.quiet = true;
             true
         }
+        ("events", "stats") => {
+            a.stats = true;
+            true
+        }
+        ("events", "interval") => {
+            a.interval = Some(string(value("--interval")?, "--interval")?);
+            true
+        }
         ("exec", _) => exec_option(key, &mut value, &mut a.exec)?,
         ("update", _) => update_option(key, &mut value, &mut a.update)?,
         _ => false,
@@ -323,6 +359,8 @@ fn exec_option(
             e.process_label = Some(string(value("--process-label")?, "--process-label")?)
         }
         "apparmor" => e.apparmor = Some(string(value("--apparmor")?, "--apparmor")?),
+        "ignore-paused" => e.ignore_paused = true,
+        "cgroup" => e.cgroups.push(string(value("--cgroup")?, "--cgroup")?),
         _ => return Ok(false),
     }
     Ok(true)
@@ -339,6 +377,10 @@ fn update_option(
         ("memory-reservation", "memory", "reservation", true),
         ("memory-swap", "memory", "swap", true),
         ("cpu-shares", "cpu", "shares", true),
+        // runc's spelling.
+        ("cpu-share", "cpu", "shares", true),
+        ("cpu-rt-period", "cpu", "realtimePeriod", true),
+        ("cpu-rt-runtime", "cpu", "realtimeRuntime", true),
         ("cpu-quota", "cpu", "quota", true),
         ("cpu-period", "cpu", "period", true),
         ("cpuset-cpus", "cpu", "cpus", false),
@@ -348,6 +390,11 @@ fn update_option(
     ];
     match key {
         "resources" | "-r" => u.resources = Some(value("--resources")?.into()),
+        "l3-cache-schema" | "mem-bw-schema" => {
+            return Err(usage(format!(
+                "update: --{key}: Intel RDT is not supported by this runtime"
+            )))
+        }
         name => {
             let Some(&(opt, section, key, numeric)) = FIELDS.iter().find(|f| f.0 == name) else {
                 return Ok(false);
@@ -428,6 +475,14 @@ fn finish(cmd: &str, mut a: Acc) -> Result<Cmd> {
             a.update.id = id("container ID")?;
             Cmd::Update(a.update)
         }
+        "events" => Cmd::Events {
+            id: id("container ID")?,
+            stats: a.stats,
+            interval: match &a.interval {
+                Some(i) => berth_runtime::container::events::parse_interval(i)?,
+                None => std::time::Duration::from_secs(5),
+            },
+        },
         "features" => Cmd::Features,
         "spec" => Cmd::Spec {
             bundle: a.create.bundle,
@@ -502,6 +557,41 @@ mod tests {
         };
         assert_eq!(u.values.len(), 2);
         assert_eq!(u.values[0].2, serde_json::json!(1048576));
+        // runc's --cpu-share and the realtime pair.
+        let (_, c) = run(&[
+            "update",
+            "--cpu-share",
+            "512",
+            "--cpu-rt-runtime",
+            "1000",
+            "c1",
+        ])
+        .expect("parse");
+        let Cmd::Update(u) = c else {
+            panic!("not update")
+        };
+        assert_eq!(u.values[0].0, "cpu");
+        assert_eq!(u.values[0].1, "shares");
+        assert_eq!(u.values[1].1, "realtimeRuntime");
+    }
+
+    #[test]
+    fn events_options_and_systemd_flag() {
+        let (g, c) =
+            run(&["--systemd-cgroup", "events", "--interval", "250ms", "c1"]).expect("parse");
+        assert!(g.systemd_cgroup);
+        assert!(matches!(c, Cmd::Events { stats: false, interval, .. }
+            if interval == std::time::Duration::from_millis(250)));
+        let (_, c) = run(&["events", "--stats", "c1"]).expect("parse");
+        assert!(matches!(c, Cmd::Events { stats: true, .. }));
+        let err = run(&["events", "--interval", "5", "c1"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("--interval")));
+        let err = run(&["update", "--l3-cache-schema", "x", "c1"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("Intel RDT")));
     }
 
     #[test]
@@ -517,5 +607,8 @@ mod tests {
         assert!(msg(&["start", "a", "b"]).contains("unexpected argument \"b\""));
         assert!(msg(&["kill", "--force", "c"]).contains("kill: unknown option --force"));
         assert!(msg(&[]).contains("no command"));
+        assert!(
+            msg(&["checkpoint", "--image-path", "/x", "c"]).contains("checkpoint: not supported")
+        );
     }
 }

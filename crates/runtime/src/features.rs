@@ -2,6 +2,8 @@
 
 use crate::process::rootfs::parse_options;
 
+/// Every option `parse_options` knows, the recursive ones of runtime-spec 1.2 (`rro`, …)
+/// included.
 const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -24,13 +26,31 @@ const MOUNT_OPTIONS: &[&str] = &[
     "nosuid",
     "nosymfollow",
     "private",
+    "ratime",
     "rbind",
+    "rdev",
+    "rdiratime",
     "relatime",
     "remount",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
     "ro",
     "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
     "rshared",
     "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
     "runbindable",
     "rw",
     "shared",

@@ -1,6 +1,7 @@
 //! Running lifecycle hooks (runtime-spec config.md "POSIX-platform Hooks"): the state JSON
-//! on stdin, `args[0]` as argv[0], only the hook's `env`, and a timeout after which the hook
-//! is killed and counts as failed.
+//! on stdin, `args[0]` as argv[0], only the hook's `env` (a startContainer hook without one
+//! gets the container process's, as runc's), and a timeout after which the hook is killed
+//! and counts as failed.
 
 use crate::error::{Error, Result};
 use oci_spec::runtime::Hook;
@@ -15,10 +16,20 @@ pub fn run_all(
     hooks: Option<&Vec<Hook>>,
     state: &serde_json::Value,
 ) -> Result<()> {
+    run_all_with_env(kind, hooks, state, &[])
+}
+
+/// Like [`run_all`]; a hook without `env` gets `default_env`.
+pub fn run_all_with_env(
+    kind: &'static str,
+    hooks: Option<&Vec<Hook>>,
+    state: &serde_json::Value,
+    default_env: &[String],
+) -> Result<()> {
     let Some(hooks) = hooks else { return Ok(()) };
     let input = serde_json::to_vec(state).unwrap_or_default();
     for h in hooks {
-        run_one(kind, h, &input)?;
+        run_one(kind, h, &input, default_env)?;
     }
     Ok(())
 }
@@ -29,13 +40,13 @@ pub fn run_all_warn(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &serde
     let Some(hooks) = hooks else { return };
     let input = serde_json::to_vec(state).unwrap_or_default();
     for h in hooks {
-        if let Err(e) = run_one(kind, h, &input) {
+        if let Err(e) = run_one(kind, h, &input, &[]) {
             crate::log::warn(&e.to_string());
         }
     }
 }
 
-fn run_one(kind: &'static str, h: &Hook, input: &[u8]) -> Result<()> {
+fn run_one(kind: &'static str, h: &Hook, input: &[u8], default_env: &[String]) -> Result<()> {
     let err = |msg: String| Error::Hook {
         kind,
         path: h.path().clone(),
@@ -48,7 +59,7 @@ fn run_one(kind: &'static str, h: &Hook, input: &[u8]) -> Result<()> {
         }
     }
     cmd.env_clear();
-    for kv in h.env().iter().flatten() {
+    for kv in h.env().as_deref().unwrap_or(default_env) {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);
         }

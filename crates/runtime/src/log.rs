@@ -1,5 +1,8 @@
 //! runc-compatible logging: `--log FILE` and `--log-format text|json`. conmon and podman
-//! read the last error line of this file when a runtime verb fails.
+//! read the last error line of this file when a runtime verb fails, containerd's runc shim
+//! the last `"level":"error"` entry of its JSON. On stderr each message is one line
+//! `berth-runtime: error: …` (or `warning:`, `debug:`): the level word that tools scraping
+//! a runtime's stderr look for, as in runc's `level=error` and crun's `error …` lines.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -44,7 +47,7 @@ fn emit(level: &str, msg: &str) {
         }
     }
     if level != "debug" || sink.is_some_and(|s| s.debug) {
-        eprintln!("berth-runtime: {msg}");
+        eprintln!("berth-runtime: {level}: {msg}");
     }
 }
 

@@ -18,10 +18,16 @@ fn run(g: Global, cmd: Cmd) -> Result<i32> {
     let store = Store::new(&g.root);
     log::debug(&format!("root {}: {:?}", g.root.display(), cmd));
     match cmd {
-        Cmd::Create(c) => {
+        Cmd::Create(mut c) => {
+            c.systemd_cgroup = g.systemd_cgroup;
             container::create::create(&store, &c)?;
         }
-        Cmd::Run { c, detach, keep } => {
+        Cmd::Run {
+            mut c,
+            detach,
+            keep,
+        } => {
+            c.systemd_cgroup = g.systemd_cgroup;
             return container::run::run(&store, &c, detach, keep);
         }
         Cmd::Start { id } => container::start::start(&store, &id)?,
@@ -106,6 +112,11 @@ fn run(g: Global, cmd: Cmd) -> Result<i32> {
             let res: LinuxResources = config::parse_json("resources", &bytes)?;
             container::update::update(&store, &u.id, &res)?;
         }
+        Cmd::Events {
+            id,
+            stats,
+            interval,
+        } => container::events::events(&store, &id, stats, interval)?,
         Cmd::Features => print_json(&features::features()),
         Cmd::Spec { bundle } => {
             let path = bundle.join("config.json");
@@ -134,7 +145,7 @@ fn main() {
             std::process::exit(0);
         }
         Err(e) => {
-            eprintln!("berth-runtime: {e}");
+            eprintln!("berth-runtime: error: {e}");
             std::process::exit(2);
         }
     };

@@ -34,6 +34,54 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     /// `run` in the foreground: a terminal may be inherited instead of a console socket.
     pub foreground: bool,
+    /// `--systemd-cgroup`: `linux.cgroupsPath` must be `slice:prefix:name`; none means
+    /// `system.slice:berth:ID`.
+    pub systemd_cgroup: bool,
+}
+
+/// `--systemd-cgroup` (runc's): `linux.cgroupsPath` must be systemd's
+/// `slice:prefix:name`; none becomes `system.slice:berth:ID`. The state keeps the result,
+/// so the later verbs find the same cgroup whether or not they get the flag.
+fn systemd_cgroups_path(spec: &mut oci_spec::runtime::Spec, id: &str) -> Result<()> {
+    let Some(linux) = spec.linux_mut() else {
+        return Ok(());
+    };
+    match linux.cgroups_path() {
+        None => {
+            linux.set_cgroups_path(Some(PathBuf::from(format!("system.slice:berth:{id}"))));
+        }
+        Some(p) => {
+            let s = p.to_string_lossy();
+            if !cgroups::is_systemd_path(&s) {
+                return Err(config_err(
+                    "linux.cgroupsPath",
+                    format!("with --systemd-cgroup it must be slice:prefix:name, not {s:?}"),
+                ));
+            }
+            cgroups::systemd_path(&s)
+                .map_err(|e| config_err("linux.cgroupsPath", e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// systemd socket activation, as runc supports it: when `LISTEN_PID` is our pid, the
+/// `LISTEN_FDS` descriptors from 3 on go to the container ahead of `--preserve-fds`'s
+/// (runc: "stdio + $LISTEN_FDS + N in total"), and its process gets `LISTEN_FDS=n`,
+/// `LISTEN_PID=1` (sd_listen_fds(3)).
+fn socket_activation_fds() -> i32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    if !ours {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .filter(|n| (1..=4096).contains(n))
+        .unwrap_or(0)
 }
 
 /// A created container.
@@ -97,15 +145,29 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     // The init is a fork of this process: whatever it execs through /proc/self/exe must not
     // be a writable runtime binary. Re-executes this process first when it is (exe_guard.rs).
     crate::exe_guard::ensure()?;
-    let preserved = crate::process::PassedFds::snapshot(o.preserve_fds);
+    let listen = socket_activation_fds();
+    let preserved = crate::process::PassedFds::snapshot(o.preserve_fds.saturating_add(listen));
     state::validate_id(&o.id)?;
     let bundle = o
         .bundle
         .canonicalize()
         .map_err(|e| Error::Usage(format!("bundle {}: {e}", o.bundle.display())))?;
-    let spec = config::load(&bundle)?;
+    let mut spec = config::load(&bundle)?;
+    if o.systemd_cgroup {
+        systemd_cgroups_path(&mut spec, &o.id)?;
+    }
+    if listen > 0 {
+        if let Some(p) = spec.process_mut() {
+            let mut env = p.env().clone().unwrap_or_default();
+            env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+            env.push(format!("LISTEN_FDS={listen}"));
+            env.push("LISTEN_PID=1".into());
+            p.set_env(Some(env));
+        }
+    }
     let rootfs = config::rootfs_path(&spec, &bundle)?;
     let process = config::process(&spec)?;
+    crate::process::finalize::warn_unavailable_caps(process);
     let linux = spec
         .linux()
         .as_ref()

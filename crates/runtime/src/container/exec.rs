@@ -36,6 +36,88 @@ pub struct ExecOpts {
     pub apparmor: Option<String>,
     /// `--process-label`: its SELinux label.
     pub process_label: Option<String>,
+    /// `--ignore-paused`: exec into a paused container (the process starts frozen).
+    pub ignore_paused: bool,
+    /// `--cgroup [CONTROLLER[,CONTROLLER]:]SUBPATH`: run in an existing sub-cgroup of the
+    /// container's (runc's option), for all controllers or the ones named.
+    pub cgroups: Vec<String>,
+}
+
+/// The cgroup.procs files the exec'd process joins: the container's cgroup, or the
+/// `--cgroup` sub-cgroups of it (which must exist; runc's rule).
+fn exec_procs(st: &state::State, specs: &[String]) -> Result<Vec<PathBuf>> {
+    let m = super::cgroup_of(st)?;
+    if specs.is_empty() {
+        return Ok(m.procs_files());
+    }
+    let paths = m.paths();
+    let mut default: Option<&str> = None;
+    let mut named: std::collections::BTreeMap<&str, &str> = Default::default();
+    for spec in specs {
+        let bad = |why: &str| Error::Usage(format!("--cgroup {spec:?}: {why}"));
+        let (ctrls, sub) = match spec.split_once(':') {
+            Some((c, s)) => (Some(c), s),
+            None => (None, spec.as_str()),
+        };
+        let sub_path = std::path::Path::new(sub);
+        if sub.is_empty()
+            || sub_path.is_absolute()
+            || sub_path
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(bad(
+                "the sub-cgroup must be a relative path without . or .. components",
+            ));
+        }
+        match ctrls {
+            None => default = Some(sub),
+            Some(list) => {
+                for c in list.split(',') {
+                    if c.is_empty() || c == "unified" || !paths.contains_key(c) {
+                        return Err(bad(&format!(
+                            "unknown cgroup controller {c:?} (this host has: {})",
+                            paths
+                                .keys()
+                                .filter(|k| !k.is_empty())
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )));
+                    }
+                    named.insert(c, sub);
+                }
+            }
+        }
+    }
+    // Controllers co-mounted in one v1 hierarchy (cpu,cpuacct) share a directory: naming
+    // one of them moves the process in that whole hierarchy.
+    let mut chosen: Vec<(PathBuf, Option<&str>)> = Vec::new();
+    for (key, dir) in &paths {
+        let sub = named.get(key.as_str()).copied().or(default);
+        match chosen.iter_mut().find(|(d, _)| d == dir) {
+            Some(entry) => entry.1 = entry.1.or(sub),
+            None => chosen.push((dir.clone(), sub)),
+        }
+    }
+    let mut files = Vec::new();
+    for (dir, sub) in chosen {
+        let dir = match sub {
+            Some(sub) => {
+                let d = dir.join(sub);
+                if !d.is_dir() {
+                    return Err(Error::Usage(format!(
+                        "--cgroup: sub-cgroup {} does not exist",
+                        d.display()
+                    )));
+                }
+                d
+            }
+            None => dir,
+        };
+        files.push(dir.join("cgroup.procs"));
+    }
+    Ok(files)
 }
 
 fn build_process(st: &state::State, o: &ExecOpts) -> Result<Process> {
@@ -116,18 +198,21 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
     let preserved = crate::process::PassedFds::snapshot(o.preserve_fds);
     let st = store.load(&o.id)?;
     let status = state::status(store, &st);
-    if !status.can_exec() {
+    let paused_ok = o.ignore_paused && status == state::Status::Paused;
+    if !status.can_exec() && !paused_ok {
         return Err(Error::BadState {
             verb: "exec in",
             id: o.id.clone(),
             // Refused before `start` on purpose: the parked init still runs our binary.
             status: match status {
                 state::Status::Created => format!("{status} (start it first)"),
+                state::Status::Paused => format!("{status} (use --ignore-paused to override)"),
                 _ => status.to_string(),
             },
         });
     }
     let p = build_process(&st, o)?;
+    finalize::warn_unavailable_caps(&p);
     let terminal = p.terminal().unwrap_or(false);
     if terminal && o.console_socket.is_none() && o.detach {
         return Err(Error::Usage(
@@ -182,7 +267,7 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
             .ctx(|| format!("open {path}"))?,
         ))
     };
-    let procs = super::cgroup_of(&st)?.procs_files();
+    let procs = exec_procs(&st, &o.cgroups)?;
     let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
     let personality = st
         .config
@@ -212,8 +297,13 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
     let state_doc = st.oci(status);
     let (mut ch, child_ch) = sync::pair()?;
     let cloned = sys::process::clone_process(0, None).ctx(|| "fork exec process".into());
-    for (flag, fd) in restores {
-        let _ = nix::sched::setns(fd, flag);
+    // Only the parent goes back to its own namespaces: the child must stay in the
+    // container's time namespace (a setns back there would leave it in the host's; its
+    // pid namespace cannot change any more).
+    if !matches!(cloned, Ok(sys::process::CloneResult::Child)) {
+        for (flag, fd) in restores {
+            let _ = nix::sched::setns(fd, flag);
+        }
     }
     let pid = match cloned? {
         sys::process::CloneResult::Child => {

@@ -45,11 +45,23 @@ pub fn kill(store: &Store, id: &str, sig: i32, all: bool) -> Result<()> {
     let _lock = store.lock(id)?;
     let st = store.load(id)?;
     let status = state::status(store, &st);
+    if status == state::Status::Stopped && all {
+        // runc's `kill --all` of a stopped container signals what is left in its cgroup
+        // (processes of a container without a pid namespace can outlive the init).
+        let _ = super::cgroup_of(&st)?.kill_all(sig);
+        return Ok(());
+    }
     if !status.can_kill() {
         return Err(Error::BadState {
             verb: "kill",
             id: id.into(),
-            status: status.to_string(),
+            // runc's words: containerd's shim reads "container not running" as "already
+            // finished", not as a failed kill.
+            status: if status == state::Status::Stopped {
+                format!("{status} (container not running)")
+            } else {
+                status.to_string()
+            },
         });
     }
     if all {

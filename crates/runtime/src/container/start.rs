@@ -52,7 +52,11 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     match outcome {
         Some(true) => {}
         Some(false) => {
-            if let Ok(msg) = std::fs::read_to_string(store.dir(id).join(state::START_ERROR)) {
+            // The init creates the file empty before `start` and writes it only on failure.
+            if let Some(msg) = std::fs::read_to_string(store.dir(id).join(state::START_ERROR))
+                .ok()
+                .filter(|m| !m.trim().is_empty())
+            {
                 // runtime.md: a failing startContainer hook fails `start`, the container
                 // stops and poststart hooks do not run.
                 return Err(Error::Init(msg.trim().to_string()));

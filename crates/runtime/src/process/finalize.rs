@@ -41,13 +41,18 @@ pub fn lookup(prog: &str, env: &[String]) -> Result<PathBuf> {
     };
     if prog.contains('/') {
         let p = PathBuf::from(prog);
-        return if ok(&p) {
-            Ok(p)
-        } else {
-            Err(config_err(
+        // runc's wording ("no such file or directory", "permission denied", "executable
+        // file not found in $PATH"): podman maps these to exit codes 127 and 126.
+        return match std::fs::metadata(&p) {
+            _ if ok(&p) => Ok(p),
+            Err(_) => Err(config_err(
                 "process.args[0]",
-                format!("executable {prog} not found or not executable in the container"),
-            ))
+                format!("exec: {prog:?}: no such file or directory in the container"),
+            )),
+            Ok(_) => Err(config_err(
+                "process.args[0]",
+                format!("exec: {prog:?}: permission denied (not an executable file)"),
+            )),
         };
     }
     let path = env
@@ -60,7 +65,9 @@ pub fn lookup(prog: &str, env: &[String]) -> Result<PathBuf> {
         .ok_or_else(|| {
             config_err(
                 "process.args[0]",
-                format!("executable {prog:?} not found in $PATH ({path}) of the container"),
+                format!(
+                    "exec: {prog:?}: executable file not found in $PATH ({path}) of the container"
+                ),
             )
         })
 }
@@ -158,6 +165,43 @@ fn capset(set: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
         .flatten()
         .filter_map(|c| Capability::from_str(&serde_name(c)).ok())
         .collect()
+}
+
+/// Logs a warning for every capability the process asks for that it cannot get: one this
+/// kernel does not know, or one missing from our own bounding set (a nested container, a
+/// host that dropped it). They are left out, not an error (runtime-spec config.md
+/// "capabilities": a runtime that cannot grant one should warn; runc logs the same).
+/// Called by the runtime before it clones, so the warning goes to its log, never to the
+/// container's stderr.
+pub fn warn_unavailable_caps(p: &Process) {
+    let Some(c) = p.capabilities().as_ref() else {
+        return;
+    };
+    let mut missing: Vec<String> = Vec::new();
+    for set in [
+        c.bounding(),
+        c.effective(),
+        c.permitted(),
+        c.inheritable(),
+        c.ambient(),
+    ] {
+        for cap in set.iter().flatten() {
+            let name = serde_name(cap);
+            let held = Capability::from_str(&name)
+                .ok()
+                .is_some_and(|k| caps::has_cap(None, CapSet::Bounding, k).unwrap_or(false));
+            if !held && !missing.contains(&name) {
+                missing.push(name);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        crate::log::warn(&format!(
+            "process.capabilities: {} not in the bounding set of this host (or unknown to its \
+             kernel); left out",
+            missing.join(", ")
+        ));
+    }
 }
 
 /// A config set limited to `held`, the bounding set left after the config's was applied:
@@ -262,6 +306,28 @@ pub fn set_attributes(
 /// Switches user and capabilities, loads seccomp and executes the process. Returns only
 /// on failure.
 pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
+    finish(p, prep)?.exec()
+}
+
+/// The process, ready for `execve`: user, capabilities and seccomp are in place.
+pub struct Finished {
+    exe: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl Finished {
+    /// Executes the process. Returns only on failure.
+    pub fn exec(self) -> Result<Infallible> {
+        nix::unistd::execve(&self.exe, &self.argv, &self.envp)
+            .ctx(|| format!("exec {}", self.exe.to_string_lossy()))
+    }
+}
+
+/// Everything before `execve`: switches user and capabilities and loads seccomp (handing
+/// the notify descriptor to the seccomp agent, if any). The init does this before it
+/// parks until `start`, as runc does, so an agent gets its descriptor during `create`.
+pub fn finish(p: &Process, prep: Prepared) -> Result<Finished> {
     // Before seccomp, which may forbid rt_sigaction: the program gets SIGPIPE's default.
     sys::signal::default_sigpipe().ctx(|| "reset SIGPIPE".into())?;
     // `run` and `exec` block the signals they forward before the init is cloned, and a
@@ -353,8 +419,11 @@ pub fn exec(p: &Process, prep: Prepared) -> Result<Infallible> {
             seccomp::load(f, prep.listener.as_ref())?;
         }
     }
-    nix::unistd::execve(&prep.exe, &prep.argv, &prep.envp)
-        .ctx(|| format!("exec {}", prep.exe.to_string_lossy()))
+    Ok(Finished {
+        exe: prep.exe,
+        argv: prep.argv,
+        envp: prep.envp,
+    })
 }
 
 /// Makes `cwd` (`process.cwd`) the working directory, resolved inside the container's root

@@ -59,18 +59,15 @@ pub fn run(ctx: InitCtx<'_>, mut ch: Channel) -> ! {
         }
     };
     drop(ch);
+    let mut prepared = prepared;
+    let start_err = prepared.start_err.take();
     let Err(err) = wait_and_exec(&ctx, prepared);
     let msg = format!("container {}: {err}", ctx.id);
-    eprintln!("berth-runtime: {msg}");
+    eprintln!("berth-runtime: error: {msg}");
     // For `start`, which waits for us to exec and reports this instead (runtime.md: a
     // failing startContainer hook fails `start` and stops the container).
-    if let Ok(fd) = sys::resolve::open_in_root(
-        ctx.state_dir.as_fd(),
-        Path::new(crate::state::START_ERROR),
-        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
-        0o600,
-    ) {
-        let _ = std::io::Write::write_all(&mut std::fs::File::from(fd), msg.as_bytes());
+    if let Some(f) = start_err {
+        let _ = std::io::Write::write_all(&mut std::fs::File::from(f), msg.as_bytes());
     }
     std::process::exit(127);
 }
@@ -87,7 +84,10 @@ fn hook_state(ctx: &InitCtx<'_>, pid: i32, status: &str) -> serde_json::Value {
 }
 
 struct Ready {
-    prepared: finalize::Prepared,
+    finished: finalize::Finished,
+    /// `start.err` in the state dir, opened while we are still root: after `start` we may
+    /// run as the container's user, who cannot create files there.
+    start_err: Option<OwnedFd>,
     start_state: serde_json::Value,
 }
 
@@ -318,6 +318,13 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
             ),
         });
     }
+    let start_err = sys::resolve::open_in_root(
+        ctx.state_dir.as_fd(),
+        Path::new(crate::state::START_ERROR),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+        0o600,
+    )
+    .ok();
     // Nothing of the runtime may reach the container: every descriptor but stdio and the
     // caller's preserved ones is close-on-exec from here on (CVE-2024-21626).
     ctx.preserve_fds.keep_only_these()?;
@@ -325,9 +332,14 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
     // Parked, we are the pid namespace's init: without handlers, `kill ID` (SIGTERM) of a
     // created container would do nothing. Installed before we report "created".
     sys::signal::exit_on_termination_signals().ctx(|| "signal handlers".into())?;
+    // User, capabilities and seccomp now, as runc does: a seccomp agent receives its notify
+    // descriptor during `create`, and a failure here is a create-time error. What remains
+    // after `start` (reading the FIFO, startContainer hooks, execve) runs confined.
+    let finished = finalize::finish(process, prepared)?;
     ch.send(&Msg::Ready)?;
     Ok(Ready {
-        prepared,
+        finished,
+        start_err,
         start_state,
     })
 }
@@ -355,10 +367,17 @@ fn wait_and_exec(ctx: &InitCtx<'_>, r: Ready) -> Result<std::convert::Infallible
     }
     drop(fifo);
     let hooks = ctx.spec.hooks().as_ref();
-    crate::hooks::run_all(
+    // runc runs startContainer hooks from its init, whose environment is the process's:
+    // a hook without `env` sees that environment.
+    let env = crate::config::process(ctx.spec)?
+        .env()
+        .clone()
+        .unwrap_or_default();
+    crate::hooks::run_all_with_env(
         "startContainer",
         hooks.and_then(|h| h.start_container().as_ref()),
         &r.start_state,
+        &env,
     )?;
-    finalize::exec(crate::config::process(ctx.spec)?, r.prepared)
+    r.finished.exec()
 }

@@ -22,6 +22,38 @@ pub struct MountOpts {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, …): `MOUNT_ATTR_*` to set and to clear on
+    /// the mount and every mount below it.
+    pub rec_set: u64,
+    pub rec_clear: u64,
+}
+
+/// The recursive mount options of runtime-spec 1.2 (config.md "Mounts": "rro", "rrw",
+/// "rnosuid", …, applied with `mount_setattr(2)` and `AT_RECURSIVE`): (set, clear).
+pub fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    use sys::mount::*;
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        // The atime mode is one field: clearing it and setting the new mode changes it;
+        // the "no" forms of a mode fall back to the kernel's default, relatime.
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME),
+        "rrelatime" | "ratime" | "rnostrictatime" | "rnorelatime" => {
+            (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME)
+        }
+        _ => return None,
+    })
 }
 
 /// Maps a propagation name (also `linux.rootfsPropagation`) to mount flags.
@@ -47,8 +79,16 @@ pub fn parse_options(opts: &[String]) -> MountOpts {
         data: Vec::new(),
         bind: false,
         recursive: false,
+        rec_set: 0,
+        rec_clear: 0,
     };
     for opt in opts {
+        if let Some((set, clear)) = recursive_attr(opt) {
+            // A later option wins over an earlier one, as with the plain flags.
+            o.rec_set = (o.rec_set & !clear & !set) | set;
+            o.rec_clear = (o.rec_clear & !set) | clear;
+            continue;
+        }
         let (set, clear) = match opt.as_str() {
             "defaults" | "tmpcopyup" => (MsFlags::empty(), MsFlags::empty()),
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -314,6 +354,7 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, index: usize) -> Result<()> {
             remount_bind(fd.as_fd(), extra, opts.recursive, dest)?;
         }
         apply_propagation(fd.as_fd(), &opts.propagation, dest)?;
+        set_recursive_attrs(fd.as_fd(), &opts, dest)?;
         return Ok(());
     }
     let fd = if typ == "proc" || typ == "sysfs" {
@@ -348,12 +389,26 @@ pub fn mount_entry(ctx: &MountCtx<'_>, m: &Mount, index: usize) -> Result<()> {
             })
         }
     }
-    if !opts.propagation.is_empty() {
+    if !opts.propagation.is_empty() || opts.rec_set | opts.rec_clear != 0 {
         drop(fd);
         let fd = open_in(ctx.root, dest).ctx(|| what("reopen"))?;
         apply_propagation(fd.as_fd(), &opts.propagation, dest)?;
+        set_recursive_attrs(fd.as_fd(), &opts, dest)?;
     }
     Ok(())
+}
+
+/// Applies the recursive options (`rro`, …) to the mount at `fd` and all mounts below it.
+fn set_recursive_attrs(fd: BorrowedFd<'_>, opts: &MountOpts, dest: &Path) -> Result<()> {
+    if opts.rec_set | opts.rec_clear == 0 {
+        return Ok(());
+    }
+    sys::mount::set_attr_recursive(fd, opts.rec_set, opts.rec_clear).ctx(|| {
+        format!(
+            "recursive mount options on {}: mount_setattr(AT_RECURSIVE)",
+            dest.display()
+        )
+    })
 }
 
 /// The destination of a procfs or sysfs mount, created if missing: it must be an ordinary
