@@ -79,6 +79,10 @@ fn deploy_ls_inspect_scale_rm_and_their_bad_input() {
     e.berth(&["fn", "inspect", "echo"])
         .failed_mentioning(&["no such function: echo"]);
     assert_eq!(e.berth(&["fn", "ls", "-q"]).stdout.trim(), "web");
+    // A deployed function pins its image; a removed one does not.
+    e.berth(&["rmi", "fn-web"])
+        .failed_mentioning(&["in use by function web", "berth fn rm"]);
+    e.berth(&["rmi", "fn-echo"]).ok();
 }
 
 #[test]

@@ -91,3 +91,17 @@ pub fn remove(root: &Path, name: &str) -> Result<()> {
     let _ = std::fs::remove_file(instance::log_path(root, name));
     Ok(())
 }
+
+/// The functions deployed from the image with manifest digest `manifest` (`rmi` refuses to
+/// remove it while there are any). No database yet means none.
+pub fn users_of_image(root: &Path, manifest: &str) -> Result<Vec<String>> {
+    if !root.join("functions.db").exists() {
+        return Ok(Vec::new());
+    }
+    Ok(store::Store::open(root)?
+        .list()?
+        .into_iter()
+        .filter(|f| f.image_id == manifest)
+        .map(|f| f.name)
+        .collect())
+}
