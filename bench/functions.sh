@@ -25,6 +25,7 @@ cargo build --release -q -p berth-runtime -p berth
 agent=$(scripts/build-agent.sh)
 bin=$PWD/target/release
 work=$(mktemp -d /tmp/berth-bench-fn.XXXXXX)
+trap 'rm -rf "$work"' EXIT
 export work runs pruns bin agent
 export drv=$PWD/bench/functions.py
 cat >"$work/inner.sh" <<'INNER'
@@ -97,4 +98,3 @@ echo "instance processes left (echo, web, burst): $left"
 echo "gateway VmRSS kB: $(awk '/^VmRSS:/ {print $2}' /proc/$serve_pid/status)"
 INNER
 unshare -m bash ${BENCH_TRACE:+-x} "$work/inner.sh"
-rm -rf "$work"
