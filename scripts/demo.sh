@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # berth's main job as it stands, on a fresh Debian 12 machine as root: install what berth
 # needs, build berth, build the example image from examples/hello/Containerfile and run it
-# (in the foreground, then as a detached service with its logs), make a microVM root disk of it (`berth vm image`), push it to a registry served by berth
+# (in the foreground, then as a detached service with its logs, then as a function behind
+# the gateway), make a microVM root disk of it (`berth vm image`), push it to a registry served by berth
 # on loopback, remove it, pull it back and run it again; then run a bare busybox bundle
 # with berth-runtime.
 set -euo pipefail
@@ -11,8 +12,10 @@ cargo build --release --workspace
 agent=$(bash scripts/build-agent.sh)   # the static guest agent for `berth vm image`
 root=$(mktemp -d /tmp/berth-demo.XXXXXX)
 reg_pid=
+gw_pid=
 cleanup() {
   [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null || true
+  [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null || true
   ./target/release/berth --root "$root/store" --runroot "$root/run" rm -f hello-svc >/dev/null 2>&1 || true
   rm -rf "$root"
 }
@@ -32,6 +35,20 @@ berth ps -a
 berth wait hello-svc
 berth logs -t hello-svc
 berth rm hello-svc
+
+# The same image as a function: deployed (its layers unpacked now), served by the gateway
+# in `berth serve --listen` on loopback, invoked through it (stdio mode: one process per
+# request in an instance started on demand), then the gateway stops every instance.
+berth fn deploy hello --image hello --mode stdio --idle-ttl 30s
+gw_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+BERTH_LOG=warn ./target/release/berth --root "$root/store" --runroot "$root/run" serve \
+  --listen "127.0.0.1:$gw_port" --agent "$agent" &
+gw_pid=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$gw_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+berth fn invoke hello --gateway "http://127.0.0.1:$gw_port" --data ''
+berth fn ls
+kill "$gw_pid"; wait "$gw_pid" || true; gw_pid=
+berth fn rm hello
 
 # The same image as a microVM root disk (ext4 with berth's static guest agent as init; no
 # kernel is booted here).

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod containerd;
 pub mod engine;
+pub mod functions;
 pub mod images;
 pub mod oci;
 pub mod vm;

@@ -9,10 +9,13 @@
 //!
 //! The protocol ([`proto`]) and its handling ([`server`]) know nothing of vsock: the same
 //! code serves a unix socket in the host-side tests.
+//!
+//! With `--fn SOCKET` it is instead the init of a stdio-mode function instance ([`fnmode`]).
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod exec;
+pub mod fnmode;
 pub mod proto;
 pub mod server;
 

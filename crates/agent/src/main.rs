@@ -1,6 +1,7 @@
 //! `berth-agent`: PID 1 of a berth microVM image (see the library's docs), or, with
 //! `--unix PATH [--config FILE]`, the same agent on a unix socket of the host (for tests and
-//! debugging: nothing is mounted and nothing powers off).
+//! debugging: nothing is mounted and nothing powers off), or, with `--fn SOCKET`, the init of
+//! a stdio-mode function instance (berth_agent::fnmode).
 #![forbid(unsafe_code)]
 
 use berth_agent::config::GuestConfig;
@@ -34,6 +35,16 @@ fn main() {
                 1
             }
         });
+    }
+    if args.first().map(String::as_str) == Some("--fn") {
+        let Some(socket) = args.get(1) else {
+            eprintln!("berth-agent: --fn needs a socket path");
+            std::process::exit(2);
+        };
+        if let Err(e) = berth_agent::fnmode::serve(Path::new(socket)) {
+            eprintln!("berth-agent: {e}");
+        }
+        std::process::exit(1);
     }
     if std::process::id() != 1 {
         eprintln!(

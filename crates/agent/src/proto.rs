@@ -139,6 +139,35 @@ pub fn call<S: Read + Write>(stream: &mut S, req: &Request) -> io::Result<Respon
     })
 }
 
+/// A function invocation (`berth-agent --fn SOCKET`, the init of a stdio-mode function
+/// instance): this frame, then one frame of the request body (the process's stdin). The
+/// agent answers an [`Invoked`] frame, then a frame of stdout and one of stderr.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invoke {
+    /// The command (an absolute path or a name looked up in the agent's `PATH`).
+    pub argv: Vec<String>,
+    /// `NAME=VALUE` added to the agent's own environment.
+    pub env: Vec<String>,
+    /// Kill the process group after this long.
+    pub timeout_ms: u64,
+}
+
+/// How an invocation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoked {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    /// stdout or stderr was longer than [`MAX_OUTPUT`] and was cut there.
+    pub truncated: bool,
+    /// The process could not be started (the reason).
+    pub error: Option<String>,
+}
+
+/// The most of stdout (and of stderr) an invocation returns.
+pub const MAX_OUTPUT: usize = MAX_FRAME - 4096;
+
 #[cfg(test)]
 mod tests {
     use super::*;

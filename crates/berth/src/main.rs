@@ -132,6 +132,9 @@ enum Cmd {
     Volume(cmd::volume::Args),
     /// Copy files and directories between a container and the host.
     Cp(cmd::cp::Args),
+    /// Functions: deploy, ls, inspect, rm, scale, invoke, logs (served by `serve --listen`).
+    #[command(name = "fn")]
+    Function(cmd::function::Args),
 }
 
 fn main() {
@@ -207,6 +210,7 @@ fn main() {
         Cmd::Serve(a) => cmd::serve::run(&g, a).map(|()| 0),
         Cmd::Volume(a) => cmd::volume::run(&g, a).map(|()| 0),
         Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
+        Cmd::Function(a) => cmd::function::run(&g, a),
     };
     match r {
         Ok(code) => std::process::exit(code),

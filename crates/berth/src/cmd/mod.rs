@@ -9,6 +9,7 @@ pub mod container;
 pub mod cp;
 pub mod create;
 pub mod exec;
+pub mod function;
 pub mod history;
 pub mod image;
 pub mod images;

@@ -1,6 +1,6 @@
 //! `berth rmi IMAGE…`: remove names (an ID or digest removes all names of the image), then
 //! collect the blobs and snapshots nothing references any more. An image a container of
-//! the engine uses (in any state) is refused, naming the container.
+//! the engine uses (in any state) or a deployed function uses is refused, naming it.
 
 use crate::Globals;
 use anyhow::Result;
@@ -25,6 +25,19 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             let e = anyhow::anyhow!(
                 "image {r} is in use by container {}: remove the container first (berth rm)",
                 users.join(", ")
+            );
+            eprintln!("berth: {e}");
+            failed = Some(e);
+            continue;
+        }
+        let functions = match store.lookup(r) {
+            Ok(d) => gateway::users_of_image(&g.root, &d.to_string())?,
+            Err(_) => vec![],
+        };
+        if !functions.is_empty() {
+            let e = anyhow::anyhow!(
+                "image {r} is in use by function {}: remove the function first (berth fn rm)",
+                functions.join(", ")
             );
             eprintln!("berth: {e}");
             failed = Some(e);

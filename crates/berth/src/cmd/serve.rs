@@ -3,7 +3,12 @@
 //! (`always`, `unless-stopped`) wants them running but whose monitor is gone — at its start
 //! (Docker's daemon start rules) and then every `--interval` seconds, or at once on
 //! SIGHUP (`engine::Engine::revive`). It stops cleanly on SIGTERM or SIGINT. The Docker
-//! API and the function gateway will live here.
+//! API will live here.
+//!
+//! With `--listen ADDR` it also runs the function gateway (berth-gateway; `berth fn`):
+//! serve then lives in a private mount namespace (instances' root filesystems are never in
+//! the host's mount table and vanish with it) and is a child subreaper (instances' inits
+//! are its children); on SIGTERM/SIGINT every instance is stopped before it exits.
 
 use crate::Globals;
 use anyhow::{Context, Result};
@@ -18,10 +23,114 @@ pub struct Args {
     /// Seconds between two reconcile passes.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     interval: u64,
+    /// Run the function gateway on this address (e.g. 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// The static berth-agent for stdio-mode functions (default: $BERTH_AGENT, else
+    /// berth-agent next to this executable; scripts/build-agent.sh builds one).
+    #[arg(long)]
+    agent: Option<std::path::PathBuf>,
+    /// The largest request body the gateway accepts (bytes, or 512k, 16m).
+    #[arg(long, default_value = "16m")]
+    body_limit: String,
+    /// How long a new function instance may take to accept connections.
+    #[arg(long, default_value = "10s")]
+    start_timeout: String,
+    /// Do not keep a prepared instance (mounted root, config.json; no process) per used
+    /// function for the next cold start.
+    #[arg(long)]
+    no_spare_instances: bool,
+}
+
+/// The gateway's tokio runtime and its serve task.
+struct GatewayRun {
+    rt: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GatewayRun {
+    fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.rt.block_on(self.task);
+    }
+}
+
+/// The static agent for stdio-mode instances, copied into `<runroot>/functions/.agent/`
+/// (the directory bind-mounted into instances); `None` (with a warning) when there is none.
+fn stage_agent(g: &Globals, a: &Args) -> Option<std::path::PathBuf> {
+    let src = a
+        .agent
+        .clone()
+        .or_else(|| {
+            std::env::var_os("BERTH_AGENT")
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        })
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .map(|e| e.with_file_name("berth-agent"))
+        })?;
+    if let Err(e) = gateway::instance::check_static(&src) {
+        tracing::warn!(agent = %src.display(), error = %e, "stdio-mode functions cannot run");
+        return None;
+    }
+    let dir = g.runroot.join("functions").join(".agent");
+    let dst = dir.join("berth-agent");
+    let tmp = dir.join(".berth-agent.tmp");
+    let staged = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::copy(&src, &tmp))
+        .and_then(|_| std::fs::rename(&tmp, &dst));
+    match staged {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            tracing::warn!(agent = %src.display(), error = %e, "stage the agent");
+            None
+        }
+    }
+}
+
+fn start_gateway(g: &Globals, a: &Args, listen: std::net::SocketAddr) -> Result<GatewayRun> {
+    // Before any thread exists: unshare(CLONE_NEWNS) needs a single-threaded process.
+    engine::container::private_mount_namespace()?;
+    nix::sys::prctl::set_child_subreaper(true).context("become a child subreaper")?;
+    let body_limit = engine::spec::parse_bytes(&a.body_limit)
+        .map_err(|e| anyhow::anyhow!("--body-limit {:?}: {e}", a.body_limit))?;
+    let host = gateway::instance::Host {
+        root: g.root.clone(),
+        runroot: g.runroot.clone(),
+        runtime: crate::cmd::run::runtime_bin()?,
+        agent_dir: stage_agent(g, a),
+        start_timeout: gateway::def::parse_duration("--start-timeout", &a.start_timeout)?,
+        spares: !a.no_spare_instances,
+    };
+    let gw = gateway::Gateway::new(host, body_limit.max(0) as usize)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("listen on {listen}"))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = rt.spawn(gw.serve(listener, async {
+        let _ = rx.await;
+    }));
+    tracing::info!(listen = %listen, "function gateway: listening");
+    Ok(GatewayRun {
+        rt,
+        stop: Some(tx),
+        task,
+    })
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     let engine = g.engine()?;
+    // Blocked before the gateway's threads exist, so they inherit the mask and the signals
+    // reach only the signalfd.
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
@@ -29,6 +138,19 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     mask.thread_block().context("block signals")?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("signalfd")?;
+    let gw = match a.listen {
+        Some(addr) => Some(start_gateway(g, &a, addr)?),
+        None => None,
+    };
+    let r = reconcile_loop(g, &a, &engine, &sfd);
+    if let Some(gw) = gw {
+        gw.stop();
+        tracing::info!("function gateway: stopped");
+    }
+    r
+}
+
+fn reconcile_loop(g: &Globals, a: &Args, engine: &engine::Engine, sfd: &SignalFd) -> Result<()> {
     tracing::info!(root = %g.root.display(), interval = a.interval, "berth serve: started");
     let interval = Duration::from_secs(a.interval);
     let mut startup = true;
