@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 # microVM suites (test guest, qemu baseline, guest kernel from linux-source-6.1; lz4 for
 # its LZ4 bzImage; e2fsprogs: `berth vm image` and its checks; file: the agent test).
 # libc6-dev (libc.a) and libseccomp-dev (libseccomp.a): the static berth-runtime and berth-vmm.
-pkgs=(busybox-static libseccomp-dev pkg-config podman buildah crun runc hyperfine uidmap iproute2 procps time
+pkgs=(busybox-static libseccomp-dev pkg-config podman buildah crun runc hyperfine uidmap iproute2 nftables procps time
       skopeo umoci tar gzip docker-registry wrk apache2-utils openssl curl
       nasm binutils e2fsprogs qemu-system-x86 python3 linux-source-6.1 bc flex bison libelf-dev libssl-dev lz4 cpio make gcc libc6-dev file xz-utils)
 missing=()
