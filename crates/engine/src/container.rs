@@ -105,6 +105,7 @@ impl Engine {
             .and_then(|c| c.volumes().clone());
         self.volumes_at_create(&image_volumes.unwrap_or_default(), &mut spec)?;
         spec.args = crate::spec::process_args(&img.config, &spec.opts);
+        self.network_at_create(&img.config, &mut spec.network, &spec.opts.hostname)?;
         let id = random_id()?;
         let c = Container {
             name: name.map_or_else(|| format!("berth-{}", &id[..12]), str::to_string),
@@ -227,6 +228,7 @@ impl Engine {
             )));
         }
         self.admit(&c)?;
+        self.network_up(&c)?;
         let dir = self.dir(&c.id);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -387,6 +389,7 @@ impl Engine {
             wait_gone(c.pid, c.pid_start, Duration::from_secs(10));
         }
         self.runtime_delete(&c.id);
+        self.network_down(&c)?;
         let dir = self.dir(&c.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

@@ -35,6 +35,7 @@ pub mod health;
 pub mod logfiles;
 pub mod logs;
 pub mod manage;
+pub mod network;
 pub mod revive;
 pub mod spec;
 pub mod stats;

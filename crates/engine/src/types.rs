@@ -172,6 +172,9 @@ pub struct ContainerSpec {
     /// change them), resolved at create: what `ps` and `inspect` show.
     #[serde(default)]
     pub args: Vec<String>,
+    /// The network options (`--network`, `-p`, `--ip`, `--dns`…; network.rs).
+    #[serde(default)]
+    pub network: crate::network::NetOpts,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

@@ -390,6 +390,7 @@ impl Monitor {
             monitor: PathBuf::new(),
         };
         engine::volumes::apply(&engine, &c.spec.mounts, &rootfs.path, &mut spec)?;
+        engine::network::apply_spec(&engine, c, &mut spec)?;
         spec["root"]["path"] = serde_json::json!(rootfs.path);
         spec["linux"]["cgroupsPath"] = serde_json::json!(self.cgroup());
         let body = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
