@@ -11,6 +11,7 @@
 pub mod api;
 pub mod engine;
 pub mod images;
+pub mod net;
 pub mod oci;
 pub mod vm;
 

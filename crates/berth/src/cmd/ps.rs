@@ -151,6 +151,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                         "RestartCount": c.restart_count,
                         "Pid": c.pid,
                         "Labels": c.spec.labels,
+                        "Ports": super::port::ports_column(&e, c),
                     }))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -163,6 +164,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 "COMMAND".into(),
                 "CREATED".into(),
                 "STATUS".into(),
+                "PORTS".into(),
                 "NAMES".into(),
             ]];
             for c in &list {
@@ -176,11 +178,12 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                     cmd,
                     format!("{} ago", since(&c.created)),
                     status_with_health(&e, c)?,
+                    super::port::ports_column(&e, c),
                     c.name.clone(),
                 ]);
             }
             // Columns as wide as their widest cell, three spaces apart (docker's tabwriter).
-            let mut width = [0usize; 6];
+            let mut width = [0usize; 7];
             for r in &rows {
                 for (w, cell) in width.iter_mut().zip(r) {
                     *w = (*w).max(cell.chars().count());

@@ -1,0 +1,480 @@
+//! berth's container networks end to end. Every berth command runs inside a network
+//! namespace made by the test (tests/src/net.rs), where the bridges, berth's nftables table
+//! and NAT live; another namespace routed to it plays an outside host. Containers are
+//! busybox: `httpd` serves their /etc, `nc` is the client.
+
+use berth_tests::net::*;
+use berth_tests::*;
+use std::time::Duration;
+
+/// A busybox `nc` request for `/hostname` to `addr port`, run in a fresh container on
+/// `network` (`--rm`-like: removed after). Its output.
+fn nc_get(e: &NetEng, network: &str, addr: &str, port: &str) -> String {
+    let script = format!(
+        "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {addr} {port}; echo nc-done"
+    );
+    let id = e.run_d(&["--network", network, "busybox", "sh", "-c", &script]);
+    let out = e.log_until(&id, "nc-done");
+    e.berth(&["rm", "-f", &id]).ok();
+    out
+}
+
+/// The httpd container `name` on `network` serving its /etc, with `extra` flags.
+fn web(e: &NetEng, name: &str, network: &str, extra: &[&str]) -> String {
+    let mut a = vec!["--name", name, "--network", network, "--hostname", name];
+    a.extend_from_slice(extra);
+    a.extend_from_slice(&["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    e.run_d(&a)
+}
+
+#[test]
+fn published_ports_answer_on_loopback_bridge_other_containers_and_outside() {
+    let e = NetEng::new("publish");
+    web(
+        &e,
+        "web",
+        "bridge",
+        &["-p", "8080:80", "-p", "127.0.0.1:8081:80"],
+    );
+    let gw = e.inspect("web")["NetworkSettings"]["Networks"]["berth"]["Gateway"]
+        .as_str()
+        .expect("a gateway")
+        .to_string();
+    let ip = e.ip("web", "berth");
+    // From the host (the test's namespace): 127.0.0.1 (route_localnet + DNAT in output),
+    // the bridge address, the container's own address.
+    let body = poll(Duration::from_secs(10), || {
+        http_get(&e.ns, "http://127.0.0.1:8080/hostname")
+    })
+    .expect("no answer on 127.0.0.1:8080");
+    assert_eq!(body.trim(), "web");
+    for url in [
+        format!("http://{gw}:8080/hostname"),
+        "http://127.0.0.1:8081/hostname".to_string(),
+        format!("http://{ip}:80/hostname"),
+    ] {
+        assert_eq!(
+            http_get(&e.ns, &url).as_deref().map(str::trim),
+            Some("web"),
+            "{url}"
+        );
+    }
+    // 8081 is published on 127.0.0.1 only: not on the bridge address.
+    assert_eq!(http_get(&e.ns, &format!("http://{gw}:8081/hostname")), None);
+    // From another container (hairpin through the host's address).
+    let out = nc_get(&e, "bridge", &gw, "8080");
+    assert!(out.contains("200 OK") && out.contains("web"), "{out}");
+    // From an outside host routed to this one.
+    let outside = e.outside();
+    assert_eq!(
+        http_get(&outside, "http://192.0.2.1:8080/hostname")
+            .as_deref()
+            .map(str::trim),
+        Some("web")
+    );
+    // port, ps and inspect show the mapping.
+    let port = e.berth(&["port", "web"]);
+    port.ok();
+    assert!(port.stdout.contains("80/tcp -> 0.0.0.0:8080"), "{port}");
+    assert!(port.stdout.contains("80/tcp -> 127.0.0.1:8081"), "{port}");
+    e.berth(&["port", "web", "80/tcp"]).ok();
+    e.berth(&["port", "web", "81"]).failed_mentioning(&["81"]);
+    let ps = e.berth(&["ps"]);
+    assert!(ps.stdout.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+
+    // -p CTRPORT: an ephemeral host port, shown by port; -P: none exposed here, so none.
+    web(&e, "eph", "bridge", &["-p", "80"]);
+    let port = e.berth(&["port", "eph", "80"]);
+    port.ok();
+    let hp = port
+        .stdout
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert!(hp.parse::<u16>().is_ok_and(|p| p > 0), "{port}");
+    assert_eq!(
+        http_get(&e.ns, &format!("http://127.0.0.1:{hp}/hostname"))
+            .as_deref()
+            .map(str::trim),
+        Some("eph")
+    );
+}
+
+#[test]
+fn a_port_in_use_is_refused_before_the_container_starts() {
+    let e = NetEng::new("portuse");
+    web(&e, "first", "bridge", &["-p", "8080:80"]);
+    let out = e.berth(&[
+        "run", "-d", "--name", "second", "-p", "8080:80", "busybox", "sleep", "100",
+    ]);
+    out.failed_mentioning(&["8080/tcp", "first"]);
+    let second = e.inspect("second");
+    assert_ne!(second["State"]["Status"], "running", "{second:#}");
+    // Something on the host listening on the port: refused too.
+    let mut listener = e.ns.command(&["busybox", "nc", "-l", "-p", "8090"]);
+    let mut child = listener
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn a listener");
+    poll(Duration::from_secs(5), || {
+        e.ns.exec(&["ss", "-ltn"])
+            .stdout
+            .contains(":8090")
+            .then_some(())
+    })
+    .expect("the listener never listened");
+    e.berth(&["run", "-d", "-p", "8090:80", "busybox", "sleep", "100"])
+        .failed_mentioning(&["8090/tcp", "in use"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    // Once the first is removed, its port is free for another.
+    e.berth(&["rm", "-f", "first", "second"]).ok();
+    web(&e, "third", "bridge", &["-p", "8080:80"]);
+    let body = poll(Duration::from_secs(10), || {
+        http_get(&e.ns, "http://127.0.0.1:8080/hostname")
+    });
+    assert_eq!(body.as_deref().map(str::trim), Some("third"));
+}
+
+#[test]
+fn user_networks_are_isolated_and_internal_ones_have_no_route_out() {
+    let e = NetEng::new("isolation");
+    e.berth(&["network", "create", "--subnet", "10.61.0.0/24", "neta"])
+        .ok();
+    e.berth(&["network", "create", "--subnet", "10.62.0.0/24", "netb"])
+        .ok();
+    e.berth(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.63.0.0/24",
+        "neti",
+    ])
+    .ok();
+    web(&e, "a1", "neta", &[]);
+    let a1 = e.ip("a1", "neta");
+    assert!(a1.starts_with("10.61.0."), "{a1}");
+    // Same network: reachable. Another network: not.
+    let same = nc_get(&e, "neta", &a1, "80");
+    assert!(same.contains("a1"), "{same}");
+    let other = nc_get(&e, "netb", &a1, "80");
+    assert!(!other.contains("200 OK"), "netb reached neta: {other}");
+    // Internal: its containers reach each other, nothing outside.
+    web(&e, "i1", "neti", &[]);
+    let i1 = e.ip("i1", "neti");
+    let inside = nc_get(&e, "neti", &i1, "80");
+    assert!(inside.contains("i1"), "{inside}");
+    let outside = e.outside();
+    let mut srv = outside.command(&["busybox", "httpd", "-f", "-p", "9000", "-h", "/etc"]);
+    let mut child = srv.spawn().expect("an outside server");
+    poll(Duration::from_secs(5), || {
+        outside
+            .exec(&["ss", "-ltn"])
+            .stdout
+            .contains(":9000")
+            .then_some(())
+    })
+    .expect("the outside server never listened");
+    let from_a = nc_get(&e, "neta", "192.0.2.2", "9000");
+    let from_i = nc_get(&e, "neti", "192.0.2.2", "9000");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(from_a.contains("200 OK"), "neta has no route out: {from_a}");
+    assert!(
+        !from_i.contains("200 OK"),
+        "an internal network reached out: {from_i}"
+    );
+    let routes = {
+        let id = e.run_d(&[
+            "--network",
+            "neti",
+            "busybox",
+            "sh",
+            "-c",
+            "ip route; echo done",
+        ]);
+        e.log_until(&id, "done")
+    };
+    assert!(!routes.contains("default"), "{routes}");
+
+    // A network in use is not removed; once unused it is, with its bridge.
+    e.berth(&["network", "rm", "neta"])
+        .failed_mentioning(&["neta", "a1"]);
+    e.berth(&["rm", "-f", "a1"]).ok();
+    let bridge = format!(
+        "br-{}",
+        &e.berth(&["network", "inspect", "neta"])
+            .stdout
+            .split("\"Id\": \"")
+            .nth(1)
+            .unwrap_or("")[..12]
+    );
+    assert!(e.ns.links().contains(&bridge), "{:?}", e.ns.links());
+    e.berth(&["network", "rm", "neta"]).ok();
+    assert!(!e.ns.links().contains(&bridge), "{:?}", e.ns.links());
+    let ls = e.berth(&["network", "ls", "-q"]);
+    assert!(!ls.stdout.lines().any(|l| l == "neta"), "{ls}");
+}
+
+#[test]
+fn network_modes_none_host_and_container() {
+    let e = NetEng::new("modes");
+    let id = e.run_d(&[
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o link; echo done",
+    ]);
+    let out = e.log_until(&id, "done");
+    assert!(out.contains("lo") && !out.contains("eth0"), "{out}");
+
+    e.ns.exec(&[
+        "ip", "link", "add", "btdummy0", "type", "veth", "peer", "name", "btdummy1",
+    ])
+    .ok();
+    let id = e.run_d(&[
+        "--network",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o link; echo done",
+    ]);
+    let out = e.log_until(&id, "done");
+    assert!(
+        out.contains("btdummy0"),
+        "--network host does not see the host's links: {out}"
+    );
+
+    web(&e, "base", "bridge", &[]);
+    let ip = e.ip("base", "berth");
+    let id = e.run_d(&[
+        "--network",
+        "container:base",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o addr; printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 80; echo done",
+    ]);
+    let out = e.log_until(&id, "done");
+    assert!(
+        out.contains(&format!("{ip}/")),
+        "not in base's namespace: {out}"
+    );
+    assert!(
+        out.contains("base"),
+        "127.0.0.1:80 is not base's httpd: {out}"
+    );
+}
+
+#[test]
+fn hosts_resolv_and_hostname_are_written_per_container() {
+    let e = NetEng::new("files");
+    let id = e.run_d(&[
+        "--name",
+        "named",
+        "--hostname",
+        "box1",
+        "--add-host",
+        "db:10.9.8.7",
+        "--dns",
+        "10.1.2.3",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf /etc/hostname; hostname; echo done",
+    ]);
+    let out = e.log_until(&id, "done");
+    let ip = e.ip("named", "berth");
+    assert!(out.contains(&format!("{ip}\tbox1 named")), "{out}");
+    assert!(out.contains("10.9.8.7\tdb"), "{out}");
+    assert!(out.contains("nameserver 10.1.2.3"), "{out}");
+    assert!(
+        out.lines().filter(|l| l.trim() == "box1").count() >= 2,
+        "{out}"
+    );
+    // The image's own files are untouched (its /etc/hostname says rootfs-hostname).
+    let dir = e.s.root().join("containers").join(&id);
+    assert!(dir.join("hosts").is_file());
+}
+
+#[test]
+fn bad_network_input_is_one_clear_line_and_changes_nothing() {
+    let e = NetEng::new("badinput");
+    e.berth(&["network", "create", "--subnet", "10.71.0.0/16", "one"])
+        .ok();
+    let before = e.berth(&["network", "ls", "-q"]).stdout;
+    for (args, needles) in [
+        (
+            vec!["network", "create", "--subnet", "10.71.5.0/24", "two"],
+            vec!["10.71.5.0/24", "overlaps", "one"],
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "--subnet",
+                "10.72.0.0/16",
+                "--gateway",
+                "10.73.0.1",
+                "two",
+            ],
+            vec!["10.73.0.1", "not a host address"],
+        ),
+        (
+            vec!["network", "create", "--subnet", "10.72.0.1/16", "two"],
+            vec!["10.72.0.1/16", "host bits"],
+        ),
+        (
+            vec!["network", "create", "--subnet", "nonsense", "two"],
+            vec!["nonsense"],
+        ),
+        (
+            vec!["network", "create", "../evil"],
+            vec!["../evil", "invalid network name"],
+        ),
+        (
+            vec!["network", "create", "one"],
+            vec!["one", "already exists"],
+        ),
+        (vec!["network", "rm", "nosuch"], vec!["nosuch"]),
+        (
+            vec!["run", "-d", "--network", "nosuch", "busybox", "true"],
+            vec!["nosuch"],
+        ),
+        (
+            vec!["run", "-d", "-p", "70000:80", "busybox", "true"],
+            vec!["70000"],
+        ),
+        (
+            vec!["run", "-d", "-p", "80/sctp", "busybox", "true"],
+            vec!["sctp"],
+        ),
+        (
+            vec![
+                "run",
+                "-d",
+                "--network",
+                "one",
+                "--ip",
+                "10.99.0.5",
+                "busybox",
+                "true",
+            ],
+            vec!["10.99.0.5"],
+        ),
+        (
+            vec!["run", "-d", "--hostname", "a/b", "busybox", "true"],
+            vec!["a/b"],
+        ),
+        (
+            vec![
+                "run",
+                "-d",
+                "--mac-address",
+                "01:00:5e:00:00:01",
+                "busybox",
+                "true",
+            ],
+            vec!["multicast"],
+        ),
+        (
+            vec![
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "-p",
+                "80:80",
+                "busybox",
+                "true",
+            ],
+            vec!["bridge network"],
+        ),
+        (
+            vec!["run", "-d", "--add-host", "nocolon", "busybox", "true"],
+            vec!["nocolon"],
+        ),
+    ] {
+        let out = e.berth(&args);
+        out.failed_mentioning(&needles);
+        let lines = out.stderr.trim().lines().count();
+        assert_eq!(lines, 1, "{args:?}: not one line:\n{out}");
+    }
+    assert_eq!(e.berth(&["network", "ls", "-q"]).stdout, before);
+    assert!(e.berth(&["ps", "-a", "-q"]).stdout.trim().is_empty());
+    // A fixed address already taken.
+    e.run_d(&[
+        "--network",
+        "one",
+        "--ip",
+        "10.71.0.9",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    e.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "dup",
+        "--network",
+        "one",
+        "--ip",
+        "10.71.0.9",
+        "busybox",
+        "sleep",
+        "100",
+    ])
+    .failed_mentioning(&["10.71.0.9", "in use"]);
+}
+
+#[test]
+fn nothing_leaks_after_many_runs_and_a_killed_monitor() {
+    let e = NetEng::new("leaks");
+    // The first run makes the bridge and the table; count from there.
+    let id = e.run_d(&["-p", "7000:80", "busybox", "sleep", "100"]);
+    e.berth(&["rm", "-f", &id]).ok();
+    let links = e.ns.links();
+    let table = e.ns.nft();
+    assert!(table.contains("map ports"), "{table}");
+    let netns_dir = e.s.dir.join("run/netns");
+    let count = |d: &std::path::Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    for i in 0..20 {
+        let port = format!("{}:80", 7100 + i);
+        let id = e.run_d(&["-p", &port, "-p", "9999/udp", "busybox", "sleep", "100"]);
+        if i % 5 == 4 {
+            // A monitor killed -9: rm still removes everything.
+            for pid in berth_tests::engine::monitor_pids(&id) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        e.berth(&["rm", "-f", &id]).ok();
+    }
+    assert_eq!(e.ns.links(), links, "links leaked");
+    assert_eq!(e.ns.nft(), table, "nftables elements leaked");
+    assert_eq!(count(&netns_dir), 0, "namespace files leaked");
+    let hostmounts = host_mounts();
+    assert!(
+        !hostmounts
+            .iter()
+            .any(|m| m.mount_point.starts_with(&*netns_dir.to_string_lossy())),
+        "netns mounts leaked"
+    );
+    // system reset removes the bridge and the table.
+    e.berth(&["system", "reset", "-f"]).ok();
+    assert!(
+        !e.ns.links().iter().any(|l| l == "berth0"),
+        "{:?}",
+        e.ns.links()
+    );
+    assert!(e.ns.nft().is_empty());
+}
