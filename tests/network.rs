@@ -478,3 +478,122 @@ fn nothing_leaks_after_many_runs_and_a_killed_monitor() {
     );
     assert!(e.ns.nft().is_empty());
 }
+
+#[test]
+fn publish_all_exposes_the_images_ports_and_udp_is_forwarded() {
+    let e = NetEng::new("exposeall");
+    let ctx = e.s.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).expect("context dir");
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM busybox\nEXPOSE 80 5353/udp\n",
+    )
+    .expect("write Containerfile");
+    e.berth(&["build", "-t", "exposer", &ctx.to_string_lossy()])
+        .ok();
+    let id = e.run_d(&[
+        "-P",
+        "--hostname",
+        "exp",
+        "exposer",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let port = |p: &str| -> String {
+        let out = e.berth(&["port", &id, p]);
+        out.ok();
+        out.stdout
+            .trim()
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let (tcp, udp) = (port("80/tcp"), port("5353/udp"));
+    assert!(
+        tcp.parse::<u16>().is_ok() && udp.parse::<u16>().is_ok(),
+        "{tcp} {udp}"
+    );
+    let body = poll(Duration::from_secs(10), || {
+        http_get(&e.ns, &format!("http://127.0.0.1:{tcp}/hostname"))
+    });
+    assert_eq!(body.as_deref().map(str::trim), Some("exp"));
+    // Datagrams to the published UDP port arrive in the container's namespace (busybox
+    // has no UDP server: nothing listens there, so its kernel counts them in NoPorts).
+    let gw = e.inspect(&id)["NetworkSettings"]["Networks"]["berth"]["Gateway"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let netns = e.s.dir.join("run/netns").join(&id);
+    let no_ports = || -> u64 {
+        let out = e.ns.exec(&[
+            "nsenter",
+            &format!("--net={}", netns.display()),
+            "cat",
+            "/proc/net/snmp",
+        ]);
+        out.ok();
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("Udp:"))
+            .collect();
+        let (names, values) = (lines[0], lines[1]);
+        let i = names
+            .split_whitespace()
+            .position(|n| n == "NoPorts")
+            .expect("NoPorts");
+        values
+            .split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .expect("a count")
+    };
+    let before = no_ports();
+    for _ in 0..3 {
+        e.ns.exec(&[
+            "bash",
+            "-c",
+            &format!("echo udp-hello > /dev/udp/{gw}/{udp}"),
+        ])
+        .ok();
+        e.ns.exec(&[
+            "bash",
+            "-c",
+            &format!("echo udp-hello > /dev/udp/127.0.0.1/{udp}"),
+        ])
+        .ok();
+    }
+    let after = no_ports();
+    assert!(
+        after >= before + 6,
+        "the datagrams did not arrive: {before} -> {after}"
+    );
+}
+
+#[test]
+fn concurrent_starts_get_distinct_addresses() {
+    let e = std::sync::Arc::new(NetEng::new("concurrent"));
+    e.berth(&["network", "create", "--subnet", "10.81.0.0/24", "conc"])
+        .ok();
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let e = e.clone();
+            std::thread::spawn(move || e.run_d(&["--network", "conc", "busybox", "sleep", "100"]))
+        })
+        .collect();
+    let ids: Vec<String> = threads
+        .into_iter()
+        .map(|t| t.join().expect("a run -d thread"))
+        .collect();
+    let mut ips: Vec<String> = ids.iter().map(|id| e.ip(id, "conc")).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 6, "duplicate addresses: {ips:?}");
+    let out = e.berth(&["network", "inspect", "conc"]);
+    assert_eq!(out.stdout.matches("IPv4Address").count(), 6, "{out}");
+}
