@@ -597,3 +597,90 @@ fn concurrent_starts_get_distinct_addresses() {
     let out = e.berth(&["network", "inspect", "conc"]);
     assert_eq!(out.stdout.matches("IPv4Address").count(), 6, "{out}");
 }
+
+/// A container on `network` that looks `names` up (busybox nslookup, which asks the
+/// server of its resolv.conf) and fetches /hostname from each address: its log.
+fn lookup_and_get(e: &NetEng, network: &str, names: &[&str]) -> String {
+    let script = format!(
+        "for n in {}; do a=$(nslookup $n 2>/dev/null | sed -n 's/^Address: //p' | tail -n 1); \
+         echo \"resolved $n=$a\"; [ -n \"$a\" ] && printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $a 80; \
+         done; echo all-done",
+        names.join(" ")
+    );
+    let id = e.run_d(&["--network", network, "busybox", "sh", "-c", &script]);
+    let out = e.log_until(&id, "all-done");
+    e.berth(&["rm", "-f", &id]).ok();
+    out
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
+    let e = NetEng::new("dns");
+    e.berth(&["network", "create", "--subnet", "10.64.0.0/24", "app"])
+        .ok();
+    e.berth(&["network", "create", "--subnet", "10.65.0.0/24", "other"])
+        .ok();
+    web(&e, "web", "app", &["--network-alias", "www"]);
+    let ip = e.ip("web", "app");
+    let out = lookup_and_get(&e, "app", &["web", "www", "WEB"]);
+    for n in ["web", "www", "WEB"] {
+        assert!(
+            out.contains(&format!("resolved {n}={ip}")),
+            "{n} not resolved to {ip}:\n{out}"
+        );
+    }
+    assert_eq!(out.matches("200 OK").count(), 3, "{out}");
+    // Another network's responder does not know it.
+    let out = lookup_and_get(&e, "other", &["web"]);
+    assert!(
+        out.contains("resolved web=\n") || out.contains("resolved web=\r"),
+        "{out}"
+    );
+    // An alias another container answers to is refused, naming it.
+    e.berth(&[
+        "run",
+        "-d",
+        "--network",
+        "app",
+        "--network-alias",
+        "web",
+        "busybox",
+        "sleep",
+        "9",
+    ])
+    .failed_mentioning(&["web", "already used", "app"]);
+
+    // connect: a second network (eth1) with an alias, answered by that network's responder.
+    web(&e, "multi", "other", &[]);
+    e.berth(&["network", "connect", "--alias", "mb", "app", "multi"])
+        .ok();
+    let mip = e.ip("multi", "app");
+    assert!(mip.starts_with("10.64.0."), "{mip}");
+    let out = lookup_and_get(&e, "app", &["mb", "multi"]);
+    assert!(out.contains(&format!("resolved mb={mip}")), "{out}");
+    assert!(out.matches("multi").count() >= 2, "{out}");
+    e.berth(&["network", "connect", "app", "multi"])
+        .failed_mentioning(&["already connected"]);
+    e.berth(&["network", "disconnect", "other", "multi"])
+        .failed_mentioning(&["own"]);
+    e.berth(&["network", "disconnect", "app", "multi"]).ok();
+    let out = lookup_and_get(&e, "app", &["mb"]);
+    assert!(out.contains("resolved mb=\n"), "{out}");
+    let links = e.berth(&["exec", "multi", "ip", "-o", "link"]);
+    assert!(!links.stdout.contains("eth1"), "{links}");
+
+    // The responder stops with the network's last container.
+    let records = e.s.dir.join("run/dns/app/records");
+    assert!(records.is_file());
+    let responders = || {
+        pids_with_cmdline("berth-dns")
+            .into_iter()
+            .filter(|(_, c)| c.contains(&*records.to_string_lossy()))
+            .count()
+    };
+    assert_eq!(responders(), 1);
+    e.berth(&["rm", "-f", "web"]).ok();
+    assert!(!records.exists(), "records left after the last container");
+    poll(Duration::from_secs(5), || (responders() == 0).then_some(()))
+        .expect("the responder of app did not exit");
+}

@@ -130,7 +130,7 @@ enum Cmd {
     Vm(cmd::vm::Args),
     /// Manage volumes (create, ls, inspect, rm, prune).
     Volume(cmd::volume::Args),
-    /// Manage networks (create, ls, inspect, rm, prune).
+    /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     Network(cmd::network::Args),
     /// Copy files and directories between a container and the host.
     Cp(cmd::cp::Args),

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS net_attachments (
     ip TEXT NOT NULL,
     mac TEXT NOT NULL,
     aliases TEXT NOT NULL DEFAULT '[]',
+    ifname TEXT NOT NULL DEFAULT 'eth0',
     PRIMARY KEY (container, network),
     UNIQUE (network, ip)
 );
@@ -183,6 +184,9 @@ pub struct Attachment {
     pub ip: Ipv4Addr,
     pub mac: String,
     pub aliases: Vec<String>,
+    /// The link's name in the container (`eth0` for its own network, `eth1`… for the
+    /// networks connected later).
+    pub ifname: String,
 }
 
 /// What `network create` asks for.
@@ -431,6 +435,7 @@ impl Engine {
         net::nft::remove(&mut nf, &net::nft::bridge_elems(&n.bridge, n.internal))?;
         let mut rt = net::nl::Socket::route()?;
         net::link::delete(&mut rt, &n.bridge)?;
+        let _ = std::fs::remove_dir_all(self.dns_dir(&n.name));
         let nm = n.name.clone();
         self.db()?.write(|tx| {
             tx.execute("DELETE FROM networks WHERE name = ?1", [&nm])
@@ -456,22 +461,26 @@ impl Engine {
     /// A container's attachments.
     pub fn attachments(&self, id: &str) -> Result<Vec<Attachment>> {
         let i = id.to_string();
-        let rows: Vec<(String, String, String, String)> = self.db()?.write(|tx| {
+        type Row = (String, String, String, String, String);
+        let rows: Vec<Row> = self.db()?.write(|tx| {
             let mut st = tx.prepare(
-                "SELECT network, ip, mac, aliases FROM net_attachments WHERE container = ?1 \
-                 ORDER BY network",
+                "SELECT network, ip, mac, aliases, ifname FROM net_attachments \
+                 WHERE container = ?1 ORDER BY ifname",
             )?;
-            let rows = st.query_map([&i], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = st.query_map([&i], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
             rows.collect()
         })?;
         Ok(rows
             .into_iter()
-            .filter_map(|(network, ip, mac, aliases)| {
+            .filter_map(|(network, ip, mac, aliases, ifname)| {
                 Some(Attachment {
                     network,
                     ip: ip.parse().ok()?,
                     mac,
                     aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+                    ifname,
                 })
             })
             .collect())
@@ -610,9 +619,33 @@ impl Engine {
             }
             Mode::Network(name) => {
                 let net = self.network(&name)?;
-                let att = self.attach(c, &net)?;
+                let att = self.attach(
+                    c,
+                    &net,
+                    &AttachReq {
+                        ip: n.ip,
+                        mac: n.mac.clone(),
+                        aliases: n.aliases.clone(),
+                        primary: true,
+                    },
+                )?;
                 let ports = self.reserve_ports(c, att.ip)?;
-                self.kernel_up(c, &net, &att, &ports)?;
+                self.kernel_attach(c, &net, &att)?;
+                let mut nf = net::nl::Socket::netfilter()?;
+                let elems: Vec<_> = ports
+                    .iter()
+                    .map(|p| net::nft::port_elem(p, att.ip))
+                    .collect();
+                net::nft::add(&mut nf, &elems)?;
+                // Networks connected while it was stopped.
+                for other in self.attachments(&c.id)? {
+                    if other.network != net.name {
+                        let on = self.network(&other.network)?;
+                        self.kernel_attach(c, &on, &other)?;
+                        self.update_dns(&on)?;
+                    }
+                }
+                self.update_dns(&net)?;
                 let mut names: Vec<&str> = vec![hostname.as_str()];
                 if c.name != hostname {
                     names.push(&c.name);
@@ -623,37 +656,77 @@ impl Engine {
                     &net::files::hosts(Some(att.ip), &names, &n.add_hosts),
                 )?;
                 write_file(&dir.join("hostname"), &format!("{hostname}\n"))?;
+                // A user network's names are answered by its responder on the gateway.
+                let dns: Vec<Ipv4Addr> = if n.dns.is_empty() && net.name != DEFAULT_NETWORK {
+                    vec![net.gateway]
+                } else {
+                    n.dns.clone()
+                };
                 write_file(
                     &dir.join("resolv.conf"),
-                    &net::files::resolv_conf(&host_resolv, &n.dns),
+                    &net::files::resolv_conf(&host_resolv, &dns),
                 )?;
             }
         }
         Ok(())
     }
 
-    /// The attachment row of `c` to `net` (made, with a free address, if it has none).
-    fn attach(&self, c: &Container, net: &Network) -> Result<Attachment> {
-        if let Some(a) = self
-            .attachments(&c.id)?
-            .into_iter()
-            .find(|a| a.network == net.name)
-        {
-            return Ok(a);
+    /// The attachment row of `c` to `net` (made, with a free address, if it has none): one
+    /// transaction that also refuses an alias another container on the network answers to.
+    fn attach(&self, c: &Container, net: &Network, req: &AttachReq) -> Result<Attachment> {
+        let existing = self.attachments(&c.id)?;
+        if let Some(a) = existing.iter().find(|a| a.network == net.name) {
+            return Ok(a.clone());
         }
-        let want = c.spec.network.ip;
-        let mac_opt = c.spec.network.mac.clone();
-        let aliases =
-            serde_json::to_string(&c.spec.network.aliases).map_err(|e| invalid!("{e}"))?;
+        let aliases = serde_json::to_string(&req.aliases).map_err(|e| invalid!("{e}"))?;
+        let ifname = if req.primary {
+            "eth0".to_string()
+        } else {
+            match (1..10)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !existing.iter().any(|a| &a.ifname == n))
+            {
+                Some(n) => n,
+                None => {
+                    return Err(Error::Conflict(format!(
+                        "container {} is connected to 10 networks already",
+                        c.name
+                    )))
+                }
+            }
+        };
         let (id, nname) = (c.id.clone(), net.name.clone());
         let r = self.db()?.write(|tx| {
-            let mut st = tx.prepare("SELECT ip FROM net_attachments WHERE network = ?1")?;
-            let used: Vec<String> = st
-                .query_map([&nname], |r| r.get(0))?
+            let mut st = tx.prepare(
+                "SELECT a.ip, a.aliases, c.name FROM net_attachments a \
+                 LEFT JOIN containers c ON c.id = a.container WHERE a.network = ?1",
+            )?;
+            let rows: Vec<(String, String, Option<String>)> = st
+                .query_map([&nname], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut used: Vec<Ipv4Addr> = used.iter().filter_map(|s| s.parse().ok()).collect();
+            let mut used: Vec<Ipv4Addr> = rows.iter().filter_map(|r| r.0.parse().ok()).collect();
             used.push(net.gateway);
-            let ip = match want {
+            // Names the network's responder answers for: no two containers share one.
+            for (_, other_aliases, other_name) in &rows {
+                let other_aliases: Vec<String> =
+                    serde_json::from_str(other_aliases).unwrap_or_default();
+                let other = other_name.clone().unwrap_or_default();
+                let mut taken: Vec<&str> = other_aliases.iter().map(String::as_str).collect();
+                taken.push(&other);
+                let mine = req
+                    .aliases
+                    .iter()
+                    .map(String::as_str)
+                    .chain([c.name.as_str()]);
+                for m in mine {
+                    if taken.contains(&m) {
+                        return Ok(Err(Error::Conflict(format!(
+                            "the name {m:?} is already used on network {nname} by container {other}"
+                        ))));
+                    }
+                }
+            }
+            let ip = match req.ip {
                 Some(ip) if used.contains(&ip) => {
                     return Ok(Err(Error::Conflict(format!(
                         "address {ip} is already in use on network {nname}"
@@ -669,19 +742,21 @@ impl Engine {
                     }
                 },
             };
-            let mac = mac_opt
+            let mac = req
+                .mac
                 .clone()
                 .unwrap_or_else(|| net::link::format_mac(net::link::mac_for(ip)));
             tx.execute(
-                "INSERT INTO net_attachments (container, network, ip, mac, aliases) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, nname, ip.to_string(), mac, aliases],
+                "INSERT INTO net_attachments (container, network, ip, mac, aliases, ifname) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, nname, ip.to_string(), mac, aliases, ifname],
             )?;
             Ok(Ok(Attachment {
                 network: nname.clone(),
                 ip,
                 mac,
-                aliases: c.spec.network.aliases.clone(),
+                aliases: req.aliases.clone(),
+                ifname: ifname.clone(),
             }))
         })??;
         tracing::debug!(container = %c.id, network = %net.name, ip = %r.ip, "address allocated");
@@ -753,13 +828,9 @@ impl Engine {
         Ok(maps)
     }
 
-    fn kernel_up(
-        &self,
-        c: &Container,
-        netw: &Network,
-        att: &Attachment,
-        ports: &[PortMap],
-    ) -> Result<()> {
+    /// The kernel objects of one attachment: the bridge (and its set elements, berth's
+    /// table), the container's namespace and the veth pair into it.
+    fn kernel_attach(&self, c: &Container, netw: &Network, att: &Attachment) -> Result<()> {
         let mut nf = net::nl::Socket::netfilter()?;
         net::nft::ensure_table(&mut nf)?;
         let mut rt = net::nl::Socket::route()?;
@@ -775,9 +846,13 @@ impl Engine {
         )?;
         let path = self.netns_path(&c.id);
         net::netns::create(&path)?;
-        let has_eth0 = net::netns::run_in(&path, || Ok(net::link::exists("eth0")))?;
-        if !has_eth0 {
-            let host = veth_name(&c.id);
+        let inner = att.ifname.clone();
+        let has = {
+            let inner = inner.clone();
+            net::netns::run_in(&path, move || Ok(net::link::exists(&inner)))?
+        };
+        if !has {
+            let host = veth_name(&c.id, &att.ifname);
             net::link::delete(&mut rt, &host)?;
             let mac = net::link::parse_mac(&att.mac)?;
             let ns = std::fs::File::open(&path).map_err(io(format!("open {}", path.display())))?;
@@ -785,32 +860,130 @@ impl Engine {
                 &mut rt,
                 &host,
                 br,
-                "eth0",
+                &inner,
                 mac,
                 std::os::fd::AsFd::as_fd(&ns),
             )?;
             let (ip, prefix) = (att.ip, netw.subnet.prefix);
-            let gw = (!netw.internal).then_some(netw.gateway);
+            let gw = (!netw.internal && inner == "eth0").then_some(netw.gateway);
             net::netns::run_in(&path, move || {
                 let mut s = net::nl::Socket::route()?;
-                net::link::configure_inner(&mut s, "eth0", ip, prefix, gw)
+                net::link::configure_inner(&mut s, &inner, ip, prefix, gw)
             })?;
         }
-        let elems: Vec<_> = ports
-            .iter()
-            .map(|p| net::nft::port_elem(p, att.ip))
-            .collect();
-        net::nft::add(&mut nf, &elems)?;
-        tracing::debug!(container = %c.id, network = %netw.name, ip = %att.ip, ports = ports.len(), "network up");
+        tracing::debug!(container = %c.id, network = %netw.name, ip = %att.ip, "attached");
         Ok(())
     }
 
-    /// Removes what a container's network left: map elements, namespace, host veth, rows.
-    /// Idempotent; runs even when the monitor died.
+    /// `<runroot>/dns/<network>/`: its responder's records file, pid file and lock.
+    fn dns_dir(&self, network: &str) -> PathBuf {
+        self.runroot.join("dns").join(network)
+    }
+
+    /// Rewrites a user network's records (from the rows, under the directory's lock, so the
+    /// last writer wrote the latest rows) and starts its responder if it does not run; with
+    /// no container left, removes the records, and the responder exits.
+    pub(crate) fn update_dns(&self, netw: &Network) -> Result<()> {
+        if netw.name == DEFAULT_NETWORK {
+            return Ok(());
+        }
+        let dir = self.dns_dir(&netw.name);
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let lock = std::fs::File::create(dir.join("lock"))
+            .map_err(io(format!("create {}", dir.join("lock").display())))?;
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::Runtime(format!("lock {}: {e}", dir.display())))?;
+        let nname = netw.name.clone();
+        let rows: Vec<(String, String, String, String)> = self.db()?.write(|tx| {
+            let mut st = tx.prepare(
+                "SELECT c.name, c.id, a.ip, a.aliases FROM net_attachments a \
+                 JOIN containers c ON c.id = a.container WHERE a.network = ?1",
+            )?;
+            let rows = st.query_map([&nname], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.collect()
+        })?;
+        let mut recs = Vec::new();
+        for (name, id, ip, aliases) in rows {
+            let Ok(ip) = ip.parse::<Ipv4Addr>() else {
+                continue;
+            };
+            recs.push((name, ip));
+            recs.push((id[..12.min(id.len())].to_string(), ip));
+            let aliases: Vec<String> = serde_json::from_str(&aliases).unwrap_or_default();
+            recs.extend(aliases.into_iter().map(|a| (a, ip)));
+        }
+        let file = dir.join("records");
+        if recs.is_empty() {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(format!("remove {}", file.display()))(e))
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        write_file(&file, &net::dns::format_records(&recs))?;
+        if self.dns_alive(&dir) {
+            return Ok(());
+        }
+        let bin = self.monitor.with_file_name("berth-dns");
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.arg("--listen")
+            .arg(netw.gateway.to_string())
+            .arg("--records")
+            .arg(&file);
+        if netw.internal {
+            cmd.arg("--internal");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("log"))
+            .map_err(io(format!("open {}", dir.join("log").display())))?;
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(io(format!("run {}", bin.display())))?;
+        let mut report = String::new();
+        if let Some(out) = child.stdout.take() {
+            use std::io::BufRead;
+            let _ = std::io::BufReader::new(out).read_line(&mut report);
+        }
+        // It keeps running, detached; it is reaped by whoever adopts it once we exit.
+        drop(child);
+        match report.trim() {
+            "ok" => Ok(()),
+            r => Err(Error::Runtime(format!(
+                "start the DNS responder of network {}: {}",
+                netw.name,
+                r.strip_prefix("error: ")
+                    .unwrap_or("it ended without a report")
+            ))),
+        }
+    }
+
+    /// Whether the responder whose pid file is in `dir` runs.
+    fn dns_alive(&self, dir: &std::path::Path) -> bool {
+        let Some(pid) = std::fs::read_to_string(dir.join("pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        else {
+            return false;
+        };
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("berth-dns"))
+    }
+
+    /// Removes what a container's network left: map elements, namespace, host veths, rows,
+    /// its DNS records. Idempotent; runs even when the monitor died.
     pub(crate) fn network_down(&self, c: &Container) -> Result<()> {
         let atts = self.attachments(&c.id)?;
         let ports = self.published(&c.id)?;
-        if let Some(a) = atts.first() {
+        if let Some(a) = atts.iter().find(|a| a.ifname == "eth0") {
             let elems: Vec<_> = ports.iter().map(|p| net::nft::port_elem(p, a.ip)).collect();
             if !elems.is_empty() {
                 let mut nf = net::nl::Socket::netfilter()?;
@@ -821,14 +994,105 @@ impl Engine {
         net::netns::remove(&path);
         if !atts.is_empty() {
             let mut rt = net::nl::Socket::route()?;
-            net::link::delete(&mut rt, &veth_name(&c.id))?;
+            for a in &atts {
+                net::link::delete(&mut rt, &veth_name(&c.id, &a.ifname))?;
+            }
         }
         let id = c.id.clone();
         self.db()?.write(|tx| {
             tx.execute("DELETE FROM net_ports WHERE container = ?1", [&id])?;
             tx.execute("DELETE FROM net_attachments WHERE container = ?1", [&id])
                 .map(|_| ())
-        })
+        })?;
+        for a in &atts {
+            if let Ok(n) = self.network(&a.network) {
+                self.update_dns(&n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `network connect [--alias A] NET CTR`: another network for a container of a bridge
+    /// network (`eth1`…), made at once if it runs, else at its next start.
+    pub fn connect(
+        &self,
+        network: &str,
+        reference: &str,
+        aliases: &[String],
+    ) -> Result<Attachment> {
+        for a in aliases {
+            check_name(a)?;
+        }
+        let netw = self.network(network)?;
+        let c = self.inspect(reference)?;
+        if !matches!(Mode::parse(&c.spec.network.mode)?, Mode::Network(_)) {
+            return Err(Error::Conflict(format!(
+                "container {} has --network {}: only a container of a bridge network can be connected",
+                c.name, c.spec.network.mode
+            )));
+        }
+        if self
+            .attachments(&c.id)?
+            .iter()
+            .any(|a| a.network == netw.name)
+        {
+            return Err(Error::Conflict(format!(
+                "container {} is already connected to network {}",
+                c.name, netw.name
+            )));
+        }
+        if netw.name == DEFAULT_NETWORK && !aliases.is_empty() {
+            return Err(invalid!("--alias needs a user network"));
+        }
+        let att = self.attach(
+            &c,
+            &netw,
+            &AttachReq {
+                ip: None,
+                mac: None,
+                aliases: aliases.to_vec(),
+                primary: false,
+            },
+        )?;
+        if c.state.is_active() && crate::container::alive(c.pid, c.pid_start) {
+            self.kernel_attach(&c, &netw, &att)?;
+        }
+        self.update_dns(&netw)?;
+        Ok(att)
+    }
+
+    /// `network disconnect NET CTR`: a network connected with `connect` (a container's own
+    /// network stays).
+    pub fn disconnect(&self, network: &str, reference: &str) -> Result<()> {
+        let netw = self.network(network)?;
+        let c = self.inspect(reference)?;
+        let Some(att) = self
+            .attachments(&c.id)?
+            .into_iter()
+            .find(|a| a.network == netw.name)
+        else {
+            return Err(Error::Conflict(format!(
+                "container {} is not connected to network {}",
+                c.name, netw.name
+            )));
+        };
+        if att.ifname == "eth0" {
+            return Err(Error::Conflict(format!(
+                "network {} is container {}'s own (--network): remove the container instead",
+                netw.name, c.name
+            )));
+        }
+        let mut rt = net::nl::Socket::route()?;
+        net::link::delete(&mut rt, &veth_name(&c.id, &att.ifname))?;
+        let (id, nname) = (c.id.clone(), netw.name.clone());
+        self.db()?.write(|tx| {
+            tx.execute(
+                "DELETE FROM net_attachments WHERE container = ?1 AND network = ?2",
+                [&id, &nname],
+            )
+            .map(|_| ())
+        })?;
+        self.update_dns(&netw)
     }
 
     /// The network part of `system reset`: every network's bridge, berth's nftables table
@@ -841,6 +1105,13 @@ impl Engine {
         }
         let mut nf = net::nl::Socket::netfilter()?;
         net::nft::delete_table(&mut nf)?;
+        // The responders exit once their records are gone.
+        match std::fs::remove_dir_all(self.runroot.join("dns")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove the DNS records")(e))
+            }
+            _ => {}
+        }
         self.db()?.write(|tx| {
             tx.execute_batch(
                 "DELETE FROM net_ports; DELETE FROM net_attachments; DELETE FROM networks;",
@@ -850,9 +1121,24 @@ impl Engine {
     }
 }
 
-/// The host end of a container's veth: `veth` + 11 hex digits of its id (IFNAMSIZ).
-pub fn veth_name(id: &str) -> String {
-    format!("veth{}", &id[..11.min(id.len())])
+/// The host end of a container's veth (at most 15 bytes, IFNAMSIZ): `veth` + 11 hex digits
+/// of its id for `eth0`, `vn` + 11 + the digit N for `ethN`.
+pub fn veth_name(id: &str, ifname: &str) -> String {
+    let short = &id[..11.min(id.len())];
+    match ifname.strip_prefix("eth") {
+        Some("0") | None => format!("veth{short}"),
+        Some(n) => format!("vn{short}{n}"),
+    }
+}
+
+/// What an attachment asks for.
+#[derive(Clone, Debug, Default)]
+struct AttachReq {
+    ip: Option<Ipv4Addr>,
+    mac: Option<String>,
+    aliases: Vec<String>,
+    /// The container's own network (`eth0`, its default route and published ports).
+    primary: bool,
 }
 
 /// The host port for `p`: its own, checked free on the host (nothing listens on it), or an
@@ -948,6 +1234,7 @@ mod tests {
         );
         assert!(Mode::parse("container:").is_err());
         assert!(Mode::parse("../x").is_err());
-        assert_eq!(veth_name("0123456789abcdef"), "veth0123456789a");
+        assert_eq!(veth_name("0123456789abcdef", "eth0"), "veth0123456789a");
+        assert_eq!(veth_name("0123456789abcdef", "eth3"), "vn0123456789a3");
     }
 }

@@ -11,6 +11,7 @@
 //! `path`).
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod files;
 pub mod ipam;
 pub mod link;

@@ -1,4 +1,4 @@
-//! `berth network create|ls|inspect|rm|prune`: the engine's networks (engine::network).
+//! `berth network create|ls|inspect|rm|prune|connect|disconnect`: the engine's networks (engine::network).
 
 use crate::Globals;
 use anyhow::{bail, Result};
@@ -53,6 +53,22 @@ enum NetworkCmd {
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Connect a container to a network (made at once if it runs, else at its next start).
+    Connect {
+        /// Another name the container answers to on this network.
+        #[arg(long = "alias")]
+        alias: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network it was connected to.
+    Disconnect {
+        /// Accepted for docker compatibility.
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
     },
     /// Remove the user networks no container is attached to.
     Prune {
@@ -167,6 +183,18 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 println!("{}", n.name);
             }
         }
+        NetworkCmd::Connect {
+            alias,
+            network,
+            container,
+        } => {
+            e.connect(&network, &container, &alias)?;
+        }
+        NetworkCmd::Disconnect {
+            force: _,
+            network,
+            container,
+        } => e.disconnect(&network, &container)?,
         NetworkCmd::Prune { force: _ } => {
             for n in e.networks()? {
                 if n.name != engine::network::DEFAULT_NETWORK
