@@ -684,3 +684,29 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
     poll(Duration::from_secs(5), || (responders() == 0).then_some(()))
         .expect("the responder of app did not exit");
 }
+
+#[test]
+fn a_restarted_container_keeps_its_address_and_published_port() {
+    let e = NetEng::new("restart");
+    web(&e, "web", "bridge", &["-p", "8080:80"]);
+    let ip = e.ip("web", "berth");
+    let get = || {
+        poll(Duration::from_secs(10), || {
+            http_get(&e.ns, "http://127.0.0.1:8080/hostname")
+        })
+    };
+    assert_eq!(get().as_deref().map(str::trim), Some("web"));
+    e.berth(&["stop", "-t", "1", "web"]).ok();
+    assert_eq!(http_get(&e.ns, "http://127.0.0.1:8080/hostname"), None);
+    e.berth(&["start", "web"]).ok();
+    assert_eq!(e.ip("web", "berth"), ip);
+    assert_eq!(get().as_deref().map(str::trim), Some("web"));
+    e.berth(&["restart", "-t", "1", "web"]).ok();
+    assert_eq!(get().as_deref().map(str::trim), Some("web"));
+    let links = e.ns.links();
+    assert_eq!(
+        links.iter().filter(|l| l.starts_with("veth")).count(),
+        1,
+        "{links:?}"
+    );
+}

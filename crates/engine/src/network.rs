@@ -585,6 +585,19 @@ impl Engine {
 
     /// Sets up a container's network before its monitor starts it (see the module doc).
     pub(crate) fn network_up(&self, c: &Container) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let r = self.network_up_inner(c);
+        // bench/network.sh reads this line (BERTH_LOG=berth_engine::network=debug).
+        tracing::debug!(
+            container = %c.id,
+            elapsed_us = t0.elapsed().as_micros() as u64,
+            ok = r.is_ok(),
+            "network setup"
+        );
+        r
+    }
+
+    fn network_up_inner(&self, c: &Container) -> Result<()> {
         let n = &c.spec.network;
         let dir = self.dir(&c.id);
         let hostname = if c.spec.opts.hostname.is_empty() {
