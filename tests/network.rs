@@ -3,6 +3,7 @@
 //! and NAT live; another namespace routed to it plays an outside host. Containers are
 //! busybox: `httpd` serves their /etc, `nc` is the client.
 
+use berth_tests::images::berth_bin;
 use berth_tests::net::*;
 use berth_tests::*;
 use std::time::Duration;
@@ -435,7 +436,7 @@ fn bad_network_input_is_one_clear_line_and_changes_nothing() {
 }
 
 #[test]
-fn nothing_leaks_after_many_runs_and_a_killed_monitor() {
+fn nothing_leaks_after_many_runs_killed_monitors_and_killed_commands() {
     let e = NetEng::new("leaks");
     // The first run makes the bridge and the table; count from there.
     let id = e.run_d(&["-p", "7000:80", "busybox", "sleep", "100"]);
@@ -458,6 +459,34 @@ fn nothing_leaks_after_many_runs_and_a_killed_monitor() {
             }
         }
         e.berth(&["rm", "-f", &id]).ok();
+    }
+    // `berth run` killed -9 at any point of its setup: rm -f of what it left repairs all.
+    for i in 0..10u64 {
+        let mut cmd = e.ns.command(&[]);
+        cmd.arg(berth_bin())
+            .arg("--root")
+            .arg(e.s.root())
+            .arg("--runroot")
+            .arg(e.s.dir.join("run"))
+            .env("BERTH_RUNTIME", runtime_bin())
+            .args([
+                "run",
+                "-d",
+                "-p",
+                &format!("{}:80", 7200 + i),
+                "busybox",
+                "sleep",
+                "100",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("spawn berth run");
+        std::thread::sleep(Duration::from_millis(i * 7));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for id in e.berth(&["ps", "-a", "-q"]).stdout.split_whitespace() {
+        e.berth(&["rm", "-f", id]).ok();
     }
     assert_eq!(e.ns.links(), links, "links leaked");
     assert_eq!(e.ns.nft(), table, "nftables elements leaked");
