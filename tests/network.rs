@@ -739,3 +739,43 @@ fn a_restarted_container_keeps_its_address_and_published_port() {
         "{links:?}"
     );
 }
+
+#[test]
+fn other_names_are_forwarded_to_the_hosts_resolvers_except_on_internal_networks() {
+    let e = NetEng::new("dnsfwd");
+    let outside = e.outside();
+    let _upstream = FakeUpstream::start(&outside, std::net::Ipv4Addr::new(203, 0, 113, 7));
+    let conf = e.s.dir.join("resolv.conf");
+    std::fs::write(&conf, "nameserver 192.0.2.2\n").expect("write resolv.conf");
+    let conf = conf.to_string_lossy().to_string();
+    let env = [("BERTH_RESOLV_CONF", conf.as_str())];
+    e.berth(&["network", "create", "--subnet", "10.66.0.0/24", "fwd"])
+        .ok();
+    e.berth(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.67.0.0/24",
+        "closed",
+    ])
+    .ok();
+    let script = "a=$(nslookup example.test 2>/dev/null | sed -n 's/^Address: //p' | tail -n 1); \
+                  echo \"resolved=$a\"; cat /etc/resolv.conf; echo all-done";
+    for (net, want) in [("fwd", "resolved=203.0.113.7"), ("closed", "resolved=\n")] {
+        let out = e.berth_env(
+            &["run", "-d", "--network", net, "busybox", "sh", "-c", script],
+            &env,
+        );
+        out.ok();
+        let id = out.stdout.trim().to_string();
+        let log = e.log_until(&id, "all-done");
+        assert!(log.contains(want), "{net}: {log}");
+        let gw = if net == "fwd" {
+            "10.66.0.1"
+        } else {
+            "10.67.0.1"
+        };
+        assert!(log.contains(&format!("nameserver {gw}")), "{net}: {log}");
+    }
+}

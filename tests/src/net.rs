@@ -93,7 +93,13 @@ impl NetEng {
     }
 
     pub fn berth(&self, args: &[&str]) -> Output {
+        self.berth_env(args, &[])
+    }
+
+    /// A berth command with extra environment variables.
+    pub fn berth_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.ns.command(&[]);
+        c.envs(env.iter().copied());
         c.arg(berth_bin())
             .arg("--root")
             .arg(self.s.root())
@@ -179,4 +185,65 @@ impl Drop for NetEng {
 pub fn http_get(ns: &NetNs, url: &str) -> Option<String> {
     let o = ns.exec(&["curl", "-s", "-m", "5", url]);
     o.success().then_some(o.stdout)
+}
+
+/// A DNS server for the tests' outside host: on `192.0.2.2:53` inside `ns` (a thread that
+/// joined it), it answers every A query with `answer` until dropped.
+pub struct FakeUpstream {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    pub fn start(ns: &NetNs, answer: std::net::Ipv4Addr) -> FakeUpstream {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let path = ns.path();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).expect("open the namespace");
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let sock = std::net::UdpSocket::bind("192.0.2.2:53").expect("bind 192.0.2.2:53");
+            sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+                .expect("timeout");
+            tx.send(()).expect("ready");
+            let mut buf = [0u8; 1500];
+            while !s2.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                // Header, the question (labels up to the root, type, class), one A record.
+                let mut end = 12;
+                while end < n && buf[end] != 0 {
+                    end += 1 + buf[end] as usize;
+                }
+                end += 5;
+                if end > n {
+                    continue;
+                }
+                let mut r = buf[..end].to_vec();
+                r[2] |= 0x80;
+                r[3] = 0x80;
+                r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+                r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+                r.extend_from_slice(&answer.octets());
+                let _ = sock.send_to(&r, peer);
+            }
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the fake upstream never listened");
+        FakeUpstream {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -605,7 +605,7 @@ impl Engine {
         } else {
             c.spec.opts.hostname.clone()
         };
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_resolv = std::fs::read_to_string(host_resolv_conf()).unwrap_or_default();
         match Mode::parse(&n.mode)? {
             Mode::Host => return Ok(()),
             Mode::Container(other) => {
@@ -946,7 +946,9 @@ impl Engine {
         cmd.arg("--listen")
             .arg(netw.gateway.to_string())
             .arg("--records")
-            .arg(&file);
+            .arg(&file)
+            .arg("--resolv-conf")
+            .arg(host_resolv_conf());
         if netw.internal {
             cmd.arg("--internal");
         }
@@ -1132,6 +1134,14 @@ impl Engine {
         })?;
         Ok(nets.into_iter().map(|n| n.name).collect())
     }
+}
+
+/// The host's resolver configuration: `$BERTH_RESOLV_CONF`, else `/etc/resolv.conf` (the
+/// name servers containers get, and those a network's responder forwards to).
+pub fn host_resolv_conf() -> PathBuf {
+    std::env::var_os("BERTH_RESOLV_CONF")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("/etc/resolv.conf"), PathBuf::from)
 }
 
 /// The host end of a container's veth (at most 15 bytes, IFNAMSIZ): `veth` + 11 hex digits

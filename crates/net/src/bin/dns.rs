@@ -1,4 +1,4 @@
-//! `berth-dns --listen GATEWAY --records FILE [--internal]`: the DNS responder of one user
+//! `berth-dns --listen GATEWAY --records FILE [--resolv-conf FILE] [--internal]`: the DNS responder of one user
 //! network (see berth-net's dns.rs), started by the engine when a container joins the
 //! network. It detaches (a session of its own), reports `ok` (or `error: …`) on its stdout
 //! once it listens, and exits when its records file is removed.
@@ -13,12 +13,18 @@ fn main() {
     let mut listen: Option<Ipv4Addr> = None;
     let mut records: Option<PathBuf> = None;
     let mut internal = false;
+    let mut resolv_conf = PathBuf::from("/etc/resolv.conf");
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--listen" => listen = it.next().and_then(|v| v.parse().ok()),
             "--records" => records = it.next().map(PathBuf::from),
             "--internal" => internal = true,
+            "--resolv-conf" => {
+                if let Some(p) = it.next() {
+                    resolv_conf = PathBuf::from(p);
+                }
+            }
             _ => {
                 println!("error: unexpected argument {a:?}");
                 std::process::exit(2);
@@ -34,7 +40,7 @@ fn main() {
         std::process::exit(2);
     }
     let _ = nix::unistd::setsid();
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = std::fs::read_to_string(&resolv_conf).unwrap_or_default();
     let ups = dns::upstreams(&resolv, listen);
     let r = match dns::Responder::bind(listen, &records, ups, !internal) {
         Ok(r) => r,
