@@ -38,12 +38,17 @@ pub fn sha256(bytes: &[u8]) -> String {
 #[derive(Debug)]
 pub struct Store {
     pub dir: TempDir,
+    /// When set, every berth command runs inside this network namespace (the engine's
+    /// containers join networks: their bridge and nftables table live there, never on the
+    /// host's network).
+    pub netns: Option<crate::net::NetNs>,
 }
 
 impl Store {
     pub fn new(name: &str) -> Store {
         Store {
             dir: TempDir::new(&format!("images-{name}")),
+            netns: None,
         }
     }
 
@@ -53,7 +58,14 @@ impl Store {
 
     /// A `berth --root … --runroot …` command using the runtime under test.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(berth_bin());
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = ns.command(&[]);
+                c.arg(berth_bin());
+                c
+            }
+            None => Command::new(berth_bin()),
+        };
         c.arg("--root")
             .arg(self.root())
             .arg("--runroot")

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A named network namespace (`/run/netns/NAME`), deleted on drop.
+#[derive(Debug)]
 pub struct NetNs {
     pub name: String,
 }
