@@ -60,7 +60,8 @@ done
 for net in berth bnet; do
   for _ in $(seq "$runs"); do
     id=$(BERTH_LOG=berth_engine::network=debug $B run -d --network $net -p 18081:80 bench:1 httpd -f -p 80 -h /etc 2>"$work/log")
-    us=$(sed -n 's/.*elapsed_us=\([0-9]*\).*network setup.*/\1/p; s/.*network setup.*elapsed_us=\([0-9]*\).*/\1/p' "$work/log" | head -n 1)
+    us=$(sed 's/\x1b\[[0-9;]*m//g' "$work/log" | sed -n 's/.*network setup.*elapsed_us=\([0-9]*\).*/\1/p; s/.*elapsed_us=\([0-9]*\).*network setup.*/\1/p' | head -n 1)
+    [ -n "$us" ] || { echo "no 'network setup' line in the log:" >&2; cat "$work/log" >&2; exit 1; }
     echo "setup $net ${us:-0}" >>"$work/times"
     $B rm -f "$id" >/dev/null
   done

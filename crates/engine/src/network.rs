@@ -225,7 +225,30 @@ fn write_file(path: &std::path::Path, body: &str) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))
 }
 
+thread_local! {
+    /// One connection to the engine's database per thread for the network code: a start
+    /// makes a handful of small transactions, each open would cost as much as all of them.
+    static CONN: std::cell::RefCell<Option<(PathBuf, crate::db::Db)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl Engine {
+    /// Runs `f` with this thread's connection to the database of this engine's root.
+    fn with_db<T>(&self, f: impl FnOnce(&mut crate::db::Db) -> Result<T>) -> Result<T> {
+        CONN.with(|cell| {
+            let mut slot = cell.try_borrow_mut().map_err(|_| {
+                Error::Runtime("the engine database is in use on this thread".into())
+            })?;
+            if slot.as_ref().is_none_or(|(root, _)| root != &self.root) {
+                *slot = Some((self.root.clone(), self.db()?));
+            }
+            match slot.as_mut() {
+                Some((_, db)) => f(db),
+                None => Err(Error::Runtime("no engine database".into())),
+            }
+        })
+    }
+
     /// `<runroot>/netns/<id>`: a container's network namespace file.
     pub fn netns_path(&self, id: &str) -> PathBuf {
         self.runroot.join("netns").join(id)
@@ -245,16 +268,18 @@ impl Engine {
     /// The network called `name` (or whose id starts with it).
     pub fn network(&self, name: &str) -> Result<Network> {
         let n = name.to_string();
-        let found = self.db()?.write(|tx| {
-            tx.query_row(
-                &format!(
-                    "SELECT {NET_COLUMNS} FROM networks WHERE name = ?1 OR \
+        let found = self.with_db(|db| {
+            db.write(|tx| {
+                tx.query_row(
+                    &format!(
+                        "SELECT {NET_COLUMNS} FROM networks WHERE name = ?1 OR \
                      (length(?1) >= 3 AND substr(id, 1, length(?1)) = ?1) LIMIT 1"
-                ),
-                [&n],
-                net_row,
-            )
-            .optional()
+                    ),
+                    [&n],
+                    net_row,
+                )
+                .optional()
+            })
         })?;
         match found {
             Some(n) => Ok(n),
@@ -268,16 +293,17 @@ impl Engine {
 
     fn network_row(&self, name: &str) -> Result<Network> {
         let n = name.to_string();
-        self.db()?
-            .write(|tx| {
+        self.with_db(|db| {
+            db.write(|tx| {
                 tx.query_row(
                     &format!("SELECT {NET_COLUMNS} FROM networks WHERE name = ?1"),
                     [&n],
                     net_row,
                 )
                 .optional()
-            })?
-            .ok_or_else(|| Error::NotFound(format!("network {name}")))
+            })
+        })?
+        .ok_or_else(|| Error::NotFound(format!("network {name}")))
     }
 
     /// Creates a network (the row; its bridge is made when a container first joins).
@@ -320,95 +346,96 @@ impl Engine {
         let labels = serde_json::to_string(&o.labels).map_err(|e| invalid!("{e}"))?;
         let name_s = name.to_string();
         let created = runtime::state::now_rfc3339();
-        let r = self.db()?.write(|tx| {
-            let exists: Option<String> = tx
-                .query_row(
-                    "SELECT name FROM networks WHERE name = ?1",
-                    [&name_s],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_some() {
-                return Ok(Err(Error::Conflict(format!(
-                    "network {name_s} already exists"
-                ))));
-            }
-            let mut st = tx.prepare("SELECT name, subnet FROM networks")?;
-            let taken: Vec<(String, String)> = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let taken: Vec<(String, Subnet)> = taken
-                .into_iter()
-                .filter_map(|(n, s)| s.parse().ok().map(|s| (n, s)))
-                .collect();
-            let subnet = match subnet {
-                Some(s) => {
-                    if let Some((other, os)) = taken.iter().find(|(_, t)| t.overlaps(s)) {
-                        return Ok(Err(Error::Conflict(format!(
-                            "subnet {s} overlaps subnet {os} of network {other}"
-                        ))));
-                    }
-                    s
+        let r = self.with_db(|db| {
+            db.write(|tx| {
+                let exists: Option<String> = tx
+                    .query_row(
+                        "SELECT name FROM networks WHERE name = ?1",
+                        [&name_s],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if exists.is_some() {
+                    return Ok(Err(Error::Conflict(format!(
+                        "network {name_s} already exists"
+                    ))));
                 }
-                None => {
-                    // Private /16s from 10.210 on, then 172.16–31 as /16s: the first that
-                    // overlaps no network and no route here.
-                    let cands = (210u8..=254)
-                        .map(|b| Subnet {
-                            addr: Ipv4Addr::new(10, b, 0, 0),
-                            prefix: 16,
-                        })
-                        .chain((16u8..=31).map(|b| Subnet {
-                            addr: Ipv4Addr::new(172, b, 0, 0),
-                            prefix: 16,
-                        }));
-                    let mut found = None;
-                    for c in cands {
-                        if !taken.iter().any(|(_, t)| t.overlaps(c))
-                            && !routes.iter().any(|r| r.overlaps(c))
-                        {
-                            found = Some(c);
-                            break;
+                let mut st = tx.prepare("SELECT name, subnet FROM networks")?;
+                let taken: Vec<(String, String)> = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let taken: Vec<(String, Subnet)> = taken
+                    .into_iter()
+                    .filter_map(|(n, s)| s.parse().ok().map(|s| (n, s)))
+                    .collect();
+                let subnet =
+                    match subnet {
+                        Some(s) => {
+                            if let Some((other, os)) = taken.iter().find(|(_, t)| t.overlaps(s)) {
+                                return Ok(Err(Error::Conflict(format!(
+                                    "subnet {s} overlaps subnet {os} of network {other}"
+                                ))));
+                            }
+                            s
                         }
-                    }
-                    match found {
-                        Some(c) => c,
                         None => {
-                            return Ok(Err(Error::Conflict(
-                                "no free private /16 for the network: give one with --subnet"
-                                    .into(),
-                            )))
+                            // Private /16s from 10.210 on, then 172.16–31 as /16s: the first that
+                            // overlaps no network and no route here.
+                            let cands = (210u8..=254)
+                                .map(|b| Subnet {
+                                    addr: Ipv4Addr::new(10, b, 0, 0),
+                                    prefix: 16,
+                                })
+                                .chain((16u8..=31).map(|b| Subnet {
+                                    addr: Ipv4Addr::new(172, b, 0, 0),
+                                    prefix: 16,
+                                }));
+                            let mut found = None;
+                            for c in cands {
+                                if !taken.iter().any(|(_, t)| t.overlaps(c))
+                                    && !routes.iter().any(|r| r.overlaps(c))
+                                {
+                                    found = Some(c);
+                                    break;
+                                }
+                            }
+                            match found {
+                                Some(c) => c,
+                                None => return Ok(Err(Error::Conflict(
+                                    "no free private /16 for the network: give one with --subnet"
+                                        .into(),
+                                ))),
+                            }
                         }
-                    }
-                }
-            };
-            let gw = gateway.unwrap_or_else(|| subnet.first_host());
-            tx.execute(
-                "INSERT INTO networks (name, id, subnet, gateway, ip_range, bridge, internal, \
+                    };
+                let gw = gateway.unwrap_or_else(|| subnet.first_host());
+                tx.execute(
+                    "INSERT INTO networks (name, id, subnet, gateway, ip_range, bridge, internal, \
                  labels, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    name_s,
-                    id,
-                    subnet.to_string(),
-                    gw.to_string(),
-                    range.map(|r| r.to_string()).unwrap_or_default(),
-                    bridge,
-                    o.internal,
-                    labels,
-                    created
-                ],
-            )?;
-            Ok(Ok(Network {
-                name: name_s.clone(),
-                id: id.clone(),
-                subnet,
-                gateway: gw,
-                ip_range: range,
-                bridge: bridge.clone(),
-                internal: o.internal,
-                labels: o.labels.clone(),
-                created: created.clone(),
-            }))
+                    params![
+                        name_s,
+                        id,
+                        subnet.to_string(),
+                        gw.to_string(),
+                        range.map(|r| r.to_string()).unwrap_or_default(),
+                        bridge,
+                        o.internal,
+                        labels,
+                        created
+                    ],
+                )?;
+                Ok(Ok(Network {
+                    name: name_s.clone(),
+                    id: id.clone(),
+                    subnet,
+                    gateway: gw,
+                    ip_range: range,
+                    bridge: bridge.clone(),
+                    internal: o.internal,
+                    labels: o.labels.clone(),
+                    created: created.clone(),
+                }))
+            })
         })??;
         tracing::debug!(network = %r.name, subnet = %r.subnet, bridge = %r.bridge, "network created");
         Ok(r)
@@ -437,9 +464,11 @@ impl Engine {
         net::link::delete(&mut rt, &n.bridge)?;
         let _ = std::fs::remove_dir_all(self.dns_dir(&n.name));
         let nm = n.name.clone();
-        self.db()?.write(|tx| {
-            tx.execute("DELETE FROM networks WHERE name = ?1", [&nm])
-                .map(|_| ())
+        self.with_db(|db| {
+            db.write(|tx| {
+                tx.execute("DELETE FROM networks WHERE name = ?1", [&nm])
+                    .map(|_| ())
+            })
         })?;
         tracing::debug!(network = %n.name, "network removed");
         Ok(n)
@@ -448,13 +477,15 @@ impl Engine {
     /// The names of the containers attached to a network.
     pub fn network_users(&self, network: &str) -> Result<Vec<String>> {
         let n = network.to_string();
-        self.db()?.write(|tx| {
-            let mut st = tx.prepare(
-                "SELECT c.name FROM net_attachments a JOIN containers c ON c.id = a.container \
+        self.with_db(|db| {
+            db.write(|tx| {
+                let mut st = tx.prepare(
+                    "SELECT c.name FROM net_attachments a JOIN containers c ON c.id = a.container \
                  WHERE a.network = ?1 ORDER BY c.name",
-            )?;
-            let rows = st.query_map([&n], |r| r.get(0))?;
-            rows.collect()
+                )?;
+                let rows = st.query_map([&n], |r| r.get(0))?;
+                rows.collect()
+            })
         })
     }
 
@@ -462,15 +493,17 @@ impl Engine {
     pub fn attachments(&self, id: &str) -> Result<Vec<Attachment>> {
         let i = id.to_string();
         type Row = (String, String, String, String, String);
-        let rows: Vec<Row> = self.db()?.write(|tx| {
-            let mut st = tx.prepare(
-                "SELECT network, ip, mac, aliases, ifname FROM net_attachments \
+        let rows: Vec<Row> = self.with_db(|db| {
+            db.write(|tx| {
+                let mut st = tx.prepare(
+                    "SELECT network, ip, mac, aliases, ifname FROM net_attachments \
                  WHERE container = ?1 ORDER BY ifname",
-            )?;
-            let rows = st.query_map([&i], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
-            rows.collect()
+                )?;
+                let rows = st.query_map([&i], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
+                rows.collect()
+            })
         })?;
         Ok(rows
             .into_iter()
@@ -489,13 +522,16 @@ impl Engine {
     /// A container's published ports as they are bound (ephemeral ports resolved).
     pub fn published(&self, id: &str) -> Result<Vec<PortMap>> {
         let i = id.to_string();
-        let rows: Vec<(String, String, u16, u16)> = self.db()?.write(|tx| {
-            let mut st = tx.prepare(
+        let rows: Vec<(String, String, u16, u16)> = self.with_db(|db| {
+            db.write(|tx| {
+                let mut st = tx.prepare(
                 "SELECT proto, host_ip, host_port, ctr_port FROM net_ports WHERE container = ?1 \
                  ORDER BY ctr_port, proto",
             )?;
-            let rows = st.query_map([&i], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-            rows.collect()
+                let rows =
+                    st.query_map([&i], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect()
+            })
         })?;
         Ok(rows
             .into_iter()
@@ -709,68 +745,71 @@ impl Engine {
             }
         };
         let (id, nname) = (c.id.clone(), net.name.clone());
-        let r = self.db()?.write(|tx| {
-            let mut st = tx.prepare(
-                "SELECT a.ip, a.aliases, c.name FROM net_attachments a \
+        let r = self.with_db(|db| {
+            db.write(|tx| {
+                let mut st = tx.prepare(
+                    "SELECT a.ip, a.aliases, c.name FROM net_attachments a \
                  LEFT JOIN containers c ON c.id = a.container WHERE a.network = ?1",
-            )?;
-            let rows: Vec<(String, String, Option<String>)> = st
-                .query_map([&nname], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut used: Vec<Ipv4Addr> = rows.iter().filter_map(|r| r.0.parse().ok()).collect();
-            used.push(net.gateway);
-            // Names the network's responder answers for: no two containers share one.
-            for (_, other_aliases, other_name) in &rows {
-                let other_aliases: Vec<String> =
-                    serde_json::from_str(other_aliases).unwrap_or_default();
-                let other = other_name.clone().unwrap_or_default();
-                let mut taken: Vec<&str> = other_aliases.iter().map(String::as_str).collect();
-                taken.push(&other);
-                let mine = req
-                    .aliases
-                    .iter()
-                    .map(String::as_str)
-                    .chain([c.name.as_str()]);
-                for m in mine {
-                    if taken.contains(&m) {
-                        return Ok(Err(Error::Conflict(format!(
+                )?;
+                let rows: Vec<(String, String, Option<String>)> = st
+                    .query_map([&nname], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut used: Vec<Ipv4Addr> =
+                    rows.iter().filter_map(|r| r.0.parse().ok()).collect();
+                used.push(net.gateway);
+                // Names the network's responder answers for: no two containers share one.
+                for (_, other_aliases, other_name) in &rows {
+                    let other_aliases: Vec<String> =
+                        serde_json::from_str(other_aliases).unwrap_or_default();
+                    let other = other_name.clone().unwrap_or_default();
+                    let mut taken: Vec<&str> = other_aliases.iter().map(String::as_str).collect();
+                    taken.push(&other);
+                    let mine = req
+                        .aliases
+                        .iter()
+                        .map(String::as_str)
+                        .chain([c.name.as_str()]);
+                    for m in mine {
+                        if taken.contains(&m) {
+                            return Ok(Err(Error::Conflict(format!(
                             "the name {m:?} is already used on network {nname} by container {other}"
                         ))));
+                        }
                     }
                 }
-            }
-            let ip = match req.ip {
-                Some(ip) if used.contains(&ip) => {
-                    return Ok(Err(Error::Conflict(format!(
-                        "address {ip} is already in use on network {nname}"
-                    ))))
-                }
-                Some(ip) => ip,
-                None => match net::ipam::pick(net.subnet, net.ip_range, &used) {
-                    Some(ip) => ip,
-                    None => {
+                let ip = match req.ip {
+                    Some(ip) if used.contains(&ip) => {
                         return Ok(Err(Error::Conflict(format!(
-                            "network {nname} has no free address left"
+                            "address {ip} is already in use on network {nname}"
                         ))))
                     }
-                },
-            };
-            let mac = req
-                .mac
-                .clone()
-                .unwrap_or_else(|| net::link::format_mac(net::link::mac_for(ip)));
-            tx.execute(
-                "INSERT INTO net_attachments (container, network, ip, mac, aliases, ifname) \
+                    Some(ip) => ip,
+                    None => match net::ipam::pick(net.subnet, net.ip_range, &used) {
+                        Some(ip) => ip,
+                        None => {
+                            return Ok(Err(Error::Conflict(format!(
+                                "network {nname} has no free address left"
+                            ))))
+                        }
+                    },
+                };
+                let mac = req
+                    .mac
+                    .clone()
+                    .unwrap_or_else(|| net::link::format_mac(net::link::mac_for(ip)));
+                tx.execute(
+                    "INSERT INTO net_attachments (container, network, ip, mac, aliases, ifname) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, nname, ip.to_string(), mac, aliases, ifname],
-            )?;
-            Ok(Ok(Attachment {
-                network: nname.clone(),
-                ip,
-                mac,
-                aliases: req.aliases.clone(),
-                ifname: ifname.clone(),
-            }))
+                    params![id, nname, ip.to_string(), mac, aliases, ifname],
+                )?;
+                Ok(Ok(Attachment {
+                    network: nname.clone(),
+                    ip,
+                    mac,
+                    aliases: req.aliases.clone(),
+                    ifname: ifname.clone(),
+                }))
+            })
         })??;
         tracing::debug!(container = %c.id, network = %net.name, ip = %r.ip, "address allocated");
         Ok(r)
@@ -796,7 +835,7 @@ impl Engine {
             maps.push(p);
         }
         let id = c.id.clone();
-        let r = self.db()?.write(|tx| {
+        let r = self.with_db(|db| db.write(|tx| {
             for p in &maps {
                 let mut st = tx.prepare(
                     "SELECT p.container, c.name, c.state FROM net_ports p LEFT JOIN containers c \
@@ -836,7 +875,7 @@ impl Engine {
                 )?;
             }
             Ok(Ok(()))
-        })?;
+        }))?;
         r?;
         Ok(maps)
     }
@@ -907,15 +946,17 @@ impl Engine {
         let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::Runtime(format!("lock {}: {e}", dir.display())))?;
         let nname = netw.name.clone();
-        let rows: Vec<(String, String, String, String)> = self.db()?.write(|tx| {
-            let mut st = tx.prepare(
-                "SELECT c.name, c.id, a.ip, a.aliases FROM net_attachments a \
+        let rows: Vec<(String, String, String, String)> = self.with_db(|db| {
+            db.write(|tx| {
+                let mut st = tx.prepare(
+                    "SELECT c.name, c.id, a.ip, a.aliases FROM net_attachments a \
                  JOIN containers c ON c.id = a.container WHERE a.network = ?1",
-            )?;
-            let rows = st.query_map([&nname], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?;
-            rows.collect()
+                )?;
+                let rows = st.query_map([&nname], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                rows.collect()
+            })
         })?;
         let mut recs = Vec::new();
         for (name, id, ip, aliases) in rows {
@@ -1014,10 +1055,12 @@ impl Engine {
             }
         }
         let id = c.id.clone();
-        self.db()?.write(|tx| {
-            tx.execute("DELETE FROM net_ports WHERE container = ?1", [&id])?;
-            tx.execute("DELETE FROM net_attachments WHERE container = ?1", [&id])
-                .map(|_| ())
+        self.with_db(|db| {
+            db.write(|tx| {
+                tx.execute("DELETE FROM net_ports WHERE container = ?1", [&id])?;
+                tx.execute("DELETE FROM net_attachments WHERE container = ?1", [&id])
+                    .map(|_| ())
+            })
         })?;
         for a in &atts {
             if let Ok(n) = self.network(&a.network) {
@@ -1100,12 +1143,14 @@ impl Engine {
         let mut rt = net::nl::Socket::route()?;
         net::link::delete(&mut rt, &veth_name(&c.id, &att.ifname))?;
         let (id, nname) = (c.id.clone(), netw.name.clone());
-        self.db()?.write(|tx| {
-            tx.execute(
-                "DELETE FROM net_attachments WHERE container = ?1 AND network = ?2",
-                [&id, &nname],
-            )
-            .map(|_| ())
+        self.with_db(|db| {
+            db.write(|tx| {
+                tx.execute(
+                    "DELETE FROM net_attachments WHERE container = ?1 AND network = ?2",
+                    [&id, &nname],
+                )
+                .map(|_| ())
+            })
         })?;
         self.update_dns(&netw)
     }
@@ -1127,10 +1172,12 @@ impl Engine {
             }
             _ => {}
         }
-        self.db()?.write(|tx| {
-            tx.execute_batch(
-                "DELETE FROM net_ports; DELETE FROM net_attachments; DELETE FROM networks;",
-            )
+        self.with_db(|db| {
+            db.write(|tx| {
+                tx.execute_batch(
+                    "DELETE FROM net_ports; DELETE FROM net_attachments; DELETE FROM networks;",
+                )
+            })
         })?;
         Ok(nets.into_iter().map(|n| n.name).collect())
     }
