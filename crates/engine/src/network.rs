@@ -897,15 +897,19 @@ impl Engine {
             "1",
         )?;
         let path = self.netns_path(&c.id);
-        net::netns::create(&path)?;
+        let made = net::netns::create(&path)?;
         let inner = att.ifname.clone();
-        let has = {
+        // A namespace made now has no link yet; in one kept from before (a restart, a kill
+        // -9 halfway), the link may be there already, or only its host end.
+        let has = !made && {
             let inner = inner.clone();
             net::netns::run_in(&path, move || Ok(net::link::exists(&inner)))?
         };
         if !has {
             let host = veth_name(&c.id, &att.ifname);
-            net::link::delete(&mut rt, &host)?;
+            if !made {
+                net::link::delete(&mut rt, &host)?;
+            }
             let mac = net::link::parse_mac(&att.mac)?;
             let ns = std::fs::File::open(&path).map_err(io(format!("open {}", path.display())))?;
             net::link::add_veth(

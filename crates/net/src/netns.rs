@@ -18,10 +18,11 @@ pub fn is_mounted(path: &Path) -> bool {
         .is_ok_and(|s| u64::try_from(s.filesystem_type().0).ok() == Some(NSFS_MAGIC))
 }
 
-/// Makes a new network namespace kept at `path` (its `lo` up); one already there is kept.
-pub fn create(path: &Path) -> Result<()> {
+/// Makes a new network namespace kept at `path` (its `lo` still down: `link::configure_inner`
+/// sets it up); one already there is kept. Whether it was made now.
+pub fn create(path: &Path) -> Result<bool> {
     if is_mounted(path) {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
@@ -45,9 +46,7 @@ pub fn create(path: &Path) -> Result<()> {
         .map_err(kernel(format!(
             "bind the namespace on {}",
             target.display()
-        )))?;
-        let mut s = crate::nl::Socket::route()?;
-        crate::link::lo_up(&mut s)
+        )))
     })
     .join()
     .unwrap_or_else(|_| {
@@ -58,7 +57,7 @@ pub fn create(path: &Path) -> Result<()> {
     if r.is_err() {
         remove(path);
     }
-    r
+    r.map(|()| true)
 }
 
 /// Unmounts and removes a namespace file (quietly: what is not there is fine). The

@@ -78,7 +78,8 @@ fn table_bridge_and_veth_in_a_private_namespace() {
                 link::ensure_bridge(&mut r, "brtest0", gw, 24).expect("again"),
                 br
             );
-            netns::create(&ctr_ns).expect("netns");
+            assert!(netns::create(&ctr_ns).expect("netns"), "made now");
+            assert!(!netns::create(&ctr_ns).expect("netns again"), "kept");
             let f = std::fs::File::open(&ctr_ns).expect("open netns");
             let mac = link::mac_for(a);
             link::add_veth(
