@@ -667,6 +667,7 @@ impl Engine {
                 return Ok(());
             }
             Mode::Network(name) => {
+                let t_rows = std::time::Instant::now();
                 let net = self.network(&name)?;
                 let att = self.attach(
                     c,
@@ -679,6 +680,7 @@ impl Engine {
                     },
                 )?;
                 let ports = self.reserve_ports(c, att.ip)?;
+                tracing::debug!(rows_us = t_rows.elapsed().as_micros() as u64, "rows");
                 self.kernel_attach(c, &net, &att)?;
                 let mut nf = net::nl::Socket::netfilter()?;
                 let elems: Vec<_> = ports
@@ -896,8 +898,10 @@ impl Engine {
             &format!("net.ipv4.conf.{}.route_localnet", netw.bridge),
             "1",
         )?;
+        let t0 = std::time::Instant::now();
         let path = self.netns_path(&c.id);
         let made = net::netns::create(&path)?;
+        let t_netns = t0.elapsed();
         let inner = att.ifname.clone();
         // A namespace made now has no link yet; in one kept from before (a restart, a kill
         // -9 halfway), the link may be there already, or only its host end.
@@ -920,6 +924,12 @@ impl Engine {
                 mac,
                 std::os::fd::AsFd::as_fd(&ns),
             )?;
+            let t_veth = t0.elapsed();
+            tracing::debug!(
+                netns_us = t_netns.as_micros() as u64,
+                veth_us = (t_veth - t_netns).as_micros() as u64,
+                "netns and veth"
+            );
             let (ip, prefix) = (att.ip, netw.subnet.prefix);
             let gw = (!netw.internal && inner == "eth0").then_some(netw.gateway);
             net::netns::run_in(&path, move || {
@@ -927,7 +937,13 @@ impl Engine {
                 net::link::configure_inner(&mut s, &inner, ip, prefix, gw)
             })?;
         }
-        tracing::debug!(container = %c.id, network = %netw.name, ip = %att.ip, "attached");
+        tracing::debug!(
+            container = %c.id,
+            network = %netw.name,
+            ip = %att.ip,
+            elapsed_us = t0.elapsed().as_micros() as u64,
+            "attached (namespace, veth, inside)"
+        );
         Ok(())
     }
 

@@ -54,7 +54,11 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Erro
 }
 
 /// Writes `value` to `/proc/sys/<key>` (dots as slashes) in this thread's network namespace.
+/// Written only when it differs (a read is cheaper than a write's side effects).
 pub fn sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
+        return Ok(());
+    }
     std::fs::write(&path, value).map_err(io(format!("write {path}")))
 }

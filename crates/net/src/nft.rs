@@ -38,11 +38,13 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NLM_F_APPEND: u16 = 0x800;
 
@@ -426,8 +428,42 @@ fn table_batch() -> Vec<Msg> {
     v
 }
 
-/// Makes berth's table (whole, in one batch) unless it exists.
-pub fn ensure_table(s: &mut Socket) -> Result<()> {
+/// Whether berth's table exists (a read: no transaction).
+pub fn table_exists(s: &mut Socket) -> Result<bool> {
+    let mut t = nfgen(NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_ACK, 0);
+    t.str(NFTA_TABLE_NAME, TABLE);
+    match s.transact(&mut [t], &|_| format!("look up nftables table ip {TABLE}")) {
+        Ok(_) => Ok(true),
+        Err(e) if nl::errno(&e) == Some(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether an element is in its set (a read: no transaction).
+pub fn has(s: &mut Socket, e: &Elem) -> Result<bool> {
+    let mut m = elem_msg(
+        NFT_MSG_GETSETELEM,
+        NLM_F_REQUEST | NLM_F_ACK,
+        &Elem {
+            data: None,
+            ..e.clone()
+        },
+    );
+    match s.transact(std::slice::from_mut(&mut m), &|_| {
+        format!("look up an element of nftables set {}", e.set)
+    }) {
+        Ok(_) => Ok(true),
+        Err(e) if nl::errno(&e) == Some(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes berth's table (whole, in one batch) unless it exists; whether it was made now.
+/// The look-up first: a batch that fails still costs the kernel a transaction.
+pub fn ensure_table(s: &mut Socket) -> Result<bool> {
+    if table_exists(s)? {
+        return Ok(false);
+    }
     let mut msgs = batch(table_batch());
     let n = msgs.len();
     let what = |i: usize| match i {
@@ -436,9 +472,20 @@ pub fn ensure_table(s: &mut Socket) -> Result<()> {
         _ => "nftables batch".to_string(),
     };
     match s.transact(&mut msgs, &what) {
-        Err(e) if nl::errno(&e) == Some(Errno::EEXIST) => Ok(()),
-        r => r.map(|_| ()),
+        Err(e) if nl::errno(&e) == Some(Errno::EEXIST) => Ok(false),
+        r => r.map(|_| true),
     }
+}
+
+/// Adds those of `elems` that are missing (looked up first; adding is a transaction).
+pub fn ensure(s: &mut Socket, elems: &[Elem]) -> Result<()> {
+    let mut missing = Vec::new();
+    for e in elems {
+        if !has(s, e)? {
+            missing.push(e.clone());
+        }
+    }
+    add(s, &missing)
 }
 
 /// Deletes berth's table (`system reset`); a missing one is fine.

@@ -32,8 +32,9 @@ fn table_bridge_and_veth_in_a_private_namespace() {
         move || {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
             let mut s = Socket::netfilter().expect("socket");
-            nft::ensure_table(&mut s).expect("table");
-            nft::ensure_table(&mut s).expect("table again (kept)");
+            assert!(!nft::table_exists(&mut s).expect("look up"));
+            assert!(nft::ensure_table(&mut s).expect("table"), "made now");
+            assert!(!nft::ensure_table(&mut s).expect("table again"), "kept");
             let p = PortMap {
                 proto: Proto::Tcp,
                 host_ip: None,
@@ -49,7 +50,10 @@ fn table_bridge_and_veth_in_a_private_namespace() {
             let a = Ipv4Addr::new(10, 77, 0, 2);
             let mut elems = vec![nft::port_elem(&p, a), nft::port_elem(&q, a)];
             elems.extend(nft::bridge_elems("brtest0", false));
+            assert!(!nft::has(&mut s, &elems[0]).expect("look up"));
             nft::add(&mut s, &elems).expect("elements");
+            assert!(elems.iter().all(|e| nft::has(&mut s, e).expect("look up")));
+            nft::ensure(&mut s, &elems).expect("ensure: all there already");
             // A key already there with other data is replaced.
             nft::add(&mut s, &[nft::port_elem(&p, Ipv4Addr::new(10, 77, 0, 3))]).expect("replace");
             let listed = sh(&["nft", "list", "table", "ip", "berth"]);
