@@ -123,7 +123,7 @@ fn top_lists_the_container_process_and_port_lists_none() {
     );
     let out = e.berth(&["port", "sleeper"]);
     out.ok();
-    assert_eq!(out.stdout, "", "no networks: no ports");
+    assert_eq!(out.stdout, "", "no -p: no published ports");
     e.berth(&["port", "nosuch"]).failed_mentioning(&["nosuch"]);
     e.berth(&["stop", "-t", "1", "sleeper"]).ok();
     e.berth(&["top", "sleeper"])

@@ -13,7 +13,9 @@ pub struct Eng {
 
 impl Eng {
     pub fn new(name: &str) -> Eng {
-        let s = Store::new(&format!("engine-{name}"));
+        let mut s = Store::new(&format!("engine-{name}"));
+        // Containers join the default network: made inside a namespace of the test's.
+        s.netns = Some(crate::net::NetNs::new("eng"));
         s.import_busybox("busybox");
         Eng { s }
     }

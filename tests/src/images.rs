@@ -38,12 +38,19 @@ pub fn sha256(bytes: &[u8]) -> String {
 #[derive(Debug)]
 pub struct Store {
     pub dir: TempDir,
+    /// Every berth command runs inside this network namespace (the engine's
+    /// containers join networks: their bridge and nftables table live there, never on the
+    /// host's network).
+    pub netns: Option<crate::net::NetNs>,
 }
 
 impl Store {
     pub fn new(name: &str) -> Store {
         Store {
             dir: TempDir::new(&format!("images-{name}")),
+            // Containers run through the engine join the default network: its bridge and
+            // nftables table are made in a namespace of the test's, never on the host's.
+            netns: Some(crate::net::NetNs::new(name)),
         }
     }
 
@@ -53,7 +60,14 @@ impl Store {
 
     /// A `berth --root … --runroot …` command using the runtime under test.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(berth_bin());
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = ns.command(&[]);
+                c.arg(berth_bin());
+                c
+            }
+            None => Command::new(berth_bin()),
+        };
         c.arg("--root")
             .arg(self.root())
             .arg("--runroot")

@@ -13,6 +13,7 @@ pub mod containerd;
 pub mod engine;
 pub mod functions;
 pub mod images;
+pub mod net;
 pub mod oci;
 pub mod vm;
 

@@ -130,6 +130,8 @@ enum Cmd {
     Vm(cmd::vm::Args),
     /// Manage volumes (create, ls, inspect, rm, prune).
     Volume(cmd::volume::Args),
+    /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
+    Network(cmd::network::Args),
     /// Copy files and directories between a container and the host.
     Cp(cmd::cp::Args),
     /// Functions: deploy, ls, inspect, rm, scale, invoke, logs (served by `serve --listen`).
@@ -209,6 +211,7 @@ fn main() {
         Cmd::Vm(a) => cmd::vm::run(a).map(|()| 0),
         Cmd::Serve(a) => cmd::serve::run(&g, a).map(|()| 0),
         Cmd::Volume(a) => cmd::volume::run(&g, a).map(|()| 0),
+        Cmd::Network(a) => cmd::network::run(&g, a).map(|()| 0),
         Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
         Cmd::Function(a) => cmd::function::run(&g, a),
     };

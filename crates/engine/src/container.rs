@@ -108,6 +108,7 @@ impl Engine {
             .and_then(|c| c.volumes().clone());
         self.volumes_at_create(&image_volumes.unwrap_or_default(), &mut spec)?;
         spec.args = crate::spec::process_args(&img.config, &spec.opts);
+        self.network_at_create(&img.config, &mut spec.network, &spec.opts.hostname)?;
         let id = random_id()?;
         let c = Container {
             name: name.map_or_else(|| format!("berth-{}", &id[..12]), str::to_string),
@@ -290,6 +291,7 @@ impl Engine {
             )));
         }
         self.admit(&c)?;
+        self.network_up(&c)?;
         let dir = self.dir(&c.id);
         // A create killed between its row and its directory left the row alone: the
         // directory is made here (the monitor's log is its first file).
@@ -477,6 +479,7 @@ impl Engine {
         crate::fault::point("rm:killed");
         crate::procwait::wait_gone(&procs, Duration::from_secs(10));
         self.runtime_delete(&c.id);
+        self.network_down(&c)?;
         let dir = self.dir(&c.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

@@ -173,6 +173,7 @@ impl Db {
             tx.execute_batch(crate::health::SCHEMA)?;
             crate::volumes::init(tx)?;
             crate::admission::init(tx)?;
+            crate::network::init(tx)?;
             let v: Option<i64> = tx
                 .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
                 .optional()?;

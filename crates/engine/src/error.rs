@@ -16,6 +16,8 @@ pub enum Error {
     #[error(transparent)]
     Image(#[from] image::Error),
     #[error(transparent)]
+    Net(#[from] net::Error),
+    #[error(transparent)]
     User(#[from] image::user::UserError),
     #[error(transparent)]
     Seccomp(#[from] image::seccomp::SeccompError),

@@ -26,6 +26,11 @@
 //! - A volume is removed only in the transaction that saw no container using it; copies
 //!   into volumes and `cp` go through descriptors (confined.rs) and never follow a symlink
 //!   out of a container's root. Admission's check and reservation are one transaction.
+//! - A container's network rows (attachment, published ports) are written before the
+//!   kernel objects they describe (network.rs); its network namespace is a file under the
+//!   run root made before its monitor starts, and `rm` removes elements, namespace, veth and
+//!   rows whether or not the monitor lives. A port held by an active container is refused
+//!   in the transaction that would reserve it.
 //! - A container pins its image: `rmi` refuses an image a container uses (naming it), and
 //!   the container's `chains.json` keeps its snapshots from gc.
 #![forbid(unsafe_code)]
@@ -42,6 +47,7 @@ pub mod health;
 pub mod logfiles;
 pub mod logs;
 pub mod manage;
+pub mod network;
 pub mod procwait;
 pub mod pump;
 pub mod revive;

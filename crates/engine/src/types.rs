@@ -180,6 +180,9 @@ pub struct ContainerSpec {
     /// its anonymous volumes, once it has exited.
     #[serde(default)]
     pub auto_remove: bool,
+    /// The network options (`--network`, `-p`, `--ip`, `--dns`…; network.rs).
+    #[serde(default)]
+    pub network: crate::network::NetOpts,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

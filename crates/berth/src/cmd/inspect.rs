@@ -25,6 +25,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             Err(image::Error::NotFound(_)) => match g.engine()?.inspect(r) {
                 Ok(c) => {
                     let mut v = container(&c);
+                    v["NetworkSettings"] = super::port::network_settings(&g.engine()?, &c)?;
                     if let Some(h) = g.engine()?.health(&c)? {
                         v["State"]["Health"] = serde_json::to_value(h)?;
                     }

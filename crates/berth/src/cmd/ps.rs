@@ -141,11 +141,13 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         list.into_iter()
             .map(|c| {
                 let status = status_with_health(&e, &c)?;
+                let ports = super::port::ports_column(&e, &c);
                 Ok((
                     c,
                     Row {
                         status,
                         trunc: !a.no_trunc,
+                        ports,
                     },
                 ))
             })
@@ -170,6 +172,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 "COMMAND".into(),
                 "CREATED".into(),
                 "STATUS".into(),
+                "PORTS".into(),
                 "NAMES".into(),
             ]];
             for c in &list {
@@ -187,11 +190,12 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                     cmd,
                     format!("{} ago", since(&c.created)),
                     status_with_health(&e, c)?,
+                    super::port::ports_column(&e, c),
                     c.name.clone(),
                 ]);
             }
             // Columns as wide as their widest cell, three spaces apart (docker's tabwriter).
-            let mut width = [0usize; 6];
+            let mut width = [0usize; 7];
             for r in &rows {
                 for (w, cell) in width.iter_mut().zip(r) {
                     *w = (*w).max(cell.chars().count());

@@ -121,6 +121,8 @@ pub struct Row {
     pub status: String,
     /// Short IDs and commands cut to 20 characters (no `--no-trunc`).
     pub trunc: bool,
+    /// Published ports, as the PORTS column (`0.0.0.0:8080->80/tcp`).
+    pub ports: String,
 }
 
 /// Docker's `CreatedAt`: `2006-01-02 15:04:05 +0000 UTC` from our RFC 3339 UTC time.
@@ -219,6 +221,7 @@ impl Template {
             "RunningFor" => super::util::ago(&c.created),
             "Status" => row.status.clone(),
             "State" => c.state.as_str().to_string(),
+            "Ports" => row.ports.clone(),
             "Labels" => c
                 .spec
                 .labels

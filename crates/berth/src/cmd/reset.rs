@@ -79,7 +79,10 @@ pub fn run(g: &Globals, force: bool) -> Result<()> {
     }
     let e = g.engine()?;
     let removed = if g.root.join("engine.db").exists() {
-        e.remove_all()?
+        let removed = e.remove_all()?;
+        // Networks after their containers: bridges, berth's nftables table, the rows.
+        e.reset_networks()?;
+        removed
     } else {
         Vec::new()
     };

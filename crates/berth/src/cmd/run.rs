@@ -141,6 +141,31 @@ pub struct Args {
     /// log is rotated at max-size, keeping max-file files).
     #[arg(long)]
     log_opt: Vec<String>,
+    /// The network: bridge (the default network `berth`), a network's name, none, host,
+    /// or container:CTR (another container's).
+    #[arg(long = "network", alias = "net")]
+    network: Option<String>,
+    /// Publish a port: `[HOSTIP:][HOSTPORT:]CTRPORT[/tcp|/udp]`, ranges `8000-8001:80-81`.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes on an ephemeral host port.
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// The container's IPv4 address on its network.
+    #[arg(long)]
+    ip: Option<String>,
+    /// The container's MAC address (`02:42:0a:00:00:09`).
+    #[arg(long)]
+    mac_address: Option<String>,
+    /// Another name of the container on its (user) network.
+    #[arg(long = "network-alias")]
+    network_alias: Vec<String>,
+    /// A name server for the container's resolv.conf.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// An `/etc/hosts` entry `NAME:IP`.
+    #[arg(long)]
+    add_host: Vec<String>,
     /// The image (name, ID or digest).
     image: String,
     /// The command and its arguments (default: the image's).
@@ -232,6 +257,15 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     }
     if std::env::var_os("BERTH_RUN_DIRECT").is_none() {
         return super::run_fg::run(g, a);
+    }
+    let wants_net = a.network.as_deref().is_some_and(|n| n != "none")
+        || !a.publish.is_empty()
+        || a.publish_all
+        || a.ip.is_some()
+        || a.mac_address.is_some()
+        || !a.network_alias.is_empty();
+    if wants_net {
+        bail!("--network, -p, -P, --ip, --mac-address and --network-alias are not supported with BERTH_RUN_DIRECT=1 (the direct path has no network)");
     }
     let img = store.resolve(&a.image)?;
     let id = a.name.clone().unwrap_or_else(random_id);
@@ -395,6 +429,16 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         none: a.no_healthcheck,
     }
     .to_config()?;
+    let network = net_opts(
+        a.network,
+        &a.publish,
+        a.publish_all,
+        a.ip,
+        a.mac_address,
+        a.network_alias,
+        &a.dns,
+        &a.add_host,
+    )?;
     let spec = engine::ContainerSpec {
         image: a.image,
         opts,
@@ -409,6 +453,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         args: Vec::new(),
         interactive: a.interactive,
         auto_remove: a.rm,
+        network,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }
@@ -436,4 +481,49 @@ fn run_runtime(runroot: &Path, bundle: &Path, id: &str, tty: bool) -> Result<i32
         Some(c) => c.serve().wait(pid),
         None => runtime::container::wait_forwarding(pid).map_err(|e| anyhow::anyhow!("{e}")),
     }
+}
+
+/// The network flags of `run`/`create`, checked (one clear line for a bad value).
+#[allow(clippy::too_many_arguments)]
+fn net_opts(
+    mode: Option<String>,
+    publish: &[String],
+    publish_all: bool,
+    ip: Option<String>,
+    mac: Option<String>,
+    aliases: Vec<String>,
+    dns: &[String],
+    add_host: &[String],
+) -> Result<engine::network::NetOpts> {
+    let mut ports = Vec::new();
+    for p in publish {
+        ports.extend(net::ports::parse(p)?);
+    }
+    let ip = ip
+        .map(|s| {
+            s.parse::<std::net::Ipv4Addr>()
+                .with_context(|| format!("invalid --ip {s:?}: not an IPv4 address"))
+        })
+        .transpose()?;
+    let dns = dns
+        .iter()
+        .map(|s| {
+            s.parse::<std::net::Ipv4Addr>()
+                .with_context(|| format!("invalid --dns {s:?}: not an IPv4 address"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let add_hosts = add_host
+        .iter()
+        .map(|h| net::files::parse_add_host(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(engine::network::NetOpts {
+        mode: mode.unwrap_or_default(),
+        ip,
+        mac,
+        aliases,
+        dns,
+        add_hosts,
+        publish: ports,
+        publish_all,
+    })
 }

@@ -580,6 +580,7 @@ impl Monitor {
         let mut spec = engine::spec::build(&img.config, &opts, &rootfs.path)?;
         let engine = self.engine();
         engine::volumes::apply(&engine, &c.spec.mounts, &rootfs.path, &mut spec)?;
+        engine::network::apply_spec(&engine, c, &mut spec)?;
         if opts.init {
             engine::spec::add_init(&mut spec, &engine::spec::init_bin()?)?;
         }
