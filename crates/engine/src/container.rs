@@ -291,11 +291,12 @@ impl Engine {
             )));
         }
         self.admit(&c)?;
-        self.network_up(&c)?;
         let dir = self.dir(&c.id);
         // A create killed between its row and its directory left the row alone: the
-        // directory is made here (the monitor's log is its first file).
+        // directory is made here, before the network writes its files (hosts, resolv.conf)
+        // into it and the monitor its log.
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        self.network_up(&c)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
