@@ -86,7 +86,8 @@ if [ "${SECCOMP:-0}" = 1 ]; then
     set -euo pipefail
     mount --make-rprivate /
     umount /sys/fs/cgroup/unified 2>/dev/null || true
-    inner cold --prepare 'rm -rf $work/state-berth/.seccomp-cache' -n 'berth-runtime (cache emptied)' \"$(cmds berth "$berth")\"
+    inner cold --prepare 'rm -rf $work/state-berth/.seccomp-cache' -n 'berth-runtime (cache emptied)' \"$(cmds berth "$berth")\" \\
+      --prepare true -n 'berth-runtime (cache kept)' \"$(cmds berth "$berth")\"
   "
 fi
 python3 - "$work" <<'PY'
@@ -101,8 +102,9 @@ for n, key in (("berth-runtime", "berth"), ("crun", "crun"), ("runc", "runc")):
     print(f"{n:<16}{run[n]:>10.2f}{csd[n]:>12.2f}{rss[key]:>15}")
 print(f"berth-runtime on the hybrid host view: run {list(hyb.values())[0]:.2f} ms")
 if os.path.exists(f"{w}/cold.json"):
-    cold = list(med("cold").values())[0]
-    print(f"berth-runtime with its seccomp cache emptied before each run: run {cold:.2f} ms (ratio to crun {cold/run['crun']:.2f})")
+    cold = med("cold")
+    c, k = cold["berth-runtime (cache emptied)"], cold["berth-runtime (cache kept)"]
+    print(f"seccomp cache, same hyperfine run: run {c:.2f} ms emptied before each run, {k:.2f} ms kept (kept/emptied {k/c:.2f})")
 print(f"ratio berth/crun: run {run['berth-runtime']/run['crun']:.2f}, create+start+delete {csd['berth-runtime']/csd['crun']:.2f}, RSS {rss['berth']/max(rss['crun'],1):.2f}")
 print(f"ratio berth/runc: run {run['berth-runtime']/run['runc']:.2f}, create+start+delete {csd['berth-runtime']/csd['runc']:.2f}")
 PY

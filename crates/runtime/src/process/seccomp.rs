@@ -460,3 +460,65 @@ fn rand_suffix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(v: serde_json::Value) -> LinuxSeccomp {
+        serde_json::from_value(v).expect("profile")
+    }
+
+    #[test]
+    fn flags_follow_the_profile_like_libseccomp() {
+        use sys::seccomp::*;
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+        }));
+        assert_eq!(flags_of(&p), FLAG_LOG | FLAG_SPEC_ALLOW);
+        // NEW_LISTENER with TSYNC needs TSYNC_ESRCH, or the kernel says EINVAL.
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_TSYNC"],
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        assert_eq!(
+            flags_of(&p),
+            FLAG_TSYNC | FLAG_NEW_LISTENER | FLAG_TSYNC_ESRCH
+        );
+    }
+
+    #[test]
+    fn the_key_changes_with_the_profile_only() {
+        let a = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}));
+        let b = profile(serde_json::json!({"defaultAction": "SCMP_ACT_LOG"}));
+        let ka = cache_key(&a).expect("key");
+        assert_eq!(ka.len(), 64);
+        assert_eq!(ka, cache_key(&a.clone()).expect("key"));
+        assert_ne!(ka, cache_key(&b).expect("key"));
+    }
+
+    #[test]
+    fn a_bad_entry_is_a_miss_and_store_replaces_it() {
+        let root = std::env::temp_dir().join(format!("berth-sc-unit-{}", std::process::id()));
+        let dir = root.join(CACHE_DIR);
+        let file = dir.join("k.bpf");
+        let prog = [0x06u8, 0, 0, 0, 0, 0, 0xff, 0x7f];
+        std::fs::create_dir_all(&root).expect("mkdir root");
+        assert!(matches!(read_cached(&dir, &file), Err(Miss::Absent)));
+        store(&dir, &file, &prog).expect("store");
+        assert_eq!(read_cached(&dir, &file).ok(), Some(prog.to_vec()));
+        let mut body = std::fs::read(&file).expect("read");
+        let n = body.len();
+        body[n - 1] ^= 1;
+        std::fs::write(&file, &body).expect("write");
+        assert!(matches!(read_cached(&dir, &file), Err(Miss::Bad(_))));
+        std::fs::write(&file, &body[..n - 1]).expect("write");
+        assert!(matches!(read_cached(&dir, &file), Err(Miss::Bad(_))));
+        store(&dir, &file, &prog).expect("store again");
+        assert_eq!(read_cached(&dir, &file).ok(), Some(prog.to_vec()));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
