@@ -476,7 +476,6 @@ fn seccomp_agent_gets_the_notify_fd_during_create() {
     // state of runtime-spec config-linux.md "Seccomp" (`fds: ["seccompFd"]`).
     let data = TempDir::new("seccompagent");
     let sock = data.join("agent.sock");
-    let agent = seccomp_agent(&sock);
     let b = Bundle::new("seccompagent")
         .tmpfs("/tmp")
         .bind(data.path(), "/data", false)
@@ -493,28 +492,146 @@ fn seccomp_agent_gets_the_notify_fd_during_create() {
             )
         })
         .sh("mkdir /tmp/x 2>/dev/null; echo $? > /data/out");
-    b.create().ok();
-    let pid = b.pid();
-    let got = poll(Duration::from_secs(3), || agent.is_finished().then_some(()));
-    assert!(got.is_some(), "the agent got nothing during create");
-    let (state, fd) = agent.join().expect("agent thread");
-    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
-    assert_eq!(state["pid"], json!(pid), "{state}");
-    assert_eq!(state["metadata"], json!("berth-test"), "{state}");
-    assert_eq!(state["state"]["id"], json!(b.id), "{state}");
-    let link = fs::read_link(format!("/proc/self/fd/{fd}")).expect("readlink notify fd");
-    assert_eq!(link.to_string_lossy(), "anon_inode:seccomp notify");
-    // Without the agent the notified mkdir fails (ENOSYS) and the container goes on.
-    nix::unistd::close(fd).expect("close notify fd");
-    b.start().ok();
-    b.wait_status("stopped", WAIT);
+    // Twice: the first container compiles the profile, the second loads the cached program
+    // (seccomp(2) with SECCOMP_FILTER_FLAG_NEW_LISTENER) and must hand over its fd too.
+    let mut cached_ino = None;
+    for id in [b.id.clone(), unique_id("seccompagent2")] {
+        let _ = fs::remove_file(&sock);
+        let _ = fs::remove_file(data.join("out"));
+        let agent = seccomp_agent(&sock);
+        create(&b, &id).ok();
+        let pid = pid_of(&state_json(&b, &id));
+        let got = poll(Duration::from_secs(3), || agent.is_finished().then_some(()));
+        assert!(got.is_some(), "{id}: the agent got nothing during create");
+        let (state, fd) = agent.join().expect("agent thread");
+        assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+        assert_eq!(state["pid"], json!(pid), "{state}");
+        assert_eq!(state["metadata"], json!("berth-test"), "{state}");
+        assert_eq!(state["state"]["id"], json!(id), "{state}");
+        let link = fs::read_link(format!("/proc/self/fd/{fd}")).expect("readlink notify fd");
+        assert_eq!(link.to_string_lossy(), "anon_inode:seccomp notify");
+        // Without the agent the notified mkdir fails (ENOSYS) and the container goes on.
+        nix::unistd::close(fd).expect("close notify fd");
+        b.rt(&["start", &id]).ok();
+        wait_status(&b, &id, "stopped", WAIT);
+        assert_eq!(
+            fs::read_to_string(data.join("out"))
+                .unwrap_or_default()
+                .trim(),
+            "1"
+        );
+        delete(&b, &id, false).ok();
+        let entries = seccomp_cache_entries(&b);
+        assert_eq!(entries.len(), 1, "{id}: cache entries {entries:?}");
+        let ino = fs::metadata(&entries[0]).expect("stat cache entry").ino();
+        // The second container read the entry the first wrote, it did not rewrite it.
+        assert_eq!(*cached_ino.get_or_insert(ino), ino, "{id}: entry rewritten");
+    }
+}
+
+/// The runtime's compiled seccomp programs under the bundle's `--root`.
+fn seccomp_cache_entries(b: &Bundle) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(b.state_root().join(".seccomp-cache"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "bpf"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A cache entry holding `prog` (magic, SHA-256 of the program, the program).
+fn seccomp_cache_file(prog: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut v = b"BSECBPF1".to_vec();
+    v.extend_from_slice(&sha2::Sha256::digest(prog));
+    v.extend_from_slice(prog);
+    v
+}
+
+#[test]
+fn seccomp_program_cached_denies_alike_and_bad_entries_are_replaced() {
+    let b = Bundle::new("seccompcache")
+        .tmpfs("/tmp")
+        .with(|c| {
+            seccomp(
+                c,
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                    "syscalls": [{
+                        "names": ["mkdir", "mkdirat"],
+                        "action": "SCMP_ACT_ERRNO",
+                        "errnoRet": 1
+                    }]
+                }),
+            )
+        })
+        .sh("echo before; mkdir /tmp/x && echo made");
+    let denied = |round: &str| {
+        let out = run(&b, &unique_id("seccompcache"));
+        out.failed();
+        assert_eq!(out.stdout, "before\n", "{round}: {out}");
+        assert!(
+            out.stderr.contains("Operation not permitted"),
+            "{round}: mkdir was not denied:\n{out}"
+        );
+    };
+    let dir = b.state_root().join(".seccomp-cache");
+    assert!(!dir.exists(), "a cache before any container");
+    // First run: compiled, then stored (0700 directory, 0600 root-owned file).
+    denied("compiled");
+    let entries = seccomp_cache_entries(&b);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = entries[0].clone();
+    let dm = fs::metadata(&dir).expect("stat cache dir");
+    assert_eq!(dm.mode() & 0o777, 0o700);
+    let fm = fs::metadata(&entry).expect("stat cache entry");
+    assert_eq!((fm.mode() & 0o777, fm.uid()), (0o600, 0));
+    let good = fs::read(&entry).expect("read cache entry");
+    // Second run: from the cache, the same denial, the entry untouched.
+    denied("cached");
+    assert_eq!(fs::metadata(&entry).expect("stat").ino(), fm.ino());
+
+    // The cache is what gets loaded: a sound entry holding an allow-everything program
+    // (BPF_RET|BPF_K SECCOMP_RET_ALLOW) lets mkdir through.
+    let mut allow = 0x06u16.to_ne_bytes().to_vec();
+    allow.extend_from_slice(&[0, 0]);
+    allow.extend_from_slice(&0x7fff_0000u32.to_ne_bytes());
+    fs::write(&entry, seccomp_cache_file(&allow)).expect("write allow-all entry");
+    let out = run(&b, &unique_id("seccompcache"));
+    out.ok();
+    assert_eq!(out.stdout, "before\nmade\n", "{out}");
+
+    // A corrupt entry (one byte of the program flipped, digest left alone) is detected:
+    // the profile is compiled again, the container still denied, the entry replaced.
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    fs::write(&entry, &bad).expect("corrupt cache entry");
+    denied("corrupt entry");
     assert_eq!(
-        fs::read_to_string(data.join("out"))
-            .unwrap_or_default()
-            .trim(),
-        "1"
+        fs::read(&entry).expect("read"),
+        good,
+        "corrupt entry not replaced"
     );
-    b.delete().ok();
+
+    // An entry others may write is not trusted, however sound: the allow-all program again,
+    // mode 0666.
+    fs::write(&entry, seccomp_cache_file(&allow)).expect("write allow-all entry");
+    fs::set_permissions(&entry, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .expect("chmod");
+    denied("world-writable entry");
+    assert_eq!(fs::read(&entry).expect("read"), good);
+    assert_eq!(fs::metadata(&entry).expect("stat").mode() & 0o777, 0o600);
+
+    // A truncated entry: compiled again too.
+    fs::write(&entry, &good[..good.len() - 3]).expect("truncate cache entry");
+    denied("truncated entry");
+    assert_eq!(fs::read(&entry).expect("read"), good);
 }
 
 #[test]

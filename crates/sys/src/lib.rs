@@ -14,4 +14,5 @@ pub mod mem;
 pub mod mount;
 pub mod process;
 pub mod resolve;
+pub mod seccomp;
 pub mod signal;

@@ -307,6 +307,12 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         }
     }
 
+    crate::trace::stage("seccomp program (cache or compile)");
+    let seccomp_program = linux
+        .seccomp()
+        .as_ref()
+        .map(|s| crate::process::seccomp::program(&store.root, s))
+        .transpose()?;
     let seccomp_listener = match linux.seccomp() {
         Some(s) => crate::process::seccomp::connect_listener(s)?,
         None => None,
@@ -374,6 +380,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
                 preserve_fds: preserved,
                 no_new_keyring: o.no_new_keyring,
                 seccomp_listener,
+                seccomp_program,
             };
             init::run(ctx, child_ch)
         }

@@ -290,6 +290,10 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
             nix::sched::setns(fd, *flag).ctx(|| format!("join {name} namespace of {}", st.pid))?;
         }
     }
+    let seccomp_program = seccomp
+        .as_ref()
+        .map(|s| crate::process::seccomp::program(&store.root, s))
+        .transpose()?;
     let listener = match &seccomp {
         Some(s) => crate::process::seccomp::connect_listener(s)?,
         None => None,
@@ -315,6 +319,7 @@ pub fn exec(store: &Store, o: &ExecOpts) -> Result<i32> {
                 join: &join,
                 console,
                 seccomp: seccomp.as_ref(),
+                seccomp_program,
                 personality: personality.as_ref(),
                 preserve_fds: &preserved,
                 listener: listener.map(|l| (l, state_doc)),
@@ -354,6 +359,7 @@ struct ChildCtx<'a> {
     join: &'a [(CloneFlags, OwnedFd, LinuxNamespaceType)],
     console: Option<OwnedFd>,
     seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
+    seccomp_program: Option<crate::process::seccomp::Program>,
     personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
     preserve_fds: &'a crate::process::PassedFds,
     /// The seccomp agent's socket and the container state to send it.
@@ -369,6 +375,7 @@ fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
         join,
         console,
         seccomp,
+        seccomp_program,
         personality,
         preserve_fds,
         listener,
@@ -412,7 +419,7 @@ fn child(c: ChildCtx<'_>) -> Result<std::convert::Infallible> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(|| "process.oomScoreAdj".into())?;
     }
-    let mut prepared = finalize::prepare(p, seccomp)?;
+    let mut prepared = finalize::prepare(p, seccomp, seccomp_program)?;
     if let (Some((socket, state)), Some(sec)) = (listener, seccomp) {
         let state = crate::process::seccomp::process_state(sec, host_pid, state);
         prepared.listener = Some(crate::process::seccomp::Listener { socket, state });

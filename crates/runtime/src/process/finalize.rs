@@ -7,7 +7,6 @@
 use super::seccomp;
 use crate::error::{config_err, Context, Error, Result};
 use caps::{CapSet, Capability, CapsHashSet};
-use libseccomp::ScmpFilterContext;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxSeccomp, Process};
@@ -25,7 +24,7 @@ pub struct Prepared {
     exe: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    seccomp: Option<ScmpFilterContext>,
+    seccomp: Option<seccomp::Filter>,
     /// The seccomp agent to hand the notify descriptor to, if the profile has one.
     pub listener: Option<seccomp::Listener>,
 }
@@ -84,8 +83,13 @@ fn home_of(uid: u32) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-/// Resolves the executable, builds argv/envp and compiles seccomp.
-pub fn prepare(p: &Process, sec: Option<&LinuxSeccomp>) -> Result<Prepared> {
+/// Resolves the executable, builds argv/envp and readies seccomp: the program the runtime
+/// made before `clone` (seccomp::program), else the profile compiled here.
+pub fn prepare(
+    p: &Process,
+    sec: Option<&LinuxSeccomp>,
+    program: Option<seccomp::Program>,
+) -> Result<Prepared> {
     let args = p.args().as_deref().unwrap_or_default();
     let first = args
         .first()
@@ -105,7 +109,14 @@ pub fn prepare(p: &Process, sec: Option<&LinuxSeccomp>) -> Result<Prepared> {
             .iter()
             .map(|e| cstr(e, "process.env"))
             .collect::<Result<_>>()?,
-        seccomp: sec.map(seccomp::compile).transpose()?,
+        seccomp: match (sec, program) {
+            (Some(spec), Some(prog)) => Some(seccomp::Filter::Program {
+                prog,
+                spec: spec.clone(),
+            }),
+            (Some(spec), None) => Some(seccomp::Filter::Compiled(seccomp::compile(spec)?)),
+            (None, _) => None,
+        },
         listener: None,
     })
 }

@@ -46,6 +46,8 @@ pub struct InitCtx<'a> {
     pub no_new_keyring: bool,
     /// Connected `linux.seccomp.listenerPath`, when the profile notifies an agent.
     pub seccomp_listener: Option<OwnedFd>,
+    /// `linux.seccomp` compiled (or found in the cache) by the runtime before `clone`.
+    pub seccomp_program: Option<super::seccomp::Program>,
 }
 
 /// Runs the init; never returns. Failures before "created" go to the runtime over the
@@ -313,8 +315,12 @@ fn setup(ctx: &InitCtx<'_>, ch: &mut Channel) -> Result<Ready> {
         ));
     }
     finalize::enter_cwd(process.cwd(), true)?;
-    crate::trace::stage("init: seccomp compile, exe lookup");
-    let mut prepared = finalize::prepare(process, linux.seccomp().as_ref())?;
+    crate::trace::stage("init: exe lookup");
+    let mut prepared = finalize::prepare(
+        process,
+        linux.seccomp().as_ref(),
+        ctx.seccomp_program.clone(),
+    )?;
     if let (Some(sock), Some(sec)) = (&ctx.seccomp_listener, linux.seccomp()) {
         prepared.listener = Some(super::seccomp::Listener {
             socket: sock.try_clone().ctx(|| "dup seccomp listener".into())?,
