@@ -14,7 +14,7 @@ pub enum Error {
         msg: String,
     },
     /// A container id that the runc grammar rejects.
-    #[error("invalid container id {0:?}: must match [A-Za-z0-9_+.-]+ and not be . or ..")]
+    #[error("invalid container id {0:?}: must match [A-Za-z0-9_+.-]+ and not be ., .. or .seccomp-cache (the runtime's own)")]
     InvalidId(String),
     #[error("container {0} does not exist")]
     NotFound(String),

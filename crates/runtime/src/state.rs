@@ -114,6 +114,8 @@ pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id != "."
         && id != ".."
+        // The runtime's own directory under --root (the compiled seccomp programs).
+        && id != crate::process::seccomp::CACHE_DIR
         && id.len() <= 1024
         && id
             .bytes()
@@ -330,6 +332,7 @@ mod tests {
 
     #[test]
     fn ids() {
+        assert!(validate_id(".seccomp-cache").is_err(), "reserved");
         assert!(validate_id("abc-1.2_x+y").is_ok());
         for bad in ["", ".", "..", "../x", "a/b", "a b"] {
             assert!(validate_id(bad).is_err(), "{bad}");
