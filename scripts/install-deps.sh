@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 # (protoc, for the k8s-cri crate) and containernetworking-plugins: the CRI test, tests/cri.rs.
 pkgs=(busybox-static libseccomp-dev pkg-config podman buildah crun runc hyperfine uidmap iproute2 nftables procps time
       skopeo umoci tar gzip docker-registry wrk apache2-utils openssl curl
-      nasm binutils e2fsprogs qemu-system-x86 python3 linux-source-6.1 bc flex bison libelf-dev libssl-dev lz4 cpio make gcc libc6-dev file xz-utils
+      nasm binutils e2fsprogs qemu-system-x86 python3 python3-docker linux-source-6.1 bc flex bison libelf-dev libssl-dev lz4 cpio make gcc libc6-dev file xz-utils
       containerd criu catatonit protobuf-compiler containernetworking-plugins)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
