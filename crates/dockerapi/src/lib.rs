@@ -814,7 +814,9 @@ fn images(e: &engine::Engine) -> ApiResult {
 
 fn image_inspect(e: &engine::Engine, name: &str) -> ApiResult {
     let store = image::ImageStore::open(&e.root)?;
-    let img = store.resolve(name)?;
+    // Docker's image IDs are config digests (`sha256:…`); the store's lookup takes a bare
+    // hex prefix of one (a full digest there names a manifest).
+    let img = store.resolve(name.strip_prefix("sha256:").unwrap_or(name))?;
     let names: Vec<String> = store
         .names()?
         .into_iter()
@@ -851,7 +853,7 @@ mod tests {
 
     #[test]
     fn query_is_decoded() {
-        let u: Uri = "/x?name=a%2Fb&all=1&tail=all".parse().unwrap();
+        let u: Uri = "/x?name=a%2Fb&all=1&tail=all".parse().expect("a valid URI");
         let q = query(&u);
         assert_eq!(q["name"], "a/b");
         assert!(flag(&q, "all"));

@@ -1,0 +1,196 @@
+//! The Docker Engine API (issue 15, crates/dockerapi): `berth serve --docker-socket` driven
+//! by a real Docker client, the Docker SDK for Python (Debian's python3-docker), over a
+//! unix socket in the test's directory. berth serve runs inside the test's network
+//! namespace (its containers join the default bridge network there). Root, real
+//! containers from a locally imported busybox image.
+
+use berth_tests::engine::*;
+use berth_tests::images::BERTH_TIMEOUT;
+use berth_tests::*;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A store with a busybox image and `berth serve --docker-socket` on it.
+struct Docker {
+    e: Eng,
+    serve: Option<Child>,
+    sock: PathBuf,
+}
+
+impl Docker {
+    fn new(name: &str) -> Docker {
+        let e = Eng::new(&format!("docker-{name}"));
+        let sock = e.s.dir.join("docker.sock");
+        let sock_s = sock.to_string_lossy().into_owned();
+        let mut cmd = e.s.command(&["serve", "--docker-socket", &sock_s]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
+            std::fs::File::create(e.s.dir.join("serve.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
+        let serve = Some(cmd.spawn().expect("spawn berth serve"));
+        let d = Docker { e, serve, sock };
+        let up = poll(Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&d.sock).ok()
+        });
+        assert!(
+            up.is_some(),
+            "berth serve never listened on {}:\n{}",
+            d.sock.display(),
+            d.serve_log()
+        );
+        d
+    }
+
+    fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.e.s.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Runs a Python script with `c` a `docker.DockerClient` on the socket (API 1.41); it
+    /// must exit 0 (its asserts carry the messages). Returns its stdout.
+    #[track_caller]
+    fn py(&self, script: &str) -> String {
+        let prelude = format!(
+            "import docker, json, sys\n\
+             c = docker.DockerClient(base_url='unix://{}', version='1.41', timeout=60)\n",
+            self.sock.display()
+        );
+        // Debian's python3 with python3-docker (scripts/install-deps.sh), not a PATH one.
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg("-c").arg(format!("{prelude}{script}"));
+        let out = capture(cmd, Capture::Pipes, BERTH_TIMEOUT);
+        assert!(
+            !out.stderr.contains("No module named 'docker'"),
+            "the Docker SDK for Python is missing: apt-get install python3-docker \
+             (scripts/install-deps.sh)"
+        );
+        assert!(
+            out.success(),
+            "the client script failed:\n{out}\nberth serve's log:\n{}",
+            self.serve_log()
+        );
+        out.stdout
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.serve.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn ping_version_info() {
+    let d = Docker::new("ping");
+    let out = d.py("assert c.ping() is True\n\
+         v = c.version()\n\
+         assert v['ApiVersion'] == '1.41', v\n\
+         assert v['Os'] == 'linux', v\n\
+         i = c.info()\n\
+         assert i['Images'] == 1, i\n\
+         assert i['Containers'] == 0, i\n\
+         api = c.api\n\
+         for path in ['/_ping', '/v1.41/_ping', '/v1.24/_ping']:\n\
+         \x20   r = api.get('http+docker://localhost' + path)\n\
+         \x20   assert r.status_code == 200 and r.text == 'OK', (path, r.status_code, r.text)\n\
+         \x20   assert r.headers['API-Version'] == '1.41', r.headers\n\
+         r = api.head('http+docker://localhost/_ping')\n\
+         assert r.status_code == 200, r.status_code\n\
+         r = api.get('http+docker://localhost/v1.41/no/such/endpoint')\n\
+         assert r.status_code == 404 and 'message' in r.json(), r.text\n\
+         print('ok')\n");
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn run_list_logs_wait_remove() {
+    let d = Docker::new("run");
+    let out = d.py(
+        "ctr = c.containers.run('busybox', ['sh', '-c', 'echo out; echo err >&2; exit 3'], \
+         detach=True, name='one', labels={'k': 'v'}, environment=['A=b'])\n\
+         r = ctr.wait()\n\
+         assert r['StatusCode'] == 3, r\n\
+         assert ctr.logs(stdout=True, stderr=False) == b'out\\n', ctr.logs(stdout=True, stderr=False)\n\
+         assert ctr.logs(stdout=False, stderr=True) == b'err\\n', ctr.logs(stdout=False, stderr=True)\n\
+         both = ctr.logs()\n\
+         assert sorted(both.splitlines()) == [b'err', b'out'], both\n\
+         ts = ctr.logs(stdout=True, stderr=False, timestamps=True).decode()\n\
+         assert ts.endswith(' out\\n') and ts[:4].isdigit(), ts\n\
+         ctr.reload()\n\
+         assert ctr.status == 'exited', ctr.status\n\
+         assert ctr.attrs['State']['ExitCode'] == 3, ctr.attrs['State']\n\
+         assert ctr.attrs['Name'] == '/one', ctr.attrs['Name']\n\
+         assert ctr.attrs['Config']['Labels'] == {'k': 'v'}, ctr.attrs['Config']\n\
+         assert 'A=b' in ctr.attrs['Config']['Env'], ctr.attrs['Config']\n\
+         assert [x.name for x in c.containers.list()] == [], 'an exited container is listed without all'\n\
+         assert [x.name for x in c.containers.list(all=True)] == ['one']\n\
+         long = c.containers.run('busybox', ['sleep', '100'], detach=True, name='long')\n\
+         assert [x.name for x in c.containers.list()] == ['long']\n\
+         long.reload()\n\
+         assert long.attrs['State']['Running'] is True and long.attrs['State']['Pid'] > 0, long.attrs['State']\n\
+         long.kill()\n\
+         assert long.wait()['StatusCode'] == 137\n\
+         long.remove()\n\
+         ctr.remove()\n\
+         assert c.containers.list(all=True) == []\n\
+         imgs = c.images.list()\n\
+         assert len(imgs) == 1 and any('busybox' in t for t in imgs[0].tags), [i.tags for i in imgs]\n\
+         img = c.images.get('busybox')\n\
+         assert img.id == imgs[0].id, (img.id, imgs[0].id)\n\
+         print(ctr.id)\n",
+    );
+    let id = out.trim();
+    assert_eq!(id.len(), 64, "containers.run gave no id: {out}");
+    // The engine agrees: the container is gone for the CLI too.
+    let ps = d.e.ps_all();
+    assert!(ps.is_empty(), "berth ps -a still shows containers: {ps:?}");
+}
+
+#[test]
+fn errors_have_docker_codes_and_messages() {
+    let d = Docker::new("errors");
+    let out = d.py("from docker import errors\n\
+         c.containers.create('busybox', ['true'], name='same')\n\
+         try:\n\
+         \x20   c.containers.create('busybox', ['true'], name='same')\n\
+         \x20   raise SystemExit('a name clash was accepted')\n\
+         except errors.APIError as e:\n\
+         \x20   assert e.status_code == 409, e\n\
+         \x20   assert 'already in use' in e.explanation, e.explanation\n\
+         try:\n\
+         \x20   c.containers.get('nosuch')\n\
+         \x20   raise SystemExit('an unknown container was found')\n\
+         except errors.NotFound as e:\n\
+         \x20   assert e.status_code == 404 and 'No such container' in e.explanation, e\n\
+         try:\n\
+         \x20   c.containers.create('nosuchimage', ['true'])\n\
+         \x20   raise SystemExit('an unknown image was accepted')\n\
+         except errors.ImageNotFound as e:\n\
+         \x20   assert e.status_code == 404 and 'No such image' in e.explanation, e\n\
+         try:\n\
+         \x20   c.containers.create('busybox', ['true'], name='bad/name')\n\
+         \x20   raise SystemExit('a bad name was accepted')\n\
+         except errors.APIError as e:\n\
+         \x20   assert e.status_code == 400, e\n\
+         r = c.api.post('http+docker://localhost/v1.41/containers/create', data='{not json', \
+         headers={'Content-Type': 'application/json'})\n\
+         assert r.status_code == 400 and 'invalid JSON' in r.json()['message'], r.text\n\
+         s = c.containers.get('same')\n\
+         s.start()\n\
+         assert s.wait()['StatusCode'] == 0\n\
+         s.remove()\n\
+         try:\n\
+         \x20   s.remove()\n\
+         \x20   raise SystemExit('a removed container was removed again')\n\
+         except errors.NotFound:\n\
+         \x20   pass\n\
+         print('ok')\n");
+    assert_eq!(out.trim(), "ok");
+}
