@@ -194,3 +194,28 @@ fn errors_have_docker_codes_and_messages() {
          print('ok')\n");
     assert_eq!(out.trim(), "ok");
 }
+
+#[test]
+fn logs_follow_tail_and_tty() {
+    let d = Docker::new("logs");
+    let out = d.py(
+        "ctr = c.containers.run('busybox', ['sh', '-c', 'echo a; sleep 1; echo b >&2; sleep 1; echo c'], \
+         detach=True)\n\
+         got = b''.join(ctr.logs(stream=True, follow=True))\n\
+         assert got == b'a\\nb\\nc\\n', got\n\
+         assert ctr.wait()['StatusCode'] == 0\n\
+         s = c.containers.run('busybox', ['seq', '1', '5'], detach=True)\n\
+         s.wait()\n\
+         assert s.logs(tail=2) == b'4\\n5\\n', s.logs(tail=2)\n\
+         assert s.logs(tail=0) == b'', s.logs(tail=0)\n\
+         raw = c.api.get('http+docker://localhost/v1.41/containers/%s/logs?stdout=1&tail=1' % s.id)\n\
+         assert raw.content == b'\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x025\\n', raw.content\n\
+         r = c.api.get('http+docker://localhost/v1.41/containers/%s/logs?stdout=1&tail=x' % s.id)\n\
+         assert r.status_code == 400 and 'tail' in r.json()['message'], r.text\n\
+         t = c.containers.run('busybox', ['echo', 'hi'], detach=True, tty=True)\n\
+         t.wait()\n\
+         assert t.logs() == b'hi\\r\\n', t.logs()\n\
+         print('ok')\n",
+    );
+    assert_eq!(out.trim(), "ok");
+}

@@ -691,29 +691,76 @@ fn inspect(e: &engine::Engine, c: &engine::Container) -> Value {
     })
 }
 
+/// Where the log goes: a buffer (the whole answer at once) or, with `follow`, a channel
+/// to the streaming body.
+#[derive(Clone)]
+enum Sink {
+    Buf(Arc<Mutex<Vec<u8>>>),
+    Chan(tokio::sync::mpsc::Sender<Bytes>),
+}
+
 /// Frames written to one stream of Docker's multiplexed log body (or raw with a tty):
-/// `[stream, 0, 0, 0, len (u32 big-endian)]` then the payload (API "Stream format").
+/// `[stream, 0, 0, 0, len (u32 big-endian)]` then the payload (the API's "Stream format"
+/// of `/containers/{id}/attach`, which logs share).
 struct Framer {
-    buf: Arc<Mutex<Vec<u8>>>,
+    sink: Sink,
     stream: u8,
     raw: bool,
 }
 
 impl std::io::Write for Framer {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let mut b = self
-            .buf
-            .lock()
-            .map_err(|_| std::io::Error::other("log buffer poisoned"))?;
+        let mut frame = Vec::with_capacity(data.len() + 8);
         if !self.raw {
-            b.extend_from_slice(&[self.stream, 0, 0, 0]);
-            b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&[self.stream, 0, 0, 0]);
+            frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
         }
-        b.extend_from_slice(data);
+        frame.extend_from_slice(data);
+        match &self.sink {
+            Sink::Buf(b) => b
+                .lock()
+                .map_err(|_| std::io::Error::other("log buffer poisoned"))?
+                .extend_from_slice(&frame),
+            // The client went away: the error ends the reader.
+            Sink::Chan(tx) => tx
+                .blocking_send(Bytes::from(frame))
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?,
+        }
         Ok(data.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// The body of a followed log: what the reader thread sends.
+struct LogStream(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for LogStream {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+/// Docker's `since`/`until`: seconds since the epoch, maybe with a fraction (0: unset).
+fn epoch_param(q: &BTreeMap<String, String>, k: &str) -> Result<Option<i128>, ApiError> {
+    match q.get(k).map(String::as_str) {
+        None | Some("") | Some("0") => Ok(None),
+        Some(v) => {
+            let secs: f64 = v.parse().map_err(|_| {
+                ApiError::BadRequest(format!("invalid {k} {v:?}: seconds since the epoch"))
+            })?;
+            if !secs.is_finite() || secs < 0.0 {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid {k} {v:?}: seconds since the epoch"
+                )));
+            }
+            Ok(Some((secs * 1e9) as i128))
+        }
     }
 }
 
@@ -725,11 +772,6 @@ fn logs(e: &engine::Engine, id: &str, q: &BTreeMap<String, String>) -> ApiResult
             "you must choose at least one stream (stdout or stderr)".into(),
         ));
     }
-    if flag(q, "follow") {
-        return Err(ApiError::BadRequest(
-            "follow is not supported yet by berth's Docker API".into(),
-        ));
-    }
     let tail = match q.get("tail").map(String::as_str) {
         None | Some("all") | Some("") => None,
         Some(t) => Some(t.parse::<usize>().map_err(|_| {
@@ -739,37 +781,54 @@ fn logs(e: &engine::Engine, id: &str, q: &BTreeMap<String, String>) -> ApiResult
     let o = engine::logfiles::ReadOpts {
         tail,
         timestamps: flag(q, "timestamps"),
-        ..Default::default()
+        follow: flag(q, "follow"),
+        since: epoch_param(q, "since")?,
+        until: epoch_param(q, "until")?,
     };
+    let follow = o.follow;
     let raw = c.spec.opts.tty;
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let mut out = Framer {
-        buf: buf.clone(),
-        stream: 1,
-        raw,
-    };
-    let mut err = Framer {
-        buf: buf.clone(),
-        stream: 2,
-        raw,
-    };
-    let mut sink = std::io::sink();
-    {
-        let out: &mut dyn std::io::Write = if want_out { &mut out } else { &mut sink };
-        let mut sink2 = std::io::sink();
-        let err: &mut dyn std::io::Write = if want_err { &mut err } else { &mut sink2 };
-        e.print_log(&c, &o, out, err)?;
-    }
-    let body = std::mem::take(
-        &mut *buf
-            .lock()
-            .map_err(|_| ApiError::Internal("log buffer poisoned".into()))?,
-    );
     let ctype = if raw {
         "application/vnd.docker.raw-stream"
     } else {
         "application/vnd.docker.multiplexed-stream"
     };
+    let run = move |e: &engine::Engine, sink: Sink| -> Result<(), ApiError> {
+        let mut out = Framer {
+            sink: sink.clone(),
+            stream: 1,
+            raw,
+        };
+        let mut err = Framer {
+            sink,
+            stream: 2,
+            raw,
+        };
+        let (mut s1, mut s2) = (std::io::sink(), std::io::sink());
+        let out: &mut dyn std::io::Write = if want_out { &mut out } else { &mut s1 };
+        let err: &mut dyn std::io::Write = if want_err { &mut err } else { &mut s2 };
+        e.print_log(&c, &o, out, err)?;
+        Ok(())
+    };
+    if follow {
+        // The reader follows on a blocking thread of its own; it ends with the container
+        // or at its first write after the client went away.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let e = e.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = run(&e, Sink::Chan(tx)) {
+                tracing::debug!(error = %err, "docker api: log follow ended");
+            }
+        });
+        let body = axum::body::Body::from_stream(LogStream(rx));
+        return Ok(([(header::CONTENT_TYPE, ctype)], body).into_response());
+    }
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    run(e, Sink::Buf(buf.clone()))?;
+    let body = std::mem::take(
+        &mut *buf
+            .lock()
+            .map_err(|_| ApiError::Internal("log buffer poisoned".into()))?,
+    );
     Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
 }
 
