@@ -219,3 +219,64 @@ fn logs_follow_tail_and_tty() {
     );
     assert_eq!(out.trim(), "ok");
 }
+
+#[test]
+fn create_options_reach_the_container() {
+    let d = Docker::new("opts");
+    let host = d.e.s.dir.join("bind");
+    std::fs::create_dir_all(&host).expect("mkdir bind");
+    std::fs::write(host.join("f"), "from the host\n").expect("write bind file");
+    let script = format!(
+        "from docker import errors\n\
+         ctr = c.containers.run('busybox', ['-c', 'cat /b/f; pwd; id -u; echo $E; touch /x 2>/dev/null || echo ro; cat /proc/1/cmdline | tr \"\\\\0\" \" \"; echo'], \
+         entrypoint=['sh'], working_dir='/tmp', user='1000', environment={{'E': 'env'}}, \
+         volumes=['{}:/b:ro'], read_only=True, init=True, mem_limit=64*1024*1024, nano_cpus=500000000, \
+         detach=True)\n\
+         assert ctr.wait()['StatusCode'] == 0, ctr.logs()\n\
+         lines = ctr.logs().decode().splitlines()\n\
+         assert lines[:5] == ['from the host', '/tmp', '1000', 'env', 'ro'], lines\n\
+         assert lines[5].startswith('/dev/init -- sh -c'), lines\n\
+         ctr.reload()\n\
+         hc = ctr.attrs['HostConfig']\n\
+         assert hc['Memory'] == 64*1024*1024 and hc['NanoCpus'] == 500000000, hc\n\
+         assert hc['ReadonlyRootfs'] is True and hc['Init'] is True, hc\n\
+         r = c.containers.create('busybox', ['sleep', '100'], restart_policy={{'Name': 'on-failure', 'MaximumRetryCount': 3}}, \
+         ports={{'80/tcp': 18080}})\n\
+         hc = c.api.inspect_container(r.id)['HostConfig']\n\
+         assert hc['RestartPolicy'] == {{'Name': 'on-failure', 'MaximumRetryCount': 3}}, hc\n\
+         r.start()\n\
+         r.reload()\n\
+         assert r.status == 'running', r.status\n\
+         pid = r.attrs['State']['Pid']\n\
+         assert r.attrs['NetworkSettings']['Ports'] == {{'80/tcp': [{{'HostIp': '0.0.0.0', 'HostPort': '18080'}}]}}, r.attrs['NetworkSettings']\n\
+         assert r.attrs['NetworkSettings']['IPAddress'].count('.') == 3, r.attrs['NetworkSettings']\n\
+         lp = c.api.containers(filters=None)[0]['Ports']\n\
+         assert lp == [{{'IP': '0.0.0.0', 'PrivatePort': 80, 'PublicPort': 18080, 'Type': 'tcp'}}], lp\n\
+         r.restart(timeout=1)\n\
+         r.reload()\n\
+         assert r.status == 'running' and r.attrs['State']['Pid'] != pid, r.attrs['State']\n\
+         r.stop(timeout=1)\n\
+         r.reload()\n\
+         assert r.status == 'exited', r.status\n\
+         try:\n\
+         \x20   c.containers.create('busybox', ['true'], auto_remove=True, restart_policy={{'Name': 'always'}})\n\
+         \x20   raise SystemExit('AutoRemove with a restart policy was accepted')\n\
+         except errors.APIError as e:\n\
+         \x20   assert e.status_code == 409, e\n\
+         a = c.containers.run('busybox', ['true'], auto_remove=True, detach=True)\n\
+         import time\n\
+         for _ in range(100):\n\
+         \x20   if a.id not in [x.id for x in c.containers.list(all=True)]:\n\
+         \x20       break\n\
+         \x20   time.sleep(0.1)\n\
+         else:\n\
+         \x20   raise SystemExit('an AutoRemove container stayed')\n\
+         print('ok')\n",
+        host.display()
+    );
+    let out = d.py(&script);
+    assert_eq!(out.trim(), "ok");
+    // The CLI sees the same containers: the API and the CLI share the engine.
+    let ps = d.e.ps_all();
+    assert_eq!(ps.len(), 2, "berth ps -a: {ps:?}");
+}

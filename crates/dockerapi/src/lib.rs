@@ -405,7 +405,7 @@ fn list(e: &engine::Engine, all: bool) -> ApiResult {
                 "Created": epoch_secs(&c.created),
                 "State": status_word(c),
                 "Status": status,
-                "Ports": [],
+                "Ports": list_ports(e, c),
                 "Labels": c.spec.labels,
                 "HostConfig": {"NetworkMode": net_mode(c)},
                 "Mounts": [],
@@ -686,9 +686,60 @@ fn inspect(e: &engine::Engine, c: &engine::Container) -> Value {
             "Labels": s.labels,
             "StopSignal": s.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
         },
-        "NetworkSettings": {"Ports": {}, "Networks": {}},
+        "NetworkSettings": network_settings(e, c),
         "Mounts": [],
     })
+}
+
+/// Inspect's `NetworkSettings`: the published ports as bound and the attachments.
+fn network_settings(e: &engine::Engine, c: &engine::Container) -> Value {
+    let mut ports = serde_json::Map::new();
+    for p in e.published(&c.id).unwrap_or_default() {
+        let key = format!("{}/{}", p.ctr_port, p.proto.as_str());
+        let bind = json!({
+            "HostIp": p.host_ip.map_or_else(|| "0.0.0.0".to_string(), |i| i.to_string()),
+            "HostPort": p.host_port.to_string(),
+        });
+        match ports.get_mut(&key).and_then(Value::as_array_mut) {
+            Some(a) => a.push(bind),
+            None => {
+                ports.insert(key, json!([bind]));
+            }
+        }
+    }
+    let atts = e.attachments(&c.id).unwrap_or_default();
+    let networks: serde_json::Map<String, Value> = atts
+        .iter()
+        .map(|a| {
+            (
+                a.network.clone(),
+                json!({"IPAddress": a.ip.to_string(), "MacAddress": a.mac, "Aliases": a.aliases}),
+            )
+        })
+        .collect();
+    let first = atts.first();
+    json!({
+        "Ports": ports,
+        "Networks": networks,
+        "IPAddress": first.map(|a| a.ip.to_string()).unwrap_or_default(),
+        "MacAddress": first.map(|a| a.mac.clone()).unwrap_or_default(),
+    })
+}
+
+/// The list's `Ports`.
+fn list_ports(e: &engine::Engine, c: &engine::Container) -> Vec<Value> {
+    e.published(&c.id)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            json!({
+                "IP": p.host_ip.map_or_else(|| "0.0.0.0".to_string(), |i| i.to_string()),
+                "PrivatePort": p.ctr_port,
+                "PublicPort": p.host_port,
+                "Type": p.proto.as_str(),
+            })
+        })
+        .collect()
 }
 
 /// Where the log goes: a buffer (the whole answer at once) or, with `follow`, a channel
