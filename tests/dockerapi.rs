@@ -20,10 +20,17 @@ struct Docker {
 
 impl Docker {
     fn new(name: &str) -> Docker {
+        Docker::with(name, &[])
+    }
+
+    /// `berth serve --docker-socket DIR/docker.sock EXTRA…`.
+    fn with(name: &str, extra: &[&str]) -> Docker {
         let e = Eng::new(&format!("docker-{name}"));
         let sock = e.s.dir.join("docker.sock");
         let sock_s = sock.to_string_lossy().into_owned();
-        let mut cmd = e.s.command(&["serve", "--docker-socket", &sock_s]);
+        let mut args = vec!["serve", "--docker-socket", &sock_s];
+        args.extend_from_slice(extra);
+        let mut cmd = e.s.command(&args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
             std::fs::File::create(e.s.dir.join("serve.log"))
                 .map(Stdio::from)
@@ -51,13 +58,24 @@ impl Docker {
     /// must exit 0 (its asserts carry the messages). Returns its stdout.
     #[track_caller]
     fn py(&self, script: &str) -> String {
+        let url = format!("unix://{}", self.sock.display());
+        self.py_at(&url, false, script)
+    }
+
+    /// [`py`](Self::py) with the client on `base_url`, inside the test's network namespace
+    /// when `in_netns` (where berth serve's TCP listener is).
+    #[track_caller]
+    fn py_at(&self, base_url: &str, in_netns: bool, script: &str) -> String {
         let prelude = format!(
             "import docker, json, sys\n\
-             c = docker.DockerClient(base_url='unix://{}', version='1.41', timeout=60)\n",
-            self.sock.display()
+             c = docker.DockerClient(base_url='{base_url}', version='1.41', timeout=60)\n"
         );
         // Debian's python3 with python3-docker (scripts/install-deps.sh), not a PATH one.
-        let mut cmd = Command::new("/usr/bin/python3");
+        const PY: &str = "/usr/bin/python3";
+        let mut cmd = match (&self.e.s.netns, in_netns) {
+            (Some(ns), true) => ns.command(&[PY]),
+            _ => Command::new(PY),
+        };
         cmd.arg("-c").arg(format!("{prelude}{script}"));
         let out = capture(cmd, Capture::Pipes, BERTH_TIMEOUT);
         assert!(
@@ -88,7 +106,8 @@ impl Drop for Docker {
 
 #[test]
 fn ping_version_info() {
-    let d = Docker::new("ping");
+    // The TCP listener is inside the test's network namespace (a fresh one: the port is free).
+    let d = Docker::with("ping", &["--docker-listen", "127.0.0.1:2375"]);
     let out = d.py("assert c.ping() is True\n\
          v = c.version()\n\
          assert v['ApiVersion'] == '1.41', v\n\
@@ -107,6 +126,23 @@ fn ping_version_info() {
          assert r.status_code == 404 and 'message' in r.json(), r.text\n\
          print('ok')\n");
     assert_eq!(out.trim(), "ok");
+    let out = d.py_at(
+        "tcp://127.0.0.1:2375",
+        true,
+        "assert c.ping() is True\n\
+         assert c.version()['ApiVersion'] == '1.41'\n\
+         print(len(c.containers.list(all=True)))\n",
+    );
+    assert_eq!(out.trim(), "0");
+    // The socket is the owner's and its group's only.
+    let mode = std::fs::metadata(&d.sock)
+        .expect("stat the socket")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o660,
+        "the socket's mode"
+    );
 }
 
 #[test]

@@ -44,11 +44,11 @@ pub struct Args {
     #[arg(long)]
     no_spare_instances: bool,
     /// Serve the Docker Engine API on this unix socket (mode 0660; a stale socket there is
-    /// replaced, any other file is refused).
-    #[arg(long)]
+    /// replaced, any other file is refused). Without a value: /run/berth/docker.sock.
+    #[arg(long, num_args = 0..=1, default_missing_value = "/run/berth/docker.sock")]
     docker_socket: Option<std::path::PathBuf>,
-    /// Serve the Docker Engine API on this TCP address too (no TLS, no authentication:
-    /// keep it on 127.0.0.1).
+    /// Serve the Docker Engine API on this TCP address too (no TLS, no authentication: a
+    /// loopback address only).
     #[arg(long)]
     docker_listen: Option<std::net::SocketAddr>,
 }
@@ -90,6 +90,15 @@ fn bind_docker_socket(path: &std::path::Path) -> Result<std::os::unix::net::Unix
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("--docker-socket {}", path.display())),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "--docker-socket {}: create {}",
+                path.display(),
+                dir.display()
+            )
+        })?;
     }
     // Created with no permission for others at all, then opened to the group: never a
     // moment when anyone else may connect.
@@ -141,6 +150,12 @@ fn start_docker(g: &Globals, a: &Args) -> Result<Option<DockerRun>> {
         tracing::info!(socket = %path.display(), "docker api: listening");
     }
     if let Some(addr) = a.docker_listen {
+        // Whoever reaches the API is root here: without TLS, only this host may.
+        if !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "--docker-listen {addr}: only a loopback address is allowed (no TLS: the API gives root)"
+            );
+        }
         let l = rt
             .block_on(tokio::net::TcpListener::bind(addr))
             .with_context(|| format!("--docker-listen {addr}"))?;
