@@ -316,3 +316,64 @@ fn create_options_reach_the_container() {
     let ps = d.e.ps_all();
     assert_eq!(ps.len(), 2, "berth ps -a: {ps:?}");
 }
+
+/// The `docker` CLI on berth's socket (`DOCKER_HOST=unix://…`; its config in the test's
+/// directory). It must exit 0; returns its stdout.
+#[track_caller]
+fn docker(d: &Docker, args: &[&str]) -> String {
+    // Debian's docker.io client (scripts/install-deps.sh), not another one on PATH.
+    const DOCKER: &str = "/usr/bin/docker";
+    assert!(
+        Command::new(DOCKER)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "the docker CLI is missing: apt-get install docker.io (its client only; \
+         scripts/install-deps.sh)"
+    );
+    let mut cmd = Command::new(DOCKER);
+    cmd.args(args)
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.e.s.dir.join("docker-config"));
+    let out = capture(cmd, Capture::Pipes, BERTH_TIMEOUT);
+    assert!(
+        out.success(),
+        "docker {args:?} failed:\n{out}\nberth serve's log:\n{}",
+        d.serve_log()
+    );
+    out.stdout
+}
+
+#[test]
+fn docker_cli_run_ps_logs_stop_rm() {
+    let d = Docker::new("cli");
+    let v = docker(&d, &["version", "--format", "{{.Server.APIVersion}}"]);
+    assert_eq!(v.trim(), "1.41");
+    let id = docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi; echo oops >&2; exec sleep 100",
+        ],
+    );
+    assert_eq!(id.trim().len(), 64, "docker run -d printed no id: {id:?}");
+    let names = docker(&d, &["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(names.trim(), "web running");
+    let logs = poll(Duration::from_secs(10), || {
+        let l = docker(&d, &["logs", "web"]);
+        l.contains("hi").then_some(l)
+    });
+    assert_eq!(logs.as_deref(), Some("hi\n"), "docker logs web (stdout)");
+    docker(&d, &["stop", "-t", "1", "web"]);
+    let st = docker(&d, &["inspect", "--format", "{{.State.Status}}", "web"]);
+    assert_eq!(st.trim(), "exited");
+    docker(&d, &["rm", "web"]);
+    let left = docker(&d, &["ps", "-a", "-q"]);
+    assert_eq!(left.trim(), "", "docker ps -a after rm");
+}
