@@ -302,7 +302,7 @@ fn create_options_reach_the_container() {
          a = c.containers.run('busybox', ['true'], auto_remove=True, detach=True)\n\
          import time\n\
          for _ in range(100):\n\
-         \x20   if a.id not in [x.id for x in c.containers.list(all=True)]:\n\
+         \x20   if a.id not in [x['Id'] for x in c.api.containers(all=True)]:\n\
          \x20       break\n\
          \x20   time.sleep(0.1)\n\
          else:\n\
@@ -376,4 +376,39 @@ fn docker_cli_run_ps_logs_stop_rm() {
     docker(&d, &["rm", "web"]);
     let left = docker(&d, &["ps", "-a", "-q"]);
     assert_eq!(left.trim(), "", "docker ps -a after rm");
+}
+
+#[test]
+fn serve_stops_promptly_with_a_client_waiting() {
+    let mut d = Docker::new("stop");
+    d.py("c.containers.run('busybox', ['sleep', '100'], detach=True, name='w')\n");
+    // A client blocked in POST /containers/w/wait.
+    let mut waiter = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(format!(
+            "import docker\n\
+             c = docker.DockerClient(base_url='unix://{}', version='1.41', timeout=60)\n\
+             c.containers.get('w').wait()\n",
+            d.sock.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the waiting client");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut serve = d.serve.take().expect("berth serve runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM berth serve");
+    let stopped = poll(Duration::from_secs(10), || serve.try_wait().ok().flatten());
+    let _ = waiter.kill();
+    let _ = waiter.wait();
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "berth serve did not exit cleanly within 10 s of SIGTERM while a client waited:\n{}",
+        d.serve_log()
+    );
+    assert!(!d.sock.exists(), "berth serve left its socket behind");
 }

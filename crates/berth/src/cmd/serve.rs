@@ -62,11 +62,20 @@ struct DockerRun {
 }
 
 impl DockerRun {
+    /// Stops listening; connections still open (a `wait`, a followed log) get two seconds
+    /// to end, then the runtime is dropped under them.
     fn stop(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = self.rt.block_on(t);
-        }
+        let tasks = self.tasks;
+        let _ = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(2), async move {
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+            .await
+        });
+        self.rt.shutdown_timeout(Duration::from_millis(100));
         if let Some(p) = self.socket {
             let _ = std::fs::remove_file(p);
         }
