@@ -171,6 +171,15 @@ fn run_list_logs_wait_remove() {
          assert [x.name for x in c.containers.list()] == ['long']\n\
          long.reload()\n\
          assert long.attrs['State']['Running'] is True and long.attrs['State']['Pid'] > 0, long.attrs['State']\n\
+         f = lambda **kw: sorted(x['Names'][0] for x in c.api.containers(all=True, filters=kw))\n\
+         assert f(label='k=v') == ['/one'], f(label='k=v')\n\
+         assert f(label='k') == ['/one'] and f(label='k=w') == [], f(label='k')\n\
+         assert f(status='running') == ['/long'], f(status='running')\n\
+         assert f(status='exited') == ['/one'], f(status='exited')\n\
+         assert f(name='lon') == ['/long'] and f(name='one') == ['/one'], f(name='lon')\n\
+         assert f(id=long.id[:12]) == ['/long'], f(id=long.id[:12])\n\
+         r = c.api.get('http+docker://localhost/v1.41/containers/json?filters=%7B%22volume%22%3A%5B%22x%22%5D%7D')\n\
+         assert r.status_code == 400 and 'volume' in r.json()['message'], r.text\n\
          long.kill()\n\
          assert long.wait()['StatusCode'] == 137\n\
          long.remove()\n\

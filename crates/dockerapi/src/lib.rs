@@ -231,7 +231,8 @@ async fn route(
         ("GET", ["info"]) => blocking(move || info(&e)).await,
         ("GET", ["containers", "json"]) => {
             let all = flag(&q, "all");
-            blocking(move || list(&e, all)).await
+            let filters = Filters::parse(q.get("filters").map(String::as_str))?;
+            blocking(move || list(&e, all, &filters)).await
         }
         ("POST", ["containers", "create"]) => {
             let spec: Value = if body.is_empty() {
@@ -384,10 +385,63 @@ fn epoch_secs(t: &str) -> i64 {
     engine::logfiles::parse_time(t).map_or(0, |ns| (ns / 1_000_000_000) as i64)
 }
 
-fn list(e: &engine::Engine, all: bool) -> ApiResult {
-    let cs = e.list(all)?;
+/// The list's `filters` (`{"name": ["web"], "label": ["k=v"], …}`; the older
+/// `{"name": {"web": true}}` too): a container matches when every key has a matching value.
+#[derive(Debug, Default)]
+struct Filters(BTreeMap<String, Vec<String>>);
+
+impl Filters {
+    fn parse(s: Option<&str>) -> Result<Filters, ApiError> {
+        let Some(s) = s.filter(|s| !s.is_empty()) else {
+            return Ok(Filters::default());
+        };
+        let bad = |why: &str| ApiError::BadRequest(format!("invalid filters {s:?}: {why}"));
+        let v: Value = serde_json::from_str(s).map_err(|e| bad(&e.to_string()))?;
+        let obj = v.as_object().ok_or_else(|| bad("not a JSON object"))?;
+        let mut m = BTreeMap::new();
+        for (k, vals) in obj {
+            if !matches!(k.as_str(), "id" | "name" | "label" | "status" | "ancestor") {
+                return Err(bad(&format!(
+                    "the filter {k:?} is not supported (id, name, label, status, ancestor)"
+                )));
+            }
+            let vals: Vec<String> = match vals {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+                Value::Object(o) => o.keys().cloned().collect(),
+                _ => return Err(bad(&format!("{k}: not a list"))),
+            };
+            m.insert(k.clone(), vals);
+        }
+        Ok(Filters(m))
+    }
+
+    fn matches(&self, c: &engine::Container) -> bool {
+        self.0.iter().all(|(k, vals)| {
+            vals.iter().any(|v| match k.as_str() {
+                "id" => c.id.starts_with(v.as_str()),
+                // Docker's name filter is a regular expression; a substring covers its usual use.
+                "name" => c.name.contains(v.trim_start_matches('/')),
+                "label" => match v.split_once('=') {
+                    Some((lk, lv)) => c.spec.labels.get(lk).is_some_and(|x| x == lv),
+                    None => c.spec.labels.contains_key(v.as_str()),
+                },
+                "status" => status_word(c) == v,
+                "ancestor" => c.image == *v || c.image_id == *v,
+                _ => false,
+            })
+        })
+    }
+}
+
+fn list(e: &engine::Engine, all: bool, filters: &Filters) -> ApiResult {
+    // A status filter looks at stopped containers too (as Docker's).
+    let cs = e.list(all || filters.0.contains_key("status"))?;
     let out: Vec<Value> = cs
         .iter()
+        .filter(|c| filters.matches(c))
         .map(|c| {
             let status = match c.state {
                 s if s.is_active() => format!("Up since {}", c.started),
