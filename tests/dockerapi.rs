@@ -180,6 +180,13 @@ fn run_list_logs_wait_remove() {
          assert f(id=long.id[:12]) == ['/long'], f(id=long.id[:12])\n\
          r = c.api.get('http+docker://localhost/v1.41/containers/json?filters=%7B%22volume%22%3A%5B%22x%22%5D%7D')\n\
          assert r.status_code == 400 and 'volume' in r.json()['message'], r.text\n\
+         long.pause()\n\
+         long.reload()\n\
+         assert long.status == 'paused' and long.attrs['State']['Paused'] is True, long.attrs['State']\n\
+         long.unpause()\n\
+         long.rename('longer')\n\
+         long.reload()\n\
+         assert long.status == 'running' and long.name == 'longer', (long.status, long.name)\n\
          long.kill()\n\
          assert long.wait()['StatusCode'] == 137\n\
          long.remove()\n\

@@ -7,7 +7,8 @@
 //! container or image, 409 conflict, 500 otherwise).
 //!
 //! Endpoints: `_ping`, `version`, `info`, `containers/json`, `containers/create`,
-//! `containers/{id}/{start,stop,restart,kill,wait,json,logs}`, `DELETE containers/{id}`,
+//! `containers/{id}/{start,stop,restart,kill,pause,unpause,rename,wait,json,logs}`,
+//! `DELETE containers/{id}`,
 //! `images/json`, `images/{name}/json`.
 
 use axum::body::Bytes;
@@ -292,6 +293,34 @@ async fn route(
             blocking(move || {
                 engine::types::parse_signal(&sig)?;
                 e.kill(&id, &sig)?;
+                no_content()
+            })
+            .await
+        }
+        ("POST", ["containers", id, op @ ("pause" | "unpause")]) => {
+            let id = id.to_string();
+            let pause = *op == "pause";
+            blocking(move || {
+                if pause {
+                    e.pause(&id)?;
+                } else {
+                    e.unpause(&id)?;
+                }
+                no_content()
+            })
+            .await
+        }
+        ("POST", ["containers", id, "rename"]) => {
+            let id = id.to_string();
+            let name = q
+                .get("name")
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::BadRequest("rename: the name parameter is missing".into())
+                })?;
+            blocking(move || {
+                e.rename(&id, &name)?;
                 no_content()
             })
             .await
