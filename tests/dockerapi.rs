@@ -180,6 +180,8 @@ fn run_list_logs_wait_remove() {
          assert f(id=long.id[:12]) == ['/long'], f(id=long.id[:12])\n\
          r = c.api.get('http+docker://localhost/v1.41/containers/json?filters=%7B%22volume%22%3A%5B%22x%22%5D%7D')\n\
          assert r.status_code == 400 and 'volume' in r.json()['message'], r.text\n\
+         t = long.top()\n\
+         assert 'CMD' in t['Titles'] and any(p[-1] == 'sleep 100' for p in t['Processes']), t\n\
          long.pause()\n\
          long.reload()\n\
          assert long.status == 'paused' and long.attrs['State']['Paused'] is True, long.attrs['State']\n\

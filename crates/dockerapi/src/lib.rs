@@ -7,7 +7,7 @@
 //! container or image, 409 conflict, 500 otherwise).
 //!
 //! Endpoints: `_ping`, `version`, `info`, `containers/json`, `containers/create`,
-//! `containers/{id}/{start,stop,restart,kill,pause,unpause,rename,wait,json,logs}`,
+//! `containers/{id}/{start,stop,restart,kill,pause,unpause,rename,wait,json,logs,top}`,
 //! `DELETE containers/{id}`,
 //! `images/json`, `images/{name}/json`.
 
@@ -325,6 +325,14 @@ async fn route(
             })
             .await
         }
+        ("GET", ["containers", id, "top"]) => {
+            let id = id.to_string();
+            let ps_args: Vec<String> = q
+                .get("ps_args")
+                .map(|a| a.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+            blocking(move || Ok(Json(top_table(&e.top(&id, &ps_args)?)).into_response())).await
+        }
         ("POST", ["containers", id, "wait"]) => {
             let id = id.to_string();
             blocking(move || {
@@ -547,6 +555,32 @@ fn int_of(v: &Value, what: &str) -> Result<i64, ApiError> {
             .as_i64()
             .ok_or_else(|| ApiError::BadRequest(format!("{what}: not an integer"))),
     }
+}
+
+/// `ps` output → Docker's `{"Titles": […], "Processes": [[…]…]}`: columns split on
+/// blanks, the last title (the command) taking the rest of its line.
+fn top_table(ps: &str) -> Value {
+    let mut lines = ps.lines().filter(|l| !l.trim().is_empty());
+    let titles: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let n = titles.len().max(1);
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| {
+            let mut cols = Vec::with_capacity(n);
+            let mut rest = l.trim_start();
+            while cols.len() + 1 < n {
+                match rest.split_once(char::is_whitespace) {
+                    Some((c, r)) => {
+                        cols.push(c.to_string());
+                        rest = r.trim_start();
+                    }
+                    None => break,
+                }
+            }
+            cols.push(rest.to_string());
+            cols
+        })
+        .collect();
+    json!({"Titles": titles, "Processes": rows})
 }
 
 /// `POST /containers/create`: Docker's `ContainerConfig` + `HostConfig` → a ContainerSpec.
@@ -1042,6 +1076,16 @@ mod tests {
         assert_eq!(unversioned("/v1.24/_ping"), "/_ping");
         assert_eq!(unversioned("/containers/json"), "/containers/json");
         assert_eq!(unversioned("/volumes/x"), "/volumes/x");
+    }
+
+    #[test]
+    fn top_splits_columns_and_keeps_the_command_whole() {
+        let t = top_table("UID PID CMD\nroot 12 sleep 100\n\nroot  13  sh -c x\n");
+        assert_eq!(t["Titles"], json!(["UID", "PID", "CMD"]));
+        assert_eq!(
+            t["Processes"],
+            json!([["root", "12", "sleep 100"], ["root", "13", "sh -c x"]])
+        );
     }
 
     #[test]
