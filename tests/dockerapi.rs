@@ -333,6 +333,17 @@ fn create_options_reach_the_container() {
     // The CLI sees the same containers: the API and the CLI share the engine.
     let ps = d.e.ps_all();
     assert_eq!(ps.len(), 2, "berth ps -a: {ps:?}");
+    // An anonymous volume (a Binds entry without a source) goes with `DELETE …?v=1`.
+    d.py("c.containers.create('busybox', ['true'], name='anon', volumes=['/anon'])\n");
+    let vols = d.e.berth(&["volume", "ls", "-q"]);
+    assert_eq!(
+        vols.ok().stdout.lines().count(),
+        1,
+        "the anonymous volume: {vols}"
+    );
+    d.py("c.containers.get('anon').remove(v=True)\n");
+    let vols = d.e.berth(&["volume", "ls", "-q"]);
+    assert_eq!(vols.ok().stdout.trim(), "", "DELETE ?v=1 left the volume");
 }
 
 /// The `docker` CLI on berth's socket (`DOCKER_HOST=unix://…`; its config in the test's

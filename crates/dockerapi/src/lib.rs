@@ -344,8 +344,12 @@ async fn route(
         ("DELETE", ["containers", id]) => {
             let id = id.to_string();
             let force = flag(&q, "force");
+            let volumes = flag(&q, "v");
             blocking(move || {
-                e.remove(&id, force)?;
+                let gone = e.remove(&id, force)?;
+                if volumes {
+                    e.remove_anonymous_volumes(&gone.spec)?;
+                }
                 no_content()
             })
             .await
