@@ -335,8 +335,23 @@ async fn route(
         }
         ("POST", ["containers", id, "wait"]) => {
             let id = id.to_string();
+            // `next-exit` is served as `not-running` (a created container's next start is
+            // not waited for).
+            let removed = match q.get("condition").map(String::as_str) {
+                None | Some("") | Some("not-running") | Some("next-exit") => false,
+                Some("removed") => true,
+                Some(x) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid condition {x:?} (not-running, next-exit, removed)"
+                    )))
+                }
+            };
             blocking(move || {
-                let code = e.wait(&id)?;
+                let code = if removed {
+                    wait_removed(&e, &id)?
+                } else {
+                    e.wait(&id)?
+                };
                 Ok(Json(json!({"StatusCode": code, "Error": null})).into_response())
             })
             .await
@@ -558,6 +573,23 @@ fn int_of(v: &Value, what: &str) -> Result<i64, ApiError> {
         _ => v
             .as_i64()
             .ok_or_else(|| ApiError::BadRequest(format!("{what}: not an integer"))),
+    }
+}
+
+/// `wait?condition=removed`: until the container's row is gone (AutoRemove, another
+/// client's `rm`); its last exit code.
+fn wait_removed(e: &engine::Engine, id: &str) -> Result<i32, ApiError> {
+    let c = e.inspect(id)?;
+    let mut code = c.exit_code.unwrap_or(0);
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match e.inspect(&c.id) {
+            Ok(now) => code = now.exit_code.unwrap_or(code),
+            Err(engine::error::Error::NotFound(_)) => return Ok(code),
+            Err(x) => return Err(x.into()),
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(250));
     }
 }
 
