@@ -577,19 +577,19 @@ fn int_of(v: &Value, what: &str) -> Result<i64, ApiError> {
 }
 
 /// `wait?condition=removed`: until the container's row is gone (AutoRemove, another
-/// client's `rm`); its last exit code.
+/// client's `rm`); the last exit code seen. The engine keeps no exit code past the removal,
+/// so one removed between two polls (10 ms apart) reports the code seen before (0 while it
+/// ran).
 fn wait_removed(e: &engine::Engine, id: &str) -> Result<i32, ApiError> {
     let c = e.inspect(id)?;
     let mut code = c.exit_code.unwrap_or(0);
-    let mut delay = Duration::from_millis(10);
     loop {
         match e.inspect(&c.id) {
             Ok(now) => code = now.exit_code.unwrap_or(code),
             Err(engine::error::Error::NotFound(_)) => return Ok(code),
             Err(x) => return Err(x.into()),
         }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
