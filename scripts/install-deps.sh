@@ -13,11 +13,25 @@ export DEBIAN_FRONTEND=noninteractive
 # (protoc, for the k8s-cri crate) and containernetworking-plugins: the CRI test, tests/cri.rs.
 pkgs=(busybox-static libseccomp-dev pkg-config podman buildah crun runc hyperfine uidmap iproute2 nftables procps time
       skopeo umoci tar gzip docker-registry wrk apache2-utils openssl curl
-      nasm binutils e2fsprogs qemu-system-x86 python3 linux-source-6.1 bc flex bison libelf-dev libssl-dev lz4 cpio make gcc libc6-dev file xz-utils
+      nasm binutils e2fsprogs qemu-system-x86 python3 python3-docker linux-source-6.1 bc flex bison libelf-dev libssl-dev lz4 cpio make gcc libc6-dev file xz-utils
       containerd criu catatonit protobuf-compiler containernetworking-plugins)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+# docker.io: the docker CLI of tests/dockerapi.rs, a client of berth's Docker API socket only.
+# Its daemon is kept from starting while it installs (policy-rc.d answers 101, "action
+# forbidden", to invoke-rc.d and deb-systemd-invoke); the tests never start it.
+if ! dpkg -s docker.io >/dev/null 2>&1; then
+  had_policy=0
+  if [ -e /usr/sbin/policy-rc.d ]; then had_policy=1; cp -p /usr/sbin/policy-rc.d /usr/sbin/policy-rc.d.berth-save; fi
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  apt-get update -qq
+  rc=0
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends docker.io </dev/null || rc=$?
+  if [ "$had_policy" = 1 ]; then mv /usr/sbin/policy-rc.d.berth-save /usr/sbin/policy-rc.d; else rm -f /usr/sbin/policy-rc.d; fi
+  [ "$rc" = 0 ] || exit "$rc"
 fi

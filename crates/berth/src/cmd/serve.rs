@@ -9,6 +9,9 @@
 //! serve then lives in a private mount namespace (instances' root filesystems are never in
 //! the host's mount table and vanish with it) and is a child subreaper (instances' inits
 //! are its children); on SIGTERM/SIGINT every instance is stopped before it exits.
+//!
+//! With `--docker-socket PATH` (a unix socket, mode 0660) and/or `--docker-listen ADDR` it
+//! serves the Docker Engine API (berth-dockerapi) over the same engine as the CLI.
 
 use crate::Globals;
 use anyhow::{Context, Result};
@@ -40,6 +43,145 @@ pub struct Args {
     /// function for the next cold start.
     #[arg(long)]
     no_spare_instances: bool,
+    /// Serve the Docker Engine API on this unix socket (mode 0660; a stale socket there is
+    /// replaced, any other file is refused). Without a value: /run/berth/docker.sock.
+    #[arg(long, num_args = 0..=1, default_missing_value = "/run/berth/docker.sock")]
+    docker_socket: Option<std::path::PathBuf>,
+    /// Serve the Docker Engine API on this TCP address too (no TLS, no authentication: a
+    /// loopback address only).
+    #[arg(long)]
+    docker_listen: Option<std::net::SocketAddr>,
+}
+
+/// The Docker API's tokio runtime and its serve tasks.
+struct DockerRun {
+    rt: tokio::runtime::Runtime,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    socket: Option<std::path::PathBuf>,
+}
+
+impl DockerRun {
+    /// Stops listening; connections still open (a `wait`, a followed log) get two seconds
+    /// to end, then the runtime is dropped under them.
+    fn stop(self) {
+        let _ = self.stop.send(true);
+        let tasks = self.tasks;
+        let _ = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(2), async move {
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+            .await
+        });
+        self.rt.shutdown_timeout(Duration::from_millis(100));
+        if let Some(p) = self.socket {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Binds `path` for the Docker API: a stale socket there is removed first; anything else
+/// is refused rather than deleted.
+fn bind_docker_socket(path: &std::path::Path) -> Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).with_context(|| {
+            format!(
+                "--docker-socket {}: remove the stale socket",
+                path.display()
+            )
+        })?,
+        Ok(_) => anyhow::bail!(
+            "--docker-socket {}: exists and is not a socket",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("--docker-socket {}", path.display())),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "--docker-socket {}: create {}",
+                path.display(),
+                dir.display()
+            )
+        })?;
+    }
+    // Created with no permission for others at all, then opened to the group: never a
+    // moment when anyone else may connect.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let l = std::os::unix::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = l.with_context(|| format!("--docker-socket {}: listen", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("--docker-socket {}: chmod 0660", path.display()))?;
+    l.set_nonblocking(true)
+        .with_context(|| format!("--docker-socket {}", path.display()))?;
+    Ok(l)
+}
+
+fn start_docker(g: &Globals, a: &Args) -> Result<Option<DockerRun>> {
+    if a.docker_socket.is_none() && a.docker_listen.is_none() {
+        return Ok(None);
+    }
+    let api = dockerapi::Api {
+        engine: g.engine()?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = Vec::new();
+    if let Some(path) = &a.docker_socket {
+        let std_l = bind_docker_socket(path)?;
+        let l = {
+            let _g = rt.enter();
+            tokio::net::UnixListener::from_std(std_l)
+                .with_context(|| format!("--docker-socket {}", path.display()))?
+        };
+        let api = api.clone();
+        let shutdown = stopped();
+        tasks.push(rt.spawn(async move {
+            if let Err(e) = dockerapi::serve_unix(api, l, shutdown).await {
+                tracing::error!(error = %e, "docker api (unix socket) failed");
+            }
+        }));
+        tracing::info!(socket = %path.display(), "docker api: listening");
+    }
+    if let Some(addr) = a.docker_listen {
+        // Whoever reaches the API is root here: without TLS, only this host may.
+        if !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "--docker-listen {addr}: only a loopback address is allowed (no TLS: the API gives root)"
+            );
+        }
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("--docker-listen {addr}"))?;
+        let shutdown = stopped();
+        tasks.push(rt.spawn(async move {
+            if let Err(e) = dockerapi::serve_tcp(api, l, shutdown).await {
+                tracing::error!(error = %e, "docker api (tcp) failed");
+            }
+        }));
+        tracing::info!(listen = %addr, "docker api: listening");
+    }
+    Ok(Some(DockerRun {
+        rt,
+        stop: tx,
+        tasks,
+        socket: a.docker_socket.clone(),
+    }))
 }
 
 /// The gateway's tokio runtime and its serve task.
@@ -142,7 +284,12 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         Some(addr) => Some(start_gateway(g, &a, addr)?),
         None => None,
     };
+    let docker = start_docker(g, &a)?;
     let r = reconcile_loop(g, &a, &engine, &sfd);
+    if let Some(d) = docker {
+        d.stop();
+        tracing::info!("docker api: stopped");
+    }
     if let Some(gw) = gw {
         gw.stop();
         tracing::info!("function gateway: stopped");
