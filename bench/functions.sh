@@ -31,6 +31,7 @@ export drv=$PWD/bench/functions.py
 cat >"$work/inner.sh" <<'INNER'
 set -euo pipefail
 mount --make-rprivate /
+ip link set lo up
 umount /sys/fs/cgroup/unified 2>/dev/null || true
 ulimit -n 8192
 export BERTH_RUNTIME=$bin/berth-runtime
@@ -97,4 +98,5 @@ left=$( { grep -lE "/berth-fn/fn-(echo|web|burst)-" /proc/[0-9]*/cgroup 2>/dev/n
 echo "instance processes left (echo, web, burst): $left"
 echo "gateway VmRSS kB: $(awk '/^VmRSS:/ {print $2}' /proc/$serve_pid/status)"
 INNER
-unshare -m bash ${BENCH_TRACE:+-x} "$work/inner.sh"
+# A network namespace of the bench's own: podman's bridge and the gateway's loopback live there.
+unshare -m -n bash ${BENCH_TRACE:+-x} "$work/inner.sh"

@@ -38,7 +38,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 #[derive(Debug)]
 pub struct Store {
     pub dir: TempDir,
-    /// Every berth command runs inside this network namespace (the engine's
+    /// When set, every berth command runs inside this network namespace (the engine's
     /// containers join networks: their bridge and nftables table live there, never on the
     /// host's network).
     pub netns: Option<crate::net::NetNs>,
@@ -48,9 +48,7 @@ impl Store {
     pub fn new(name: &str) -> Store {
         Store {
             dir: TempDir::new(&format!("images-{name}")),
-            // Containers run through the engine join the default network: its bridge and
-            // nftables table are made in a namespace of the test's, never on the host's.
-            netns: Some(crate::net::NetNs::new(name)),
+            netns: None,
         }
     }
 
@@ -73,6 +71,11 @@ impl Store {
             .arg("--runroot")
             .arg(self.dir.join("run"));
         c.env("BERTH_RUNTIME", runtime_bin());
+        if self.netns.is_none() {
+            // Outside a namespace of the test's, containers get no network: the default
+            // bridge and berth's nftables table are never made in the host's namespace.
+            c.env("BERTH_DEFAULT_NETWORK", "none");
+        }
         c.args(args);
         c
     }

@@ -558,6 +558,17 @@ impl Engine {
         n: &mut NetOpts,
         hostname: &str,
     ) -> Result<()> {
+        // Without --network: `$BERTH_DEFAULT_NETWORK` (none, bridge or a network's name),
+        // as Podman's containers.conf `default_network`; else the default bridge. Kept in
+        // the container's spec, so its later starts agree.
+        if n.mode.is_empty() {
+            if let Some(d) = std::env::var("BERTH_DEFAULT_NETWORK")
+                .ok()
+                .filter(|d| !d.is_empty())
+            {
+                n.mode = d;
+            }
+        }
         let mode = Mode::parse(&n.mode)?;
         if !hostname.is_empty() && !net::files::valid_hostname(hostname) {
             return Err(invalid!("invalid hostname {hostname:?}"));
