@@ -9,7 +9,17 @@
 //! Endpoints: `_ping`, `version`, `info`, `containers/json`, `containers/create`,
 //! `containers/{id}/{start,stop,restart,kill,pause,unpause,rename,wait,json,logs,top}`,
 //! `DELETE containers/{id}`,
-//! `images/json`, `images/{name}/json`.
+//! `images/json`, `images/{name}/json`; in streams.rs (a layer in front of the dispatch):
+//! `containers/{id}/{attach,resize,exec,stats,archive}`, `exec/{id}/{start,resize,json}`,
+//! `events`, `system/df`, `containers/prune`.
+
+mod archive;
+mod events;
+mod exec;
+mod hijack;
+mod stats;
+mod streams;
+mod system;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -98,9 +108,14 @@ pub struct Api {
 
 /// The router: one fallback that dispatches on the method and the (unversioned) path.
 pub fn router(api: Api) -> axum::Router {
+    let state = Arc::new(api);
     axum::Router::new()
         .fallback(dispatch)
-        .with_state(Arc::new(api))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            streams::layer,
+        ))
+        .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

@@ -533,6 +533,9 @@ impl Engine {
         if e.detach {
             cmd.arg("--detach");
         }
+        if let Some(sock) = &e.console_socket {
+            cmd.arg("--tty").arg("--console-socket").arg(sock);
+        }
         for kv in &e.env {
             if !kv.contains('=') || kv.starts_with('=') {
                 return Err(Error::Invalid(format!(
@@ -583,6 +586,8 @@ pub struct ExecOpts {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub detach: bool,
+    /// Run it on a terminal whose master the runtime sends to this socket (SCM_RIGHTS).
+    pub console_socket: Option<std::path::PathBuf>,
 }
 
 fn signal_pid(pid: i32, sig: Signal) -> Result<()> {

@@ -154,6 +154,60 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// What `path` in the container is (its last component not followed): None when it
+    /// does not exist; with a symlink's target. For the Docker API's archive stat.
+    pub fn stat_in(
+        &self,
+        reference: &str,
+        path: &Path,
+    ) -> Result<Option<(nix::sys::stat::FileStat, Option<PathBuf>)>> {
+        let (c, root) = self.container_root(reference)?;
+        let in_ctr = |e: std::io::Error| Error::Io {
+            what: format!("{}:{}", c.name, path.display()),
+            source: e,
+        };
+        let (parent, name) = match confined::parent_in_root(root.as_fd(), path) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOENT | nix::libc::ENOTDIR)
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(in_ctr(e)),
+        };
+        let Some(st) = confined::lstat_at(parent.as_fd(), &name).map_err(in_ctr)? else {
+            return Ok(None);
+        };
+        let link = if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFLNK {
+            nix::fcntl::readlinkat(
+                Some(std::os::fd::AsRawFd::as_raw_fd(&parent)),
+                name.as_os_str(),
+            )
+            .ok()
+            .map(PathBuf::from)
+        } else {
+            None
+        };
+        Ok(Some((st, link)))
+    }
+
+    /// Whether `path` in the container is a directory (symlinks followed, inside its root).
+    pub fn is_dir_in(&self, reference: &str, path: &Path) -> Result<bool> {
+        let (_, root) = self.container_root(reference)?;
+        Ok(sys::resolve::open_in_root(
+            root.as_fd(),
+            path,
+            (nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY).bits(),
+            0,
+        )
+        .is_ok())
+    }
+}
+
 /// Where a copy out lands on the host: into `dest` by the source's `name` if `dest` is a
 /// directory; else `dest` itself (its parent must exist).
 fn host_target(dest: &Path, name: &OsString) -> Result<(OwnedFd, OsString)> {

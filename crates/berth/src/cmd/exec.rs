@@ -36,6 +36,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         user: a.user,
         workdir: a.workdir,
         detach: a.detach,
+        ..Default::default()
     };
     let mut cmd = g.engine()?.exec(&a.container, &opts)?;
     let st = cmd.status().context("run berth-runtime exec")?;
