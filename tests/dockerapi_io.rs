@@ -206,6 +206,8 @@ fn docker_run_attached_prints_and_exits_with_the_code() {
             "{new} run --rm busybox echo hi:\n{out}\n{}",
             d.serve_log()
         );
+    } else {
+        eprintln!("{new} is not installed: only Debian's docker CLI (20.10) was tested");
     }
     d.docker(&["rm", "two"]);
 }
@@ -284,6 +286,16 @@ fn python_sdk_exec_run_and_attach() {
          assert r.output == b'/tmp\\nv\\n1000\\n', r.output\n\
          r = ctr.exec_run(['tty'], tty=True)\n\
          assert r.exit_code == 0 and r.output.startswith(b'/dev/pts/'), r\n\
+         assert ctr.exec_run(['touch', '/tmp/bg'], detach=True).exit_code is None\n\
+         for _ in range(100):\n\
+         \x20   if ctr.exec_run(['test', '-e', '/tmp/bg']).exit_code == 0:\n\
+         \x20       break\n\
+         \x20   time.sleep(0.1)\n\
+         else:\n\
+         \x20   assert False, 'the detached exec did not run'\n\
+         s = ctr.stats(stream=False)\n\
+         assert s['name'] == '/x' and s['memory_stats']['usage'] > 0 and s['pids_stats']['current'] >= 1, s\n\
+         assert s['cpu_stats']['system_cpu_usage'] > s['precpu_stats']['system_cpu_usage'] > 0, s\n\
          e = c.api.exec_create(ctr.id, ['sh', '-c', 'exit 4'])\n\
          assert c.api.exec_inspect(e['Id'])['Running'] is False\n\
          c.api.exec_start(e['Id'])\n\

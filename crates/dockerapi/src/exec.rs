@@ -393,8 +393,10 @@ async fn run_pipes(
     );
     let _ = out.await;
     let _ = err.await;
-    drop(tx);
+    // The exit code is recorded before the client sees the end of the stream (it asks
+    // for it right after).
     finish(id, c, child).await;
+    drop(tx);
     input.abort();
     let _ = writer.await;
 }
