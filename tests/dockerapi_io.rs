@@ -238,6 +238,11 @@ fn docker_run_it_exec_it_attach_under_a_pty() {
          code = drive(['/usr/bin/docker', 'exec', '-it', 'srv', 'sh'],\n\
          \x20   [(b'', b'# '), (b'tty; echo $((3*5))\\r', b'15'), (b'exit 2\\r', b'')], env)\n\
          assert code == 2, ('docker exec -it', code)\n\
+         new = '/usr/local/bin/docker'\n\
+         if os.path.exists(new):\n\
+         \x20   code = drive([new, 'exec', '-it', 'srv', 'sh'],\n\
+         \x20       [(b'', b'# '), (b'echo $((4*5))\\r', b'20'), (b'exit 3\\r', b'')], env)\n\
+         \x20   assert code == 3, ('docker 28 exec -it', code)\n\
          print('ok')\n"
     ));
     assert_eq!(out.trim(), "ok");
