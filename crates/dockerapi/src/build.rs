@@ -38,6 +38,41 @@ pub(crate) fn berth(e: &engine::Engine) -> Result<Command, ApiError> {
     Ok(c)
 }
 
+/// Removes what a killed server left in `dir`: the entries `PREFIX-PID-…` whose process is
+/// gone (a live server's, this one's included, are kept).
+pub(crate) fn clean_stale(dir: &Path, prefix: &str) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let p = ent.path();
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            match r {
+                Ok(()) => {
+                    tracing::info!(path = %p.display(), "docker api: removed a dead server's leftover")
+                }
+                Err(x) => {
+                    tracing::warn!(path = %p.display(), error = %x, "docker api: remove a leftover")
+                }
+            }
+        }
+    }
+}
+
 /// One JSON message line of Docker's stream.
 pub(crate) fn message(v: &Value) -> Bytes {
     let mut b = v.to_string().into_bytes();
@@ -294,6 +329,7 @@ pub(crate) fn build(e: &engine::Engine, q: &Query, raw: Option<&str>, body: &Byt
             .map_err(|x| ApiError::BadRequest(format!("invalid tag {t:?}: {x}")))?;
     }
     let quiet = super::flag(q, "q");
+    clean_stale(&e.root.join("build"), "api");
     let dir = e.root.join("build").join(format!(
         "api-{}-{}",
         std::process::id(),
@@ -363,6 +399,20 @@ pub(crate) fn build(e: &engine::Engine, q: &Query, raw: Option<&str>, body: &Byt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_leftovers_of_dead_servers_go() {
+        let dir = std::env::temp_dir().join(format!("dockerapi-stale-{}", std::process::id()));
+        let dead = dir.join("api-4294967295-0");
+        let live = dir.join(format!("api-{}-0", std::process::id()));
+        let other = dir.join("tmp");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        clean_stale(&dir, "api");
+        assert!(!dead.exists() && live.exists() && other.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn repeated_tags_are_all_kept() {

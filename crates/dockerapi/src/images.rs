@@ -286,6 +286,7 @@ async fn save(e: engine::Engine, names: Vec<String>) -> ApiResult {
         }
         let refs: Vec<String> = names.iter().map(|n| reference(n).to_string()).collect();
         let dir = e.root.join("tmp");
+        super::build::clean_stale(&dir, "docker-save");
         std::fs::create_dir_all(&dir)
             .map_err(|x| ApiError::Internal(format!("create {}: {x}", dir.display())))?;
         let path = dir.join(format!(
