@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod containerd;
+pub mod docker;
 pub mod engine;
 pub mod functions;
 pub mod images;

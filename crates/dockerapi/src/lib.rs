@@ -30,6 +30,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod build;
+mod images;
+mod networks;
+mod pull;
+mod routes;
+mod volumes;
+
 /// The API version this server speaks (Docker 20.10's).
 pub const API_VERSION: &str = "1.41";
 /// The oldest version clients may ask for.
@@ -115,6 +122,8 @@ pub fn router(api: Api) -> axum::Router {
             state.clone(),
             streams::layer,
         ))
+        // Build contexts and image archives are bodies of any size (axum's default is 2 MB).
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -217,7 +226,10 @@ async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, body: B
     let path = unversioned(uri.path()).trim_end_matches('/').to_string();
     let q = query(&uri);
     tracing::debug!(method = %method, path = %path, "docker api request");
-    let r = route(api, &method, &path, q, body).await;
+    let r = match routes::route(&api.engine, method.as_str(), &path, uri.query(), &q, &body).await {
+        Some(r) => r,
+        None => route(api, &method, &path, q, body).await,
+    };
     let mut resp = r.unwrap_or_else(IntoResponse::into_response);
     resp.headers_mut()
         .insert("API-Version", HeaderValue::from_static(API_VERSION));
@@ -491,7 +503,16 @@ impl Filters {
 
     fn matches(&self, c: &engine::Container) -> bool {
         self.0.iter().all(|(k, vals)| {
-            vals.iter().any(|v| match k.as_str() {
+            // Docker's label filters must all hold (compose lists a service's containers
+            // with project, service and oneoff labels); other keys match any of their values.
+            let any_or_all = |f: &dyn Fn(&String) -> bool| {
+                if k == "label" {
+                    vals.iter().all(f)
+                } else {
+                    vals.iter().any(f)
+                }
+            };
+            any_or_all(&|v: &String| match k.as_str() {
                 "id" => c.id.starts_with(v.as_str()),
                 // Docker's name filter is a regular expression; a substring covers its usual use.
                 "name" => c.name.contains(v.trim_start_matches('/')),
@@ -702,7 +723,11 @@ fn create(e: &engine::Engine, name: Option<String>, b: &Value) -> ApiResult {
         )));
     }
     let mut volumes = strs(&hc["Binds"], "HostConfig.Binds")?;
-    let mounts = engine::volumes::parse_cli(&mut volumes, &[], &[])?;
+    let mounts = engine::volumes::parse_cli(
+        &mut volumes,
+        &volumes::mount_args(hc)?,
+        &volumes::tmpfs_args(hc)?,
+    )?;
     let memory = int_of(&hc["Memory"], "HostConfig.Memory")?;
     let nano = int_of(&hc["NanoCpus"], "HostConfig.NanoCpus")?;
     if memory < 0 || nano < 0 {
@@ -761,11 +786,12 @@ fn create(e: &engine::Engine, name: Option<String>, b: &Value) -> ApiResult {
             ))
         }
     }
-    let network = engine::network::NetOpts {
+    let mut network = engine::network::NetOpts {
         mode: opt_str(&hc["NetworkMode"], "HostConfig.NetworkMode")?.unwrap_or_default(),
         publish,
         ..Default::default()
     };
+    networks::create_opts(b, &mut network)?;
     let spec = engine::ContainerSpec {
         image,
         opts,
@@ -876,15 +902,7 @@ fn network_settings(e: &engine::Engine, c: &engine::Container) -> Value {
         }
     }
     let atts = e.attachments(&c.id).unwrap_or_default();
-    let networks: serde_json::Map<String, Value> = atts
-        .iter()
-        .map(|a| {
-            (
-                a.network.clone(),
-                json!({"IPAddress": a.ip.to_string(), "MacAddress": a.mac, "Aliases": a.aliases}),
-            )
-        })
-        .collect();
+    let networks = networks::endpoints(c, &atts);
     let first = atts.first();
     json!({
         "Ports": ports,

@@ -1109,6 +1109,18 @@ impl Engine {
         reference: &str,
         aliases: &[String],
     ) -> Result<Attachment> {
+        self.connect_ip(network, reference, aliases, None)
+    }
+
+    /// [`connect`](Self::connect) with the address asked for (`network connect --ip`, the
+    /// Docker API's `IPAMConfig.IPv4Address`), allocated like `run --ip`'s.
+    pub fn connect_ip(
+        &self,
+        network: &str,
+        reference: &str,
+        aliases: &[String],
+        ip: Option<Ipv4Addr>,
+    ) -> Result<Attachment> {
         for a in aliases {
             check_name(a)?;
         }
@@ -1137,7 +1149,7 @@ impl Engine {
             &c,
             &netw,
             &AttachReq {
-                ip: None,
+                ip,
                 mac: None,
                 aliases: aliases.to_vec(),
                 primary: false,
