@@ -69,6 +69,8 @@ pub enum Refused {
 
 /// The pool of one function.
 pub struct Pool {
+    /// Keeps the image of this pool's instances from gc while the pool lives.
+    _pin: Option<crate::pin::PoolPin>,
     pub name: String,
     host: Arc<Host>,
     image: std::result::Result<image::Image, String>,
@@ -122,8 +124,13 @@ impl Drop for Ticket {
 impl Pool {
     pub fn new(host: Arc<Host>, def: Function, metrics: Arc<Metrics>) -> Arc<Pool> {
         let image = resolve(&host, &def);
+        let pin = image
+            .as_ref()
+            .ok()
+            .and_then(|img| crate::pin::PoolPin::new(&host.root, &def.name, &img.manifest_digest));
         let schedule = parse_schedule(&def);
         Arc::new(Pool {
+            _pin: pin,
             name: def.name.clone(),
             host,
             image,
