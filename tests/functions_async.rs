@@ -1,7 +1,8 @@
 //! Async function calls at least once (issue 14): `POST /async-function/NAME` is persisted
 //! before its 202, survives a `kill -9` of the gateway, is delivered to `X-Callback-Url`
 //! (loopback or `--allow-callback-hosts` only), and after its attempts is dead and listed by
-//! `GET /system/async/NAME`. Root, real containers; every server here is on 127.0.0.1.
+//! `GET /system/async/NAME`. And the image a deployed function pins: gc keeps it whatever
+//! its names. Root, real containers; every server here is on 127.0.0.1.
 
 use berth_tests::functions::FnEnv;
 use berth_tests::*;
@@ -204,5 +205,33 @@ fn a_callback_that_never_answers_makes_the_call_dead_and_callbacks_are_loopback_
         metrics(&e).contains("berth_function_async_calls{function=\"echo\",state=\"dead\"} 1"),
         "{}",
         metrics(&e)
+    );
+}
+
+#[test]
+fn a_deployed_function_keeps_its_image_through_a_retag_and_prune() {
+    let mut e = FnEnv::new("pin");
+    e.deploy(&["echo", "--image", "fn-echo", "--mode", "stdio"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&e.berth(&["fn", "inspect", "echo"]).stdout).expect("JSON");
+    let manifest = v[0]["image_id"].as_str().expect("image_id").to_string();
+    // The name now points at another image: nothing names the function's any more.
+    e.berth(&["tag", "busybox", "fn-echo"]).ok();
+    let prune = e.berth(&["image", "prune"]);
+    prune.ok();
+    assert!(!prune.stdout.contains(&manifest), "{prune}");
+    e.serve(&[]);
+    let (code, body) = e.post("/function/echo?sleep=0", "");
+    assert_eq!(code, 200, "{body}\n{}", e.serve_log());
+    assert_eq!(body, "slept\n");
+    // Removed, the function pins nothing: once its pool is gone a prune takes the image.
+    e.berth(&["fn", "rm", "echo"]).ok();
+    let gone = poll(Duration::from_secs(15), || {
+        let p = e.berth(&["image", "prune"]);
+        p.stdout.contains(&manifest).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the image of a removed function stayed pinned"
     );
 }
