@@ -2,7 +2,7 @@
 //! before its 202, survives a `kill -9` of the gateway, is delivered to `X-Callback-Url`
 //! (loopback or `--allow-callback-hosts` only), and after its attempts is dead and listed by
 //! `GET /system/async/NAME`. And the image a deployed function pins: gc keeps it whatever
-//! its names. Root, real containers; every server here is on 127.0.0.1.
+//! its names; the zygote spare of a function in use, gone at scale to zero. Root, real containers; every server here is on 127.0.0.1.
 
 use berth_tests::functions::FnEnv;
 use berth_tests::*;
@@ -233,5 +233,66 @@ fn a_deployed_function_keeps_its_image_through_a_retag_and_prune() {
     assert!(
         gone.is_some(),
         "the image of a removed function stayed pinned"
+    );
+}
+
+#[test]
+fn a_function_in_use_starts_its_next_instance_from_a_parked_zygote_removed_at_scale_to_zero() {
+    let mut e = FnEnv::new("zygote");
+    e.deploy(&[
+        "z",
+        "--image",
+        "fn-echo",
+        "--mode",
+        "stdio",
+        "--concurrency",
+        "1",
+        "--idle-ttl",
+        "2s",
+    ]);
+    e.serve(&[]);
+    assert_eq!(e.post("/function/z", "one").0, 200);
+    // The spare of a function with instances has a process: its container is created.
+    let needle = format!("/berth-fn/fn-z-{}-", e.serve_pid());
+    let zygotes = || -> Vec<String> {
+        let started = e.started_cgroups("z");
+        functions::instance_cgroups(&needle)
+            .into_iter()
+            .filter(|c| !started.contains(c))
+            .collect()
+    };
+    let parked = poll(Duration::from_secs(10), || {
+        let z = zygotes();
+        (z.len() == 1).then_some(z)
+    })
+    .unwrap_or_else(|| panic!("no zygote: {:?}\n{}", zygotes(), e.serve_log()));
+    assert_eq!(e.started_cgroups("z").len(), 1);
+    // Two calls at once at --concurrency 1: the second instance is the zygote, started.
+    std::thread::scope(|sc| {
+        let a = sc.spawn(|| e.post("/function/z?sleep=1", ""));
+        let b = sc.spawn(|| e.post("/function/z?sleep=1", ""));
+        for h in [a, b] {
+            let (code, body) = h.join().expect("request thread");
+            assert_eq!((code, body.as_str()), (200, "slept\n"));
+        }
+    });
+    let started = e.started_cgroups("z");
+    assert!(
+        started.contains(&parked[0]),
+        "the zygote {parked:?} was not started: {started:?}"
+    );
+    assert_eq!(
+        e.metric("berth_function_cold_starts_total{function=\"z\"}"),
+        Some(2.0)
+    );
+    // Scaled to zero: no process of the function is left, a zygote's included.
+    e.until_instances("z", 0, Duration::from_secs(10));
+    let gone = poll(Duration::from_secs(5), || {
+        e.instance_pids("z").is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "processes left after scale to zero: {:?}",
+        functions::instance_cgroups(&needle)
     );
 }

@@ -24,6 +24,7 @@ pub mod pool;
 pub mod queue;
 pub mod server;
 pub mod store;
+pub mod trace;
 
 pub use def::{Function, Mode};
 pub use server::{AsyncConfig, Gateway};
