@@ -320,7 +320,8 @@ impl Pool {
     /// Prepares the next start's instance in the background unless one is there (or being
     /// made), the pool is gone, or spares are off.
     ///
-    /// While the function has instances the spare is a zygote (its container created, the
+    /// While the function has instances (and an idle TTL of 1 s or more, or a `--min`) the
+    /// spare is a zygote (its container created, the
     /// init parked: a start is one `berth-runtime start`); with none (scaled to zero) it
     /// has no process (root mounted, config.json written).
     fn refill_spare(self: &Arc<Self>) {
@@ -330,7 +331,10 @@ impl Pool {
                 return;
             }
             st.preparing_spare = true;
-            (st.def.clone(), !st.slots.is_empty())
+            // Below 1 s of idle TTL (and no --min) a zygote would mostly be removed before
+            // any use: the spare has no process then.
+            let lasting = st.def.min > 0 || st.def.idle_ttl() >= Duration::from_secs(1);
+            (st.def.clone(), lasting && !st.slots.is_empty())
         };
         let pool = self.clone();
         let spawn = tokio::runtime::Handle::try_current();
