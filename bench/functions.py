@@ -3,6 +3,9 @@
 
   cold   URL N METRICS_URL FUNCTION [GET]  N invocations, each when the function has no instance
                                       (waits for the gateway's instances gauge to be 0)
+  scaleup URL N METRICS_URL FUNCTION  N invocations of a --min 1 --concurrency 1 function, each
+                                      while its one instance is busy (a new instance starts,
+                                      from the parked zygote)
   seq    URL N                        N sequential GETs, each on a new connection
   burst  HOST PORT PATH N             N requests at once (one connection each); status counts
                                       and latency per status
@@ -13,6 +16,7 @@ import asyncio
 import http.client
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -73,6 +77,28 @@ def cold(url, n, metrics_url, fn, method="POST"):
             sys.exit(f"cold invocation: {status} {data[:200]!r}")
         times.append(ms)
     summary("cold", times)
+
+
+def scaleup(url, n, metrics_url, fn):
+    series = 'berth_function_instances{function="%s"}' % fn
+    times = []
+    for _ in range(n):
+        deadline = time.time() + 10
+        while gauge(metrics_url, series) != 1.0:
+            if time.time() > deadline:
+                sys.exit("the function never went back to one instance")
+            time.sleep(0.02)
+        # The spare of a function in use is parked again (a create takes a few ms).
+        time.sleep(0.3)
+        busy = threading.Thread(target=request, args=(url + "?sleep=0.5",))
+        busy.start()
+        time.sleep(0.1)
+        status, data, ms = request(url)
+        busy.join()
+        if status != 200:
+            sys.exit(f"scale-up invocation: {status} {data[:200]!r}")
+        times.append(ms)
+    summary("scaleup", times)
 
 
 def seq(url, n):
@@ -138,6 +164,8 @@ def main():
     a = sys.argv[1:]
     if a[0] == "cold":
         cold(a[1], int(a[2]), a[3], a[4], *a[5:6])
+    elif a[0] == "scaleup":
+        scaleup(a[1], int(a[2]), a[3], a[4])
     elif a[0] == "seq":
         seq(a[1], int(a[2]))
     elif a[0] == "burst":

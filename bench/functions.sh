@@ -5,6 +5,8 @@
 #     gateway's next tick; the driver waits for the instances gauge to read 0 first), RUNS
 #     times, p50/p99 — and an http-mode function (busybox httpd) the same way; vs
 #     `podman run --rm -i` of the same image and handler per request (PODMAN_RUNS times).
+#     Scale-up cold: a --min 1 --concurrency 1 function whose instance is busy: the request
+#     starts a second instance, from the parked zygote (`berth-runtime start` only).
 #  2. Warm overhead: sequential GETs of a static file from a warm http-mode instance
 #     through the gateway vs from inside the instance's network namespace directly
 #     (nsenter -n), p50 added latency; `wrk` throughput both ways.
@@ -66,6 +68,7 @@ $P import -q "$work/rootfs.tar" localhost/fn-echo:1 >/dev/null
 $B fn deploy echo --image fn-echo:1 --mode stdio --idle-ttl 0ms >/dev/null
 $B fn deploy web --image fn-web:1 --idle-ttl 0ms >/dev/null
 $B fn deploy warm --image fn-web:1 --min 1 --idle-ttl 1h >/dev/null
+$B fn deploy zy --image fn-echo:1 --mode stdio --min 1 --concurrency 1 --idle-ttl 0ms >/dev/null
 $B fn deploy burst --image fn-echo:1 --mode stdio --max 8 --concurrency 8 --queue 200 --idle-ttl 2s --timeout 60s >/dev/null
 $B serve --listen 127.0.0.1:$port --agent "$agent" >"$work/serve.log" 2>&1 &
 serve_pid=$!
@@ -76,11 +79,17 @@ python3 "$drv" cold "$gw/function/echo" 3 "$gw/metrics" echo >/dev/null
 echo bench | $P run --rm -i $ul localhost/fn-echo:1 /handler.sh >/dev/null
 echo "== cold stdio (gateway, no instance)"; python3 "$drv" cold "$gw/function/echo" "$runs" "$gw/metrics" echo
 echo "== cold http (gateway, no instance)"; python3 "$drv" cold "$gw/function/web/index.html" "$runs" "$gw/metrics" web GET
+echo "== scale-up cold stdio (one instance busy, the next from the parked zygote)"; python3 "$drv" scaleup "$gw/function/zy" "$runs" "$gw/metrics" zy
 echo "== podman run --rm -i per request"; python3 "$drv" cmd "$pruns" $P run --rm -i $ul localhost/fn-echo:1 /handler.sh
 # Warm: the instance of `warm` (its init is httpd, PID 1 of its namespace).
 wpid=
 for _ in $(seq 100); do
-  wpid=$( { grep -l "/berth-fn/fn-warm-" /proc/[0-9]*/cgroup 2>/dev/null || true; } | head -1 | cut -d/ -f3)
+  # Not the zygote (its container is only created: the runtime's exec.fifo is there).
+  for f in $( { grep -l "/berth-fn/fn-warm-" /proc/[0-9]*/cgroup 2>/dev/null || true; } ); do
+    p=$(echo "$f" | cut -d/ -f3)
+    id=$(grep -o "/berth-fn/fn-warm-[0-9-]*" "$f" | head -1 | cut -d/ -f3)
+    [ -e "$work/run/runtime/$id/exec.fifo" ] || { wpid=$p; break; }
+  done
   [ -n "$wpid" ] && break; sleep 0.1
 done
 [ -n "$wpid" ] || { echo "no instance of the warm function" >&2; exit 1; }

@@ -213,11 +213,24 @@ impl FnEnv {
         instance_pids(&self.needle(function))
     }
 
-    /// Polls until `function` has `n` instance processes' inits (distinct cgroups).
+    /// The cgroups of `function`'s started instances: a zygote (a spare whose container is
+    /// created, its init parked on the runtime's exec FIFO) is not an instance yet.
+    pub fn started_cgroups(&self, function: &str) -> Vec<String> {
+        let state = self.s.dir.join("run/runtime");
+        instance_cgroups(&self.needle(function))
+            .into_iter()
+            .filter(|cg| {
+                let id = cg.rsplit('/').next().unwrap_or("");
+                !state.join(id).join("exec.fifo").exists()
+            })
+            .collect()
+    }
+
+    /// Polls until `function` has `n` started instances (distinct cgroups).
     #[track_caller]
     pub fn until_instances(&self, function: &str, n: usize, limit: Duration) {
         let got = poll(limit, || {
-            (instance_cgroups(&self.needle(function)).len() == n).then_some(())
+            (self.started_cgroups(function).len() == n).then_some(())
         });
         assert!(
             got.is_some(),

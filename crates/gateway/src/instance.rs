@@ -173,6 +173,22 @@ pub struct Prepared {
     pub dir: PathBuf,
     /// The command a stdio-mode request runs (`None`: http mode).
     stdio_argv: Option<Vec<String>>,
+    /// A zygote: `berth-runtime create` ran (namespaces, cgroup, mounts done; the init is
+    /// parked on the exec FIFO, a process of ours): the start pays only `start`.
+    created: Option<i32>,
+}
+
+impl Prepared {
+    /// Whether this spare has a process (a created container).
+    pub fn is_created(&self) -> bool {
+        self.created.is_some()
+    }
+
+    /// A zygote whose parked init died (killed from outside) cannot start.
+    pub fn is_dead_zygote(&self) -> bool {
+        self.created
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid))
+    }
 }
 
 /// Starts an instance of `f` (blocking: runs berth-runtime and waits until the instance
@@ -190,6 +206,7 @@ pub fn prepare(host: &Host, f: &Function, img: &image::Image) -> Result<Prepared
             id,
             dir,
             stdio_argv,
+            created: None,
         }),
         Err(e) => {
             stop(host, &id, &dir);
@@ -198,9 +215,75 @@ pub fn prepare(host: &Host, f: &Function, img: &image::Image) -> Result<Prepared
     }
 }
 
-/// Removes a prepared instance that will not be started.
+/// Prepares an instance and creates its container ([`Prepared::created`]: a zygote whose
+/// start is one `berth-runtime start`); on failure nothing of it is left.
+pub fn prepare_created(host: &Host, f: &Function, img: &image::Image) -> Result<Prepared> {
+    let mut p = prepare(host, f, img)?;
+    crate::trace::stage("zygote-create", &p.id);
+    let mut init = None;
+    match create_in(host, f, &p, &mut init) {
+        Ok(pid) => {
+            p.created = Some(pid);
+            crate::trace::stage("zygote-parked", &p.id);
+            Ok(p)
+        }
+        Err(e) => {
+            stop(host, &p.id, &p.dir);
+            reap(init);
+            Err(e)
+        }
+    }
+}
+
+/// `berth-runtime create`: the init's pid.
+fn create_in(host: &Host, f: &Function, p: &Prepared, init: &mut Option<i32>) -> Result<i32> {
+    let log = host.log_path(&f.name);
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(io_err(&log))?;
+    let err = out.try_clone().map_err(io_err(&log))?;
+    let pid_file = p.dir.join("pid");
+    let status = host
+        .runtime()
+        .arg("create")
+        .arg("--bundle")
+        .arg(&p.dir)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&p.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .status()
+        .map_err(|e| Error::Runtime(format!("create {}: {e}", host.runtime.display())))?;
+    let pid: Option<i32> = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    *init = pid;
+    if !status.success() {
+        return Err(Error::Runtime(format!(
+            "function {}: berth-runtime create failed: {}",
+            f.name,
+            log_tail(&log)
+        )));
+    }
+    pid.ok_or_else(|| Error::Runtime(format!("berth-runtime wrote no pid for {}", p.id)))
+}
+
+/// Reaps an init of ours that was killed (we are its subreaper).
+fn reap(init: Option<i32>) {
+    if let Some(pid) = init {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    }
+}
+
+/// Removes a prepared instance that will not be started (a zygote's parked init is killed
+/// and reaped).
 pub fn discard(host: &Host, p: Prepared) {
     stop(host, &p.id, &p.dir);
+    reap(p.created);
 }
 
 /// Starts a prepared instance; on failure nothing of it is left.
@@ -300,35 +383,56 @@ fn launch_in(host: &Host, f: &Function, p: &Prepared, init: &mut Option<i32>) ->
         .map_err(io_err(&log))?;
     let err = out.try_clone().map_err(io_err(&log))?;
     let pid_file = dir.join("pid");
-    // `run --detach`: create and start in one runtime process (one exec fewer than
-    // `create` + `start` on the cold path).
-    let created = host
-        .runtime()
-        .arg("run")
-        .arg("--detach")
-        .arg("--bundle")
-        .arg(dir)
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .status()
-        .map_err(|e| Error::Runtime(format!("run {}: {e}", host.runtime.display())))?;
-    // The init ran (and is ours to reap) once the pid file names it, even if `run` failed
-    // after that.
-    let pid: Option<i32> = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
-    *init = pid;
+    crate::trace::stage("runtime", id);
+    let (verb, created) = match p.created {
+        // A zygote: only the exec of the parked init is left.
+        Some(pid) => {
+            *init = Some(pid);
+            let status = host
+                .runtime()
+                .arg("start")
+                .arg(id)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(out))
+                .stderr(Stdio::from(err))
+                .status()
+                .map_err(|e| Error::Runtime(format!("start {}: {e}", host.runtime.display())))?;
+            ("start", status)
+        }
+        // `run --detach`: create and start in one runtime process (one exec fewer than
+        // `create` + `start` on the cold path).
+        None => {
+            let status = host
+                .runtime()
+                .arg("run")
+                .arg("--detach")
+                .arg("--bundle")
+                .arg(dir)
+                .arg("--pid-file")
+                .arg(&pid_file)
+                .arg(id)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(out))
+                .stderr(Stdio::from(err))
+                .status()
+                .map_err(|e| Error::Runtime(format!("run {}: {e}", host.runtime.display())))?;
+            // The init ran (and is ours to reap) once the pid file names it, even if `run`
+            // failed after that.
+            *init = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            ("run", status)
+        }
+    };
+    let pid = *init;
     if !created.success() {
         return Err(Error::Runtime(format!(
-            "function {}: berth-runtime run failed: {}",
+            "function {}: berth-runtime {verb} failed: {}",
             f.name,
             log_tail(&log)
         )));
     }
+    crate::trace::stage("wait-ready", id);
     let pid = pid.ok_or_else(|| Error::Runtime(format!("berth-runtime wrote no pid for {id}")))?;
     let t_create = t0.elapsed();
     let deadline = t0 + host.start_timeout;
@@ -364,9 +468,11 @@ fn launch_in(host: &Host, f: &Function, p: &Prepared, init: &mut Option<i32>) ->
             Conn::Http(net)
         }
     };
+    crate::trace::stage("ready", id);
     tracing::debug!(
         function = %f.name,
         instance = id,
+        zygote = p.created.is_some(),
         pid,
         run_ms = t_create.as_secs_f64() * 1e3,
         ready_ms = (t0.elapsed() - t_create).as_secs_f64() * 1e3,

@@ -19,12 +19,15 @@ pub mod cron;
 pub mod def;
 pub mod instance;
 pub mod metrics;
+pub mod pin;
 pub mod pool;
+pub mod queue;
 pub mod server;
 pub mod store;
+pub mod trace;
 
 pub use def::{Function, Mode};
-pub use server::Gateway;
+pub use server::{AsyncConfig, Gateway};
 
 use std::path::Path;
 
@@ -78,6 +81,8 @@ pub fn deploy(root: &Path, mut f: Function) -> Result<Function> {
     }
     f.image_id = img.manifest_digest.to_string();
     f.created = runtime::state::now_rfc3339();
+    // Pinned before it is recorded: from here on no gc takes its image (crate::pin).
+    store.pin(&pin::function_owner(&f.name), &img.manifest_digest)?;
     store::Store::open(root)?.put(&f)?;
     tracing::debug!(function = %f.name, image = %f.image, "deployed");
     Ok(f)
@@ -88,6 +93,7 @@ pub fn deploy(root: &Path, mut f: Function) -> Result<Function> {
 pub fn remove(root: &Path, name: &str) -> Result<()> {
     def::check_name(name)?;
     store::Store::open(root)?.remove(name)?;
+    image::ImageStore::open(root)?.unpin(&pin::function_owner(name))?;
     let _ = std::fs::remove_file(instance::log_path(root, name));
     Ok(())
 }

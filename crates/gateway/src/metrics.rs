@@ -192,3 +192,23 @@ impl Metrics {
         s
     }
 }
+
+/// The persisted async queue (crate::queue) by function and state: queued, inflight, dead.
+pub fn render_async(depth: &[(String, String, u64)]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# HELP berth_function_async_calls Async calls in the persisted queue, by state."
+    );
+    let _ = writeln!(s, "# TYPE berth_function_async_calls gauge");
+    for (f, state, n) in depth {
+        let _ = writeln!(
+            s,
+            "berth_function_async_calls{{function=\"{}\",state=\"{}\"}} {n}",
+            label(f),
+            label(state)
+        );
+    }
+    s
+}

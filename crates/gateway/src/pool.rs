@@ -69,6 +69,8 @@ pub enum Refused {
 
 /// The pool of one function.
 pub struct Pool {
+    /// Keeps the image of this pool's instances from gc while the pool lives.
+    _pin: Option<crate::pin::PoolPin>,
     pub name: String,
     host: Arc<Host>,
     image: std::result::Result<image::Image, String>,
@@ -122,8 +124,13 @@ impl Drop for Ticket {
 impl Pool {
     pub fn new(host: Arc<Host>, def: Function, metrics: Arc<Metrics>) -> Arc<Pool> {
         let image = resolve(&host, &def);
+        let pin = image
+            .as_ref()
+            .ok()
+            .and_then(|img| crate::pin::PoolPin::new(&host.root, &def.name, &img.manifest_digest));
         let schedule = parse_schedule(&def);
         Arc::new(Pool {
+            _pin: pin,
             name: def.name.clone(),
             host,
             image,
@@ -276,6 +283,11 @@ impl Pool {
             let host = pool.host.clone();
             let img = pool.image.clone();
             let res = tokio::task::spawn_blocking(move || match spare {
+                Some(p) if p.is_dead_zygote() => {
+                    instance::discard(&host, p);
+                    let img = img?;
+                    instance::start(&host, &def, &img).map_err(|e| e.to_string())
+                }
                 Some(p) => instance::launch(&host, &def, p).map_err(|e| e.to_string()),
                 None => {
                     let img = img?;
@@ -307,18 +319,30 @@ impl Pool {
 
     /// Prepares the next start's instance in the background unless one is there (or being
     /// made), the pool is gone, or spares are off.
+    ///
+    /// While the function has instances (and an idle TTL of 1 s or more, or a `--min`) the
+    /// spare is a zygote (its container created, the
+    /// init parked: a start is one `berth-runtime start`); with none (scaled to zero) it
+    /// has no process (root mounted, config.json written).
     fn refill_spare(self: &Arc<Self>) {
-        let def = {
+        let (def, zygote) = {
             let mut st = self.lock();
             if !self.host.spares || st.gone || st.spare.is_some() || st.preparing_spare {
                 return;
             }
             st.preparing_spare = true;
-            st.def.clone()
+            // Below 1 s of idle TTL (and no --min) a zygote would mostly be removed before
+            // any use: the spare has no process then.
+            let lasting = st.def.min > 0 || st.def.idle_ttl() >= Duration::from_secs(1);
+            (st.def.clone(), lasting && !st.slots.is_empty())
         };
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let spawn = tokio::runtime::Handle::try_current();
+        let work = move || {
             let made = match &pool.image {
+                Ok(img) if zygote => {
+                    instance::prepare_created(&pool.host, &def, img).map_err(|e| e.to_string())
+                }
                 Ok(img) => instance::prepare(&pool.host, &def, img).map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
             };
@@ -334,7 +358,13 @@ impl Pool {
                     tracing::warn!(function = %pool.name, error = %e, "prepare a spare instance")
                 }
             }
-        });
+        };
+        match spawn {
+            Ok(h) => {
+                h.spawn_blocking(work);
+            }
+            Err(_) => work(),
+        }
     }
 
     /// Takes a started instance into the pool and watches its init.
@@ -420,6 +450,7 @@ impl Pool {
     /// instances started up to `--min` (not within 5 s of a failed start).
     pub fn tick(self: &Arc<Self>) {
         let mut stop = Vec::new();
+        let mut zygote = None;
         {
             let mut st = self.lock();
             if st.gone {
@@ -451,6 +482,14 @@ impl Pool {
                     i += 1;
                 }
             }
+            // Scaled to zero: no process is left, a zygote's parked init included (the
+            // spare is made again without a process).
+            if st.slots.is_empty()
+                && st.starting == 0
+                && st.spare.as_ref().is_some_and(|p| p.is_created())
+            {
+                zygote = st.spare.take();
+            }
             let recent_fail = st
                 .last_fail
                 .is_some_and(|t| now.duration_since(t) < Duration::from_secs(5));
@@ -462,6 +501,20 @@ impl Pool {
         for inst in stop {
             tracing::debug!(function = %self.name, instance = %inst.id, "idle: stopped");
             self.stop_instance(inst);
+        }
+        if let Some(p) = zygote {
+            tracing::debug!(function = %self.name, instance = %p.id, "scaled to zero: zygote removed");
+            let pool = self.clone();
+            let work = move || {
+                instance::discard(&pool.host, p);
+                pool.refill_spare();
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn_blocking(work);
+                }
+                Err(_) => work(),
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use crate::def::{check_name, Function, Mode};
 use crate::instance::{Conn, Host, NetConnector};
 use crate::metrics::Metrics;
 use crate::pool::{Instance, Lease, Pool, Refused};
+use crate::queue::Queue;
 use crate::store::Store;
 use crate::{Error, Result};
 use agent::proto::{self, Invoke, Invoked};
@@ -22,6 +23,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod async_calls;
+
 type Resp = Response<Full<Bytes>>;
 
 /// The gateway: pools by function name, kept in step with `functions.db`.
@@ -31,6 +34,32 @@ pub struct Gateway {
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     store: Mutex<Store>,
     metrics: Arc<Metrics>,
+    /// The persisted async calls (crate::queue).
+    queue: Mutex<Queue>,
+    async_cfg: AsyncConfig,
+    /// Wakes the async worker when a call was queued.
+    async_wake: tokio::sync::Notify,
+}
+
+/// How async calls are delivered.
+#[derive(Clone, Debug)]
+pub struct AsyncConfig {
+    /// Hosts (or `host:port`) besides loopback addresses that `X-Callback-Url` may name.
+    pub allow_callback_hosts: Vec<String>,
+    /// Attempts of a call (its run and its callback) before it is dead.
+    pub max_attempts: u32,
+    /// Calls run at once.
+    pub workers: usize,
+}
+
+impl Default for AsyncConfig {
+    fn default() -> AsyncConfig {
+        AsyncConfig {
+            allow_callback_hosts: Vec::new(),
+            max_attempts: 5,
+            workers: 16,
+        }
+    }
 }
 
 fn text(status: StatusCode, msg: impl Into<String>) -> Resp {
@@ -84,8 +113,27 @@ struct Forward {
 impl Gateway {
     /// Opens the function database and removes what a killed gateway left behind.
     pub fn new(host: Host, body_limit: usize) -> Result<Arc<Gateway>> {
+        Gateway::with_async(host, body_limit, AsyncConfig::default())
+    }
+
+    /// [`Gateway::new`] with the async queue's settings; calls a dead gateway left in
+    /// flight are taken back.
+    pub fn with_async(
+        host: Host,
+        body_limit: usize,
+        async_cfg: AsyncConfig,
+    ) -> Result<Arc<Gateway>> {
         let store = Store::open(&host.root)?;
+        let mut queue = Queue::open(&host.root)?;
+        let back = queue.recover()?;
+        if back > 0 {
+            tracing::info!(
+                calls = back,
+                "async calls left in flight by an earlier gateway are queued again"
+            );
+        }
         let left = crate::instance::clean_leftovers(&host);
+        crate::pin::drop_stale(&host.root);
         if left > 0 {
             tracing::info!(
                 instances = left,
@@ -98,6 +146,9 @@ impl Gateway {
             pools: Mutex::new(HashMap::new()),
             store: Mutex::new(store),
             metrics: Arc::new(Metrics::default()),
+            queue: Mutex::new(queue),
+            async_cfg,
+            async_wake: tokio::sync::Notify::new(),
         });
         Ok(gw)
     }
@@ -215,6 +266,7 @@ impl Gateway {
             tracing::warn!(error = %e, "read the function database");
         }
         let ticker = tokio::spawn(self.clone().ticker());
+        let worker = tokio::spawn(self.clone().async_worker());
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -244,6 +296,8 @@ impl Gateway {
             }
         }
         ticker.abort();
+        // Calls still running stay in flight in the database: the next gateway takes them.
+        worker.abort();
         let pools: Vec<Arc<Pool>> = self.pools().drain().map(|(_, p)| p).collect();
         let _ = tokio::task::spawn_blocking(move || {
             for p in pools {
@@ -259,7 +313,14 @@ impl Gateway {
             "/healthz" => return text(StatusCode::OK, "ok"),
             "/metrics" => {
                 let gauges: Vec<_> = self.pools().values().map(|p| p.gauges()).collect();
-                let mut r = text(StatusCode::OK, self.metrics.render(&gauges));
+                let mut body = self.metrics.render(&gauges);
+                let gw = self.clone();
+                match tokio::task::spawn_blocking(move || gw.queue().depth()).await {
+                    Ok(Ok(d)) => body.push_str(&crate::metrics::render_async(&d)),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "read the async queue"),
+                    Err(e) => tracing::warn!(error = %e, "read the async queue"),
+                }
+                let mut r = text(StatusCode::OK, body);
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -268,6 +329,9 @@ impl Gateway {
             }
             "/system/functions" => return self.system(req).await,
             _ => {}
+        }
+        if let Some(name) = path.strip_prefix("/system/async/") {
+            return self.async_list(name.to_string()).await;
         }
         let (rest, is_async) = match (
             path.strip_prefix("/function/"),
@@ -338,44 +402,10 @@ impl Gateway {
             headers.remove(h);
         }
         if async_call {
-            let callback = match headers.remove("x-callback-url") {
-                Some(v) => match v.to_str().ok().and_then(|u| u.parse::<hyper::Uri>().ok()) {
-                    Some(u) if u.scheme_str() == Some("http") && u.host().is_some() => Some(u),
-                    _ => {
-                        return text(
-                            StatusCode::BAD_REQUEST,
-                            "X-Callback-Url: expected an http:// URL",
-                        )
-                    }
-                },
-                None => None,
-            };
-            let id = call_id();
-            let fwd = Forward {
-                method: parts.method,
-                path: sub.to_string(),
-                query: parts.uri.query().map(str::to_string),
-                headers,
-                body,
-            };
-            let gw = self.clone();
-            let name = name.to_string();
-            let call = id.clone();
-            tokio::spawn(async move {
-                let resp = gw.dispatch(&name, pool, &fwd).await;
-                let status = resp.status();
-                tracing::info!(function = %name, call = %call, status = status.as_u16(), "async call done");
-                if let Some(url) = callback {
-                    if let Err(e) = post_callback(&url, &name, &call, resp).await {
-                        tracing::warn!(function = %name, call = %call, url = %url, error = %e, "callback failed");
-                    }
-                }
-            });
-            let mut r = text(StatusCode::ACCEPTED, "");
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                r.headers_mut().insert("x-call-id", v);
-            }
-            return r;
+            drop(pool);
+            return self
+                .enqueue(name, sub, &parts.method, parts.uri.query(), headers, body)
+                .await;
         }
         let fwd = Forward {
             method: parts.method,
@@ -832,57 +862,6 @@ fn call_id() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{t:x}-{:x}", N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// POSTs an async invocation's response to its `X-Callback-Url` (OpenFaaS: the body, with
-/// `X-Call-Id`, `X-Function-Name` and `X-Function-Status`), within 30 s.
-async fn post_callback(
-    url: &hyper::Uri,
-    name: &str,
-    call: &str,
-    resp: Resp,
-) -> std::result::Result<(), String> {
-    let host = url
-        .host()
-        .unwrap_or_default()
-        .trim_matches(['[', ']'])
-        .to_string();
-    let port = url.port_u16().unwrap_or(80);
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let work = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let req = Request::post(path)
-            .header(
-                hyper::header::HOST,
-                url.authority().map(|a| a.as_str()).unwrap_or(""),
-            )
-            .header("x-call-id", call)
-            .header("x-function-name", name)
-            .header("x-function-status", status.to_string())
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
-        let r = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let _ = r.into_body().collect().await;
-        Ok::<(), String>(())
-    };
-    tokio::time::timeout(Duration::from_secs(30), work)
-        .await
-        .map_err(|_| "no answer within 30s".to_string())?
 }
 
 /// `2s`, `1m30s`, `250ms`.

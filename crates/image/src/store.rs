@@ -537,8 +537,8 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes blobs no named image references and snapshots no image or container
-    /// directory uses. Waits for leases to end.
+    /// Removes blobs no named or pinned image references and snapshots no image, pin or
+    /// container directory uses. Waits for leases to end.
     pub fn gc(&self) -> Result<GcReport> {
         let _lock = self.lock("gc.lock", FlockArg::LockExclusive)?;
         let (blobs, chains) = self.reachable()?;
@@ -612,6 +612,7 @@ impl ImageStore {
             }
             chains.extend(img.chain_ids()?);
         }
+        self.pinned_reach(&mut blobs, &mut chains)?;
         let cdir = self.root.join("containers");
         for e in fs::read_dir(&cdir).map_err(io_err(&cdir))?.flatten() {
             if let Ok(b) = fs::read(e.path().join("chains.json")) {
@@ -633,6 +634,8 @@ pub struct GcReport {
     /// Partial downloads of dead pulls removed.
     pub partials: usize,
 }
+
+mod pins;
 
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,15 @@ pub struct Args {
     /// function for the next cold start.
     #[arg(long)]
     no_spare_instances: bool,
+    /// Hosts (or host:port) an async call's X-Callback-Url may name besides loopback
+    /// addresses (comma-separated; anything else is refused: the gateway would otherwise
+    /// send requests anywhere a caller asks).
+    #[arg(long, value_delimiter = ',')]
+    allow_callback_hosts: Vec<String>,
+    /// Attempts of an async call (its run and the callback) before it is dead (kept, shown
+    /// by GET /system/async/NAME).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    async_attempts: u32,
     /// Serve the Docker Engine API on this unix socket (mode 0660; a stale socket there is
     /// replaced, any other file is refused). Without a value: /run/berth/docker.sock.
     #[arg(long, num_args = 0..=1, default_missing_value = "/run/berth/docker.sock")]
@@ -249,7 +258,17 @@ fn start_gateway(g: &Globals, a: &Args, listen: std::net::SocketAddr) -> Result<
         start_timeout: gateway::def::parse_duration("--start-timeout", &a.start_timeout)?,
         spares: !a.no_spare_instances,
     };
-    let gw = gateway::Gateway::new(host, body_limit.max(0) as usize)?;
+    let async_cfg = gateway::AsyncConfig {
+        allow_callback_hosts: a
+            .allow_callback_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        max_attempts: a.async_attempts,
+        ..gateway::AsyncConfig::default()
+    };
+    let gw = gateway::Gateway::with_async(host, body_limit.max(0) as usize, async_cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
