@@ -1,27 +1,45 @@
 #!/usr/bin/env bash
-# Networks: berth vs podman (its default network stack, netavark) in one run, everything
-# inside a network namespace and mount namespace this script makes (`unshare -m -n`): the
-# bridges, nftables tables and NAT of both live there, never on the host's network.
+# Networks: berth vs podman (its default network stack, netavark) vs Docker (Debian's
+# docker.io: a dockerd the script starts on a private socket, data root and exec root, when
+# installed) in one run, everything inside a network namespace and mount namespace this
+# script makes (`unshare -m -n`): the bridges, nftables/iptables tables and NAT of all three
+# live there, never on the host's network.
 #  1. time to network-ready: `run -d -p 18080:80 IMAGE httpd` until the first HTTP answer
 #     through the published port on 127.0.0.1 (curl in a tight loop), RUNS times, medians.
 #  2. berth's network setup alone per container (veth + addresses + routes + nft elements
 #     + /etc files; the engine's `network setup` debug line, elapsed_us), on the default
 #     network and on a user network (plus its DNS records), medians.
-# Docker is not measured: docker.io is not installed on this machine (see docs/benchmarks.md).
-# Targets (issue 12): ready ≤ 0.1 × podman; setup ≤ 5 ms median.
-# Usage: bench/network.sh [RUNS]   (as root; needs podman, crun, curl, python3)
+#  3. throughput through a published port on 127.0.0.1: `wrk` against busybox httpd in a
+#     container (req/s; Docker's loopback path is its userland proxy), and `iperf3` (a
+#     server in the container, the client on the host; Gbit/s) against iperf3 over plain
+#     loopback in the same namespace (the ceiling). The image carries Debian's iperf3 and
+#     its libraries, copied in.
+# Targets (issue 12): ready ≤ 0.1 × podman and Docker; setup ≤ 5 ms median; wrk ≥ 2 ×
+# Docker's req/s.
+# Usage: bench/network.sh [RUNS] [SECONDS]   (as root; needs podman, crun, curl, wrk, python3;
+#        iperf3 optional; SECONDS of each wrk/iperf3 run, default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
-for t in podman crun curl python3 tar busybox; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
+secs=${2:-5}
+for t in podman crun curl wrk python3 tar busybox; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
 cargo build --release -q -p berth-runtime -p berth -p berth-engine -p berth-net
 bin=$PWD/target/release
 work=$(mktemp -d /tmp/berth-bench-network.XXXXXX)
-export work runs bin
-mkdir -p "$work/rfs/bin" "$work/rfs/etc"
+export work runs secs bin
+mkdir -p "$work/rfs/bin" "$work/rfs/etc" "$work/rfs/tmp"
+chmod 1777 "$work/rfs/tmp"
 cp "$(command -v busybox)" "$work/rfs/bin/busybox"
 for a in sh httpd; do ln -s busybox "$work/rfs/bin/$a"; done
 echo bench >"$work/rfs/etc/hostname"
+if command -v iperf3 >/dev/null; then
+  # Debian's iperf3 is dynamic: the binary, its libraries and the loader, at their paths.
+  cp -L "$(command -v iperf3)" "$work/rfs/bin/iperf3"
+  for lib in $(ldd "$(command -v iperf3)" | grep -o '/[^ ]*'); do
+    mkdir -p "$work/rfs$(dirname "$lib")"
+    cp -L "$lib" "$work/rfs$lib"
+  done
+fi
 tar -C "$work/rfs" -cf "$work/rootfs.tar" .
 cat >"$work/inner.sh" <<'INNER'
 set -euo pipefail
@@ -32,30 +50,69 @@ export BERTH_MONITOR=$bin/berth-monitor BERTH_RUNTIME=$bin/berth-runtime
 B="$bin/berth --root $work/root --runroot $work/run"
 P="podman --root $work/proot --runroot $work/prun --tmpdir $work/ptmp --cgroup-manager cgroupfs --events-backend file --runtime crun"
 ul="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+D=""
+if [ -x /usr/sbin/dockerd ] && command -v docker >/dev/null; then
+  /usr/sbin/dockerd --host "unix://$work/docker.sock" --data-root "$work/docker" \
+    --exec-root "$work/dexec" --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
+  dpid=$!
+  for _ in $(seq 300); do docker -H "unix://$work/docker.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+  if docker -H "unix://$work/docker.sock" import "$work/rootfs.tar" bench:1 >/dev/null; then
+    D="docker -H unix://$work/docker.sock"
+  else
+    echo "docker: dockerd did not answer (see $work/dockerd.log), skipped"
+  fi
+else
+  echo "docker: not installed, skipped"
+fi
 cleanup() {
   $B system reset -f >/dev/null 2>&1 || true
   $P rm -af -t 0 >/dev/null 2>&1 || true
   $P system reset -f >/dev/null 2>&1 || true
+  if [ -n "${dpid:-}" ]; then
+    [ -z "$D" ] || $D rm -f $($D ps -aq) >/dev/null 2>&1 || true
+    kill "$dpid" 2>/dev/null || true
+    wait "$dpid" 2>/dev/null || true
+  fi
 }
 trap cleanup EXIT
 now() { date +%s%N; }
-ready() { until curl -sf -m 1 http://127.0.0.1:18080/hostname >/dev/null; do :; done; }
+ready() { until curl -sf -m 1 http://127.0.0.1:${1:-18080}/hostname >/dev/null; do :; done; }
+# The tools measured: name and how its `run -d` / `rm -f` start.
+tools="berth podman"
+[ -z "$D" ] || tools="$tools docker"
+run_d() { # TOOL ARGS… → the container's id
+  local t=$1; shift
+  case $t in
+    berth) $B run -d "$@" ;;
+    podman) $P run -d $ul "$@" ;;
+    docker) $D run -d $ul "$@" ;;
+  esac
+}
+img() { case $1 in berth) echo bench:1 ;; *) echo localhost/bench:1 ;; esac; }
+rm_f() {
+  case $1 in
+    berth) $B rm -f "$2" >/dev/null ;;
+    podman) $P rm -f -t 0 "$2" >/dev/null ;;
+    docker) $D rm -f "$2" >/dev/null ;;
+  esac
+}
 $B import --cmd sh "$work/rootfs.tar" bench:1 >/dev/null
 $P import -q "$work/rootfs.tar" localhost/bench:1 >/dev/null
+[ -z "$D" ] || $D tag bench:1 localhost/bench:1
 $B network create bnet >/dev/null
-# Warm-up: snapshots unpacked, podman's storage and network initialised.
+# Warm-up: snapshots unpacked, each tool's storage and network initialised.
 for _ in 1 2; do
-  id=$($B run -d -p 18080:80 bench:1 httpd -f -p 80 -h /etc); ready; $B rm -f "$id" >/dev/null
-  id=$($P run -d $ul -p 18080:80 localhost/bench:1 httpd -f -p 80 -h /etc); ready; $P rm -f -t 0 "$id" >/dev/null
+  for t in $tools; do
+    id=$(run_d $t -p 18080:80 "$(img $t)" httpd -f -p 80 -h /etc); ready; rm_f $t "$id"
+  done
 done
 : >"$work/times"
 for _ in $(seq "$runs"); do
-  t0=$(now); id=$($B run -d -p 18080:80 bench:1 httpd -f -p 80 -h /etc); ready; t1=$(now)
-  echo "berth ready $(( (t1 - t0) / 1000 ))" >>"$work/times"
-  $B rm -f "$id" >/dev/null
-  t0=$(now); id=$($P run -d $ul -p 18080:80 localhost/bench:1 httpd -f -p 80 -h /etc); ready; t1=$(now)
-  echo "podman ready $(( (t1 - t0) / 1000 ))" >>"$work/times"
-  $P rm -f -t 0 "$id" >/dev/null
+  for t in $tools; do
+    t0=$(now); id=$(run_d $t -p 18080:80 "$(img $t)" httpd -f -p 80 -h /etc); ready; t1=$(now)
+    echo "$t ready $(( (t1 - t0) / 1000 ))" >>"$work/times"
+    rm_f $t "$id"
+  done
 done
 for net in berth bnet; do
   for _ in $(seq "$runs"); do
@@ -66,10 +123,32 @@ for net in berth bnet; do
     $B rm -f "$id" >/dev/null
   done
 done
+# Throughput through a published port on 127.0.0.1.
+for t in $tools; do
+  id=$(run_d $t -p 18090:80 "$(img $t)" httpd -f -p 80 -h /etc); ready 18090
+  rps=$(wrk -t 1 -c 16 -d "${secs}s" http://127.0.0.1:18090/hostname | awk '/^Requests\/sec:/ {print $2}')
+  echo "wrk $t ${rps:-0}" >>"$work/tput"
+  rm_f $t "$id"
+done
+if command -v iperf3 >/dev/null; then
+  gbps() { python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9)'; }
+  iperf3 -s -p 15300 -D --pidfile "$work/iperf.pid" >/dev/null
+  for _ in $(seq 200); do iperf3 -c 127.0.0.1 -p 15300 -n 64K >/dev/null 2>&1 && break; sleep 0.05; done
+  echo "iperf3 loopback $(iperf3 -c 127.0.0.1 -p 15300 -t "$secs" -J | gbps)" >>"$work/tput"
+  kill "$(cat "$work/iperf.pid")"
+  for t in $tools; do
+    id=$(run_d $t -p 15201:5201 "$(img $t)" iperf3 -s)
+    for _ in $(seq 200); do iperf3 -c 127.0.0.1 -p 15201 -n 64K >/dev/null 2>&1 && break; sleep 0.05; done
+    echo "iperf3 $t $(iperf3 -c 127.0.0.1 -p 15201 -t "$secs" -J | gbps)" >>"$work/tput"
+    rm_f $t "$id"
+  done
+else
+  echo "iperf3: not installed, its throughput skipped"
+fi
 INNER
 unshare -m -n bash ${BENCH_TRACE:+-x} "$work/inner.sh"
-python3 - "$work/times" <<'PY'
-import sys, collections
+python3 - "$work/times" "$work/tput" <<'PY'
+import sys, os, collections
 t = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
@@ -77,10 +156,28 @@ for line in open(sys.argv[1]):
 med = {k: sorted(v)[len(v) // 2] for k, v in t.items()}
 for k, v in med.items():
     print(f"{k:<26}{v:>10.2f} ms   (median of {len(t[k])})")
-r = med["berth ready"] / med["podman ready"]
-print(f"{'berth / podman ready':<26}{r:>10.3f}      (target <= 0.1: {'met' if r <= 0.1 else 'NOT met'})")
+for peer in ["podman", "docker"]:
+    if f"{peer} ready" in med:
+        r = med["berth ready"] / med[f"{peer} ready"]
+        print(f"{'berth / ' + peer + ' ready':<26}{r:>10.3f}      (target <= 0.1: {'met' if r <= 0.1 else 'NOT met'})")
 for n in ["berth", "bnet"]:
     s = med[f"setup {n}"]
     print(f"{'setup on ' + n:<26}{s:>10.2f} ms   (target <= 5 ms: {'met' if s <= 5 else 'NOT met'})")
+tp = {}
+if os.path.exists(sys.argv[2]):
+    for line in open(sys.argv[2]):
+        f = line.split()
+        tp[(f[0], f[1])] = float(f[2])
+for (kind, who), v in tp.items():
+    unit = "req/s" if kind == "wrk" else "Gbit/s"
+    print(f"{kind + ' ' + who:<26}{v:>10.2f} {unit}")
+for peer in ["podman", "docker"]:
+    if ("wrk", peer) in tp and tp[("wrk", peer)] > 0:
+        r = tp[("wrk", "berth")] / tp[("wrk", peer)]
+        goal = f"  (target >= 2: {'met' if r >= 2 else 'NOT met'})" if peer == "docker" else ""
+        print(f"{'wrk berth / ' + peer:<26}{r:>10.2f}{goal}")
+for peer in ["podman", "docker", "loopback"]:
+    if ("iperf3", peer) in tp and tp[("iperf3", peer)] > 0:
+        print(f"{'iperf3 berth / ' + peer:<26}{tp[('iperf3', 'berth')] / tp[('iperf3', peer)]:>10.2f}")
 PY
 rm -rf "$work"

@@ -94,6 +94,7 @@ impl Engine {
         if let Some(n) = name {
             self.refuse_foreground_name(n)?;
         }
+        crate::trace::stage("create");
         crate::spec::validate(&spec.opts)?;
         let store = image::ImageStore::open(&self.root)?;
         let img = store.resolve(&spec.image)?;
@@ -130,6 +131,7 @@ impl Engine {
             stopped_by_user: false,
             error: String::new(),
         };
+        crate::trace::stage("create:insert");
         let mut db = self.db()?;
         db.insert(&c)?;
         crate::fault::point("create:inserted");
@@ -267,6 +269,7 @@ impl Engine {
         reference: &str,
         attach: Option<&[u8]>,
     ) -> Result<(Container, Option<std::os::unix::net::UnixStream>)> {
+        crate::trace::stage("start");
         let c = self.inspect(reference)?;
         match c.state {
             State::Running | State::Restarting | State::Paused => return Ok((c, None)),
@@ -290,13 +293,16 @@ impl Engine {
                 self.monitor.display()
             )));
         }
+        crate::trace::stage("start:admit");
         self.admit(&c)?;
         let dir = self.dir(&c.id);
         // A create killed between its row and its directory left the row alone: the
         // directory is made here, before the network writes its files (hosts, resolv.conf)
         // into it and the monitor its log.
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        crate::trace::stage("start:network");
         self.network_up(&c)?;
+        crate::trace::stage("start:monitor");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -342,6 +348,7 @@ impl Engine {
                 line.clear();
             }
         }
+        crate::trace::stage("start:reported");
         let _ = child.wait();
         let report = report.trim();
         if let Some(msg) = report.strip_prefix("error: ") {
@@ -355,7 +362,9 @@ impl Engine {
                 c.name
             )));
         }
-        Ok((self.inspect(&c.id)?, stream.transpose()?))
+        let c = self.inspect(&c.id)?;
+        crate::trace::stage("start:done");
+        Ok((c, stream.transpose()?))
     }
 
     /// Sends `signal` to the container's process. As Docker (moby `daemon/kill.go`

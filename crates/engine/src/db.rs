@@ -116,11 +116,89 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Container> {
     })
 }
 
-/// An open database.
+/// An open database. Dropped, its connection goes back to this thread's pool (below) for
+/// the next [`Db::open`] of the same file in this process.
 #[derive(Debug)]
 pub struct Db {
-    conn: Connection,
+    /// `None` only while being dropped.
+    conn: Option<Connection>,
     path: PathBuf,
+}
+
+/// Connections kept open between the [`Db`]s of one thread: a command opens the database
+/// five or six times (the CLI's create, start, network rows, inspect; the monitor's claim
+/// and its records), and each fresh connection pays the open, its pragmas, the schema
+/// check and — when no other connection to the file is open anywhere — the rebuild of the
+/// WAL index from the log. With the pool, one connection serves the whole command.
+/// Entries remember the pid that opened them: a forked child never uses (nor closes) its
+/// parent's connection (SQLite: "do not open a database and then fork"; its POSIX locks are
+/// per process), it leaks them and opens its own. And the file's identity (device, inode):
+/// a database removed or replaced since (`system reset` by another command while a
+/// `berth serve` runs) is opened anew.
+const POOL_MAX: usize = 4;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Pooled>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+struct Pooled {
+    pid: u32,
+    path: PathBuf,
+    file: (u64, u64),
+    conn: Connection,
+}
+
+/// The (device, inode) of the file at `path`.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A pooled connection to `path` opened by this process, if there is one.
+fn take_pooled(path: &Path) -> Option<Connection> {
+    let now = file_id(path)?;
+    POOL.try_with(|p| {
+        let mut p = p.try_borrow_mut().ok()?;
+        let me = std::process::id();
+        // Inherited through a fork: never touched again (not even closed).
+        for e in p.extract_if(.., |e| e.pid != me) {
+            std::mem::forget(e.conn);
+        }
+        let i = p.iter().position(|e| e.path == path)?;
+        let e = p.swap_remove(i);
+        (e.file == now).then_some(e.conn)
+    })
+    .ok()
+    .flatten()
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // Only a connection at rest (no transaction left open) is kept.
+        if !conn.is_autocommit() {
+            return;
+        }
+        let path = std::mem::take(&mut self.path);
+        let Some(file) = file_id(&path) else {
+            return;
+        };
+        let _ = POOL.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                if p.len() < POOL_MAX {
+                    p.push(Pooled {
+                        pid: std::process::id(),
+                        path,
+                        file,
+                        conn,
+                    });
+                }
+            }
+        });
+    }
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -133,14 +211,23 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 impl Db {
     /// Opens (creating and migrating if needed) `<root>/engine.db`.
     pub fn open(root: &Path) -> Result<Db> {
+        let path = root.join("engine.db");
+        if let Some(conn) = take_pooled(&path) {
+            return Ok(Db {
+                conn: Some(conn),
+                path,
+            });
+        }
         std::fs::create_dir_all(root)
             .map_err(crate::error::io(format!("create {}", root.display())))?;
-        let path = root.join("engine.db");
         let conn = Connection::open(&path).map_err(|source| Error::Db {
             path: path.display().to_string(),
             source,
         })?;
-        let mut db = Db { conn, path };
+        let mut db = Db {
+            conn: Some(conn),
+            path,
+        };
         db.retry(|c| {
             c.busy_timeout(Duration::from_millis(250))?;
             // WAL: readers never wait for the writer; one writer at a time.
@@ -209,7 +296,10 @@ impl Db {
         let start = Instant::now();
         let mut delay = Duration::from_millis(2);
         loop {
-            match f(&mut self.conn) {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(Error::Runtime("the engine database is closed".into()));
+            };
+            match f(conn) {
                 Err(e) if is_busy(&e) && start.elapsed() < BUSY_DEADLINE => {
                     tracing::debug!(delay_ms = delay.as_millis() as u64, "engine database busy");
                     std::thread::sleep(delay);

@@ -53,6 +53,7 @@ pub mod pump;
 pub mod revive;
 pub mod spec;
 pub mod stats;
+pub mod trace;
 pub mod types;
 pub mod volumes;
 

@@ -225,28 +225,11 @@ fn write_file(path: &std::path::Path, body: &str) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))
 }
 
-thread_local! {
-    /// One connection to the engine's database per thread for the network code: a start
-    /// makes a handful of small transactions, each open would cost as much as all of them.
-    static CONN: std::cell::RefCell<Option<(PathBuf, crate::db::Db)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
 impl Engine {
-    /// Runs `f` with this thread's connection to the database of this engine's root.
+    /// Runs `f` with a connection to the engine's database: this thread's pooled one
+    /// (db.rs), shared with the rest of the command's work.
     fn with_db<T>(&self, f: impl FnOnce(&mut crate::db::Db) -> Result<T>) -> Result<T> {
-        CONN.with(|cell| {
-            let mut slot = cell.try_borrow_mut().map_err(|_| {
-                Error::Runtime("the engine database is in use on this thread".into())
-            })?;
-            if slot.as_ref().is_none_or(|(root, _)| root != &self.root) {
-                *slot = Some((self.root.clone(), self.db()?));
-            }
-            match slot.as_mut() {
-                Some((_, db)) => f(db),
-                None => Err(Error::Runtime("no engine database".into())),
-            }
-        })
+        f(&mut self.db()?)
     }
 
     /// `<runroot>/netns/<id>`: a container's network namespace file.

@@ -270,17 +270,26 @@ fn remove_ended_inner(g: &Globals, stopped_too: bool) -> Result<Vec<String>> {
         Err(e) => return Err(e).with_context(|| format!("list {}", cdir.display())),
     };
     let (mut removed, mut failed) = (Vec::new(), Vec::new());
-    // The engine's containers are its database's, not ours.
-    let engine_ids: std::collections::HashSet<String> = g.engine()?.ids()?.into_iter().collect();
+    // The engine's containers are its database's, not ours: read (once) only when a
+    // directory is a candidate, so `run` on a store of engine containers opens no database.
+    let mut engine_ids: Option<std::collections::HashSet<String>> = None;
     for e in entries.flatten() {
         let Ok(id) = e.file_name().into_string() else {
             continue;
         };
         let dir = e.path();
-        if !e.file_type().is_ok_and(|t| t.is_dir())
-            || id.starts_with('.')
-            || engine_ids.contains(&id)
-        {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || id.starts_with('.') {
+            continue;
+        }
+        // Without an owner file a directory is at most `Stopped` (verdict): only removed
+        // by `container prune`, not by the cleanup every `run` does first.
+        if !stopped_too && !dir.join(OWNER).exists() {
+            continue;
+        }
+        if engine_ids.is_none() {
+            engine_ids = Some(g.engine()?.ids()?.into_iter().collect());
+        }
+        if engine_ids.as_ref().is_some_and(|ids| ids.contains(&id)) {
             continue;
         }
         match verdict(g, &id, &dir) {

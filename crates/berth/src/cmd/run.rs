@@ -240,6 +240,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
     // From here on SIGINT/SIGTERM wait (and are forwarded to the container once it runs),
     // so an interrupted run still unmounts and cleans up.
     runtime::container::block_signals().map_err(|e| anyhow::anyhow!("{e}"))?;
+    engine::trace::stage("run");
     let store = g.store()?;
     // What a killed `berth run --rm` left behind goes now (its --rm, late).
     super::container::remove_ended(g, false)?;
@@ -253,6 +254,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             None => g.engine()?.start(&c.id)?,
         };
         println!("{}", c.id);
+        engine::trace::stage("run:done");
         return Ok(0);
     }
     if std::env::var_os("BERTH_RUN_DIRECT").is_none() {

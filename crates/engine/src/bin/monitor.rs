@@ -139,6 +139,7 @@ fn main() {
             }
         }
     }
+    engine::trace::stage("monitor");
     let _ = nix::unistd::setsid();
     let mut rep = Reporter {
         out: std::io::stdout()
@@ -294,6 +295,7 @@ impl Monitor {
                     let started = Instant::now();
                     match self.run_once(&c.spec, hub.as_mut()) {
                         Ok((pid, pid_start, cio)) => {
+                            engine::trace::stage("monitor:record");
                             let mut db = Db::open(&self.args.root)?;
                             db.update(&id, |row| {
                                 row.state = State::Running;
@@ -308,6 +310,7 @@ impl Monitor {
                             }
                             drop(db);
                             if first {
+                                engine::trace::stage("monitor:ok");
                                 rep.send("ok");
                                 first = false;
                             }
@@ -417,6 +420,7 @@ impl Monitor {
     /// container is being removed), then prepares its rootfs and config.json; its row.
     fn claim_and_prepare(&self, me: i32, my_start: u64) -> Result<engine::Container> {
         let id = &self.args.id;
+        engine::trace::stage("monitor:claim");
         let mut db = Db::open(&self.args.root)?;
         let c = db
             .update(id, |row| {
@@ -563,6 +567,7 @@ impl Monitor {
 
     /// The rootfs (in our mount namespace) and config.json.
     fn prepare(&self, c: &engine::Container) -> Result<()> {
+        engine::trace::stage("monitor:rootfs");
         let store = image::ImageStore::open(&self.args.root)?;
         let digest: content::Digest = c.image_id.parse().map_err(|_| {
             Error::Invalid(format!(
@@ -573,6 +578,7 @@ impl Monitor {
         let img = store.image(&digest)?;
         let layers = img.layers()?;
         let rootfs = store.prepare_rootfs_at(&layers, &self.dir, &self.dir.join("rootfs"))?;
+        engine::trace::stage("monitor:config");
         let mut opts = c.spec.opts.clone();
         if opts.hostname.is_empty() {
             opts.hostname = c.id.chars().take(12).collect();
@@ -598,6 +604,7 @@ impl Monitor {
         hub: Option<&mut Hub>,
     ) -> Result<(i32, u64, engine::pump::ContainerIo)> {
         let id = &self.args.id;
+        engine::trace::stage("monitor:runtime");
         let tty = spec.opts.tty;
         let _ = std::fs::remove_file(self.dir.join(EXIT_FILE));
         let pipe = || {
