@@ -174,6 +174,7 @@ impl Db {
             crate::volumes::init(tx)?;
             crate::admission::init(tx)?;
             crate::network::init(tx)?;
+            crate::pod::init(tx)?;
             let v: Option<i64> = tx
                 .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
                 .optional()?;

@@ -893,6 +893,63 @@ impl Engine {
         Ok(maps)
     }
 
+    /// Replaces a running container's published ports with those of `spec` (`pod update
+    /// -p`): the new ones reserved first (a port held elsewhere refuses the whole change,
+    /// nothing altered), then the port map's elements swapped and the old rows dropped.
+    pub(crate) fn replace_ports(&self, c: &Container, spec: &crate::ContainerSpec) -> Result<()> {
+        let Some(att) = self
+            .attachments(&c.id)?
+            .into_iter()
+            .find(|a| a.ifname == "eth0")
+        else {
+            return Err(Error::Conflict(format!(
+                "container {} has no network of its own to publish ports on",
+                c.name
+            )));
+        };
+        let old = self.published(&c.id)?;
+        let mut next = c.clone();
+        next.spec = spec.clone();
+        let new = self.reserve_ports(&next, att.ip)?;
+        let key = |p: &PortMap| (p.proto, p.host_ip, p.host_port);
+        let gone: Vec<PortMap> = old.iter().filter(|o| !new.contains(o)).copied().collect();
+        let added: Vec<PortMap> = new.iter().filter(|n| !old.contains(n)).copied().collect();
+        let mut nf = net::nl::Socket::netfilter()?;
+        let elems = |v: &[PortMap]| -> Vec<_> {
+            v.iter().map(|p| net::nft::port_elem(p, att.ip)).collect()
+        };
+        if !gone.is_empty() {
+            net::nft::remove(&mut nf, &elems(&gone))?;
+        }
+        if !added.is_empty() {
+            net::nft::add(&mut nf, &elems(&added))?;
+        }
+        let drop_rows: Vec<PortMap> = gone
+            .into_iter()
+            .filter(|g| !new.iter().any(|n| key(n) == key(g)))
+            .collect();
+        let id = c.id.clone();
+        self.with_db(|db| {
+            db.write(|tx| {
+                for p in &drop_rows {
+                    tx.execute(
+                        "DELETE FROM net_ports WHERE container = ?1 AND proto = ?2 AND \
+                         host_port = ?3 AND host_ip = ?4",
+                        params![
+                            id,
+                            p.proto.as_str(),
+                            p.host_port,
+                            p.host_ip.map(|a| a.to_string()).unwrap_or_default()
+                        ],
+                    )?;
+                }
+                Ok(())
+            })
+        })?;
+        tracing::debug!(container = %c.id, ports = new.len(), "published ports replaced");
+        Ok(())
+    }
+
     /// The kernel objects of one attachment: the bridge (and its set elements, berth's
     /// table), the container's namespace and the veth pair into it.
     fn kernel_attach(&self, c: &Container, netw: &Network, att: &Attachment) -> Result<()> {

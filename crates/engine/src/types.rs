@@ -183,6 +183,13 @@ pub struct ContainerSpec {
     /// The network options (`--network`, `-p`, `--ip`, `--dns`…; network.rs).
     #[serde(default)]
     pub network: crate::network::NetOpts,
+    /// The id of the pod the container belongs to (`--pod`; pod.rs): it joins the pod's
+    /// shared namespaces instead of having its own.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// The pod's infra container (holder of its namespaces; hidden from `ps` without -a).
+    #[serde(default)]
+    pub infra: bool,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

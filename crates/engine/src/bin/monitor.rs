@@ -563,28 +563,44 @@ impl Monitor {
 
     /// The rootfs (in our mount namespace) and config.json.
     fn prepare(&self, c: &engine::Container) -> Result<()> {
-        let store = image::ImageStore::open(&self.args.root)?;
-        let digest: content::Digest = c.image_id.parse().map_err(|_| {
-            Error::Invalid(format!(
-                "container {}: bad image id {:?}",
-                c.name, c.image_id
-            ))
-        })?;
-        let img = store.image(&digest)?;
-        let layers = img.layers()?;
-        let rootfs = store.prepare_rootfs_at(&layers, &self.dir, &self.dir.join("rootfs"))?;
         let mut opts = c.spec.opts.clone();
         if opts.hostname.is_empty() {
             opts.hostname = c.id.chars().take(12).collect();
         }
-        let mut spec = engine::spec::build(&img.config, &opts, &rootfs.path)?;
+        let (mut spec, rootfs_path) = if c.spec.infra && c.image_id.is_empty() {
+            // A pod's infra without an image: an empty, read-only root (engine::pod).
+            let root = self.dir.join("rootfs");
+            std::fs::create_dir_all(&root)
+                .map_err(engine::error::io(format!("create {}", root.display())))?;
+            opts.entrypoint = Some(engine::pod::INFRA_PATH.into());
+            opts.cmd = vec!["--pause".into()];
+            opts.read_only = true;
+            let config = oci_spec::image::ImageConfiguration::default();
+            (engine::spec::build(&config, &opts, &root)?, root)
+        } else {
+            let store = image::ImageStore::open(&self.args.root)?;
+            let digest: content::Digest = c.image_id.parse().map_err(|_| {
+                Error::Invalid(format!(
+                    "container {}: bad image id {:?}",
+                    c.name, c.image_id
+                ))
+            })?;
+            let img = store.image(&digest)?;
+            let layers = img.layers()?;
+            let rootfs = store.prepare_rootfs_at(&layers, &self.dir, &self.dir.join("rootfs"))?;
+            (
+                engine::spec::build(&img.config, &opts, &rootfs.path)?,
+                rootfs.path,
+            )
+        };
         let engine = self.engine();
-        engine::volumes::apply(&engine, &c.spec.mounts, &rootfs.path, &mut spec)?;
+        engine::volumes::apply(&engine, &c.spec.mounts, &rootfs_path, &mut spec)?;
         engine::network::apply_spec(&engine, c, &mut spec)?;
+        engine::pod::apply_spec(&engine, c, &mut spec)?;
         if opts.init {
             engine::spec::add_init(&mut spec, &engine::spec::init_bin()?)?;
         }
-        spec["root"]["path"] = serde_json::json!(rootfs.path);
+        spec["root"]["path"] = serde_json::json!(rootfs_path);
         spec["linux"]["cgroupsPath"] = serde_json::json!(self.cgroup());
         let body = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
         write_atomic(&self.dir.join("config.json"), &body)
