@@ -183,6 +183,13 @@ pub struct ContainerSpec {
     /// The network options (`--network`, `-p`, `--ip`, `--dns`…; network.rs).
     #[serde(default)]
     pub network: crate::network::NetOpts,
+    /// Kubernetes probes (probe.rs), run by the monitor.
+    #[serde(default)]
+    pub probes: crate::probe::Probes,
+    /// What the monitor does when the health check turns unhealthy (Podman's
+    /// `--health-on-failure`).
+    #[serde(default)]
+    pub health_on_failure: crate::probe::OnFailure,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.
