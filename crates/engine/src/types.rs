@@ -190,6 +190,13 @@ pub struct ContainerSpec {
     /// The pod's infra container (holder of its namespaces; hidden from `ps` without -a).
     #[serde(default)]
     pub infra: bool,
+    /// Kubernetes probes (probe.rs), run by the monitor.
+    #[serde(default)]
+    pub probes: crate::probe::Probes,
+    /// What the monitor does when the health check turns unhealthy (Podman's
+    /// `--health-on-failure`).
+    #[serde(default)]
+    pub health_on_failure: crate::probe::OnFailure,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

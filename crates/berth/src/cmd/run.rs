@@ -454,6 +454,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         interactive: a.interactive,
         auto_remove: a.rm,
         network,
+        ..Default::default()
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }
