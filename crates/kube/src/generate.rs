@@ -2,6 +2,7 @@
 //! Deployment of one replica) that `kube play` accepts. What has no Kubernetes spelling
 //! (a user name rather than a number, …) is a warning.
 
+use engine::probe::{Probe, ProbeAction};
 use engine::types::RestartPolicy;
 use engine::volumes::Mount;
 use engine::ContainerSpec;
@@ -52,11 +53,21 @@ fn pod_spec(src: &Source) -> (k::PodSpec, Vec<String>) {
     let mut warnings = Vec::new();
     let mut volumes: Vec<k::Volume> = Vec::new();
     let mut containers = Vec::new();
+    let mut inits = Vec::new();
     let mut restart = None;
     let mut grace = None;
+    // Pod-level ports go to the first container that is not an init container.
+    let first = src
+        .containers
+        .iter()
+        .position(|(_, s)| !s.labels.contains_key(crate::plan::LABEL_INIT))
+        .unwrap_or(0);
     for (i, (name, spec)) in src.containers.iter().enumerate() {
         let from = format!("container {name:?}");
-        restart.get_or_insert(spec.restart);
+        let init = spec.labels.contains_key(crate::plan::LABEL_INIT);
+        if !init {
+            restart.get_or_insert(spec.restart);
+        }
         if let Some(t) = spec.stop_timeout {
             grace.get_or_insert(t);
         }
@@ -231,7 +242,8 @@ fn pod_spec(src: &Source) -> (k::PodSpec, Vec<String>) {
                 ),
             }
         }
-        containers.push(k::Container {
+        let target = if init { &mut inits } else { &mut containers };
+        target.push(k::Container {
             name: name.clone(),
             image: Some(spec.image.clone()),
             command,
@@ -249,6 +261,9 @@ fn pod_spec(src: &Source) -> (k::PodSpec, Vec<String>) {
             stdin: spec.interactive.then_some(true),
             // The image is in berth's store: play must not look for it elsewhere.
             image_pull_policy: Some("IfNotPresent".into()),
+            liveness_probe: spec.probes.liveness.as_ref().map(probe),
+            readiness_probe: spec.probes.readiness.as_ref().map(probe),
+            startup_probe: spec.probes.startup.as_ref().map(probe),
             ..Default::default()
         });
         if spec.healthcheck.is_some() {
@@ -264,6 +279,7 @@ fn pod_spec(src: &Source) -> (k::PodSpec, Vec<String>) {
     };
     let spec = k::PodSpec {
         containers,
+        init_containers: (!inits.is_empty()).then_some(inits),
         restart_policy: Some(restart.into()),
         hostname: src.hostname.clone().filter(|h| *h != src.name),
         share_process_namespace: src.share_pid.then_some(true),
@@ -272,6 +288,56 @@ fn pod_spec(src: &Source) -> (k::PodSpec, Vec<String>) {
         ..Default::default()
     };
     (spec, warnings)
+}
+
+/// The engine's probe in Kubernetes' spelling.
+fn probe(p: &Probe) -> k::Probe {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let mut out = k::Probe {
+        initial_delay_seconds: Some(p.initial_delay.as_secs() as i32),
+        period_seconds: Some(p.period.as_secs().max(1) as i32),
+        timeout_seconds: Some(p.timeout.as_secs().max(1) as i32),
+        success_threshold: Some(p.success_threshold as i32),
+        failure_threshold: Some(p.failure_threshold as i32),
+        ..Default::default()
+    };
+    match &p.action {
+        ProbeAction::Exec(cmd) => {
+            out.exec = Some(k::ExecAction {
+                command: Some(cmd.clone()),
+            })
+        }
+        ProbeAction::HttpGet {
+            port,
+            path,
+            host,
+            scheme_https,
+            headers,
+        } => {
+            out.http_get = Some(k::HTTPGetAction {
+                port: IntOrString::Int(i32::from(*port)),
+                path: Some(path.clone()),
+                host: host.clone(),
+                scheme: scheme_https.then(|| "HTTPS".to_string()),
+                http_headers: (!headers.is_empty()).then(|| {
+                    headers
+                        .iter()
+                        .map(|(n, v)| k::HTTPHeader {
+                            name: n.clone(),
+                            value: v.clone(),
+                        })
+                        .collect()
+                }),
+            })
+        }
+        ProbeAction::TcpSocket { port, host } => {
+            out.tcp_socket = Some(k::TCPSocketAction {
+                port: IntOrString::Int(i32::from(*port)),
+                host: host.clone(),
+            })
+        }
+    }
+    out
 }
 
 fn labels(src: &Source) -> BTreeMap<String, String> {
@@ -388,6 +454,20 @@ mod tests {
         };
         b.opts.cmd = vec!["httpd".into(), "-f".into()];
         b.opts.volumes = vec!["/srv:/www:ro".into()];
+        b.probes.liveness = Some(Probe {
+            failure_threshold: 2,
+            ..Probe::new(ProbeAction::TcpSocket {
+                port: 80,
+                host: None,
+            })
+        });
+        let mut i = ContainerSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        };
+        i.opts.cmd = vec!["true".into()];
+        i.labels
+            .insert(crate::plan::LABEL_INIT.into(), "true".into());
         Source {
             name: "app".into(),
             labels: BTreeMap::from([("tier".into(), "web".into())]),
@@ -399,7 +479,7 @@ mod tests {
                 host_port: 8080,
                 ctr_port: 80,
             }],
-            containers: vec![("one".into(), a), ("two".into(), b)],
+            containers: vec![("prep".into(), i), ("one".into(), a), ("two".into(), b)],
         }
     }
 
@@ -425,7 +505,7 @@ mod tests {
         assert_eq!(pp.ports, src.ports);
         assert_eq!(pp.labels.get("tier").map(String::as_str), Some("web"));
         let (a, b) = (&pp.containers[0].spec, &pp.containers[1].spec);
-        let (oa, ob) = (&src.containers[0].1, &src.containers[1].1);
+        let (oa, ob) = (&src.containers[1].1, &src.containers[2].1);
         assert_eq!(pp.containers[0].name, "app-one");
         assert_eq!(a.image, oa.image);
         assert_eq!(a.opts.entrypoint, oa.opts.entrypoint);

@@ -11,6 +11,7 @@
 use crate::parse::Object;
 use crate::quantity;
 use crate::Error;
+use engine::probe::{Probe, ProbeAction, Probes};
 use engine::types::RestartPolicy;
 use engine::volumes::Mount;
 use engine::ContainerSpec;
@@ -19,9 +20,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use net::ports::{PortMap, Proto};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The label every container and pod made by `kube play` carries (value: the pod).
 pub const LABEL_POD: &str = "io.berth.kube.pod";
+/// The label of an init container (`kube generate` puts it back in `initContainers`).
+pub const LABEL_INIT: &str = "io.berth.kube.init";
 
 /// Where a plan puts its files.
 #[derive(Clone, Debug)]
@@ -73,15 +77,6 @@ pub struct Dir {
     pub size: Option<u64>,
 }
 
-/// The probes of a container, as the YAML gave them (the engine's probe types are made
-/// from them by the caller).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Probes {
-    pub liveness: Option<k::Probe>,
-    pub readiness: Option<k::Probe>,
-    pub startup: Option<k::Probe>,
-}
-
 #[derive(Clone, Debug)]
 pub struct CtrPlan {
     /// `POD-CONTAINER`.
@@ -90,7 +85,6 @@ pub struct CtrPlan {
     pub short: String,
     pub spec: ContainerSpec,
     pub pull: Pull,
-    pub probes: Probes,
 }
 
 #[derive(Clone, Debug)]
@@ -892,12 +886,20 @@ fn ctr_plan(
     spec.restart = if init { RestartPolicy::No } else { pod.restart };
     spec.stop_timeout = stop_timeout;
     spec.labels.insert(LABEL_POD.into(), pod.name.clone());
-    let probes = Probes {
-        liveness: c.liveness_probe.clone(),
-        readiness: c.readiness_probe.clone(),
-        startup: c.startup_probe.clone(),
+    if init {
+        spec.labels.insert(LABEL_INIT.into(), "true".into());
+    }
+    let probe = |what: &str, p: &Option<k::Probe>| -> Result<Option<Probe>, Error> {
+        p.as_ref()
+            .map(|p| probe(&format!("{from}: {what}"), p, &pod.named_ports))
+            .transpose()
     };
-    if init && probes != Probes::default() {
+    spec.probes = Probes {
+        liveness: probe("livenessProbe", &c.liveness_probe)?,
+        readiness: probe("readinessProbe", &c.readiness_probe)?,
+        startup: probe("startupProbe", &c.startup_probe)?,
+    };
+    if init && !spec.probes.is_empty() {
         return Err(invalid(format!(
             "{from}: an init container cannot have probes"
         )));
@@ -907,7 +909,76 @@ fn ctr_plan(
         short: c.name.clone(),
         spec,
         pull,
-        probes,
+    })
+}
+
+/// A Kubernetes probe as the engine's (k8s defaults: 0 s delay, 10 s period, 1 s timeout,
+/// thresholds 1 and 3; a named port is one of the pod's container ports).
+fn probe(from: &str, p: &k::Probe, named: &BTreeMap<String, u16>) -> Result<Probe, Error> {
+    let port = |v: &IntOrString| -> Result<u16, Error> {
+        match v {
+            IntOrString::Int(n) => u16::try_from(*n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| invalid(format!("{from}: port {n}: not a port"))),
+            IntOrString::String(s) => named.get(s).copied().ok_or_else(|| {
+                invalid(format!(
+                    "{from}: port {s:?}: no container port of that name"
+                ))
+            }),
+        }
+    };
+    let action = match (&p.exec, &p.http_get, &p.tcp_socket) {
+        (Some(e), _, _) => {
+            let cmd = e.command.clone().unwrap_or_default();
+            if cmd.is_empty() {
+                return Err(invalid(format!("{from}: exec.command is empty")));
+            }
+            ProbeAction::Exec(cmd)
+        }
+        (_, Some(h), _) => ProbeAction::HttpGet {
+            port: port(&h.port)?,
+            path: h.path.clone().unwrap_or_else(|| "/".into()),
+            host: h.host.clone(),
+            scheme_https: h.scheme.as_deref() == Some("HTTPS"),
+            headers: h
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|x| (x.name.clone(), x.value.clone()))
+                .collect(),
+        },
+        (_, _, Some(t)) => ProbeAction::TcpSocket {
+            port: port(&t.port)?,
+            host: t.host.clone(),
+        },
+        _ => {
+            return Err(invalid(format!(
+                "{from}: no exec, httpGet or tcpSocket (the probe types berth runs)"
+            )))
+        }
+    };
+    let secs = |what: &str, v: Option<i32>, default: u64, min: i32| -> Result<Duration, Error> {
+        match v {
+            None => Ok(Duration::from_secs(default)),
+            Some(n) if n >= min => Ok(Duration::from_secs(n as u64)),
+            Some(n) => Err(invalid(format!("{from}: {what} {n}: at least {min}"))),
+        }
+    };
+    let count = |what: &str, v: Option<i32>, default: u32| -> Result<u32, Error> {
+        match v {
+            None => Ok(default),
+            Some(n) if n >= 1 => Ok(n as u32),
+            Some(n) => Err(invalid(format!("{from}: {what} {n}: at least 1"))),
+        }
+    };
+    Ok(Probe {
+        action,
+        initial_delay: secs("initialDelaySeconds", p.initial_delay_seconds, 0, 0)?,
+        period: secs("periodSeconds", p.period_seconds, 10, 1)?,
+        timeout: secs("timeoutSeconds", p.timeout_seconds, 1, 1)?,
+        success_threshold: count("successThreshold", p.success_threshold, 1)?,
+        failure_threshold: count("failureThreshold", p.failure_threshold, 3)?,
     })
 }
 
@@ -1141,6 +1212,43 @@ spec:
                 }
             ]
         );
+    }
+
+    #[test]
+    fn probes() {
+        let p = plan_of("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    ports: [{containerPort: 8080, name: web}]\n    livenessProbe: {httpGet: {port: web, path: /healthz}, periodSeconds: 2, failureThreshold: 1}\n    readinessProbe: {tcpSocket: {port: 8080}}\n    startupProbe: {exec: {command: [test, -f, /ok]}, initialDelaySeconds: 1}\n").expect("plan");
+        let pr = &p.pods[0].containers[0].spec.probes;
+        let l = pr.liveness.as_ref().expect("liveness");
+        assert_eq!(
+            l.action,
+            ProbeAction::HttpGet {
+                port: 8080,
+                path: "/healthz".into(),
+                host: None,
+                scheme_https: false,
+                headers: vec![]
+            }
+        );
+        assert_eq!(l.period, Duration::from_secs(2));
+        assert_eq!(l.failure_threshold, 1);
+        assert_eq!(l.timeout, Duration::from_secs(1));
+        let r = pr.readiness.as_ref().expect("readiness");
+        assert_eq!(
+            r.action,
+            ProbeAction::TcpSocket {
+                port: 8080,
+                host: None
+            }
+        );
+        assert_eq!(r.period, Duration::from_secs(10));
+        let s = pr.startup.as_ref().expect("startup");
+        assert_eq!(
+            s.action,
+            ProbeAction::Exec(vec!["test".into(), "-f".into(), "/ok".into()])
+        );
+        assert_eq!(s.initial_delay, Duration::from_secs(1));
+        let e = plan_of("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    livenessProbe: {tcpSocket: {port: nope}}\n").expect_err("named").to_string();
+        assert!(e.contains("livenessProbe") && e.contains("nope"), "{e}");
     }
 
     #[test]
