@@ -92,7 +92,7 @@ fn pod_spec(src: &Source) -> (k::PodSpec, Vec<String>) {
             .collect();
         let mut ports: Vec<k::ContainerPort> = Vec::new();
         let own: Vec<&PortMap> = spec.network.publish.iter().collect();
-        let pod_ports: Vec<&PortMap> = if i == 0 {
+        let pod_ports: Vec<&PortMap> = if i == first {
             src.ports.iter().collect()
         } else {
             vec![]
