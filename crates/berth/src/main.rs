@@ -137,6 +137,8 @@ enum Cmd {
     /// Functions: deploy, ls, inspect, rm, scale, invoke, logs (served by `serve --listen`).
     #[command(name = "fn")]
     Function(cmd::function::Args),
+    /// Kubernetes YAML: play (create pods, containers, volumes, services), down, generate.
+    Kube(cmd::kube::Args),
 }
 
 fn main() {
@@ -214,6 +216,7 @@ fn main() {
         Cmd::Network(a) => cmd::network::run(&g, a).map(|()| 0),
         Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
         Cmd::Function(a) => cmd::function::run(&g, a),
+        Cmd::Kube(a) => cmd::kube::run(&g, a).map(|()| 0),
     };
     match r {
         Ok(code) => std::process::exit(code),
