@@ -349,7 +349,9 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
