@@ -210,7 +210,7 @@ fn images(g: &Globals, plan: &Plan, tls_verify: bool) -> Result<()> {
             };
             // A local image (built or loaded) under the name `:latest` is used as it is
             // when it has no registry to come from.
-            if pull && !(present && !image_has_registry(image)) {
+            if pull && (!present || image_has_registry(image)) {
                 pull_image(g, image, tls_verify)
                     .with_context(|| format!("{}: pull {image}", c.name))?;
             }
