@@ -232,7 +232,7 @@ fn random_id() -> Result<String> {
 
 /// The error of a pod that is not there.
 fn no_pod(reference: &str) -> Error {
-    Error::NotFound(format!("pod {reference}"))
+    Error::NoSuchPod(reference.to_string())
 }
 
 impl Engine {

@@ -1,0 +1,302 @@
+//! Pods end to end (engine::pod, `berth pod`): members share localhost, IPC and the
+//! hostname through the infra's namespaces; the pod's published ports (changed while it
+//! runs); its status from its members; `pod rm -f` leaving nothing. Every berth command
+//! runs inside a network namespace the test made (tests/src/net.rs), where the bridge and
+//! berth's nftables table live.
+
+use berth_tests::net::*;
+use berth_tests::*;
+use serde_json::Value;
+use std::time::Duration;
+
+/// A store in a namespace of the test's whose pods are force-removed when the test ends
+/// (before NetEng's own cleanup of the containers left).
+struct Pods {
+    e: NetEng,
+}
+
+impl Pods {
+    fn new(name: &str) -> Pods {
+        Pods {
+            e: NetEng::new(name),
+        }
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        self.e.berth(args)
+    }
+
+    /// `pod create ARGS…`: the pod's id.
+    #[track_caller]
+    fn create(&self, args: &[&str]) -> String {
+        let mut a = vec!["pod", "create"];
+        a.extend_from_slice(args);
+        let out = self.berth(&a);
+        out.ok();
+        let id = out.stdout.trim().to_string();
+        assert!(
+            id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "pod create printed no id:\n{out}"
+        );
+        id
+    }
+
+    /// `pod inspect POD`.
+    #[track_caller]
+    fn inspect(&self, pod: &str) -> Value {
+        let out = self.berth(&["pod", "inspect", pod]);
+        out.ok();
+        let v: Value = serde_json::from_str(&out.stdout).expect("pod inspect prints JSON");
+        v[0].clone()
+    }
+
+    /// The pod's status as `pod ls --format json` shows it.
+    #[track_caller]
+    fn status(&self, pod: &str) -> String {
+        let out = self.berth(&["pod", "ls", "--format", "json"]);
+        out.ok();
+        let v: Value = serde_json::from_str(&out.stdout).expect("pod ls prints JSON");
+        v.as_array()
+            .and_then(|a| a.iter().find(|p| p["Name"] == pod))
+            .and_then(|p| p["Status"].as_str())
+            .unwrap_or_else(|| panic!("pod {pod} not in pod ls: {v:#}"))
+            .to_string()
+    }
+
+    /// `exec CTR ARGS…`: its stdout, trimmed.
+    #[track_caller]
+    fn exec(&self, c: &str, args: &[&str]) -> String {
+        let mut a = vec!["exec", c];
+        a.extend_from_slice(args);
+        let out = self.berth(&a);
+        out.ok();
+        out.stdout.trim().to_string()
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        let out = self.berth(&["pod", "ls", "-q", "--no-trunc"]);
+        for id in out.stdout.split_whitespace() {
+            let _ = self.berth(&["pod", "rm", "-f", id]);
+        }
+    }
+}
+
+#[test]
+fn members_share_localhost_ipc_and_hostname_but_not_with_outsiders() {
+    let p = Pods::new("share");
+    p.create(&["--name", "duo", "--hostname", "podhost"]);
+    // The server listens on the pod's loopback only.
+    p.e.run_d(&[
+        "--pod",
+        "duo",
+        "--name",
+        "srv",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "127.0.0.1:8080",
+        "-h",
+        "/etc",
+    ]);
+    p.e.run_d(&["--pod", "duo", "--name", "cli", "busybox", "sleep", "3600"]);
+    let outsider =
+        p.e.run_d(&["--name", "outsider", "busybox", "sleep", "3600"]);
+    assert_eq!(p.status("duo"), "Running");
+    // localhost: the client reaches the server's 127.0.0.1 (the pod's hosts file too).
+    let body = poll(Duration::from_secs(10), || {
+        let o = p.berth(&[
+            "exec",
+            "cli",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:8080/hostname",
+        ]);
+        o.success().then(|| o.stdout.trim().to_string())
+    })
+    .expect("the client never reached the server on 127.0.0.1:8080");
+    assert_eq!(body, "podhost");
+    // The hostname (UTS) is the pod's in both.
+    for c in ["srv", "cli"] {
+        assert_eq!(p.exec(c, &["hostname"]), "podhost", "{c}");
+    }
+    assert_ne!(p.exec(&outsider, &["hostname"]), "podhost");
+    // The namespaces: one net, ipc and uts for the pod; the outsider has its own; each
+    // member its own mount namespace.
+    let ns = |c: &str, kind: &str| p.exec(c, &["readlink", &format!("/proc/self/ns/{kind}")]);
+    for kind in ["net", "ipc", "uts"] {
+        let (a, b, o) = (ns("srv", kind), ns("cli", kind), ns(&outsider, kind));
+        assert!(a.starts_with(kind), "{a}");
+        assert_eq!(a, b, "{kind} differs between members");
+        assert_ne!(a, o, "the outsider shares the pod's {kind} namespace");
+    }
+    assert_ne!(
+        ns("srv", "mnt"),
+        ns("cli", "mnt"),
+        "members share a mount namespace"
+    );
+    // A real IPC object: a POSIX message queue made in one member (mqueue is the IPC
+    // namespace's file system) is seen by the other, not by the outsider.
+    p.exec("srv", &["touch", "/dev/mqueue/berthq"]);
+    assert!(
+        p.exec("cli", &["ls", "/dev/mqueue"]).contains("berthq"),
+        "the queue is not shared in the pod"
+    );
+    assert!(
+        !p.exec(&outsider, &["ls", "/dev/mqueue"]).contains("berthq"),
+        "the queue leaked out of the pod"
+    );
+    // Their writable layers are their own.
+    p.exec("srv", &["touch", "/only-in-srv"]);
+    let o = p.berth(&["exec", "cli", "ls", "/only-in-srv"]);
+    assert!(!o.success(), "a member sees another's files:\n{o}");
+    // ps hides the infra without -a; --pod names the pod.
+    let ps = p.berth(&["ps"]);
+    ps.ok();
+    assert!(!ps.stdout.contains("-infra"), "{ps}");
+    let ps = p.berth(&["ps", "--pod"]);
+    ps.ok();
+    assert!(
+        ps.stdout.contains("PODNAME") && ps.stdout.contains("duo"),
+        "{ps}"
+    );
+    assert!(ps.stdout.contains("-infra"), "{ps}");
+}
+
+#[test]
+fn pod_ports_publish_and_change_while_running() {
+    let p = Pods::new("ports");
+    p.create(&["--name", "web", "-p", "18080:80"]);
+    let srv = p.e.run_d(&[
+        "--pod", "web", "--name", "srv", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
+    ]);
+    let body = poll(Duration::from_secs(10), || {
+        http_get(&p.e.ns, "http://127.0.0.1:18080/hostname")
+    })
+    .expect("no answer on the pod's port 18080");
+    assert_eq!(body.trim(), "web");
+    let pid = p.e.inspect(&srv)["State"]["Pid"].clone();
+    assert!(pid.as_i64().is_some_and(|n| n > 0), "{pid}");
+    // A member's own -p is refused: the pod publishes.
+    let o = p.berth(&[
+        "run", "-d", "--pod", "web", "-p", "9090:90", "busybox", "sleep", "60",
+    ]);
+    o.failed_mentioning(&["published", "pod"]);
+    // Change the port while it runs.
+    p.berth(&["pod", "update", "-p", "18081:80", "web"]).ok();
+    let body = poll(Duration::from_secs(10), || {
+        http_get(&p.e.ns, "http://127.0.0.1:18081/hostname")
+    })
+    .expect("no answer on the new port 18081");
+    assert_eq!(body.trim(), "web");
+    assert_eq!(
+        http_get(&p.e.ns, "http://127.0.0.1:18080/hostname"),
+        None,
+        "the old port still answers"
+    );
+    assert_eq!(
+        p.e.inspect(&srv)["State"]["Pid"],
+        pid,
+        "the member was restarted"
+    );
+    let ports = &p.inspect("web")["InfraConfig"]["PortBindings"];
+    assert_eq!(ports[0]["HostPort"], "18081", "{ports:#}");
+    assert_eq!(ports.as_array().map(Vec::len), Some(1), "{ports:#}");
+}
+
+#[test]
+fn pod_status_follows_members_and_rm_leaves_nothing() {
+    let p = Pods::new("status");
+    let links = p.e.ns.links();
+    let table = p.e.ns.nft();
+    let id = p.create(&["--name", "life", "-p", "18090:80"]);
+    assert_eq!(p.status("life"), "Created");
+    for n in ["a", "b"] {
+        p.berth(&[
+            "create", "--pod", "life", "--name", n, "busybox", "sleep", "3600",
+        ])
+        .ok();
+    }
+    assert_eq!(p.status("life"), "Created");
+    p.berth(&["pod", "start", "life"]).ok();
+    assert_eq!(p.status("life"), "Running");
+    p.berth(&["stop", "-t", "1", "b"]).ok();
+    assert_eq!(p.status("life"), "Degraded");
+    p.berth(&["stop", "-t", "1", "a"]).ok();
+    assert_eq!(p.status("life"), "Exited");
+    p.berth(&["pod", "start", "life"]).ok();
+    assert_eq!(p.status("life"), "Running");
+    let v = p.inspect("life");
+    assert_eq!(v["NumContainers"], 3, "{v:#}");
+    let infra = v["InfraContainerID"]
+        .as_str()
+        .expect("an infra id")
+        .to_string();
+    // The infra is not removed alone.
+    p.berth(&["rm", "-f", &infra])
+        .failed_mentioning(&["infra", "life"]);
+    // rm without -f names the running members.
+    p.berth(&["pod", "rm", "life"])
+        .failed_mentioning(&["running", "a", "b"]);
+    p.berth(&["pod", "rm", "-f", "life"]).ok();
+    let ls = p.berth(&["pod", "ls", "-q"]);
+    ls.ok();
+    assert!(ls.stdout.trim().is_empty(), "{ls}");
+    let ps = p.berth(&["ps", "-a", "-q"]);
+    ps.ok();
+    assert!(ps.stdout.trim().is_empty(), "containers left: {ps}");
+    let netns = p.e.s.dir.join("run").join("netns").join(&infra);
+    assert!(!netns.exists(), "{} left", netns.display());
+    assert!(!p.e.s.root().join("containers").join(&infra).exists());
+    // The bridge stays (the default network's); no veth nor port element is left.
+    let now: Vec<String> =
+        p.e.ns
+            .links()
+            .into_iter()
+            .filter(|l| !links.contains(l) && l != "berth0")
+            .collect();
+    assert!(now.is_empty(), "links left: {now:?}");
+    let nft = p.e.ns.nft();
+    assert!(
+        !nft.contains("18090"),
+        "port element left:\n{nft}\n(before: {table})"
+    );
+    p.berth(&["pod", "inspect", &id])
+        .failed_mentioning(&["no such pod"]);
+}
+
+#[test]
+fn pod_bad_input_is_refused_with_one_clear_line() {
+    let p = Pods::new("bad");
+    p.berth(&["pod", "create", "--name", "../evil"])
+        .failed_mentioning(&["invalid pod name", "../evil"]);
+    p.berth(&["pod", "create", "--share", "net,bogus"])
+        .failed_mentioning(&["bogus", "net, ipc, uts or pid"]);
+    p.berth(&["run", "-d", "--pod", "nosuch", "busybox", "true"])
+        .failed_mentioning(&["no such pod: nosuch"]);
+    p.create(&["--name", "dup"]);
+    p.berth(&["pod", "create", "--name", "dup"])
+        .failed_mentioning(&["dup", "already in use"]);
+    p.berth(&[
+        "run",
+        "-d",
+        "--pod",
+        "dup",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ])
+    .failed_mentioning(&["network", "dup"]);
+    p.berth(&["pod", "stop", "nosuch"])
+        .failed_mentioning(&["no such pod: nosuch"]);
+    p.berth(&["pod", "update", "dup"])
+        .failed_mentioning(&["nothing to change"]);
+    p.berth(&["pod", "update", "-p", "notaport", "dup"])
+        .failed();
+    // Nothing was made by the refused commands.
+    let ls = p.berth(&["pod", "ls", "-q"]);
+    assert_eq!(ls.stdout.lines().count(), 1, "{ls}");
+}
