@@ -300,3 +300,152 @@ fn pod_bad_input_is_refused_with_one_clear_line() {
     let ls = p.berth(&["pod", "ls", "-q"]);
     assert_eq!(ls.stdout.lines().count(), 1, "{ls}");
 }
+
+#[test]
+fn shared_pid_namespace_shows_the_infra_and_the_other_member() {
+    let p = Pods::new("pid");
+    p.create(&["--name", "pids", "--share", "net,ipc,uts,pid"]);
+    p.e.run_d(&["--pod", "pids", "--name", "one", "busybox", "sleep", "3601"]);
+    p.e.run_d(&["--pod", "pids", "--name", "two", "busybox", "sleep", "3602"]);
+    let ps = p.exec("two", &["ps", "-o", "pid,args"]);
+    // PID 1 is the infra (berth-init's pause mode), and the other member's sleep is seen.
+    let first = ps
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("1"))
+        .unwrap_or_else(|| panic!("no PID 1 in the pod:\n{ps}"));
+    assert!(first.contains("/dev/init --pause"), "{ps}");
+    assert!(ps.contains("sleep 3601"), "{ps}");
+    // Without --share pid, a member is PID 1 of its own namespace.
+    p.create(&["--name", "nopid"]);
+    p.e.run_d(&[
+        "--pod", "nopid", "--name", "solo", "busybox", "sleep", "3603",
+    ]);
+    let ps = p.exec("solo", &["ps", "-o", "pid,args"]);
+    assert!(!ps.contains("--pause") && !ps.contains("3601"), "{ps}");
+}
+
+#[test]
+fn pod_commands_logs_top_stats_pause_kill_restart_prune() {
+    let p = Pods::new("cmds");
+    p.create(&["--name", "ops", "--restart", "on-failure:2"]);
+    let script = "echo hello-$0; exec sleep 3600";
+    for n in ["x", "y"] {
+        p.e.run_d(&[
+            "--pod", "ops", "--name", n, "busybox", "sh", "-c", script, n,
+        ]);
+    }
+    // The pod's restart policy went to members created without one.
+    assert_eq!(
+        p.e.inspect("x")["HostConfig"]["RestartPolicy"]["Name"],
+        "on-failure",
+        "{:#}",
+        p.e.inspect("x")["HostConfig"]
+    );
+    let logs = poll(Duration::from_secs(10), || {
+        let o = p.berth(&["pod", "logs", "ops"]);
+        (o.stdout.contains("x hello-x") && o.stdout.contains("y hello-y")).then_some(o)
+    })
+    .expect("pod logs never showed both members' lines with their names");
+    logs.ok();
+    let one = p.berth(&["pod", "logs", "-c", "y", "ops"]);
+    one.ok();
+    assert_eq!(one.stdout.trim(), "hello-y", "{one}");
+    let top = p.berth(&["pod", "top", "ops"]);
+    top.ok();
+    assert!(top.stdout.starts_with("CONTAINER"), "{top}");
+    assert!(
+        top.stdout
+            .lines()
+            .any(|l| l.starts_with("x ") && l.contains("sleep 3600")),
+        "{top}"
+    );
+    let stats = p.berth(&["pod", "stats", "--no-stream", "--format", "json", "ops"]);
+    stats.ok();
+    let names: Vec<String> = stats
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("a json line");
+            v["Name"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(names, ["x", "y"], "{stats}");
+    p.berth(&["pod", "pause", "ops"]).ok();
+    assert_eq!(p.status("ops"), "Paused");
+    p.berth(&["pod", "unpause", "ops"]).ok();
+    assert_eq!(p.status("ops"), "Running");
+    let before = p.e.inspect("x")["State"]["Pid"].clone();
+    p.berth(&["pod", "restart", "-t", "1", "ops"]).ok();
+    assert_eq!(p.status("ops"), "Running");
+    assert_ne!(
+        p.e.inspect("x")["State"]["Pid"],
+        before,
+        "restart did not restart x"
+    );
+    p.berth(&["pod", "kill", "ops"]).ok();
+    poll(Duration::from_secs(10), || {
+        (p.status("ops") == "Exited").then_some(())
+    })
+    .expect("the pod never exited after pod kill");
+    // A member started alone starts the (stopped) infra first.
+    p.berth(&["pod", "stop", "-t", "1", "ops"]).ok();
+    let infra = p.inspect("ops")["InfraContainerID"]
+        .as_str()
+        .expect("infra id")
+        .to_string();
+    assert_eq!(p.e.inspect(&infra)["State"]["Status"], "exited");
+    p.berth(&["start", "x"]).ok();
+    assert_eq!(p.e.inspect(&infra)["State"]["Status"], "running");
+    assert_eq!(p.status("ops"), "Degraded");
+    // prune removes stopped pods only.
+    p.create(&["--name", "idle"]);
+    let pruned = p.berth(&["pod", "prune", "-f"]);
+    pruned.ok();
+    assert_eq!(pruned.stdout.trim(), "idle", "{pruned}");
+    p.berth(&["pod", "inspect", "ops"]).ok();
+    // container prune leaves a stopped pod's infra alone.
+    p.berth(&["pod", "stop", "-t", "1", "ops"]).ok();
+    p.berth(&["container", "prune"]).ok();
+    p.berth(&["pod", "inspect", "ops"]).ok();
+    p.e.inspect(&infra);
+}
+
+#[test]
+fn admission_counts_the_members_of_pods() {
+    let p = Pods::new("admit");
+    p.berth(&["system", "capacity", "--memory", "100m"]).ok();
+    p.create(&["--name", "big"]);
+    p.e.run_d(&[
+        "--pod", "big", "--name", "m1", "--memory", "60m", "busybox", "sleep", "600",
+    ]);
+    p.berth(&[
+        "run", "-d", "--pod", "big", "--name", "m2", "--memory", "60m", "busybox", "sleep", "600",
+    ])
+    .failed_mentioning(&["does not fit", "m1"]);
+}
+
+#[test]
+fn infra_image_runs_that_images_entrypoint() {
+    let p = Pods::new("infraimg");
+    p.berth(&["pod", "create", "--infra-command", "sleep 1"])
+        .failed_mentioning(&["--infra-image"]);
+    p.create(&[
+        "--name",
+        "img",
+        "--infra-image",
+        "busybox",
+        "--infra-command",
+        "sleep 3600",
+    ]);
+    p.berth(&["pod", "start", "img"]).ok();
+    let infra = p.inspect("img")["InfraContainerID"]
+        .as_str()
+        .expect("infra id")
+        .to_string();
+    let v = p.e.inspect(&infra);
+    assert_eq!(v["State"]["Status"], "running", "{v:#}");
+    assert_eq!(v["Config"]["Entrypoint"][0], "sleep", "{v:#}");
+    assert_eq!(v["IsInfra"], true, "{v:#}");
+    p.e.run_d(&["--pod", "img", "--name", "m", "busybox", "sleep", "600"]);
+    assert_eq!(p.exec("m", &["hostname"]), "img");
+}

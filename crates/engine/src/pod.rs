@@ -125,6 +125,8 @@ pub struct PodSpec {
     pub share: Share,
     /// None: berth's own infra process, no image.
     pub infra_image: Option<String>,
+    /// The infra image's command instead of its entrypoint and cmd (`--infra-command`).
+    pub infra_command: Vec<String>,
     /// The restart policy of members created without one.
     pub restart: Option<RestartPolicy>,
 }
@@ -295,9 +297,14 @@ impl Engine {
                 &h[..12.min(h.len())]
             )));
         }
+        if !spec.infra_command.is_empty() && spec.infra_image.is_none() {
+            return Err(invalid!("--infra-command needs --infra-image"));
+        }
         let infra = ContainerSpec {
             image: spec.infra_image.clone().unwrap_or_default(),
             opts: crate::spec::Opts {
+                entrypoint: spec.infra_command.first().cloned(),
+                cmd: spec.infra_command.iter().skip(1).cloned().collect(),
                 hostname: if spec.share.uts {
                     spec.hostname.clone().unwrap_or_default()
                 } else {

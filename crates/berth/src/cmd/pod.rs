@@ -172,6 +172,9 @@ struct CreateArgs {
     /// Run this image's entrypoint as the infra process (default: berth's own, no image).
     #[arg(long)]
     infra_image: Option<String>,
+    /// The infra image's command (words split on white space) instead of its entrypoint.
+    #[arg(long)]
+    infra_command: Option<String>,
     /// Restart policy of the pod's containers created without one.
     #[arg(long)]
     restart: Option<String>,
@@ -215,6 +218,11 @@ fn create(g: &Globals, a: CreateArgs) -> Result<()> {
         network,
         share,
         infra_image: a.infra_image,
+        infra_command: a
+            .infra_command
+            .as_deref()
+            .map(|c| c.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
         restart: a.restart.as_deref().map(str::parse).transpose()?,
     };
     let p = g.engine()?.pod_create(a.name.as_deref(), spec)?;
