@@ -204,6 +204,25 @@ fn pod_ports_publish_and_change_while_running() {
     let ports = &p.inspect("web")["InfraConfig"]["PortBindings"];
     assert_eq!(ports[0]["HostPort"], "18081", "{ports:#}");
     assert_eq!(ports.as_array().map(Vec::len), Some(1), "{ports:#}");
+    // A port another container publishes is refused, and nothing changes.
+    p.e.run_d(&[
+        "--name", "other", "-p", "18085:80", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
+    ]);
+    p.berth(&["pod", "update", "-p", "18085:80", "web"])
+        .failed_mentioning(&["18085", "other"]);
+    assert!(http_get(&p.e.ns, "http://127.0.0.1:18081/hostname").is_some());
+    // A stopped pod gets its new ports at its next start.
+    p.berth(&["pod", "stop", "-t", "1", "web"]).ok();
+    p.berth(&["pod", "update", "-p", "18082:80", "web"]).ok();
+    p.berth(&["pod", "start", "web"]).ok();
+    let body = poll(Duration::from_secs(10), || {
+        http_get(&p.e.ns, "http://127.0.0.1:18082/hostname")
+    })
+    .expect("no answer on 18082 after the restart");
+    assert_eq!(body.trim(), "web");
+    assert_eq!(http_get(&p.e.ns, "http://127.0.0.1:18081/hostname"), None);
+    let nft = p.e.ns.nft();
+    assert!(!nft.contains("18081") && !nft.contains("18080"), "{nft}");
 }
 
 #[test]

@@ -677,7 +677,7 @@ impl Engine {
 
     /// Replaces the pod's published ports, at once if its infra runs: the new ports are
     /// reserved (refused if another container holds one), the old ones released; the
-    /// members are not touched.
+    /// members are not touched. A stopped pod gets them at its next start.
     pub fn pod_update_ports(&self, reference: &str, ports: Vec<PortMap>) -> Result<Pod> {
         let p = self.pod(reference)?;
         if !p.spec.share.net {
@@ -701,8 +701,13 @@ impl Engine {
         spec.network.publish = ports.clone();
         let mut cspec = infra.spec.clone();
         cspec.network.publish = ports;
-        let running = infra.state.is_active() && alive(infra.pid, infra.pid_start);
-        if running {
+        // Once the infra has its network (started once), its rows and port elements are
+        // swapped now, running or not (a stopped container keeps both until removed).
+        if self
+            .attachments(&infra.id)?
+            .iter()
+            .any(|a| a.ifname == "eth0")
+        {
             self.replace_ports(&infra, &cspec)?;
         }
         let body = serde_json::to_string(&spec).map_err(|e| invalid!("{e}"))?;
