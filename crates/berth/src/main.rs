@@ -132,6 +132,9 @@ enum Cmd {
     Volume(cmd::volume::Args),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     Network(cmd::network::Args),
+    /// Manage pods: containers sharing network, IPC and UTS namespaces (create, ls, inspect,
+    /// start, stop, restart, kill, pause, unpause, rm, logs, top, stats, prune, update).
+    Pod(cmd::pod::Args),
     /// Copy files and directories between a container and the host.
     Cp(cmd::cp::Args),
     /// Functions: deploy, ls, inspect, rm, scale, invoke, logs (served by `serve --listen`).
@@ -214,6 +217,7 @@ fn main() {
         Cmd::Serve(a) => cmd::serve::run(&g, a).map(|()| 0),
         Cmd::Volume(a) => cmd::volume::run(&g, a).map(|()| 0),
         Cmd::Network(a) => cmd::network::run(&g, a).map(|()| 0),
+        Cmd::Pod(a) => cmd::pod::run(&g, a).map(|()| 0),
         Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
         Cmd::Function(a) => cmd::function::run(&g, a),
         Cmd::Kube(a) => cmd::kube::run(&g, a).map(|()| 0),

@@ -31,6 +31,8 @@
 //!   run root made before its monitor starts, and `rm` removes elements, namespace, veth and
 //!   rows whether or not the monitor lives. A port held by an active container is refused
 //!   in the transaction that would reserve it.
+//! - A pod's row is written before its infra container and removed after it; a pod's infra
+//!   container is removed only with its pod (pod.rs).
 //! - A container pins its image: `rmi` refuses an image a container uses (naming it), and
 //!   the container's `chains.json` keeps its snapshots from gc.
 #![forbid(unsafe_code)]

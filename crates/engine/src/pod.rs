@@ -125,6 +125,8 @@ pub struct PodSpec {
     pub share: Share,
     /// None: berth's own infra process, no image.
     pub infra_image: Option<String>,
+    /// The infra image's command instead of its entrypoint and cmd (`--infra-command`).
+    pub infra_command: Vec<String>,
     /// The restart policy of members created without one.
     pub restart: Option<RestartPolicy>,
 }
@@ -232,7 +234,7 @@ fn random_id() -> Result<String> {
 
 /// The error of a pod that is not there.
 fn no_pod(reference: &str) -> Error {
-    Error::NotFound(format!("pod {reference}"))
+    Error::NoSuchPod(reference.to_string())
 }
 
 impl Engine {
@@ -295,9 +297,14 @@ impl Engine {
                 &h[..12.min(h.len())]
             )));
         }
+        if !spec.infra_command.is_empty() && spec.infra_image.is_none() {
+            return Err(invalid!("--infra-command needs --infra-image"));
+        }
         let infra = ContainerSpec {
             image: spec.infra_image.clone().unwrap_or_default(),
             opts: crate::spec::Opts {
+                entrypoint: spec.infra_command.first().cloned(),
+                cmd: spec.infra_command.iter().skip(1).cloned().collect(),
                 hostname: if spec.share.uts {
                     spec.hostname.clone().unwrap_or_default()
                 } else {
@@ -670,7 +677,7 @@ impl Engine {
 
     /// Replaces the pod's published ports, at once if its infra runs: the new ports are
     /// reserved (refused if another container holds one), the old ones released; the
-    /// members are not touched.
+    /// members are not touched. A stopped pod gets them at its next start.
     pub fn pod_update_ports(&self, reference: &str, ports: Vec<PortMap>) -> Result<Pod> {
         let p = self.pod(reference)?;
         if !p.spec.share.net {
@@ -694,8 +701,13 @@ impl Engine {
         spec.network.publish = ports.clone();
         let mut cspec = infra.spec.clone();
         cspec.network.publish = ports;
-        let running = infra.state.is_active() && alive(infra.pid, infra.pid_start);
-        if running {
+        // Once the infra has its network (started once), its rows and port elements are
+        // swapped now, running or not (a stopped container keeps both until removed).
+        if self
+            .attachments(&infra.id)?
+            .iter()
+            .any(|a| a.ifname == "eth0")
+        {
             self.replace_ports(&infra, &cspec)?;
         }
         let body = serde_json::to_string(&spec).map_err(|e| invalid!("{e}"))?;

@@ -90,6 +90,9 @@ pub fn container(c: &engine::Container) -> Value {
             "FinishedAt": c.finished,
         },
         "RestartCount": c.restart_count,
+        // Podman's: the pod it belongs to, and whether it is that pod's infra container.
+        "Pod": c.spec.pod.clone().unwrap_or_default(),
+        "IsInfra": c.spec.infra,
         "Config": {
             "Image": c.image,
             "Cmd": o.cmd,

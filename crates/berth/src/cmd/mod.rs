@@ -21,6 +21,7 @@ pub mod load;
 pub mod logs;
 pub mod network;
 pub mod pause;
+pub mod pod;
 pub mod port;
 pub mod ps;
 mod ps_format;

@@ -166,6 +166,10 @@ pub struct Args {
     /// An `/etc/hosts` entry `NAME:IP`.
     #[arg(long)]
     add_host: Vec<String>,
+    /// Join a pod (name or ID; `berth pod create`): its network, IPC and UTS namespaces
+    /// (and PID with its `--share pid`); its ports are the pod's.
+    #[arg(long)]
+    pod: Option<String>,
     /// The image (name, ID or digest).
     image: String,
     /// The command and its arguments (default: the image's).
@@ -454,6 +458,8 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         interactive: a.interactive,
         auto_remove: a.rm,
         network,
+        pod: a.pod,
+        infra: false,
         ..Default::default()
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
@@ -486,7 +492,7 @@ fn run_runtime(runroot: &Path, bundle: &Path, id: &str, tty: bool) -> Result<i32
 
 /// The network flags of `run`/`create`, checked (one clear line for a bad value).
 #[allow(clippy::too_many_arguments)]
-fn net_opts(
+pub(crate) fn net_opts(
     mode: Option<String>,
     publish: &[String],
     publish_all: bool,
