@@ -132,6 +132,8 @@ enum Cmd {
     Volume(cmd::volume::Args),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     Network(cmd::network::Args),
+    /// Publish host ports over a set of containers, round-robin (publish, rm, ls, inspect).
+    Service(cmd::service::Args),
     /// Copy files and directories between a container and the host.
     Cp(cmd::cp::Args),
     /// Functions: deploy, ls, inspect, rm, scale, invoke, logs (served by `serve --listen`).
@@ -212,6 +214,7 @@ fn main() {
         Cmd::Serve(a) => cmd::serve::run(&g, a).map(|()| 0),
         Cmd::Volume(a) => cmd::volume::run(&g, a).map(|()| 0),
         Cmd::Network(a) => cmd::network::run(&g, a).map(|()| 0),
+        Cmd::Service(a) => cmd::service::run(&g, a).map(|()| 0),
         Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
         Cmd::Function(a) => cmd::function::run(&g, a),
     };

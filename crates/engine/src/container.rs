@@ -95,6 +95,7 @@ impl Engine {
             self.refuse_foreground_name(n)?;
         }
         crate::spec::validate(&spec.opts)?;
+        spec.probes.validate()?;
         let store = image::ImageStore::open(&self.root)?;
         let img = store.resolve(&spec.image)?;
         spec.healthcheck = crate::health::merge(
