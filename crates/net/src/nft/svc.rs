@@ -5,8 +5,8 @@
 //! service is only map elements, like a published port:
 //!
 //! ```text
-//! map svc  { inet_proto . inet_service . integer : ipv4_addr . inet_service }
-//! map hsvc { ipv4_addr . inet_proto . inet_service . integer : ipv4_addr . inet_service }
+//! map svc  { inet_proto . inet_service . mark : ipv4_addr . inet_service }
+//! map hsvc { ipv4_addr . inet_proto . inet_service . mark : ipv4_addr . inet_service }
 //! chain prerouting / output:
 //!     fib daddr type local dnat ip to ip daddr . meta l4proto . th dport . numgen inc mod 840 map @hsvc
 //!     fib daddr type local dnat ip to meta l4proto . th dport . numgen inc mod 840 map @svc
@@ -29,7 +29,9 @@ const NFTA_NG_TYPE: u16 = 3;
 const NFT_NG_INCREMENTAL: u32 = 0;
 const NFT_MSG_GETSET: u16 = 10;
 const REG32_00: u32 = 8;
-const TYPE_INTEGER: u32 = 4;
+/// nft's `mark` (a 32-bit integer in host order): the slot's type, one of a fixed size so
+/// that `nft list` can split the concatenation (its `integer` has none).
+const TYPE_MARK: u32 = 19;
 
 /// Set ids in the batch that makes them (distinct from the table's).
 const SVC_ID: u32 = 101;
@@ -83,7 +85,7 @@ pub fn ensure(s: &mut Socket) -> Result<()> {
         (
             "svc",
             SVC_ID,
-            concat(concat(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE), TYPE_INTEGER),
+            concat(concat(TYPE_INET_PROTOCOL, TYPE_INET_SERVICE), TYPE_MARK),
             12,
         ),
         (
@@ -91,7 +93,7 @@ pub fn ensure(s: &mut Socket) -> Result<()> {
             HSVC_ID,
             concat(
                 concat(concat(TYPE_IPADDR, TYPE_INET_PROTOCOL), TYPE_INET_SERVICE),
-                TYPE_INTEGER,
+                TYPE_MARK,
             ),
             16,
         ),
