@@ -135,6 +135,8 @@ enum Cmd {
     /// Manage pods: containers sharing network, IPC and UTS namespaces (create, ls, inspect,
     /// start, stop, restart, kill, pause, unpause, rm, logs, top, stats, prune, update).
     Pod(cmd::pod::Args),
+    /// Publish host ports over a set of containers, round-robin (publish, rm, ls, inspect).
+    Service(cmd::service::Args),
     /// Copy files and directories between a container and the host.
     Cp(cmd::cp::Args),
     /// Functions: deploy, ls, inspect, rm, scale, invoke, logs (served by `serve --listen`).
@@ -218,6 +220,7 @@ fn main() {
         Cmd::Volume(a) => cmd::volume::run(&g, a).map(|()| 0),
         Cmd::Network(a) => cmd::network::run(&g, a).map(|()| 0),
         Cmd::Pod(a) => cmd::pod::run(&g, a).map(|()| 0),
+        Cmd::Service(a) => cmd::service::run(&g, a).map(|()| 0),
         Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
         Cmd::Function(a) => cmd::function::run(&g, a),
         Cmd::Kube(a) => cmd::kube::run(&g, a).map(|()| 0),

@@ -95,6 +95,7 @@ impl Engine {
             self.refuse_foreground_name(n)?;
         }
         crate::spec::validate(&spec.opts)?;
+        spec.probes.validate()?;
         self.pod_member_at_create(&mut spec)?;
         // A pod's infra without an image: berth-init's pause mode in an empty root (pod.rs).
         let (image_id, config) = if spec.infra && spec.image.is_empty() {

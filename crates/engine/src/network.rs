@@ -862,6 +862,15 @@ impl Engine {
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )?
                     .collect::<rusqlite::Result<_>>()?;
+                if let Some(svc) =
+                    crate::service::port_holder(tx, p.proto, &hip, p.host_port, "")?
+                {
+                    return Ok(Err(Error::Conflict(format!(
+                        "host port {}/{} is already published by service {svc}",
+                        p.host_port,
+                        p.proto.as_str()
+                    ))));
+                }
                 for (hid, hname, hstate) in holders {
                     let active = hstate
                         .as_deref()
@@ -1125,6 +1134,7 @@ impl Engine {
     /// Removes what a container's network left: map elements, namespace, host veths, rows,
     /// its DNS records. Idempotent; runs even when the monitor died.
     pub(crate) fn network_down(&self, c: &Container) -> Result<()> {
+        self.drop_backend(&c.id)?;
         let atts = self.attachments(&c.id)?;
         let ports = self.published(&c.id)?;
         if let Some(a) = atts.iter().find(|a| a.ifname == "eth0") {

@@ -898,6 +898,7 @@ fn ctr_plan(
         liveness: probe("livenessProbe", &c.liveness_probe)?,
         readiness: probe("readinessProbe", &c.readiness_probe)?,
         startup: probe("startupProbe", &c.startup_probe)?,
+        never_restart: pod.restart == RestartPolicy::No,
     };
     if init && !spec.probes.is_empty() {
         return Err(invalid(format!(

@@ -29,6 +29,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                     if let Some(h) = g.engine()?.health(&c)? {
                         v["State"]["Health"] = serde_json::to_value(h)?;
                     }
+                    if let Some(p) = g.engine()?.probe_status(&c)? {
+                        v["State"]["Ready"] = p.ready.into();
+                        v["State"]["Probes"] = serde_json::to_value(p)?;
+                    }
                     out.push(v);
                     continue;
                 }

@@ -417,7 +417,7 @@ fn remove_pod(g: &Globals, eng: &engine::Engine, p: &PodPlan) -> Result<Option<S
                 .with_context(|| format!("remove pod {}", p.name))?;
             Some(pod.id)
         }
-        Err(engine::Error::NotFound(_)) => None,
+        Err(engine::Error::NoSuchPod(_)) => None,
         Err(e) => return Err(e.into()),
     };
     let l = layout(g);
@@ -464,7 +464,7 @@ fn generate(g: &Globals, a: GenerateArgs) -> Result<()> {
                         .collect(),
                 }
             }
-            Err(engine::Error::NotFound(_)) => {
+            Err(engine::Error::NoSuchPod(_)) => {
                 let c = eng
                     .inspect(n)
                     .with_context(|| format!("{n:?} is neither a pod nor a container"))?;

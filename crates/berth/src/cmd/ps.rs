@@ -168,12 +168,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             .map(|c| {
                 let status = status_with_health(&e, &c)?;
                 let ports = super::port::ports_column(&e, &c);
+                let ready = e
+                    .probe_status(&c)?
+                    .map_or(String::new(), |p| p.ready.to_string());
                 Ok((
                     c,
                     Row {
                         status,
                         trunc: !a.no_trunc,
                         ports,
+                        ready,
                     },
                 ))
             })

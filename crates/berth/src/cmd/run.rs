@@ -120,6 +120,8 @@ pub struct Args {
     /// Disable any health check, the image's too.
     #[arg(long)]
     no_healthcheck: bool,
+    #[command(flatten)]
+    probe: super::probe_flags::ProbeFlags,
     /// Keep stdin open: attached in the foreground (closed at its end), held by the
     /// monitor of a detached container for `attach`. Without it the container reads
     /// /dev/null, as Docker's.
@@ -460,6 +462,8 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         network,
         pod: a.pod,
         infra: false,
+        probes: a.probe.probes()?,
+        health_on_failure: a.probe.on_failure()?,
         ..Default::default()
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
