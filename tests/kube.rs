@@ -261,6 +261,15 @@ spec:
     }
     let want: BTreeSet<String> = ["web-1", "web-2", "web-3"].map(String::from).into();
     assert_eq!(seen, want, "the replicas that answered through the Service");
+    // down removes the Service with the pods: the port answers no more.
+    k.down("deploy.yaml").ok();
+    assert!(!ns.nft().contains("30080"), "{}", ns.nft());
+    assert_eq!(http_get(ns, "http://127.0.0.1:30080/hostname"), None);
+    assert_eq!(
+        k.berth(&["ps", "-a", "-q"]).stdout.trim(),
+        "",
+        "containers left"
+    );
 }
 
 #[test]

@@ -271,6 +271,7 @@ fn create_pod(
         infra_image: None,
         // Each container has its policy (init containers none).
         restart: None,
+        ..Default::default()
     };
     let pod = eng
         .pod_create(Some(&p.name), spec)
