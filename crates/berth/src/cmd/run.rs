@@ -464,7 +464,6 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         infra: false,
         probes: a.probe.probes()?,
         health_on_failure: a.probe.on_failure()?,
-        ..Default::default()
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }
