@@ -654,3 +654,96 @@ fn exec(argv: &[String], timeout: Duration, ctx: &ProberCtx) -> std::result::Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(path: &str) -> Probe {
+        Probe::new(ProbeAction::HttpGet {
+            port: 80,
+            path: path.into(),
+            host: None,
+            scheme_https: false,
+            headers: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn validation_names_the_probe_and_field() {
+        let ok = Probes {
+            liveness: Some(http("/healthz")),
+            ..Probes::default()
+        };
+        ok.validate().expect("valid");
+        let mut p = http("/x");
+        p.failure_threshold = 0;
+        let e = Probes {
+            readiness: Some(p),
+            ..Probes::default()
+        }
+        .validate()
+        .expect_err("threshold 0");
+        assert!(e.to_string().starts_with("readiness probe:"), "{e}");
+        let mut p = http("/x");
+        p.success_threshold = 2;
+        assert!(Probes {
+            liveness: Some(p),
+            ..Probes::default()
+        }
+        .validate()
+        .is_err());
+        for bad in ["x", "/a b", "/a\r\nHost: evil"] {
+            assert!(Probes {
+                startup: Some(http(bad)),
+                ..Probes::default()
+            }
+            .validate()
+            .is_err());
+        }
+        assert!(Probes {
+            liveness: Some(Probe::new(ProbeAction::Exec(Vec::new()))),
+            ..Probes::default()
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn json_durations_are_milliseconds() {
+        let p = Probes {
+            liveness: Some(Probe::new(ProbeAction::TcpSocket {
+                port: 9,
+                host: None,
+            })),
+            ..Probes::default()
+        };
+        let v = serde_json::to_value(&p).expect("json");
+        assert_eq!(v["liveness"]["period"], 10_000);
+        assert_eq!(v["liveness"]["timeout"], 1_000);
+        let back: Probes = serde_json::from_value(v).expect("back");
+        assert_eq!(back, p);
+        assert_eq!(
+            "restart".parse::<OnFailure>().ok(),
+            Some(OnFailure::Restart)
+        );
+        assert!("reboot".parse::<OnFailure>().is_err());
+    }
+
+    #[test]
+    fn reaped_codes_reach_the_waiter() {
+        let r = Reaped::default();
+        let r2 = r.clone();
+        let t = std::thread::spawn(move || {
+            r2.wait(42, std::time::Instant::now() + Duration::from_secs(5))
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        r.push(7, 1);
+        r.push(42, 3);
+        assert_eq!(t.join().expect("thread"), Some(3));
+        assert_eq!(
+            r.wait(99, std::time::Instant::now() + Duration::from_millis(10)),
+            None
+        );
+    }
+}
