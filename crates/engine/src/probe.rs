@@ -20,8 +20,8 @@ pub enum ProbeAction {
     HttpGet {
         port: u16,
         path: String,
-        /// The address to connect to (default: the container's own, 127.0.0.1 in its
-        /// network namespace).
+        /// The address to connect to (default: the container's own, or 127.0.0.1 in its
+        /// network namespace when it has none).
         host: Option<String>,
         scheme_https: bool,
         headers: Vec<(String, String)>,
@@ -340,6 +340,9 @@ pub struct ProberCtx {
     pub grace: Duration,
     pub verdict: SharedVerdict,
     pub reaped: Reaped,
+    /// The container's address (Kubernetes probes the pod's IP); 127.0.0.1 in its
+    /// namespace when it has none of its own (a pod member, `--network none`).
+    pub addr: Option<std::net::Ipv4Addr>,
 }
 
 /// The probes of one run of a container: a thread of the monitor's that runs them on their
@@ -535,7 +538,11 @@ fn attempt(p: &Probe, ctx: &ProberCtx) -> std::result::Result<(), String> {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
     let addr = |host: &Option<String>, port: u16| -> std::result::Result<SocketAddr, String> {
-        let h = host.as_deref().unwrap_or("127.0.0.1");
+        let own = ctx
+            .addr
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+            .to_string();
+        let h = host.as_deref().unwrap_or(&own);
         (h, port)
             .to_socket_addrs()
             .map_err(|e| format!("resolve {h}: {e}"))?
