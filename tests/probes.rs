@@ -3,7 +3,6 @@
 //! busybox image imported locally, berth inside a network namespace of the test's.
 
 use berth_tests::engine::Eng;
-use berth_tests::*;
 use serde_json::Value;
 use std::time::Duration;
 

@@ -1254,7 +1254,8 @@ impl Engine {
     }
 
     /// The network part of `system reset`: every network's bridge, berth's nftables table
-    /// and the rows (containers are removed first).
+    /// (services' elements with it) and the rows, services' too (containers are removed
+    /// first).
     pub fn reset_networks(&self) -> Result<Vec<String>> {
         let nets = self.networks()?;
         let mut rt = net::nl::Socket::route()?;
@@ -1273,7 +1274,8 @@ impl Engine {
         self.with_db(|db| {
             db.write(|tx| {
                 tx.execute_batch(
-                    "DELETE FROM net_ports; DELETE FROM net_attachments; DELETE FROM networks;",
+                    "DELETE FROM net_ports; DELETE FROM net_attachments; DELETE FROM networks; \
+                     DELETE FROM service_ports; DELETE FROM service_backends; DELETE FROM services;",
                 )
             })
         })?;

@@ -20,8 +20,8 @@ pub enum ProbeAction {
     HttpGet {
         port: u16,
         path: String,
-        /// The address to connect to (default: the container's own, 127.0.0.1 in its
-        /// network namespace).
+        /// The address to connect to (default: the container's own, or 127.0.0.1 in its
+        /// network namespace when it has none).
         host: Option<String>,
         scheme_https: bool,
         headers: Vec<(String, String)>,
@@ -340,6 +340,9 @@ pub struct ProberCtx {
     pub grace: Duration,
     pub verdict: SharedVerdict,
     pub reaped: Reaped,
+    /// The container's address (Kubernetes probes the pod's IP); 127.0.0.1 in its
+    /// namespace when it has none of its own (a pod member, `--network none`).
+    pub addr: Option<std::net::Ipv4Addr>,
 }
 
 /// The probes of one run of a container: a thread of the monitor's that runs them on their
@@ -535,7 +538,11 @@ fn attempt(p: &Probe, ctx: &ProberCtx) -> std::result::Result<(), String> {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
     let addr = |host: &Option<String>, port: u16| -> std::result::Result<SocketAddr, String> {
-        let h = host.as_deref().unwrap_or("127.0.0.1");
+        let own = ctx
+            .addr
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+            .to_string();
+        let h = host.as_deref().unwrap_or(&own);
         (h, port)
             .to_socket_addrs()
             .map_err(|e| format!("resolve {h}: {e}"))?
@@ -652,5 +659,98 @@ fn exec(argv: &[String], timeout: Duration, ctx: &ProberCtx) -> std::result::Res
                 .wait(pid, std::time::Instant::now() + Duration::from_secs(1));
             Err(format!("{argv:?} timed out after {timeout:?}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(path: &str) -> Probe {
+        Probe::new(ProbeAction::HttpGet {
+            port: 80,
+            path: path.into(),
+            host: None,
+            scheme_https: false,
+            headers: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn validation_names_the_probe_and_field() {
+        let ok = Probes {
+            liveness: Some(http("/healthz")),
+            ..Probes::default()
+        };
+        ok.validate().expect("valid");
+        let mut p = http("/x");
+        p.failure_threshold = 0;
+        let e = Probes {
+            readiness: Some(p),
+            ..Probes::default()
+        }
+        .validate()
+        .expect_err("threshold 0");
+        assert!(e.to_string().starts_with("readiness probe:"), "{e}");
+        let mut p = http("/x");
+        p.success_threshold = 2;
+        assert!(Probes {
+            liveness: Some(p),
+            ..Probes::default()
+        }
+        .validate()
+        .is_err());
+        for bad in ["x", "/a b", "/a\r\nHost: evil"] {
+            assert!(Probes {
+                startup: Some(http(bad)),
+                ..Probes::default()
+            }
+            .validate()
+            .is_err());
+        }
+        assert!(Probes {
+            liveness: Some(Probe::new(ProbeAction::Exec(Vec::new()))),
+            ..Probes::default()
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn json_durations_are_milliseconds() {
+        let p = Probes {
+            liveness: Some(Probe::new(ProbeAction::TcpSocket {
+                port: 9,
+                host: None,
+            })),
+            ..Probes::default()
+        };
+        let v = serde_json::to_value(&p).expect("json");
+        assert_eq!(v["liveness"]["period"], 10_000);
+        assert_eq!(v["liveness"]["timeout"], 1_000);
+        let back: Probes = serde_json::from_value(v).expect("back");
+        assert_eq!(back, p);
+        assert_eq!(
+            "restart".parse::<OnFailure>().ok(),
+            Some(OnFailure::Restart)
+        );
+        assert!("reboot".parse::<OnFailure>().is_err());
+    }
+
+    #[test]
+    fn reaped_codes_reach_the_waiter() {
+        let r = Reaped::default();
+        let r2 = r.clone();
+        let t = std::thread::spawn(move || {
+            r2.wait(42, std::time::Instant::now() + Duration::from_secs(5))
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        r.push(7, 1);
+        r.push(42, 3);
+        assert_eq!(t.join().expect("thread"), Some(3));
+        assert_eq!(
+            r.wait(99, std::time::Instant::now() + Duration::from_millis(10)),
+            None
+        );
     }
 }

@@ -855,6 +855,11 @@ impl Monitor {
                     grace,
                     verdict: verdict.clone(),
                     reaped: checks.reaped.clone(),
+                    addr: self
+                        .engine()
+                        .attachments(&self.args.id)
+                        .ok()
+                        .and_then(|a| a.iter().find(|a| a.ifname == "eth0").map(|a| a.ip)),
                 },
             ));
         }

@@ -266,3 +266,45 @@ pub fn replace(s: &mut Socket, old: &[Elem], new: &[Elem]) -> Result<()> {
 pub fn has_elem(s: &mut Socket, e: &Elem) -> Result<bool> {
     has(s, e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_go_round_the_backends() {
+        let p = SvcPort {
+            proto: Proto::Tcp,
+            host_ip: None,
+            host_port: 8080,
+        };
+        let b = [
+            (Ipv4Addr::new(10, 0, 0, 2), 80),
+            (Ipv4Addr::new(10, 0, 0, 3), 80),
+            (Ipv4Addr::new(10, 0, 0, 4), 80),
+        ];
+        let es = elems(&p, &b);
+        assert_eq!(es.len(), SLOTS as usize);
+        // tcp . 8080 . slot 4 (host order) : 10.0.0.3 . 80
+        let mut k = vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0];
+        k.extend_from_slice(&4u32.to_ne_bytes());
+        assert_eq!(es[4].key, k);
+        assert_eq!(es[4].data, Some(vec![10, 0, 0, 3, 0, 80, 0, 0]));
+        for (i, e) in es.iter().enumerate() {
+            assert_eq!(e.data.as_ref().map(|d| d[3]), Some(2 + (i % 3) as u8));
+        }
+        assert!(elems(&p, &[]).is_empty());
+        let h = SvcPort {
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            ..p
+        };
+        assert_eq!(
+            (
+                keys(&h)[0].set,
+                keys(&h)[0].key.len(),
+                keys(&p)[0].key.len()
+            ),
+            ("hsvc", 16, 12)
+        );
+    }
+}
