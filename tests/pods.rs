@@ -468,3 +468,25 @@ fn infra_image_runs_that_images_entrypoint() {
     p.e.run_d(&["--pod", "img", "--name", "m", "busybox", "sleep", "600"]);
     assert_eq!(p.exec("m", &["hostname"]), "img");
 }
+
+#[test]
+fn a_pod_create_killed_halfway_is_finished_by_pod_rm() {
+    let p = Pods::new("fault");
+    for (stage, name) in [("pod-create:inserted", "k1"), ("pod-create:infra", "k2")] {
+        let o = p.e.berth_env(
+            &["pod", "create", "--name", name],
+            &[("BERTH_TEST_ABORT_AT", stage)],
+        );
+        assert!(!o.success(), "{stage}: the create was not killed:\n{o}");
+        // The row is there (Created: no member), and pod rm -f takes everything.
+        assert_eq!(p.status(name), "Created", "{stage}");
+        p.berth(&["pod", "rm", "-f", name]).ok();
+        let ps = p.berth(&["ps", "-a", "-q"]);
+        assert!(
+            ps.stdout.trim().is_empty(),
+            "{stage}: containers left: {ps}"
+        );
+        p.berth(&["pod", "inspect", name])
+            .failed_mentioning(&["no such pod"]);
+    }
+}

@@ -260,7 +260,6 @@ impl Engine {
                 "--network and -p need the pod to share its network namespace (--share net)"
             ));
         }
-        crate::network::Mode::parse(&spec.network.mode)?;
         if matches!(
             crate::network::Mode::parse(&spec.network.mode)?,
             crate::network::Mode::Container(_)
@@ -300,6 +299,7 @@ impl Engine {
         if !spec.infra_command.is_empty() && spec.infra_image.is_none() {
             return Err(invalid!("--infra-command needs --infra-image"));
         }
+        crate::fault::point("pod-create:inserted");
         let infra = ContainerSpec {
             image: spec.infra_image.clone().unwrap_or_default(),
             opts: crate::spec::Opts {
@@ -332,6 +332,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        crate::fault::point("pod-create:infra");
         let (pid, cid) = (id.clone(), c.id.clone());
         self.db()?.write(|tx| {
             tx.execute(
@@ -565,8 +566,8 @@ impl Engine {
         self.pod_start(&p.id)
     }
 
-    /// Sends `signal` to every running member (the infra too, as Podman, when it is SIGKILL
-    /// or SIGTERM and every member is then gone: the pod is stopped).
+    /// Sends `signal` to every running member (the infra keeps running: the pod's
+    /// namespaces stay for the members' next start).
     pub fn pod_kill(&self, reference: &str, signal: &str) -> Result<Pod> {
         crate::types::parse_signal(signal)?;
         let p = self.pod(reference)?;
@@ -648,8 +649,15 @@ impl Engine {
         for m in &members {
             self.remove(&m.id, true)?;
         }
-        if !p.infra_id.is_empty() {
-            match self.remove_infra(&p.infra_id) {
+        // Its infra, and one a `pod create` killed before it recorded the infra's id made.
+        let infras: Vec<String> = self
+            .list(true)?
+            .into_iter()
+            .filter(|c| c.spec.infra && c.spec.pod.as_deref() == Some(p.id.as_str()))
+            .map(|c| c.id)
+            .collect();
+        for id in infras {
+            match self.remove_infra(&id) {
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
