@@ -31,16 +31,20 @@ spec:
   - name: a
     image: localhost/bench:1
     imagePullPolicy: IfNotPresent
-    command: [sleep, "1000"]
+    command: [/bin/sleep, "1000"]
   - name: b
     image: localhost/bench:1
     imagePullPolicy: IfNotPresent
-    command: [sleep, "1000"]
+    command: [/bin/sleep, "1000"]
   - name: c
     image: localhost/bench:1
     imagePullPolicy: IfNotPresent
-    command: [sleep, "1000"]
+    command: [/bin/sleep, "1000"]
 YAML
+# crun cannot raise RLIMIT_NOFILE/NPROC to podman's defaults here (bench/engine.sh passes
+# --ulimit; kube play has no such flag): the same limits through containers.conf.
+printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n' >"$work/containers.conf"
+export CONTAINERS_CONF=$work/containers.conf
 cat >"$work/inner.sh" <<'INNER'
 set -euo pipefail
 mount --make-rprivate /
