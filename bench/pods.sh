@@ -66,7 +66,7 @@ tar -C "$work/bundle/rootfs" -cf "$work/rootfs.tar" .
 $B import "$work/rootfs.tar" localhost/bench:1 >/dev/null
 $P import -q "$work/rootfs.tar" localhost/bench:1 >/dev/null
 running() { # containers running of pod bench (berth: the 3 members; podman: + its infra)
-  "$@" ps --format '{{.Names}} {{.State}}' 2>/dev/null | grep -c '^bench-[abc] running$' || true
+  "$@" ps --format '{{.Names}} {{.Status}}' 2>/dev/null | grep -cE '^bench-[abc] Up' || true
 }
 # Warm-up: snapshots unpacked, podman's pause image built, networks made.
 for _ in 1 2; do
