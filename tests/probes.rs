@@ -33,6 +33,8 @@ fn restarted(e: &Eng, c: &str, old_pid: i64) -> Value {
 fn failing_exec_liveness_probe_restarts_the_container() {
     let e = Eng::new("live-exec");
     e.run_d(&[
+        "--stop-timeout",
+        "1",
         "--name",
         "web",
         "--liveness-probe-cmd",
@@ -82,6 +84,8 @@ fn failing_exec_liveness_probe_restarts_the_container() {
 fn http_liveness_probe_on_busybox_httpd() {
     let e = Eng::new("live-http");
     e.run_d(&[
+        "--stop-timeout",
+        "1",
         "--name",
         "web",
         "--liveness-probe-http",
@@ -172,6 +176,8 @@ fn startup_probe_holds_the_liveness_probe_back() {
     let file = e.s.dir.path().join("probes.json");
     std::fs::write(&file, probes.to_string()).expect("write probes.json");
     e.run_d(&[
+        "--stop-timeout",
+        "1",
         "--name",
         "app",
         "--probes",
@@ -199,6 +205,8 @@ fn startup_probe_holds_the_liveness_probe_back() {
 fn health_on_failure_restart_restarts_an_unhealthy_container() {
     let e = Eng::new("hof");
     e.run_d(&[
+        "--stop-timeout",
+        "1",
         "--name",
         "web",
         "--health-cmd",
@@ -243,6 +251,8 @@ fn health_on_failure_stop_leaves_it_exited() {
         "1",
         "--health-on-failure",
         "stop",
+        "--stop-timeout",
+        "1",
         "busybox",
         "sleep",
         "1000",
