@@ -284,3 +284,49 @@ fn bad_probe_flags_are_refused() {
     ])
     .failed_mentioning(&["liveness probe", "threshold"]);
 }
+
+#[test]
+fn failing_startup_probe_restarts_and_never_restart_keeps_it_exited() {
+    let e = Eng::new("startup-fail");
+    let probes = |never: bool| {
+        serde_json::json!({
+            "startup": {
+                "action": {"tcpSocket": {"port": 9999, "host": null}},
+                "initialDelay": 0, "period": 200, "timeout": 500,
+                "successThreshold": 1, "failureThreshold": 2
+            },
+            "neverRestart": never
+        })
+    };
+    let dir = e.s.dir.path();
+    for (name, never) in [("again", false), ("never", true)] {
+        let file = dir.join(format!("{name}.json"));
+        std::fs::write(&file, probes(never).to_string()).expect("write probes");
+        e.run_d(&[
+            "--stop-timeout",
+            "1",
+            "--name",
+            name,
+            "--probes",
+            file.to_str().expect("utf-8 path"),
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+    }
+    let v = e.until("again", Duration::from_secs(10), "running", |v| {
+        running_pid(v) != 0
+    });
+    restarted(&e, "again", running_pid(&v));
+    let v = e.until("never", Duration::from_secs(20), "exited", |v| {
+        v["State"]["Status"] == "exited"
+    });
+    assert_eq!(restarts(&v), 0, "{v:#}");
+    assert!(
+        v["State"]["Probes"]["Last"]
+            .as_str()
+            .unwrap_or("")
+            .contains("startup probe"),
+        "{v:#}"
+    );
+}

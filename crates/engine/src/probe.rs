@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// How a probe checks the container (k8s `ExecAction`, `HTTPGetAction`, `TCPSocketAction`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ProbeAction {
     /// A command run in the container; exit 0 is a success.
     Exec(Vec<String>),
@@ -75,7 +75,7 @@ mod ms {
 
 /// A container's probes (`ContainerSpec::probes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Probes {
     pub liveness: Option<Probe>,
     pub readiness: Option<Probe>,
