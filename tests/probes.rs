@@ -33,6 +33,8 @@ fn restarted(e: &Eng, c: &str, old_pid: i64) -> Value {
 fn failing_exec_liveness_probe_restarts_the_container() {
     let e = Eng::new("live-exec");
     e.run_d(&[
+        "--stop-timeout",
+        "1",
         "--name",
         "web",
         "--liveness-probe-cmd",
@@ -82,6 +84,8 @@ fn failing_exec_liveness_probe_restarts_the_container() {
 fn http_liveness_probe_on_busybox_httpd() {
     let e = Eng::new("live-http");
     e.run_d(&[
+        "--stop-timeout",
+        "1",
         "--name",
         "web",
         "--liveness-probe-http",
@@ -172,6 +176,8 @@ fn startup_probe_holds_the_liveness_probe_back() {
     let file = e.s.dir.path().join("probes.json");
     std::fs::write(&file, probes.to_string()).expect("write probes.json");
     e.run_d(&[
+        "--stop-timeout",
+        "1",
         "--name",
         "app",
         "--probes",
@@ -199,6 +205,8 @@ fn startup_probe_holds_the_liveness_probe_back() {
 fn health_on_failure_restart_restarts_an_unhealthy_container() {
     let e = Eng::new("hof");
     e.run_d(&[
+        "--stop-timeout",
+        "1",
         "--name",
         "web",
         "--health-cmd",
@@ -243,6 +251,8 @@ fn health_on_failure_stop_leaves_it_exited() {
         "1",
         "--health-on-failure",
         "stop",
+        "--stop-timeout",
+        "1",
         "busybox",
         "sleep",
         "1000",
@@ -273,4 +283,50 @@ fn bad_probe_flags_are_refused() {
         "busybox",
     ])
     .failed_mentioning(&["liveness probe", "threshold"]);
+}
+
+#[test]
+fn failing_startup_probe_restarts_and_never_restart_keeps_it_exited() {
+    let e = Eng::new("startup-fail");
+    let probes = |never: bool| {
+        serde_json::json!({
+            "startup": {
+                "action": {"tcpSocket": {"port": 9999, "host": null}},
+                "initialDelay": 0, "period": 200, "timeout": 500,
+                "successThreshold": 1, "failureThreshold": 2
+            },
+            "neverRestart": never
+        })
+    };
+    let dir = e.s.dir.path();
+    for (name, never) in [("again", false), ("never", true)] {
+        let file = dir.join(format!("{name}.json"));
+        std::fs::write(&file, probes(never).to_string()).expect("write probes");
+        e.run_d(&[
+            "--stop-timeout",
+            "1",
+            "--name",
+            name,
+            "--probes",
+            file.to_str().expect("utf-8 path"),
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+    }
+    let v = e.until("again", Duration::from_secs(10), "running", |v| {
+        running_pid(v) != 0
+    });
+    restarted(&e, "again", running_pid(&v));
+    let v = e.until("never", Duration::from_secs(20), "exited", |v| {
+        v["State"]["Status"] == "exited"
+    });
+    assert_eq!(restarts(&v), 0, "{v:#}");
+    assert!(
+        v["State"]["Probes"]["Last"]
+            .as_str()
+            .unwrap_or("")
+            .contains("startup probe"),
+        "{v:#}"
+    );
 }

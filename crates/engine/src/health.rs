@@ -455,8 +455,8 @@ impl Checker {
 
     /// Podman's `--health-on-failure`: what to do with the container (init `init`) when
     /// its status turns `unhealthy` — `kill` (SIGKILL; the restart policy applies),
-    /// `restart` (SIGKILL, restarted whatever the policy), `stop` (the stop signal, SIGKILL
-    /// after `grace`; not restarted).
+    /// `restart` (stopped: the stop signal, SIGKILL after `grace`; then restarted whatever
+    /// the policy), `stop` (stopped the same way; not restarted).
     pub fn on_failure(
         &mut self,
         action: crate::probe::OnFailure,
@@ -626,7 +626,9 @@ impl Checker {
             OnFailure::Stop => Some(Verdict::Stop),
         };
         tracing::warn!(container = %self.id, action = ?o.action, "unhealthy: --health-on-failure");
-        crate::probe::kill_container(&o.verdict, v, o.init, o.stop_signal, o.grace);
+        // Podman: `kill` is SIGKILL, `restart` and `stop` stop with the stop timeout.
+        let graceful = o.action != OnFailure::Kill;
+        crate::probe::kill_container(&o.verdict, v, graceful, o.init, o.stop_signal, o.grace);
     }
 
     /// The container ended: a running probe is killed (its result not recorded).

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// How a probe checks the container (k8s `ExecAction`, `HTTPGetAction`, `TCPSocketAction`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ProbeAction {
     /// A command run in the container; exit 0 is a success.
     Exec(Vec<String>),
@@ -75,7 +75,7 @@ mod ms {
 
 /// A container's probes (`ContainerSpec::probes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Probes {
     pub liveness: Option<Probe>,
     pub readiness: Option<Probe>,
@@ -245,7 +245,7 @@ impl crate::container::Engine {
 /// when the container has exited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Killed by a failed liveness or startup probe, or `--health-on-failure restart`:
+    /// Stopped (gracefully) by a failed liveness or startup probe, or `--health-on-failure restart`:
     /// restarted whatever the restart policy (Kubernetes' rule), unless `Probes::never_restart`.
     Restart,
     /// `--health-on-failure stop`: not restarted.
@@ -255,11 +255,12 @@ pub enum Verdict {
 /// Shared between the monitor's loop and the threads that kill the container.
 pub type SharedVerdict = std::sync::Arc<std::sync::Mutex<Option<Verdict>>>;
 
-/// Records `v` and kills the container's init `init`: SIGKILL, or for [`Verdict::Stop`]
-/// its stop signal first and SIGKILL after `grace` (on a thread, the caller's loop goes on).
+/// Records `v` and kills the container's init `init`: SIGKILL at once, or `graceful`ly
+/// (its stop signal first and SIGKILL after `grace`, on a thread: the caller goes on).
 pub fn kill_container(
     shared: &SharedVerdict,
     v: Option<Verdict>,
+    graceful: bool,
     init: i32,
     stop_signal: nix::sys::signal::Signal,
     grace: Duration,
@@ -273,7 +274,7 @@ pub fn kill_container(
         *g = v;
     }
     let pid = Pid::from_raw(init);
-    if v == Some(Verdict::Stop) {
+    if graceful {
         let born = runtime::state::process_start_time(init);
         let _ = kill(pid, stop_signal);
         std::thread::spawn(move || {
@@ -516,9 +517,11 @@ fn run(
                 tracing::warn!(container = %ctx.id, probe = ?s.kind, "probe failed {} times: killing the container", s.failures);
                 status.ready = false;
                 save(&status);
+                // Kubernetes kills with the termination grace period (the stop timeout).
                 kill_container(
                     &ctx.verdict,
                     Some(Verdict::Restart),
+                    true,
                     ctx.init,
                     ctx.stop_signal,
                     ctx.grace,
