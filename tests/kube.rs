@@ -460,6 +460,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: live}
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: a
     image: busybox
