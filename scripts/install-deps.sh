@@ -11,6 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 # containerd (ctr, the runc v2 shim): tests/containerd.rs drives berth-runtime through it; criu:
 # checkpoint/restore probes; catatonit: `podman run --init` in tests/podman.rs; protobuf-compiler
 # (protoc, for the k8s-cri crate) and containernetworking-plugins: the CRI test, tests/cri.rs.
+# sqlite3: tests/kube.rs reads the engine's rows after `kube down`.
 # iperf3: bench/network.sh's throughput through a published port (copied into its image).
 # docker-compose (1.29, Python): tests/dockerapi_compose.rs and bench/dockerapi.sh, a client of
 # berth's Docker API socket.
@@ -18,7 +19,7 @@ pkgs=(busybox-static libseccomp-dev pkg-config podman buildah crun runc hyperfin
       skopeo umoci tar gzip docker-registry wrk apache2-utils openssl curl
       nasm binutils e2fsprogs qemu-system-x86 python3 python3-docker linux-source-6.1 bc flex bison libelf-dev libssl-dev lz4 cpio make gcc libc6-dev file xz-utils
       containerd criu catatonit protobuf-compiler containernetworking-plugins
-      docker-compose iperf3)
+      docker-compose iperf3 sqlite3)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -132,11 +132,18 @@ enum Cmd {
     Volume(cmd::volume::Args),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     Network(cmd::network::Args),
+    /// Manage pods: containers sharing network, IPC and UTS namespaces (create, ls, inspect,
+    /// start, stop, restart, kill, pause, unpause, rm, logs, top, stats, prune, update).
+    Pod(cmd::pod::Args),
+    /// Publish host ports over a set of containers, round-robin (publish, rm, ls, inspect).
+    Service(cmd::service::Args),
     /// Copy files and directories between a container and the host.
     Cp(cmd::cp::Args),
     /// Functions: deploy, ls, inspect, rm, scale, invoke, logs (served by `serve --listen`).
     #[command(name = "fn")]
     Function(cmd::function::Args),
+    /// Kubernetes YAML: play (create pods, containers, volumes, services), down, generate.
+    Kube(cmd::kube::Args),
 }
 
 fn main() {
@@ -212,8 +219,11 @@ fn main() {
         Cmd::Serve(a) => cmd::serve::run(&g, a).map(|()| 0),
         Cmd::Volume(a) => cmd::volume::run(&g, a).map(|()| 0),
         Cmd::Network(a) => cmd::network::run(&g, a).map(|()| 0),
+        Cmd::Pod(a) => cmd::pod::run(&g, a).map(|()| 0),
+        Cmd::Service(a) => cmd::service::run(&g, a).map(|()| 0),
         Cmd::Cp(a) => cmd::cp::run(&g, a).map(|()| 0),
         Cmd::Function(a) => cmd::function::run(&g, a),
+        Cmd::Kube(a) => cmd::kube::run(&g, a).map(|()| 0),
     };
     match r {
         Ok(code) => std::process::exit(code),

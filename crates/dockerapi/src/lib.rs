@@ -60,6 +60,7 @@ impl From<engine::error::Error> for ApiError {
         use engine::error::Error as E;
         match e {
             E::NotFound(n) => ApiError::NotFound(format!("No such container: {n}")),
+            E::NoSuchPod(n) => ApiError::NotFound(format!("no such pod: {n}")),
             E::Invalid(m) => ApiError::BadRequest(m),
             E::Conflict(m) => ApiError::Conflict(m),
             E::Image(i) => i.into(),

@@ -96,26 +96,38 @@ impl Engine {
         }
         crate::trace::stage("create");
         crate::spec::validate(&spec.opts)?;
-        let store = image::ImageStore::open(&self.root)?;
-        let img = store.resolve(&spec.image)?;
-        spec.healthcheck = crate::health::merge(
-            spec.healthcheck.take(),
-            crate::health::image_healthcheck(&img.config_bytes)?,
-        )?;
-        let image_volumes = img
-            .config
-            .config()
-            .as_ref()
-            .and_then(|c| c.volumes().clone());
-        self.volumes_at_create(&image_volumes.unwrap_or_default(), &mut spec)?;
-        spec.args = crate::spec::process_args(&img.config, &spec.opts);
-        self.network_at_create(&img.config, &mut spec.network, &spec.opts.hostname)?;
+        spec.probes.validate()?;
+        self.pod_member_at_create(&mut spec)?;
+        // A pod's infra without an image: berth-init's pause mode in an empty root (pod.rs).
+        let (image_id, config) = if spec.infra && spec.image.is_empty() {
+            spec.args = vec![crate::pod::INFRA_PATH.into(), "--pause".into()];
+            (
+                String::new(),
+                oci_spec::image::ImageConfiguration::default(),
+            )
+        } else {
+            let store = image::ImageStore::open(&self.root)?;
+            let img = store.resolve(&spec.image)?;
+            spec.healthcheck = crate::health::merge(
+                spec.healthcheck.take(),
+                crate::health::image_healthcheck(&img.config_bytes)?,
+            )?;
+            let image_volumes = img
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.volumes().clone());
+            self.volumes_at_create(&image_volumes.unwrap_or_default(), &mut spec)?;
+            spec.args = crate::spec::process_args(&img.config, &spec.opts);
+            (img.manifest_digest.to_string(), img.config)
+        };
+        self.network_at_create(&config, &mut spec.network, &spec.opts.hostname)?;
         let id = random_id()?;
         let c = Container {
             name: name.map_or_else(|| format!("berth-{}", &id[..12]), str::to_string),
             id,
             image: spec.image.clone(),
-            image_id: img.manifest_digest.to_string(),
+            image_id,
             spec,
             state: State::Created,
             pid: 0,
@@ -293,6 +305,7 @@ impl Engine {
                 self.monitor.display()
             )));
         }
+        self.pod_before_start(&c)?;
         crate::trace::stage("start:admit");
         self.admit(&c)?;
         let dir = self.dir(&c.id);
@@ -461,6 +474,17 @@ impl Engine {
     /// `removing` first, so a killed `rm` is finished by the next one.
     pub fn remove(&self, reference: &str, force: bool) -> Result<Container> {
         let c = self.inspect(reference)?;
+        self.refuse_infra_removal(&c)?;
+        self.remove_inner(c, force)
+    }
+
+    /// `pod rm`: the pod's infra container, as `rm -f`.
+    pub(crate) fn remove_infra(&self, reference: &str) -> Result<Container> {
+        let c = self.inspect(reference)?;
+        self.remove_inner(c, true)
+    }
+
+    fn remove_inner(&self, c: Container, force: bool) -> Result<Container> {
         let running = c.state.is_active() || alive(c.pid, c.pid_start);
         if running && !force {
             return Err(Error::Conflict(format!(
@@ -506,7 +530,8 @@ impl Engine {
     pub fn prune(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for c in self.list(true)? {
-            if !c.state.is_active() && !alive(c.pid, c.pid_start) {
+            // A pod's infra goes with its pod (`pod rm`, `pod prune`).
+            if !c.state.is_active() && !alive(c.pid, c.pid_start) && !c.spec.infra {
                 self.remove(&c.id, false)?;
                 out.push(c.id);
             }

@@ -258,9 +258,12 @@ impl Db {
         db.write(|tx| {
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(crate::health::SCHEMA)?;
+            tx.execute_batch(crate::probe::SCHEMA)?;
+            tx.execute_batch(crate::service::SCHEMA)?;
             crate::volumes::init(tx)?;
             crate::admission::init(tx)?;
             crate::network::init(tx)?;
+            crate::pod::init(tx)?;
             let v: Option<i64> = tx
                 .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
                 .optional()?;
@@ -459,6 +462,7 @@ impl Db {
     pub fn delete(&mut self, id: &str) -> Result<()> {
         self.write(|tx| {
             tx.execute("DELETE FROM health WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM probes WHERE id = ?1", [id])?;
             tx.execute("DELETE FROM containers WHERE id = ?1", [id])
                 .map(|_| ())
         })

@@ -9,6 +9,9 @@ pub enum Error {
     /// No container by that name or id.
     #[error("no such container: {0}")]
     NotFound(String),
+    /// No pod by that name or id (pod.rs).
+    #[error("no such pod: {0}")]
+    NoSuchPod(String),
     /// The request conflicts with the container's state or another container (a name in
     /// use, removing a running container without force).
     #[error("{0}")]

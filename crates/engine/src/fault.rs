@@ -7,7 +7,9 @@
 //! Stages: `create:inserted` (the row is in, its directory not yet), `start:spawned` (the
 //! monitor runs, its report not read), `rm:removing` (the row says removing, nothing
 //! killed), `rm:killed` (the monitor and the container were sent SIGKILL), `rm:deleted`
-//! (the directory is gone, the row not yet).
+//! (the directory is gone, the row not yet); `pod-create:inserted` (a pod's row is in, its
+//! infra container not yet), `pod-create:infra` (the infra exists, the pod's row does not
+//! name it yet).
 
 /// The environment variable naming the stage to die at.
 pub const ABORT_AT: &str = "BERTH_TEST_ABORT_AT";

@@ -406,6 +406,16 @@ pub struct Checker {
     started: Instant,
     next: Instant,
     running: Option<Running>,
+    /// `--health-on-failure` and what it needs (set by [`Checker::on_failure`]).
+    on_failure: Option<OnUnhealthy>,
+}
+
+struct OnUnhealthy {
+    action: crate::probe::OnFailure,
+    verdict: crate::probe::SharedVerdict,
+    init: i32,
+    stop_signal: Signal,
+    grace: Duration,
 }
 
 struct Running {
@@ -439,7 +449,29 @@ impl Checker {
             pid_file: dir.join("health.pid"),
             started: now,
             running: None,
+            on_failure: None,
         }
+    }
+
+    /// Podman's `--health-on-failure`: what to do with the container (init `init`) when
+    /// its status turns `unhealthy` — `kill` (SIGKILL; the restart policy applies),
+    /// `restart` (stopped: the stop signal, SIGKILL after `grace`; then restarted whatever
+    /// the policy), `stop` (stopped the same way; not restarted).
+    pub fn on_failure(
+        &mut self,
+        action: crate::probe::OnFailure,
+        verdict: crate::probe::SharedVerdict,
+        init: i32,
+        stop_signal: Signal,
+        grace: Duration,
+    ) {
+        self.on_failure = Some(OnUnhealthy {
+            action,
+            verdict,
+            init,
+            stop_signal,
+            grace,
+        });
     }
 
     /// How long the poll may wait before [`Checker::tick`] has something to do.
@@ -574,11 +606,29 @@ impl Checker {
             .and_then(|mut db| record(&mut db, &self.id, p, in_start, self.cfg.retries))
         {
             Ok(h) => {
-                tracing::info!(container = %self.id, code, status = %h.status, streak = h.failing_streak, "health check")
+                tracing::info!(container = %self.id, code, status = %h.status, streak = h.failing_streak, "health check");
+                if h.status == "unhealthy" {
+                    self.unhealthy();
+                }
             }
             Err(e) => tracing::warn!(container = %self.id, error = %e, "record a health check"),
         }
         self.next = Instant::now() + self.cfg.interval;
+    }
+
+    fn unhealthy(&mut self) {
+        use crate::probe::{OnFailure, Verdict};
+        let Some(o) = &self.on_failure else { return };
+        let v = match o.action {
+            OnFailure::None => return,
+            OnFailure::Kill => None,
+            OnFailure::Restart => Some(Verdict::Restart),
+            OnFailure::Stop => Some(Verdict::Stop),
+        };
+        tracing::warn!(container = %self.id, action = ?o.action, "unhealthy: --health-on-failure");
+        // Podman: `kill` is SIGKILL, `restart` and `stop` stop with the stop timeout.
+        let graceful = o.action != OnFailure::Kill;
+        crate::probe::kill_container(&o.verdict, v, graceful, o.init, o.stop_signal, o.grace);
     }
 
     /// The container ended: a running probe is killed (its result not recorded).
@@ -591,7 +641,7 @@ impl Checker {
 
 /// SIGKILLs `pid` and every descendant of it (a shell's children too, so a timed-out
 /// probe leaves nothing running in the container).
-fn kill_tree(pid: i32) {
+pub fn kill_tree(pid: i32) {
     let ppid = |p: i32| -> Option<i32> {
         let s = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
         // After the command's closing parenthesis: state, then ppid.

@@ -31,6 +31,8 @@
 //!   run root made before its monitor starts, and `rm` removes elements, namespace, veth and
 //!   rows whether or not the monitor lives. A port held by an active container is refused
 //!   in the transaction that would reserve it.
+//! - A pod's row is written before its infra container and removed after it; a pod's infra
+//!   container is removed only with its pod (pod.rs).
 //! - A container pins its image: `rmi` refuses an image a container uses (naming it), and
 //!   the container's `chains.json` keeps its snapshots from gc.
 #![forbid(unsafe_code)]
@@ -48,9 +50,12 @@ pub mod logfiles;
 pub mod logs;
 pub mod manage;
 pub mod network;
+pub mod pod;
+pub mod probe;
 pub mod procwait;
 pub mod pump;
 pub mod revive;
+pub mod service;
 pub mod spec;
 pub mod stats;
 pub mod trace;
@@ -60,4 +65,5 @@ pub mod volumes;
 pub use container::{Engine, ExecOpts};
 pub use db::Container;
 pub use error::{Error, Result};
+pub use pod::{Pod, PodSpec, PodStatus, Share};
 pub use types::{ContainerSpec, RestartPolicy, State};

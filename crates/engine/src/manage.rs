@@ -153,9 +153,15 @@ impl Engine {
     /// Force-removes every container the engine knows; their names.
     pub fn remove_all(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for c in self.db()?.list()? {
-            self.remove(&c.id, true)?;
+        // Pods' members before their infra containers, then the pods' rows.
+        let mut all = self.db()?.list()?;
+        all.sort_by_key(|c| c.spec.infra);
+        for c in all {
+            self.remove_infra(&c.id)?;
             out.push(c.name);
+        }
+        for p in self.pods()? {
+            self.pod_remove(&p.id, true)?;
         }
         Ok(out)
     }

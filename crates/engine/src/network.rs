@@ -845,6 +845,15 @@ impl Engine {
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )?
                     .collect::<rusqlite::Result<_>>()?;
+                if let Some(svc) =
+                    crate::service::port_holder(tx, p.proto, &hip, p.host_port, "")?
+                {
+                    return Ok(Err(Error::Conflict(format!(
+                        "host port {}/{} is already published by service {svc}",
+                        p.host_port,
+                        p.proto.as_str()
+                    ))));
+                }
                 for (hid, hname, hstate) in holders {
                     let active = hstate
                         .as_deref()
@@ -874,6 +883,63 @@ impl Engine {
         }))?;
         r?;
         Ok(maps)
+    }
+
+    /// Replaces a running container's published ports with those of `spec` (`pod update
+    /// -p`): the new ones reserved first (a port held elsewhere refuses the whole change,
+    /// nothing altered), then the port map's elements swapped and the old rows dropped.
+    pub(crate) fn replace_ports(&self, c: &Container, spec: &crate::ContainerSpec) -> Result<()> {
+        let Some(att) = self
+            .attachments(&c.id)?
+            .into_iter()
+            .find(|a| a.ifname == "eth0")
+        else {
+            return Err(Error::Conflict(format!(
+                "container {} has no network of its own to publish ports on",
+                c.name
+            )));
+        };
+        let old = self.published(&c.id)?;
+        let mut next = c.clone();
+        next.spec = spec.clone();
+        let new = self.reserve_ports(&next, att.ip)?;
+        let key = |p: &PortMap| (p.proto, p.host_ip, p.host_port);
+        let gone: Vec<PortMap> = old.iter().filter(|o| !new.contains(o)).copied().collect();
+        let added: Vec<PortMap> = new.iter().filter(|n| !old.contains(n)).copied().collect();
+        let mut nf = net::nl::Socket::netfilter()?;
+        let elems = |v: &[PortMap]| -> Vec<_> {
+            v.iter().map(|p| net::nft::port_elem(p, att.ip)).collect()
+        };
+        if !gone.is_empty() {
+            net::nft::remove(&mut nf, &elems(&gone))?;
+        }
+        if !added.is_empty() {
+            net::nft::add(&mut nf, &elems(&added))?;
+        }
+        let drop_rows: Vec<PortMap> = gone
+            .into_iter()
+            .filter(|g| !new.iter().any(|n| key(n) == key(g)))
+            .collect();
+        let id = c.id.clone();
+        self.with_db(|db| {
+            db.write(|tx| {
+                for p in &drop_rows {
+                    tx.execute(
+                        "DELETE FROM net_ports WHERE container = ?1 AND proto = ?2 AND \
+                         host_port = ?3 AND host_ip = ?4",
+                        params![
+                            id,
+                            p.proto.as_str(),
+                            p.host_port,
+                            p.host_ip.map(|a| a.to_string()).unwrap_or_default()
+                        ],
+                    )?;
+                }
+                Ok(())
+            })
+        })?;
+        tracing::debug!(container = %c.id, ports = new.len(), "published ports replaced");
+        Ok(())
     }
 
     /// The kernel objects of one attachment: the bridge (and its set elements, berth's
@@ -1051,6 +1117,7 @@ impl Engine {
     /// Removes what a container's network left: map elements, namespace, host veths, rows,
     /// its DNS records. Idempotent; runs even when the monitor died.
     pub(crate) fn network_down(&self, c: &Container) -> Result<()> {
+        self.drop_backend(&c.id)?;
         let atts = self.attachments(&c.id)?;
         let ports = self.published(&c.id)?;
         if let Some(a) = atts.iter().find(|a| a.ifname == "eth0") {
@@ -1182,7 +1249,8 @@ impl Engine {
     }
 
     /// The network part of `system reset`: every network's bridge, berth's nftables table
-    /// and the rows (containers are removed first).
+    /// (services' elements with it) and the rows, services' too (containers are removed
+    /// first).
     pub fn reset_networks(&self) -> Result<Vec<String>> {
         let nets = self.networks()?;
         let mut rt = net::nl::Socket::route()?;
@@ -1201,7 +1269,8 @@ impl Engine {
         self.with_db(|db| {
             db.write(|tx| {
                 tx.execute_batch(
-                    "DELETE FROM net_ports; DELETE FROM net_attachments; DELETE FROM networks;",
+                    "DELETE FROM net_ports; DELETE FROM net_attachments; DELETE FROM networks; \
+                     DELETE FROM service_ports; DELETE FROM service_backends; DELETE FROM services;",
                 )
             })
         })?;

@@ -183,6 +183,20 @@ pub struct ContainerSpec {
     /// The network options (`--network`, `-p`, `--ip`, `--dns`…; network.rs).
     #[serde(default)]
     pub network: crate::network::NetOpts,
+    /// The id of the pod the container belongs to (`--pod`; pod.rs): it joins the pod's
+    /// shared namespaces instead of having its own.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// The pod's infra container (holder of its namespaces; hidden from `ps` without -a).
+    #[serde(default)]
+    pub infra: bool,
+    /// Kubernetes probes (probe.rs), run by the monitor.
+    #[serde(default)]
+    pub probes: crate::probe::Probes,
+    /// What the monitor does when the health check turns unhealthy (Podman's
+    /// `--health-on-failure`).
+    #[serde(default)]
+    pub health_on_failure: crate::probe::OnFailure,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

@@ -34,6 +34,8 @@ use std::net::Ipv4Addr;
 
 pub const TABLE: &str = "berth";
 
+pub mod svc;
+
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;

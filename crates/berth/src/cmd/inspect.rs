@@ -29,6 +29,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                     if let Some(h) = g.engine()?.health(&c)? {
                         v["State"]["Health"] = serde_json::to_value(h)?;
                     }
+                    if let Some(p) = g.engine()?.probe_status(&c)? {
+                        v["State"]["Ready"] = p.ready.into();
+                        v["State"]["Probes"] = serde_json::to_value(p)?;
+                    }
                     out.push(v);
                     continue;
                 }
@@ -90,6 +94,9 @@ pub fn container(c: &engine::Container) -> Value {
             "FinishedAt": c.finished,
         },
         "RestartCount": c.restart_count,
+        // Podman's: the pod it belongs to, and whether it is that pod's infra container.
+        "Pod": c.spec.pod.clone().unwrap_or_default(),
+        "IsInfra": c.spec.infra,
         "Config": {
             "Image": c.image,
             "Cmd": o.cmd,

@@ -30,6 +30,10 @@ pub struct Args {
     /// OR; different keys AND). A status filter lists stopped containers too.
     #[arg(short, long = "filter")]
     filter: Vec<String>,
+    /// Show the pod of each container (POD ID and PODNAME columns; `Pod`, `PodName` in
+    /// json) and the pods' infra containers (Podman's `ps --pod`).
+    #[arg(long)]
+    pod: bool,
 }
 
 fn now() -> i64 {
@@ -115,6 +119,28 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let e = g.engine()?;
     let all = a.all || filters.implies_all();
     let mut list = e.list(all)?;
+    // A pod's infra container is shown with -a or --pod only.
+    if !(a.all || a.pod) {
+        list.retain(|c| !c.spec.infra);
+    }
+    let pods: std::collections::BTreeMap<String, String> = if a.pod {
+        e.pods()?.into_iter().map(|p| (p.id, p.name)).collect()
+    } else {
+        Default::default()
+    };
+    let pod_of = |c: &Container| -> (String, String) {
+        match c.spec.pod.as_deref() {
+            Some(id) => (
+                if a.no_trunc {
+                    id.to_string()
+                } else {
+                    id.chars().take(12).collect()
+                },
+                pods.get(id).cloned().unwrap_or_default(),
+            ),
+            None => (String::new(), String::new()),
+        }
+    };
     // Foreground runs' containers too (names are shared with the engine's).
     list.extend(
         super::container::foreground(g)?
@@ -142,12 +168,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             .map(|c| {
                 let status = status_with_health(&e, &c)?;
                 let ports = super::port::ports_column(&e, &c);
+                let ready = e
+                    .probe_status(&c)?
+                    .map_or(String::new(), |p| p.ready.to_string());
                 Ok((
                     c,
                     Row {
                         status,
                         trunc: !a.no_trunc,
                         ports,
+                        ready,
                     },
                 ))
             })
@@ -162,11 +192,17 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         "json" => {
             let mut out = std::io::stdout().lock();
             for (c, r) in rows(list)? {
-                writeln!(out, "{}", Template::json_of(&c, &r))?;
+                let mut v = Template::json_of(&c, &r);
+                if a.pod {
+                    let (id, name) = pod_of(&c);
+                    v["Pod"] = serde_json::json!(id);
+                    v["PodName"] = serde_json::json!(name);
+                }
+                writeln!(out, "{v}")?;
             }
         }
         "table" => {
-            let mut rows = vec![[
+            let mut rows = vec![vec![
                 "CONTAINER ID".to_string(),
                 "IMAGE".into(),
                 "COMMAND".into(),
@@ -175,12 +211,15 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 "PORTS".into(),
                 "NAMES".into(),
             ]];
+            if a.pod {
+                rows[0].extend(["POD ID".to_string(), "PODNAME".into()]);
+            }
             for c in &list {
                 let mut cmd = format!("\"{}\"", command(c));
                 if !a.no_trunc && cmd.chars().count() > 22 {
                     cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
                 }
-                rows.push([
+                let mut row = vec![
                     if a.no_trunc {
                         c.id.clone()
                     } else {
@@ -192,10 +231,15 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                     status_with_health(&e, c)?,
                     super::port::ports_column(&e, c),
                     c.name.clone(),
-                ]);
+                ];
+                if a.pod {
+                    let (id, name) = pod_of(c);
+                    row.extend([id, name]);
+                }
+                rows.push(row);
             }
             // Columns as wide as their widest cell, three spaces apart (docker's tabwriter).
-            let mut width = [0usize; 7];
+            let mut width = vec![0usize; rows[0].len()];
             for r in &rows {
                 for (w, cell) in width.iter_mut().zip(r) {
                     *w = (*w).max(cell.chars().count());

@@ -112,6 +112,7 @@ const FIELDS: &[(&str, &str)] = &[
     ("Mounts", "MOUNTS"),
     ("Networks", "NETWORKS"),
     ("Size", "SIZE"),
+    ("Ready", "READY"),
 ];
 
 /// What a row shows beside the container itself.
@@ -123,6 +124,8 @@ pub struct Row {
     pub trunc: bool,
     /// Published ports, as the PORTS column (`0.0.0.0:8080->80/tcp`).
     pub ports: String,
+    /// The readiness probe's verdict (`true`/`false`; empty without probes).
+    pub ready: String,
 }
 
 /// Docker's `CreatedAt`: `2006-01-02 15:04:05 +0000 UTC` from our RFC 3339 UTC time.
@@ -222,6 +225,7 @@ impl Template {
             "Status" => row.status.clone(),
             "State" => c.state.as_str().to_string(),
             "Ports" => row.ports.clone(),
+            "Ready" => row.ready.clone(),
             "Labels" => c
                 .spec
                 .labels

@@ -120,6 +120,8 @@ pub struct Args {
     /// Disable any health check, the image's too.
     #[arg(long)]
     no_healthcheck: bool,
+    #[command(flatten)]
+    probe: super::probe_flags::ProbeFlags,
     /// Keep stdin open: attached in the foreground (closed at its end), held by the
     /// monitor of a detached container for `attach`. Without it the container reads
     /// /dev/null, as Docker's.
@@ -166,6 +168,10 @@ pub struct Args {
     /// An `/etc/hosts` entry `NAME:IP`.
     #[arg(long)]
     add_host: Vec<String>,
+    /// Join a pod (name or ID; `berth pod create`): its network, IPC and UTS namespaces
+    /// (and PID with its `--share pid`); its ports are the pod's.
+    #[arg(long)]
+    pod: Option<String>,
     /// The image (name, ID or digest).
     image: String,
     /// The command and its arguments (default: the image's).
@@ -456,6 +462,10 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         interactive: a.interactive,
         auto_remove: a.rm,
         network,
+        pod: a.pod,
+        infra: false,
+        probes: a.probe.probes()?,
+        health_on_failure: a.probe.on_failure()?,
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }
@@ -487,7 +497,7 @@ fn run_runtime(runroot: &Path, bundle: &Path, id: &str, tty: bool) -> Result<i32
 
 /// The network flags of `run`/`create`, checked (one clear line for a bad value).
 #[allow(clippy::too_many_arguments)]
-fn net_opts(
+pub(crate) fn net_opts(
     mode: Option<String>,
     publish: &[String],
     publish_all: bool,

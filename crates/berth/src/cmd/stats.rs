@@ -61,7 +61,7 @@ pub fn decimal_size(b: u64) -> String {
     format!("{}{}", sig(v, 3), units[i])
 }
 
-fn table(rows: &[Row]) -> String {
+pub(crate) fn table(rows: &[Row]) -> String {
     let mut s = format!(
         "{:<15}{:<20}{:<10}{:<22}{:<10}{:<20}{:<20}PIDS\n",
         "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O"
@@ -91,7 +91,7 @@ fn table(rows: &[Row]) -> String {
     s
 }
 
-fn json(rows: &[Row]) -> String {
+pub(crate) fn json(rows: &[Row]) -> String {
     let mut s = String::new();
     for r in rows {
         let n = &r.now;

@@ -8,6 +8,10 @@
 //! directly: it is in our process group, the terminal's foreground group. They arrive
 //! here too, with `si_code == SI_KERNEL`, and are not forwarded a second time.
 //!
+//! `berth-init --pause`: a pod's infra process (engine::pod): holds the pod's namespaces,
+//! sleeping until SIGTERM or SIGINT (exit 0) and reaping whatever is orphaned to it (with
+//! `--share pid` it is the pod's PID 1).
+//!
 //! Static (scripts/rustc-wrapper): it runs in any image. No unsafe: the child is this
 //! binary again (`--exec CMD…`, spawned by `std::process::Command`), which unblocks the
 //! signals we block (a mask survives fork and exec) and execs CMD; an exec failure is its
@@ -28,6 +32,9 @@ fn main() {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "--exec") && args.len() > 1 {
         std::process::exit(exec(&args[1..]));
+    }
+    if args.first().is_some_and(|a| a == "--pause") {
+        std::process::exit(pause());
     }
     if args.first().is_some_and(|a| a == "--") {
         args.remove(0);
@@ -93,6 +100,44 @@ fn run(args: &[std::ffi::OsString]) -> i32 {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => {}
             }
+        }
+    }
+}
+
+/// `--pause`: every signal waits in a signalfd; SIGTERM, SIGINT (and SIGQUIT, SIGHUP) end
+/// it, SIGCHLD reaps, the rest are ignored.
+fn pause() -> i32 {
+    let all = SigSet::all();
+    if let Err(e) = all.thread_block() {
+        eprintln!("berth-init: block signals: {e}");
+        return 125;
+    }
+    let sfd = match SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth-init: signalfd: {e}");
+            return 125;
+        }
+    };
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    loop {
+        let info = match sfd.read_signal() {
+            Ok(Some(i)) => i,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("berth-init: read signals: {e}");
+                return 125;
+            }
+        };
+        match Signal::try_from(info.ssi_signo as i32) {
+            Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGHUP) => return 0,
+            Ok(Signal::SIGCHLD) => loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            },
+            _ => {}
         }
     }
 }

@@ -19,6 +19,7 @@
 use engine::attach::{Hub, Input};
 use engine::container::{alive, EXIT_FILE, LOG};
 use engine::db::Db;
+use engine::probe::Verdict;
 use engine::{Error, Result, State};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -289,6 +290,7 @@ impl Monitor {
         let mut first = resume.is_none();
         let mut pending = resume.map(|r| (r.code, r.ran));
         loop {
+            let mut verdict = None;
             let (code, ran) = match pending.take() {
                 Some(ended) => ended,
                 None => {
@@ -318,7 +320,12 @@ impl Monitor {
                             // The lean pump when nothing but the log needs us: no health
                             // check, no terminal or stdin to serve, no attached client.
                             let attached = hub.as_ref().is_some_and(|h| h.fds().len() > 1);
-                            if hc.is_none() && cio.input.is_none() && !cio.terminal && !attached {
+                            if hc.is_none()
+                                && c.spec.probes.is_empty()
+                                && cio.input.is_none()
+                                && !cio.terminal
+                                && !attached
+                            {
                                 if let Some(h) = hub.take() {
                                     h.remove(&self.dir);
                                 }
@@ -331,10 +338,17 @@ impl Monitor {
                             // From here on only the pump loop runs: the start-up code's pages
                             // (SQLite, JSON, the image store, mounts) need not stay resident.
                             let _ = sys::mem::shed_startup_pages();
-                            (
-                                self.pump(&sfd, pid, cio, hub.as_mut(), hc.as_ref(), log_opts),
-                                started.elapsed(),
-                            )
+                            let (code, v) = self.pump(
+                                &sfd,
+                                pid,
+                                &c.spec,
+                                cio,
+                                hub.as_mut(),
+                                hc.as_ref(),
+                                log_opts,
+                            );
+                            verdict = v;
+                            (code, started.elapsed())
                         }
                         Err(e) => {
                             let mut db = Db::open(&self.args.root)?;
@@ -353,12 +367,22 @@ impl Monitor {
             let mut db = Db::open(&self.args.root)?;
             let again = db
                 .update(&id, |row| {
+                    // A probe's or `--health-on-failure`'s kill (probe.rs `Verdict`).
                     let again = row.state != State::Removing
-                        && row.spec.restart.should_restart(
-                            code,
-                            row.restart_count,
-                            row.stopped_by_user,
-                        );
+                        && match verdict {
+                            Some(Verdict::Restart) => {
+                                !row.stopped_by_user && !row.spec.probes.never_restart
+                            }
+                            Some(Verdict::Stop) => {
+                                row.stopped_by_user = true;
+                                false
+                            }
+                            None => row.spec.restart.should_restart(
+                                code,
+                                row.restart_count,
+                                row.stopped_by_user,
+                            ),
+                        };
                     row.exit_code = Some(code);
                     row.oom_killed = oom;
                     row.finished = runtime::state::now_rfc3339();
@@ -568,29 +592,45 @@ impl Monitor {
     /// The rootfs (in our mount namespace) and config.json.
     fn prepare(&self, c: &engine::Container) -> Result<()> {
         engine::trace::stage("monitor:rootfs");
-        let store = image::ImageStore::open(&self.args.root)?;
-        let digest: content::Digest = c.image_id.parse().map_err(|_| {
-            Error::Invalid(format!(
-                "container {}: bad image id {:?}",
-                c.name, c.image_id
-            ))
-        })?;
-        let img = store.image(&digest)?;
-        let layers = img.layers()?;
-        let rootfs = store.prepare_rootfs_at(&layers, &self.dir, &self.dir.join("rootfs"))?;
-        engine::trace::stage("monitor:config");
         let mut opts = c.spec.opts.clone();
         if opts.hostname.is_empty() {
             opts.hostname = c.id.chars().take(12).collect();
         }
-        let mut spec = engine::spec::build(&img.config, &opts, &rootfs.path)?;
+        let (mut spec, rootfs_path) = if c.spec.infra && c.image_id.is_empty() {
+            // A pod's infra without an image: an empty, read-only root (engine::pod).
+            let root = self.dir.join("rootfs");
+            std::fs::create_dir_all(&root)
+                .map_err(engine::error::io(format!("create {}", root.display())))?;
+            opts.entrypoint = Some(engine::pod::INFRA_PATH.into());
+            opts.cmd = vec!["--pause".into()];
+            opts.read_only = true;
+            let config = oci_spec::image::ImageConfiguration::default();
+            (engine::spec::build(&config, &opts, &root)?, root)
+        } else {
+            let store = image::ImageStore::open(&self.args.root)?;
+            let digest: content::Digest = c.image_id.parse().map_err(|_| {
+                Error::Invalid(format!(
+                    "container {}: bad image id {:?}",
+                    c.name, c.image_id
+                ))
+            })?;
+            let img = store.image(&digest)?;
+            let layers = img.layers()?;
+            let rootfs = store.prepare_rootfs_at(&layers, &self.dir, &self.dir.join("rootfs"))?;
+            (
+                engine::spec::build(&img.config, &opts, &rootfs.path)?,
+                rootfs.path,
+            )
+        };
+        engine::trace::stage("monitor:config");
         let engine = self.engine();
-        engine::volumes::apply(&engine, &c.spec.mounts, &rootfs.path, &mut spec)?;
+        engine::volumes::apply(&engine, &c.spec.mounts, &rootfs_path, &mut spec)?;
         engine::network::apply_spec(&engine, c, &mut spec)?;
+        engine::pod::apply_spec(&engine, c, &mut spec)?;
         if opts.init {
             engine::spec::add_init(&mut spec, &engine::spec::init_bin()?)?;
         }
-        spec["root"]["path"] = serde_json::json!(rootfs.path);
+        spec["root"]["path"] = serde_json::json!(rootfs_path);
         spec["linux"]["cgroupsPath"] = serde_json::json!(self.cgroup());
         let body = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
         write_atomic(&self.dir.join("config.json"), &body)
@@ -765,39 +805,115 @@ impl Monitor {
     }
 
     /// Copies the container's output into the log until it has exited and its pipes are
-    /// closed (engine::pump); its exit code (128 + signal when killed). Runs the health
-    /// check `hc` on its schedule meanwhile (engine::health::Checker).
+    /// closed (engine::pump); its exit code (128 + signal when killed) and what a probe or
+    /// the health check decided. Runs the health check `hc` on its schedule meanwhile
+    /// (engine::health::Checker), and the Kubernetes probes on a thread (engine::probe).
+    #[allow(clippy::too_many_arguments)]
     fn pump(
         &self,
         sfd: &SignalFd,
         init: i32,
+        spec: &engine::ContainerSpec,
         cio: engine::pump::ContainerIo,
         hub: Option<&mut Hub>,
         hc: Option<&engine::health::Effective>,
         log_opts: engine::logfiles::LogOpts,
-    ) -> i32 {
-        let mut checker = hc.map(|h| {
-            engine::health::Checker::new(
-                h.clone(),
-                &self.args.id,
-                self.args.root.clone(),
-                self.args.runtime.clone(),
-                self.args.runroot.join("runtime"),
-                self.dir.clone(),
-            )
-        });
+    ) -> (i32, Option<Verdict>) {
+        let verdict = engine::probe::SharedVerdict::default();
+        let stop_signal = spec
+            .stop_signal
+            .as_deref()
+            .and_then(|s| engine::types::parse_signal(s).ok())
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+        let grace = Duration::from_secs(spec.stop_timeout.unwrap_or(10));
+        let mut checks = Checks {
+            health: hc.map(|h| {
+                let mut ch = engine::health::Checker::new(
+                    h.clone(),
+                    &self.args.id,
+                    self.args.root.clone(),
+                    self.args.runtime.clone(),
+                    self.args.runroot.join("runtime"),
+                    self.dir.clone(),
+                );
+                ch.on_failure(
+                    spec.health_on_failure,
+                    verdict.clone(),
+                    init,
+                    stop_signal,
+                    grace,
+                );
+                ch
+            }),
+            reaped: engine::probe::Reaped::default(),
+            prober: None,
+        };
+        if !spec.probes.is_empty() {
+            checks.prober = Some(engine::probe::Prober::start(
+                spec.probes.clone(),
+                engine::probe::ProberCtx {
+                    id: self.args.id.clone(),
+                    root: self.args.root.clone(),
+                    runtime: self.args.runtime.clone(),
+                    runtime_root: self.args.runroot.join("runtime"),
+                    dir: self.dir.clone(),
+                    init,
+                    stop_signal,
+                    grace,
+                    verdict: verdict.clone(),
+                    reaped: checks.reaped.clone(),
+                    addr: self
+                        .engine()
+                        .attachments(&self.args.id)
+                        .ok()
+                        .and_then(|a| a.iter().find(|a| a.ifname == "eth0").map(|a| a.ip)),
+                },
+            ));
+        }
         let path = self.dir.join(LOG);
-        match checker.as_mut() {
-            Some(ch) => engine::pump::run(sfd, init, cio, hub, &path, log_opts, ch),
-            None => engine::pump::run(
-                sfd,
-                init,
-                cio,
-                hub,
-                &path,
-                log_opts,
-                &mut engine::pump::NoChecks,
-            ),
+        let code = engine::pump::run(sfd, init, cio, hub, &path, log_opts, &mut checks);
+        let v = verdict.lock().ok().and_then(|g| *g);
+        (code, v)
+    }
+}
+
+/// The monitor's periodic work: the health check in its loop, the exit codes of the probe
+/// thread's commands handed over.
+struct Checks {
+    health: Option<engine::health::Checker>,
+    reaped: engine::probe::Reaped,
+    prober: Option<engine::probe::Prober>,
+}
+
+impl engine::pump::Checks for Checks {
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.health.as_ref().and_then(|h| h.fd())
+    }
+    fn timeout(&self) -> Duration {
+        self.health.as_ref().map_or(Duration::MAX, |h| h.timeout())
+    }
+    fn read(&mut self) {
+        if let Some(h) = self.health.as_mut() {
+            h.read();
+        }
+    }
+    fn tick(&mut self) {
+        if let Some(h) = self.health.as_mut() {
+            h.tick();
+        }
+    }
+    fn exited(&mut self, pid: i32, code: i32) {
+        let health = self.health.as_mut().is_some_and(|h| h.exited(pid, code));
+        if !health && self.prober.is_some() {
+            self.reaped.push(pid, code);
+        }
+    }
+    fn abort(&mut self) {
+        if let Some(h) = self.health.as_mut() {
+            h.abort();
+        }
+        if let Some(p) = self.prober.take() {
+            p.stop();
         }
     }
 }
