@@ -9,12 +9,13 @@
 # a private mount namespace where /sys/fs/cgroup/unified is unmounted, as bench/engine.sh.
 # Usage: bench/pod.sh [RUNS]   (as root; needs podman, crun, conmon, python3)
 #        BENCH_PROFILE=debug bench/pod.sh   measures target/debug (no release build)
+#        BENCH_NO_BUILD=1 bench/pod.sh      measures target/release as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
 for t in podman crun conmon python3 tar; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
 profile=${BENCH_PROFILE:-release}
-if [ "$profile" = release ]; then
+if [ "$profile" = release ] && [ -z "${BENCH_NO_BUILD:-}" ]; then
   cargo build --release -q -p berth-runtime -p berth -p berth-engine
 fi
 bin=$PWD/target/$profile

@@ -646,8 +646,22 @@ impl Engine {
                 running.join(", ")
             )));
         }
-        for m in &members {
-            self.remove(&m.id, true)?;
+        // In parallel: each removal is a SIGKILL and a wait.
+        let errs: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = members
+                .iter()
+                .map(|m| s.spawn(move || self.remove(&m.id, true).map_err(|e| e.to_string())))
+                .collect();
+            hs.into_iter()
+                .filter_map(|h| h.join().ok().and_then(|r| r.err()))
+                .collect()
+        });
+        if !errs.is_empty() {
+            return Err(Error::Runtime(format!(
+                "pod {}: rm: {}",
+                p.name,
+                errs.join("; ")
+            )));
         }
         // Its infra, and one a `pod create` killed before it recorded the infra's id made.
         let infras: Vec<String> = self
