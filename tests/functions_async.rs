@@ -267,6 +267,11 @@ fn a_function_in_use_starts_its_next_instance_from_a_parked_zygote_removed_at_sc
     })
     .unwrap_or_else(|| panic!("no zygote: {:?}\n{}", zygotes(), e.serve_log()));
     assert_eq!(e.started_cgroups("z").len(), 1);
+    // Its process exists before the pool holds it as the spare: wait for the gauge.
+    poll(Duration::from_secs(10), || {
+        (e.metric("berth_function_spare_ready{function=\"z\"}") == Some(1.0)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the zygote is never the spare\n{}", e.serve_log()));
     // Two calls at once at --concurrency 1: the second instance is the zygote, started.
     std::thread::scope(|sc| {
         let a = sc.spawn(|| e.post("/function/z?sleep=1", ""));

@@ -39,6 +39,8 @@ pub struct PoolGauges {
     pub busy: usize,
     pub queued: u32,
     pub starting: u32,
+    /// Whether a prepared spare waits for the next cold start.
+    pub spare_ready: bool,
 }
 
 /// Escapes a label value (exposition format: backslash, double quote, newline).
@@ -137,57 +139,40 @@ impl Metrics {
                 label(f)
             );
         }
-        let _ = writeln!(
-            s,
-            "# HELP berth_function_instances Instances running (idle or busy)."
-        );
-        let _ = writeln!(s, "# TYPE berth_function_instances gauge");
-        for p in pools {
-            let _ = writeln!(
-                s,
-                "berth_function_instances{{function=\"{}\"}} {}",
-                label(&p.name),
-                p.instances
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP berth_function_instances_busy Instances with a request in flight."
-        );
-        let _ = writeln!(s, "# TYPE berth_function_instances_busy gauge");
-        for p in pools {
-            let _ = writeln!(
-                s,
-                "berth_function_instances_busy{{function=\"{}\"}} {}",
-                label(&p.name),
-                p.busy
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP berth_function_instances_starting Instances being started."
-        );
-        let _ = writeln!(s, "# TYPE berth_function_instances_starting gauge");
-        for p in pools {
-            let _ = writeln!(
-                s,
-                "berth_function_instances_starting{{function=\"{}\"}} {}",
-                label(&p.name),
-                p.starting
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP berth_function_queue_depth Requests waiting for an instance."
-        );
-        let _ = writeln!(s, "# TYPE berth_function_queue_depth gauge");
-        for p in pools {
-            let _ = writeln!(
-                s,
-                "berth_function_queue_depth{{function=\"{}\"}} {}",
-                label(&p.name),
-                p.queued
-            );
+        type Gauge = fn(&PoolGauges) -> u64;
+        let gauges: [(&str, &str, Gauge); 5] = [
+            (
+                "berth_function_instances",
+                "Instances running (idle or busy).",
+                |p| p.instances as u64,
+            ),
+            (
+                "berth_function_instances_busy",
+                "Instances with a request in flight.",
+                |p| p.busy as u64,
+            ),
+            (
+                "berth_function_instances_starting",
+                "Instances being started.",
+                |p| u64::from(p.starting),
+            ),
+            (
+                "berth_function_spare_ready",
+                "1 when the next cold start has a prepared instance (a zygote while the function has instances).",
+                |p| u64::from(p.spare_ready),
+            ),
+            (
+                "berth_function_queue_depth",
+                "Requests waiting for an instance.",
+                |p| u64::from(p.queued),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} gauge");
+            for p in pools {
+                let _ = writeln!(s, "{name}{{function=\"{}\"}} {}", label(&p.name), value(p));
+            }
         }
         s
     }

@@ -198,6 +198,7 @@ impl Pool {
             busy: st.slots.iter().filter(|s| s.inflight > 0).count(),
             queued: st.waiting,
             starting: st.starting,
+            spare_ready: st.spare.is_some(),
         }
     }
 
