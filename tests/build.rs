@@ -91,7 +91,11 @@ impl Env {
             .arg("--runroot")
             .arg(self.dir.join("run"))
             .args(args)
-            .env("BERTH_RUNTIME", runtime_bin());
+            .env("BERTH_RUNTIME", runtime_bin())
+            // `berth run` goes through the engine: outside a namespace of the test's its
+            // containers get no network, so the default bridge and berth's nftables table
+            // are never made in the host's namespace (as tests/src/images.rs does).
+            .env("BERTH_DEFAULT_NETWORK", "none");
         c
     }
 
@@ -416,6 +420,8 @@ fn podman_runs_what_berth_built() {
     let out = podman(&[
         "run",
         "--rm",
+        "--network",
+        "none",
         "--ulimit",
         "nofile=1024:1024",
         "--ulimit",

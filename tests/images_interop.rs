@@ -70,7 +70,15 @@ fn podman_built_image_runs_under_berth() {
         "FROM localhost/bbase:1\nCOPY msg /msg\nRUN rm /etc/motd && mkdir /work\nWORKDIR /work\nENV GREETING=hi\nCMD [\"sh\", \"-c\", \"cat /msg; echo $GREETING $(pwd); test -e /etc/motd || echo motd-removed\"]\n",
     )
     .expect("write");
-    let mut build = vec!["build", "--isolation", "oci", "-t", "localhost/pbuilt:1"];
+    let mut build = vec![
+        "build",
+        "--isolation",
+        "oci",
+        "--network",
+        "none",
+        "-t",
+        "localhost/pbuilt:1",
+    ];
     build.extend_from_slice(ULIMITS);
     build.push(ctx.to_str().expect("utf-8 path"));
     podman(&s.dir, &build).ok();
@@ -121,7 +129,8 @@ fn berth_saved_image_runs_under_podman() {
         podman(&s.dir, &["load", "-i", &out.to_string_lossy()])
             .ok()
             .says(name);
-        let mut run = vec!["run", "--rm"];
+        // No network: podman would make its bridge in the host's namespace.
+        let mut run = vec!["run", "--rm", "--network", "none"];
         run.extend_from_slice(ULIMITS);
         run.extend_from_slice(&[name, "cat", "/etc/motd"]);
         podman(&s.dir, &run).ok().says("hello from busybox");
