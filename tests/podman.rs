@@ -60,6 +60,11 @@ impl Podman {
     /// `podman run <ulimits> <args>`.
     fn run(&self, args: &[&str]) -> Output {
         let mut v = vec!["run"];
+        if !args.contains(&"--network") {
+            // No network unless a test asks: podman would make its bridge (cni-podman0)
+            // and firewall rules in the host's namespace.
+            v.extend_from_slice(&["--network", "none"]);
+        }
         v.extend_from_slice(ULIMITS);
         v.extend_from_slice(args);
         self.podman(&v)
