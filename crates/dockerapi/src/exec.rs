@@ -65,40 +65,6 @@ fn new_id() -> Result<String, ApiError> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn strings(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
-    match v {
-        Value::Null => Ok(vec![]),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| ApiError::BadRequest(format!("{what}: not a list of strings")))
-            })
-            .collect(),
-        _ => Err(ApiError::BadRequest(format!(
-            "{what}: not a list of strings"
-        ))),
-    }
-}
-
-fn opt_string(v: &Value, what: &str) -> Result<Option<String>, ApiError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        _ => Err(ApiError::BadRequest(format!("{what}: not a string"))),
-    }
-}
-
-fn boolean(v: &Value, what: &str) -> Result<bool, ApiError> {
-    match v {
-        Value::Null => Ok(false),
-        Value::Bool(b) => Ok(*b),
-        _ => Err(ApiError::BadRequest(format!("{what}: not a boolean"))),
-    }
-}
-
 fn body_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
@@ -110,11 +76,11 @@ fn body_json(body: &[u8]) -> Result<Value, ApiError> {
 /// `POST /containers/{id}/exec`.
 pub async fn create(e: engine::Engine, id: String, body: Bytes) -> ApiResult {
     let b = body_json(&body)?;
-    let args = strings(&b["Cmd"], "Cmd")?;
+    let args = crate::strs(&b["Cmd"], "Cmd")?;
     if args.is_empty() {
         return Err(ApiError::BadRequest("No exec command specified".into()));
     }
-    if boolean(&b["Privileged"], "Privileged")? {
+    if crate::bool_of(&b["Privileged"], "Privileged")? {
         return Err(ApiError::BadRequest(
             "privileged exec is not supported by berth: the process gets the container's \
              capabilities"
@@ -123,9 +89,9 @@ pub async fn create(e: engine::Engine, id: String, body: Bytes) -> ApiResult {
     }
     let opts = engine::ExecOpts {
         args,
-        env: strings(&b["Env"], "Env")?,
-        user: opt_string(&b["User"], "User")?,
-        workdir: opt_string(&b["WorkingDir"], "WorkingDir")?,
+        env: crate::strs(&b["Env"], "Env")?,
+        user: crate::opt_str(&b["User"], "User")?,
+        workdir: crate::opt_str(&b["WorkingDir"], "WorkingDir")?,
         ..Default::default()
     };
     for kv in &opts.env {
@@ -154,10 +120,10 @@ pub async fn create(e: engine::Engine, id: String, body: Bytes) -> ApiResult {
         Rec {
             container: c.id.clone(),
             opts,
-            tty: boolean(&b["Tty"], "Tty")?,
-            stdin: boolean(&b["AttachStdin"], "AttachStdin")?,
-            stdout: boolean(&b["AttachStdout"], "AttachStdout")?,
-            stderr: boolean(&b["AttachStderr"], "AttachStderr")?,
+            tty: crate::bool_of(&b["Tty"], "Tty")?,
+            stdin: crate::bool_of(&b["AttachStdin"], "AttachStdin")?,
+            stdout: crate::bool_of(&b["AttachStdout"], "AttachStdout")?,
+            stderr: crate::bool_of(&b["AttachStderr"], "AttachStderr")?,
             started: false,
             running: false,
             exit_code: None,
@@ -218,7 +184,7 @@ pub fn resize(id: &str, q: &std::collections::BTreeMap<String, String>) -> ApiRe
 /// `POST /exec/{id}/start` (`{"Detach", "Tty"}`).
 pub async fn start(e: engine::Engine, id: String, body: Bytes, req: Request) -> ApiResult {
     let b = body_json(&body)?;
-    let detach = boolean(&b["Detach"], "Detach")?;
+    let detach = crate::bool_of(&b["Detach"], "Detach")?;
     let rec = {
         let mut all = execs();
         let r = all.get_mut(&id).ok_or_else(|| no_such(&id))?;

@@ -569,7 +569,7 @@ fn net_mode(c: &engine::Container) -> String {
     }
 }
 
-fn strs(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
+pub(crate) fn strs(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
     match v {
         Value::Null => Ok(vec![]),
         Value::String(s) => Ok(vec![s.clone()]),
@@ -587,7 +587,7 @@ fn strs(v: &Value, what: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
-fn opt_str(v: &Value, what: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn opt_str(v: &Value, what: &str) -> Result<Option<String>, ApiError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),
@@ -596,7 +596,7 @@ fn opt_str(v: &Value, what: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn bool_of(v: &Value, what: &str) -> Result<bool, ApiError> {
+pub(crate) fn bool_of(v: &Value, what: &str) -> Result<bool, ApiError> {
     match v {
         Value::Null => Ok(false),
         Value::Bool(b) => Ok(*b),
