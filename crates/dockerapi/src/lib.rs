@@ -361,29 +361,6 @@ async fn route(
                 .unwrap_or_default();
             blocking(move || Ok(Json(top_table(&e.top(&id, &ps_args)?)).into_response())).await
         }
-        ("POST", ["containers", id, "wait"]) => {
-            let id = id.to_string();
-            // `next-exit` is served as `not-running` (a created container's next start is
-            // not waited for).
-            let removed = match q.get("condition").map(String::as_str) {
-                None | Some("") | Some("not-running") | Some("next-exit") => false,
-                Some("removed") => true,
-                Some(x) => {
-                    return Err(ApiError::BadRequest(format!(
-                        "invalid condition {x:?} (not-running, next-exit, removed)"
-                    )))
-                }
-            };
-            blocking(move || {
-                let code = if removed {
-                    wait_removed(&e, &id)?
-                } else {
-                    e.wait(&id)?
-                };
-                Ok(Json(json!({"StatusCode": code, "Error": null})).into_response())
-            })
-            .await
-        }
         ("DELETE", ["containers", id]) => {
             let id = id.to_string();
             let force = flag(&q, "force");
