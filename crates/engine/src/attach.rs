@@ -5,7 +5,9 @@
 //! The socket carries frames both ways: one kind byte, a 4-byte big-endian length, then
 //! the payload. From the client: [`IN_DATA`] (bytes for the container's stdin or
 //! terminal), [`IN_RESIZE`] (rows, cols: two big-endian u16), [`IN_CLOSE`] (close the
-//! container's stdin). From the monitor: [`OUT_STDOUT`], [`OUT_STDERR`] (the container's
+//! container's stdin), and [`IN_READY`] (the end of what a `start -a` client says before
+//! the container starts: the monitor reads up to it, so a terminal's size is set before
+//! the container's first `stty size`). From the monitor: [`OUT_STDOUT`], [`OUT_STDERR`] (the container's
 //! output as it comes, the terminal's as stdout) and [`OUT_EXIT`] (the exit code, a
 //! big-endian i32) once the container has exited; then the monitor closes the connection.
 //!
@@ -29,6 +31,7 @@ pub const ATTACH_SOCK: &str = "attach.sock";
 pub const IN_DATA: u8 = b'i';
 pub const IN_RESIZE: u8 = b'w';
 pub const IN_CLOSE: u8 = b'c';
+pub const IN_READY: u8 = b'r';
 pub const OUT_STDOUT: u8 = b'o';
 pub const OUT_STDERR: u8 = b'e';
 pub const OUT_EXIT: u8 = b'x';
@@ -135,6 +138,19 @@ pub enum Input<'a> {
     CloseStdin,
 }
 
+/// One frame from a client, as the request it is (unknown kinds are ignored).
+fn dispatch(kind: u8, body: &[u8], f: &mut impl FnMut(Input<'_>)) {
+    match kind {
+        IN_DATA => f(Input::Data(body)),
+        IN_RESIZE if body.len() == 4 => f(Input::Resize(
+            u16::from_be_bytes([body[0], body[1]]),
+            u16::from_be_bytes([body[2], body[3]]),
+        )),
+        IN_CLOSE => f(Input::CloseStdin),
+        _ => {}
+    }
+}
+
 struct Client {
     stream: UnixStream,
     frames: Deframer,
@@ -146,6 +162,8 @@ struct Client {
 pub struct Hub {
     listener: UnixListener,
     clients: Vec<Client>,
+    /// Frames the first client sent before [`IN_READY`], kept until [`Hub::serve_pending`].
+    early: Vec<(u8, Vec<u8>)>,
 }
 
 impl Hub {
@@ -162,6 +180,7 @@ impl Hub {
         Ok(Hub {
             listener,
             clients: Vec::new(),
+            early: Vec::new(),
         })
     }
 
@@ -174,7 +193,8 @@ impl Hub {
     }
 
     /// Waits up to `limit` for a first client (`start -a`: nothing of the container's
-    /// output is missed). Whether one came.
+    /// output is missed) and reads what it says before the container starts, up to its
+    /// [`IN_READY`] (within `limit` too). Whether one came.
     pub fn wait_for_client(&mut self, limit: Duration) -> bool {
         let mut fds = [nix::poll::PollFd::new(
             self.listener.as_fd(),
@@ -184,7 +204,37 @@ impl Hub {
         if matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)), Ok(n) if n > 0) {
             self.accept();
         }
-        !self.clients.is_empty()
+        let Some(first) = self.clients.first() else {
+            return false;
+        };
+        // Frame by frame (no read past IN_READY: what follows is the pump's to serve).
+        let mut s = &first.stream;
+        if s.set_read_timeout(Some(limit)).is_ok() {
+            while let Ok(Some((kind, body))) = read_frame(&mut s) {
+                if kind == IN_READY {
+                    break;
+                }
+                self.early.push((kind, body));
+            }
+            let _ = s.set_read_timeout(None);
+        }
+        true
+    }
+
+    /// The terminal size the first client gave before [`IN_READY`] (the last one), for
+    /// config.json's `process.consoleSize`: the runtime sizes the pty before the container's
+    /// process runs (`run --detach` starts it before the monitor holds the master).
+    pub fn early_size(&self) -> Option<(u16, u16)> {
+        self.early
+            .iter()
+            .rev()
+            .find_map(|(kind, body)| match (kind, &body[..]) {
+                (&IN_RESIZE, [r0, r1, c0, c1]) => Some((
+                    u16::from_be_bytes([*r0, *r1]),
+                    u16::from_be_bytes([*c0, *c1]),
+                )),
+                _ => None,
+            })
     }
 
     /// The descriptors to poll: the listener first, then each client.
@@ -227,15 +277,9 @@ impl Hub {
                 Ok(0) | Err(_) => continue,
                 Ok(n) => n,
             };
-            let ok = c.frames.feed(&buf[..n], |kind, body| match kind {
-                IN_DATA => f(Input::Data(body)),
-                IN_RESIZE if body.len() == 4 => f(Input::Resize(
-                    u16::from_be_bytes([body[0], body[1]]),
-                    u16::from_be_bytes([body[2], body[3]]),
-                )),
-                IN_CLOSE => f(Input::CloseStdin),
-                _ => {}
-            });
+            let ok = c
+                .frames
+                .feed(&buf[..n], |kind, body| dispatch(kind, body, &mut f));
             if ok.is_ok() {
                 keep.push(c);
             }
@@ -243,8 +287,12 @@ impl Hub {
         self.clients = keep;
     }
 
-    /// Serves what the clients have already sent (a non-blocking look).
-    pub fn serve_pending(&mut self, f: impl FnMut(Input<'_>)) {
+    /// Serves what the clients have already sent: first what the first one said before
+    /// [`IN_READY`], then a non-blocking look at every client.
+    pub fn serve_pending(&mut self, mut f: impl FnMut(Input<'_>)) {
+        for (kind, body) in std::mem::take(&mut self.early) {
+            dispatch(kind, &body, &mut f);
+        }
         let mut fds: Vec<nix::poll::PollFd<'_>> = self
             .clients
             .iter()
@@ -329,5 +377,32 @@ mod tests {
         );
         let big = [b'i', 0xff, 0xff, 0xff, 0xff];
         assert!(Deframer::default().feed(&big, |_, _| {}).is_err());
+    }
+
+    /// A `start -a` client's terminal size arrives before the container starts even when
+    /// the client writes it after connecting (the monitor reads up to IN_READY); what it
+    /// sends after IN_READY comes next.
+    #[test]
+    fn what_a_client_says_before_ready_is_served_before_the_start() {
+        let dir = std::env::temp_dir().join(format!("berth-attach-ready-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut hub = Hub::bind(&dir).expect("bind");
+        let d2 = dir.clone();
+        let client = std::thread::spawn(move || {
+            let mut s = connect(&d2).expect("connect");
+            std::thread::sleep(Duration::from_millis(100));
+            let mut wire = encode(IN_RESIZE, &[0, 33, 0, 91]);
+            wire.extend(encode(IN_READY, b""));
+            wire.extend(encode(IN_DATA, b"later"));
+            s.write_all(&wire).expect("write");
+            s
+        });
+        assert!(hub.wait_for_client(Duration::from_secs(5)));
+        assert_eq!(hub.early_size(), Some((33, 91)));
+        let _s = client.join().expect("client");
+        let mut got = Vec::new();
+        hub.serve_pending(|i| got.push(format!("{i:?}")));
+        assert_eq!(got, ["Resize(33, 91)", "Data([108, 97, 116, 101, 114])"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -351,7 +351,9 @@ impl Engine {
             while matches!(std::io::BufRead::read_line(&mut out, &mut line), Ok(n) if n > 0) {
                 if line.trim() == "attach" && stream.is_none() {
                     stream = Some(crate::attach::connect(&dir).and_then(|mut s| {
-                        std::io::Write::write_all(&mut s, attach.unwrap_or_default())
+                        let mut hello = attach.unwrap_or_default().to_vec();
+                        hello.extend(crate::attach::encode(crate::attach::IN_READY, &[]));
+                        std::io::Write::write_all(&mut s, &hello)
                             .map_err(io("write to the attach socket"))?;
                         Ok(s)
                     }));

@@ -283,6 +283,11 @@ impl Monitor {
                 if !h.wait_for_client(Duration::from_secs(10)) {
                     tracing::warn!(container = %id, "no client attached within 10 s");
                 }
+                if let Some((rows, cols)) = h.early_size().filter(|_| c.spec.opts.tty) {
+                    if let Err(e) = self.set_console_size(rows, cols) {
+                        tracing::warn!(container = %id, error = %e, "terminal size");
+                    }
+                }
             }
         }
         let hc = engine::health::effective(&c.spec);
@@ -636,6 +641,19 @@ impl Monitor {
         write_atomic(&self.dir.join("config.json"), &body)
     }
 
+    /// The attached client's terminal size into config.json (runtime-spec `config.md`
+    /// "Process": `consoleSize`), so the runtime sizes the pty before the process runs.
+    fn set_console_size(&self, rows: u16, cols: u16) -> Result<()> {
+        let path = self.dir.join("config.json");
+        let body =
+            std::fs::read(&path).map_err(engine::error::io(format!("read {}", path.display())))?;
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| Error::Invalid(e.to_string()))?;
+        spec["process"]["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+        let body = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
+        write_atomic(&path, &body)
+    }
+
     /// `berth-runtime run --detach` (create + start); the init's pid, its start time and its
     /// stdio (the terminal's master with `-t`; stdout and stderr pipes, and stdin's with `-i`).
     fn run_once(
@@ -752,12 +770,15 @@ impl Monitor {
             }
             None => None,
         };
-        // What an attached client sent before the start (its terminal's size) applies now.
+        // What an attached client sent before the start (its terminal's size, and what was
+        // typed since) applies now.
         if let (Some(m), Some(h)) = (&master, hub) {
-            h.serve_pending(|req| {
-                if let Input::Resize(rows, cols) = req {
+            h.serve_pending(|req| match req {
+                Input::Resize(rows, cols) => {
                     let _ = sys::process::set_window_size(m.as_fd(), rows, cols);
                 }
+                Input::Data(d) => engine::attach::write_input(m.as_fd(), d),
+                Input::CloseStdin => {}
             });
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)
