@@ -651,3 +651,28 @@ fn foreground_run_it_detaches_and_attach_takes_it_back() {
     e.berth(&["run", "--rm", "--detach-keys", "ctrl-", "busybox", "true"])
         .failed_mentioning(&["--detach-keys"]);
 }
+
+/// `wait` on a `--rm` container answers the code it exited with even when the monitor's
+/// removal wins the race with the waiter (the removal keeps the code: engine `exits`);
+/// and the container is gone afterwards.
+#[test]
+fn wait_answers_the_exit_code_of_a_container_removed_by_rm() {
+    let e = Eng::new("waitrm");
+    for (i, code) in [3, 0, 42].into_iter().enumerate() {
+        let name = format!("gone{i}");
+        let script = format!("sleep 0.3; exit {code}");
+        let id = e.run_d(&["--rm", "--name", &name, "busybox", "sh", "-c", &script]);
+        let out = e.berth(&["wait", &id]);
+        out.ok();
+        assert_eq!(out.stdout.trim(), code.to_string(), "{out}");
+        let gone = poll(Duration::from_secs(10), || {
+            e.ps_all()
+                .iter()
+                .all(|c| c["Names"] != name.as_str())
+                .then_some(())
+        });
+        assert!(gone.is_some(), "{name} was not removed: {:?}", e.ps_all());
+    }
+    let out = e.berth(&["wait", "gone0"]);
+    assert!(!out.status.success(), "wait on a removed container: {out}");
+}

@@ -457,17 +457,35 @@ impl Engine {
         }
     }
 
-    /// Waits until the container is not running (nor restarting); its exit code.
+    /// Waits until the container is not running (nor restarting); its exit code. A
+    /// container removed meanwhile (`--rm`) answers the code it was removed with.
     pub fn wait(&self, reference: &str) -> Result<i32> {
+        self.wait_until(reference, |c| !c.state.is_active())
+    }
+
+    /// Waits until the container is removed (Docker's `wait` with `condition=removed`);
+    /// the code it exited with (0 if it never ran).
+    pub fn wait_removed(&self, reference: &str) -> Result<i32> {
+        self.wait_until(reference, |_| false)
+    }
+
+    fn wait_until(&self, reference: &str, done: impl Fn(&Container) -> bool) -> Result<i32> {
         let c = self.inspect(reference)?;
-        let mut delay = Duration::from_millis(10);
+        let mut last = c.exit_code;
+        let mut delay = Duration::from_millis(5);
         loop {
-            let now = self.inspect(&c.id)?;
-            if !now.state.is_active() {
-                return Ok(now.exit_code.unwrap_or(0));
+            match self.inspect(&c.id) {
+                Ok(now) if done(&now) => return Ok(now.exit_code.unwrap_or(0)),
+                Ok(now) => last = now.exit_code.or(last),
+                Err(Error::NotFound(_)) => {
+                    // The removal recorded the final code in the same transaction.
+                    let kept = self.db()?.removed_exit(&c.id)?.map(|(code, _)| code);
+                    return Ok(kept.or(last).unwrap_or(0));
+                }
+                Err(e) => return Err(e),
             }
             std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(250));
+            delay = (delay * 2).min(Duration::from_millis(100));
         }
     }
 
