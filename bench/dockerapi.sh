@@ -11,37 +11,30 @@
 # The image is a busybox-static root filesystem imported as `busybox` into both.
 # Target (issue 15): berth ≤ 0.2 × dockerd for both.
 # Usage: bench/dockerapi.sh [RUNS] [COMPOSE_RUNS]   (as root; BIN=DIR uses berth binaries
-# from DIR instead of building release ones)
+# from DIR instead of building release ones; BENCH_PROFILE, BENCH_NO_BUILD: bench/lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
 compose_runs=${2:-5}
-for t in /usr/bin/docker /usr/sbin/dockerd /usr/bin/docker-compose /bin/busybox curl tar python3; do
-  [ -x "$t" ] || command -v "$t" >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }
-done
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -q -p berth-runtime -p berth -p berth-engine
-  BIN=$PWD/target/release
-fi
-bin=$(cd "$BIN" && pwd)
+. bench/lib.sh
+bench_need /usr/bin/docker /usr/sbin/dockerd /usr/bin/docker-compose /bin/busybox curl tar python3
+bench_build berth-runtime berth berth-engine
 project=$PWD/tests/fixtures/compose
-work=$(mktemp -d /tmp/berth-bench-dockerapi.XXXXXX)
+bench_work dockerapi
 export work runs compose_runs bin project
 trap 'rm -rf "$work"' EXIT
 cat >"$work/inner.sh" <<'INNER'
+. "$bench_lib"
 set -euo pipefail
-mount --make-rprivate /
-ip link set lo up
+bench_ns keep-unified
 export BERTH_RUNTIME=$bin/berth-runtime
-B="$bin/berth --root $work/root --runroot $work/run"
-serve_pid= dockerd_pid=
+serve_pid=
 cleanup() {
   $B system reset -f >/dev/null 2>&1 || true
   [ -n "$serve_pid" ] && { kill -TERM "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; } || true
-  [ -n "$dockerd_pid" ] && { kill -TERM "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null; } || true
+  bench_dockerd_stop
 }
 trap cleanup EXIT
-now() { date +%s%N; }
 # A busybox root filesystem (sh, httpd, wget… as applet links).
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp" "$work/rootfs/proc" "$work/rootfs/sys" "$work/rootfs/dev"
 cp /bin/busybox "$work/rootfs/bin/busybox"
@@ -52,13 +45,8 @@ tar -C "$work/rootfs" --numeric-owner -cf "$work/rootfs.tar" .
 $B import --cmd sh "$work/rootfs.tar" busybox >/dev/null
 $B serve --docker-socket "$work/berth.sock" 2>"$work/serve.log" &
 serve_pid=$!
-/usr/sbin/dockerd --host "unix://$work/docker.sock" --data-root "$work/docker" \
-  --exec-root "$work/dexec" --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
-dockerd_pid=$!
-for _ in $(seq 300); do
-  [ -S "$work/berth.sock" ] && /usr/bin/docker -H "unix://$work/docker.sock" version >/dev/null 2>&1 && break
-  sleep 0.1
-done
+bench_dockerd
+for _ in $(seq 300); do [ -S "$work/berth.sock" ] && break; sleep 0.1; done
 /usr/bin/docker -H "unix://$work/docker.sock" import -c 'CMD ["sh"]' "$work/rootfs.tar" busybox >/dev/null
 export DOCKER_CONFIG=$work/docker-config DOCKER_BUILDKIT=0
 # Whether berth serve has the attach endpoint (a 404 "not part of" means it has not).
@@ -103,7 +91,7 @@ for i in $(seq "$compose_runs"); do
   for s in berth docker; do up_down "$work/$s.sock" "$s"; done
 done
 INNER
-unshare -m -n bash ${BENCH_TRACE:+-x} "$work/inner.sh"
+bench_inner
 python3 - "$work/times" <<'PY'
 import sys, collections
 t = collections.defaultdict(list); mode = "?"

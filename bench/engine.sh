@@ -9,35 +9,28 @@
 # crun 1.8 refuses hybrid cgroup hosts, so podman (and berth, for the same view) run inside
 # a private mount namespace where /sys/fs/cgroup/unified is unmounted, as bench/images.sh.
 # Targets (issue 11): berth ≤ 0.1 × podman for run -d and rm -f; monitor RSS ≤ 0.5 × conmon.
-# Usage: bench/engine.sh [RUNS] [CONTAINERS]   (as root; needs podman, crun, conmon, python3)
+# Usage: bench/engine.sh [RUNS] [CONTAINERS]   (as root; needs podman, crun, conmon, python3;
+#        BENCH_PROFILE=debug, BENCH_NO_BUILD=1, BIN=DIR: bench/lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
 many=${2:-50}
-for t in podman crun conmon python3 tar; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
-cargo build --release -q -p berth-runtime -p berth -p berth-engine
-bin=$PWD/target/release
-work=$(mktemp -d /tmp/berth-bench-engine.XXXXXX)
+. bench/lib.sh
+bench_need podman crun conmon python3 tar
+bench_build berth-runtime berth berth-engine
+bench_work engine
 export work runs many bin
 cat >"$work/inner.sh" <<'INNER'
+. "$bench_lib"
 set -euo pipefail
-mount --make-rprivate /
-ip link set lo up
-umount /sys/fs/cgroup/unified 2>/dev/null || true
-B="$bin/berth --root $work/root --runroot $work/run"
-P="podman --root $work/proot --runroot $work/prun --tmpdir $work/ptmp --cgroup-manager cgroupfs --events-backend file --runtime crun"
-ul="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+bench_ns
 cleanup() {
   $B system reset -f >/dev/null 2>&1 || true
   $P rm -af >/dev/null 2>&1 || true
   $P system reset -f >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-now() { date +%s%N; }
-"$bin/berth" bundle "$work/bundle" -- /bin/true >/dev/null
-tar -C "$work/bundle/rootfs" -cf "$work/rootfs.tar" .
-$B import "$work/rootfs.tar" bench:1 >/dev/null
-$P import -q "$work/rootfs.tar" localhost/bench:1 >/dev/null
+bench_import bench:1
 # Warm-up: the snapshot unpacked, podman's storage initialised.
 for _ in 1 2 3; do
   id=$($B run -d bench:1 sleep 1000); $B rm -f "$id" >/dev/null
@@ -78,12 +71,7 @@ echo "mem berth-cli-left $left 0 0" >>"$work/times"
 cleanup
 # Docker (Debian's docker.io), when installed: its own dockerd on a private socket, data
 # root and exec root, in this namespace; the same run -d / rm -f rounds.
-if [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; then
-  /usr/sbin/dockerd --host "unix://$work/docker.sock" --data-root "$work/docker" \
-    --exec-root "$work/dexec" --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
-  dpid=$!
-  D="/usr/bin/docker -H unix://$work/docker.sock"
-  for _ in $(seq 300); do $D version >/dev/null 2>&1 && break; sleep 0.1; done
+if bench_dockerd; then
   if $D import "$work/rootfs.tar" bench:1 >/dev/null; then
     for _ in 1 2 3; do $D rm -f "$($D run -d $ul bench:1 sleep 1000)" >/dev/null; done
     for _ in $(seq "$runs"); do
@@ -95,15 +83,14 @@ if [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; then
   else
     echo "docker: dockerd did not answer (see $work/dockerd.log), skipped"
   fi
-  kill "$dpid" 2>/dev/null || true
-  wait "$dpid" 2>/dev/null || true
+  bench_dockerd_stop
 else
   echo "docker: not installed, skipped"
 fi
 INNER
 # A network namespace of the bench's own: berth's, podman's and dockerd's bridges and
 # firewall rules are made there, never in the host's.
-unshare -m -n bash ${BENCH_TRACE:+-x} "$work/inner.sh"
+bench_inner
 python3 - "$work/times" "$many" <<'PY'
 import sys, collections
 t = collections.defaultdict(list); mem = {}

@@ -22,10 +22,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
 secs=${2:-5}
-for t in podman crun curl wrk python3 tar busybox; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
-cargo build --release -q -p berth-runtime -p berth -p berth-engine -p berth-net
-bin=$PWD/target/release
-work=$(mktemp -d /tmp/berth-bench-network.XXXXXX)
+. bench/lib.sh
+bench_need podman crun curl wrk python3 tar busybox
+bench_build berth-runtime berth berth-engine berth-net
+bench_work network
 export work runs secs bin
 mkdir -p "$work/rfs/bin" "$work/rfs/etc" "$work/rfs/tmp"
 chmod 1777 "$work/rfs/tmp"
@@ -42,23 +42,13 @@ if command -v iperf3 >/dev/null; then
 fi
 tar -C "$work/rfs" -cf "$work/rootfs.tar" .
 cat >"$work/inner.sh" <<'INNER'
+. "$bench_lib"
 set -euo pipefail
-mount --make-rprivate /
-umount /sys/fs/cgroup/unified 2>/dev/null || true
-ip link set lo up
+bench_ns
 export BERTH_MONITOR=$bin/berth-monitor BERTH_RUNTIME=$bin/berth-runtime
-B="$bin/berth --root $work/root --runroot $work/run"
-P="podman --root $work/proot --runroot $work/prun --tmpdir $work/ptmp --cgroup-manager cgroupfs --events-backend file --runtime crun"
-ul="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
-D=""
-if [ -x /usr/sbin/dockerd ] && command -v docker >/dev/null; then
-  /usr/sbin/dockerd --host "unix://$work/docker.sock" --data-root "$work/docker" \
-    --exec-root "$work/dexec" --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
-  dpid=$!
-  for _ in $(seq 300); do docker -H "unix://$work/docker.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
-  if docker -H "unix://$work/docker.sock" import "$work/rootfs.tar" bench:1 >/dev/null; then
-    D="docker -H unix://$work/docker.sock"
-  else
+if bench_dockerd; then
+  if ! $D import "$work/rootfs.tar" bench:1 >/dev/null; then
+    D=""
     echo "docker: dockerd did not answer (see $work/dockerd.log), skipped"
   fi
 else
@@ -70,12 +60,10 @@ cleanup() {
   $P system reset -f >/dev/null 2>&1 || true
   if [ -n "${dpid:-}" ]; then
     [ -z "$D" ] || $D rm -f $($D ps -aq) >/dev/null 2>&1 || true
-    kill "$dpid" 2>/dev/null || true
-    wait "$dpid" 2>/dev/null || true
+    bench_dockerd_stop
   fi
 }
 trap cleanup EXIT
-now() { date +%s%N; }
 ready() { until curl -sf -m 1 http://127.0.0.1:${1:-18080}/hostname >/dev/null; do :; done; }
 # The tools measured: name and how its `run -d` / `rm -f` start.
 tools="berth podman"
@@ -146,7 +134,7 @@ else
   echo "iperf3: not installed, its throughput skipped"
 fi
 INNER
-unshare -m -n bash ${BENCH_TRACE:+-x} "$work/inner.sh"
+bench_inner
 python3 - "$work/times" "$work/tput" <<'PY'
 import sys, os, collections
 t = collections.defaultdict(list)

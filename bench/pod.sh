@@ -8,27 +8,20 @@
 # crun 1.8 refuses hybrid cgroup hosts, so podman (and berth, for the same view) run inside
 # a private mount namespace where /sys/fs/cgroup/unified is unmounted, as bench/engine.sh.
 # Usage: bench/pod.sh [RUNS]   (as root; needs podman, crun, conmon, python3)
-#        BENCH_PROFILE=debug bench/pod.sh   measures target/debug (no release build)
-#        BENCH_NO_BUILD=1 bench/pod.sh      measures target/release as it is
+#        BENCH_PROFILE=debug bench/pod.sh   measures target/debug (built first; no release build)
+#        BENCH_NO_BUILD=1 bench/pod.sh      measures target/release as it is (bench/lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-for t in podman crun conmon python3 tar; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
-profile=${BENCH_PROFILE:-release}
-if [ "$profile" = release ] && [ -z "${BENCH_NO_BUILD:-}" ]; then
-  cargo build --release -q -p berth-runtime -p berth -p berth-engine
-fi
-bin=$PWD/target/$profile
-work=$(mktemp -d /tmp/berth-bench-pod.XXXXXX)
+. bench/lib.sh
+bench_need podman crun conmon python3 tar
+bench_build berth-runtime berth berth-engine
+bench_work pod
 export work runs bin
 cat >"$work/inner.sh" <<'INNER'
+. "$bench_lib"
 set -euo pipefail
-mount --make-rprivate /
-ip link set lo up
-umount /sys/fs/cgroup/unified 2>/dev/null || true
-B="$bin/berth --root $work/root --runroot $work/run"
-P="podman --root $work/proot --runroot $work/prun --tmpdir $work/ptmp --cgroup-manager cgroupfs --events-backend file --runtime crun"
-ul="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+bench_ns
 # The pod's infra container takes no --ulimit: the same limits as containers.conf defaults
 # (crun may not raise the hard limits of this session).
 printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n' >"$work/containers.conf"
@@ -40,11 +33,7 @@ cleanup() {
   $P system reset -f >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-now() { date +%s%N; }
-"$bin/berth" bundle "$work/bundle" -- /bin/true >/dev/null
-tar -C "$work/bundle/rootfs" -cf "$work/rootfs.tar" .
-$B import "$work/rootfs.tar" bench:1 >/dev/null
-$P import -q "$work/rootfs.tar" localhost/bench:1 >/dev/null
+bench_import bench:1
 round() { # $1: berth|podman; $2: "record" or "warm"
   local tool=$1 C t0 t1 t2 t3 t4
   if [ "$tool" = berth ]; then C=$B; x=""; else C=$P; x=$ul; fi
@@ -66,7 +55,7 @@ for _ in 1 2; do round berth warm; round podman warm; done
 : >"$work/times"
 for _ in $(seq "$runs"); do round berth record; round podman record; done
 INNER
-unshare -m -n bash ${BENCH_TRACE:+-x} "$work/inner.sh"
+bench_inner
 python3 - "$work/times" <<'PY'
 import sys, collections
 t = collections.defaultdict(list)

@@ -7,19 +7,15 @@
 # a private mount namespace where /sys/fs/cgroup/unified is unmounted, as bench/engine.sh.
 # Target (issue 13): berth ≤ 0.1 × podman for each.
 # Usage: bench/pods.sh [RUNS]   (as root; needs podman, crun, conmon, catatonit, python3)
-# BENCH_PROFILE=debug measures target/debug (no release build).
+# BENCH_PROFILE=debug measures target/debug (built first); BENCH_NO_BUILD=1, BIN=DIR
+# (bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-profile=${BENCH_PROFILE:-release}
-for t in podman crun conmon catatonit python3 tar; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
-if [ "$profile" = release ]; then
-  cargo build --release -q -p berth-runtime -p berth -p berth-engine
-else
-  cargo build -q -p berth-runtime -p berth -p berth-engine
-fi
-bin=$PWD/target/$profile
-work=$(mktemp -d /tmp/berth-bench-pods.XXXXXX)
+. bench/lib.sh
+bench_need podman crun conmon catatonit python3 tar
+bench_build berth-runtime berth berth-engine
+bench_work pods
 export work runs bin
 cat >"$work/pod.yaml" <<'YAML'
 apiVersion: v1
@@ -46,12 +42,9 @@ YAML
 printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n' >"$work/containers.conf"
 export CONTAINERS_CONF=$work/containers.conf
 cat >"$work/inner.sh" <<'INNER'
+. "$bench_lib"
 set -euo pipefail
-mount --make-rprivate /
-ip link set lo up
-umount /sys/fs/cgroup/unified 2>/dev/null || true
-B="$bin/berth --root $work/root --runroot $work/run"
-P="podman --root $work/proot --runroot $work/prun --tmpdir $work/ptmp --cgroup-manager cgroupfs --events-backend file --runtime crun"
+bench_ns
 cleanup() {
   $B kube down --force "$work/pod.yaml" >/dev/null 2>&1 || true
   $B system reset -f >/dev/null 2>&1 || true
@@ -60,11 +53,7 @@ cleanup() {
   $P system reset -f >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-now() { date +%s%N; }
-"$bin/berth" bundle "$work/bundle" -- /bin/true >/dev/null
-tar -C "$work/bundle/rootfs" -cf "$work/rootfs.tar" .
-$B import "$work/rootfs.tar" localhost/bench:1 >/dev/null
-$P import -q "$work/rootfs.tar" localhost/bench:1 >/dev/null
+bench_import localhost/bench:1
 running() { # containers running of pod bench (berth: the 3 members; podman: + its infra)
   "$@" ps --format '{{.Names}} {{.Status}}' 2>/dev/null | grep -cE '^bench-[abc] Up' || true
 }
@@ -87,7 +76,7 @@ for i in $(seq "$runs"); do
   echo "podman down $(( (t3 - t2) / 1000 ))" >>"$work/times"
 done
 INNER
-unshare -m -n bash ${BENCH_TRACE:+-x} "$work/inner.sh"
+bench_inner
 python3 - "$work/times" "$profile" <<'PY'
 import sys, collections
 t = collections.defaultdict(list)

@@ -4,105 +4,10 @@
 //! namespace (its containers join the default bridge network there). Root, real
 //! containers from a locally imported busybox image.
 
-use berth_tests::engine::*;
-use berth_tests::images::BERTH_TIMEOUT;
+use berth_tests::docker::*;
 use berth_tests::*;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A store with a busybox image and `berth serve --docker-socket` on it.
-struct Docker {
-    e: Eng,
-    serve: Option<Child>,
-    sock: PathBuf,
-}
-
-impl Docker {
-    fn new(name: &str) -> Docker {
-        Docker::with(name, &[])
-    }
-
-    /// `berth serve --docker-socket DIR/docker.sock EXTRA…`.
-    fn with(name: &str, extra: &[&str]) -> Docker {
-        let e = Eng::new(&format!("docker-{name}"));
-        let sock = e.s.dir.join("docker.sock");
-        let sock_s = sock.to_string_lossy().into_owned();
-        let mut args = vec!["serve", "--docker-socket", &sock_s];
-        args.extend_from_slice(extra);
-        let mut cmd = e.s.command(&args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
-            std::fs::File::create(e.s.dir.join("serve.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        );
-        let serve = Some(cmd.spawn().expect("spawn berth serve"));
-        let d = Docker { e, serve, sock };
-        let up = poll(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&d.sock).ok()
-        });
-        assert!(
-            up.is_some(),
-            "berth serve never listened on {}:\n{}",
-            d.sock.display(),
-            d.serve_log()
-        );
-        d
-    }
-
-    fn serve_log(&self) -> String {
-        std::fs::read_to_string(self.e.s.dir.join("serve.log")).unwrap_or_default()
-    }
-
-    /// Runs a Python script with `c` a `docker.DockerClient` on the socket (API 1.41); it
-    /// must exit 0 (its asserts carry the messages). Returns its stdout.
-    #[track_caller]
-    fn py(&self, script: &str) -> String {
-        let url = format!("unix://{}", self.sock.display());
-        self.py_at(&url, false, script)
-    }
-
-    /// [`py`](Self::py) with the client on `base_url`, inside the test's network namespace
-    /// when `in_netns` (where berth serve's TCP listener is).
-    #[track_caller]
-    fn py_at(&self, base_url: &str, in_netns: bool, script: &str) -> String {
-        let prelude = format!(
-            "import docker, json, sys\n\
-             c = docker.DockerClient(base_url='{base_url}', version='1.41', timeout=60)\n"
-        );
-        // Debian's python3 with python3-docker (scripts/install-deps.sh), not a PATH one.
-        const PY: &str = "/usr/bin/python3";
-        let mut cmd = match (&self.e.s.netns, in_netns) {
-            (Some(ns), true) => ns.command(&[PY]),
-            _ => Command::new(PY),
-        };
-        cmd.arg("-c").arg(format!("{prelude}{script}"));
-        let out = capture(cmd, Capture::Pipes, BERTH_TIMEOUT);
-        assert!(
-            !out.stderr.contains("No module named 'docker'"),
-            "the Docker SDK for Python is missing: apt-get install python3-docker \
-             (scripts/install-deps.sh)"
-        );
-        assert!(
-            out.success(),
-            "the client script failed:\n{out}\nberth serve's log:\n{}",
-            self.serve_log()
-        );
-        out.stdout
-    }
-}
-
-impl Drop for Docker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.serve.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
-    }
-}
 
 #[test]
 fn ping_version_info() {
@@ -351,64 +256,34 @@ fn create_options_reach_the_container() {
     assert_eq!(vols.ok().stdout.trim(), "", "DELETE ?v=1 left the volume");
 }
 
-/// The `docker` CLI on berth's socket (`DOCKER_HOST=unix://…`; its config in the test's
-/// directory). It must exit 0; returns its stdout.
-#[track_caller]
-fn docker(d: &Docker, args: &[&str]) -> String {
-    // Debian's docker.io client (scripts/install-deps.sh), not another one on PATH.
-    const DOCKER: &str = "/usr/bin/docker";
-    assert!(
-        Command::new(DOCKER)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "the docker CLI is missing: apt-get install docker.io (its client only; \
-         scripts/install-deps.sh)"
-    );
-    let mut cmd = Command::new(DOCKER);
-    cmd.args(args)
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.e.s.dir.join("docker-config"));
-    let out = capture(cmd, Capture::Pipes, BERTH_TIMEOUT);
-    assert!(
-        out.success(),
-        "docker {args:?} failed:\n{out}\nberth serve's log:\n{}",
-        d.serve_log()
-    );
-    out.stdout
-}
-
 #[test]
 fn docker_cli_run_ps_logs_stop_rm() {
     let d = Docker::new("cli");
-    let v = docker(&d, &["version", "--format", "{{.Server.APIVersion}}"]);
+    let v = d.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
     assert_eq!(v.trim(), "1.41");
-    let id = docker(
-        &d,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "busybox",
-            "sh",
-            "-c",
-            "echo hi; echo oops >&2; exec sleep 100",
-        ],
-    );
+    let id = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exec sleep 100",
+    ]);
     assert_eq!(id.trim().len(), 64, "docker run -d printed no id: {id:?}");
-    let names = docker(&d, &["ps", "--format", "{{.Names}} {{.State}}"]);
+    let names = d.docker(&["ps", "--format", "{{.Names}} {{.State}}"]);
     assert_eq!(names.trim(), "web running");
     let logs = poll(Duration::from_secs(10), || {
-        let l = docker(&d, &["logs", "web"]);
+        let l = d.docker(&["logs", "web"]);
         l.contains("hi").then_some(l)
     });
     assert_eq!(logs.as_deref(), Some("hi\n"), "docker logs web (stdout)");
-    docker(&d, &["stop", "-t", "1", "web"]);
-    let st = docker(&d, &["inspect", "--format", "{{.State.Status}}", "web"]);
+    d.docker(&["stop", "-t", "1", "web"]);
+    let st = d.docker(&["inspect", "--format", "{{.State.Status}}", "web"]);
     assert_eq!(st.trim(), "exited");
-    docker(&d, &["rm", "web"]);
-    let left = docker(&d, &["ps", "-a", "-q"]);
+    d.docker(&["rm", "web"]);
+    let left = d.docker(&["ps", "-a", "-q"]);
     assert_eq!(left.trim(), "", "docker ps -a after rm");
 }
 

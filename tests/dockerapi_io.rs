@@ -6,126 +6,8 @@
 //! --docker-socket` in the test's directory; berth serve runs inside the test's network
 //! namespace. Root, real containers from a locally imported busybox image.
 
-use berth_tests::engine::*;
-use berth_tests::images::BERTH_TIMEOUT;
-use berth_tests::*;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use berth_tests::docker::*;
 use std::time::Duration;
-
-const DOCKER: &str = "/usr/bin/docker";
-const PY: &str = "/usr/bin/python3";
-
-/// A store with a busybox image and `berth serve --docker-socket` on it.
-struct Docker {
-    e: Eng,
-    serve: Option<Child>,
-    sock: PathBuf,
-}
-
-impl Docker {
-    fn new(name: &str) -> Docker {
-        let e = Eng::new(&format!("dockerio-{name}"));
-        let sock = e.s.dir.join("docker.sock");
-        let sock_s = sock.to_string_lossy().into_owned();
-        let mut cmd = e.s.command(&["serve", "--docker-socket", &sock_s]);
-        cmd.env("BERTH_LOG", "info,berth_dockerapi=debug");
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
-            std::fs::File::create(e.s.dir.join("serve.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        );
-        let serve = Some(cmd.spawn().expect("spawn berth serve"));
-        let d = Docker { e, serve, sock };
-        let up = poll(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&d.sock).ok()
-        });
-        assert!(
-            up.is_some(),
-            "berth serve never listened on {}:\n{}",
-            d.sock.display(),
-            d.serve_log()
-        );
-        for (what, bin) in [("docker.io (its client)", DOCKER), ("python3", PY)] {
-            assert!(
-                Command::new(bin)
-                    .arg("--version")
-                    .output()
-                    .is_ok_and(|o| o.status.success()),
-                "{bin} is missing: apt-get install {what} (scripts/install-deps.sh)"
-            );
-        }
-        d
-    }
-
-    fn serve_log(&self) -> String {
-        std::fs::read_to_string(self.e.s.dir.join("serve.log")).unwrap_or_default()
-    }
-
-    /// The docker CLI `bin` on berth's socket.
-    fn cli(&self, bin: &str, args: &[&str]) -> Output {
-        // A hung client ends with the serve log shown rather than the test's timeout.
-        let mut cmd = Command::new("timeout");
-        cmd.args(["-s", "KILL", "60"])
-            .arg(bin)
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.e.s.dir.join("docker-config"));
-        capture(cmd, Capture::Pipes, BERTH_TIMEOUT)
-    }
-
-    /// `docker ARGS…`, which must exit 0; its stdout.
-    #[track_caller]
-    fn docker(&self, args: &[&str]) -> String {
-        let out = self.cli(DOCKER, args);
-        assert!(
-            out.success(),
-            "docker {args:?} failed:\n{out}\nberth serve's log:\n{}",
-            self.serve_log()
-        );
-        out.stdout
-    }
-
-    /// A Python script with `c` a `docker.DockerClient` on the socket, `sock` its path and
-    /// `env` an environment for the docker CLI; it must exit 0. Its stdout.
-    #[track_caller]
-    fn py(&self, script: &str) -> String {
-        let prelude = format!(
-            "import docker, json, sys, os, io, tarfile, time\n\
-             sock = '{sock}'\n\
-             c = docker.DockerClient(base_url='unix://' + sock, version='1.41', timeout=60)\n\
-             env = dict(os.environ, DOCKER_HOST='unix://' + sock, DOCKER_CONFIG='{cfg}')\n",
-            sock = self.sock.display(),
-            cfg = self.e.s.dir.join("docker-config").display(),
-        );
-        let mut cmd = Command::new(PY);
-        cmd.arg("-c").arg(format!("{prelude}{script}"));
-        let out = capture(cmd, Capture::Pipes, BERTH_TIMEOUT);
-        assert!(
-            !out.stderr.contains("No module named 'docker'"),
-            "the Docker SDK for Python is missing: apt-get install python3-docker \
-             (scripts/install-deps.sh)"
-        );
-        assert!(
-            out.success(),
-            "the client script failed:\n{out}\nberth serve's log:\n{}",
-            self.serve_log()
-        );
-        out.stdout
-    }
-}
-
-impl Drop for Docker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.serve.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Python: `drive(argv, steps)` runs a command on a new pty; each step writes its input
 /// and reads until its expected bytes show up; returns the command's exit code.
@@ -167,7 +49,7 @@ def drive(argv, steps, env):
 
 #[test]
 fn docker_run_attached_prints_and_exits_with_the_code() {
-    let d = Docker::new("run");
+    let d = Docker::new("io-run");
     let out = d.docker(&["run", "--rm", "busybox", "echo", "hi"]);
     assert_eq!(out, "hi\n", "docker run --rm busybox echo hi");
     let out = d.cli(DOCKER, &["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
@@ -214,7 +96,7 @@ fn docker_run_attached_prints_and_exits_with_the_code() {
 
 #[test]
 fn docker_run_it_exec_it_attach_under_a_pty() {
-    let d = Docker::new("pty");
+    let d = Docker::new("io-pty");
     d.docker(&["run", "-d", "--name", "srv", "busybox", "sleep", "100"]);
     let out = d.docker(&["exec", "srv", "cat", "/etc/hostname"]);
     // The container's hostname: its short ID (no --hostname given).
@@ -279,7 +161,7 @@ fn docker_run_it_exec_it_attach_under_a_pty() {
 
 #[test]
 fn python_sdk_exec_run_and_attach() {
-    let d = Docker::new("py");
+    let d = Docker::new("io-py");
     let out = d.py(
         "ctr = c.containers.run('busybox', ['sleep', '100'], detach=True, name='x')\n\
          r = ctr.exec_run(['sh', '-c', 'echo out; echo err >&2; exit 3'])\n\
@@ -331,7 +213,7 @@ fn python_sdk_exec_run_and_attach() {
 
 #[test]
 fn events_stats_cp_df_prune() {
-    let d = Docker::new("misc");
+    let d = Docker::new("io-misc");
     let t0 = d.py("print(int(time.time()) - 1)\n");
     d.docker(&["run", "--name", "ev", "busybox", "true"]);
     std::thread::sleep(Duration::from_millis(1100));

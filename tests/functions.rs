@@ -4,7 +4,7 @@
 //! and a busybox `httpd` http function (reached inside the instance's network namespace).
 //! Root, real containers.
 
-use berth_tests::functions::FnEnv;
+use berth_tests::functions::{callbacks, FnEnv};
 use berth_tests::*;
 use std::time::{Duration, Instant};
 
@@ -483,54 +483,12 @@ fn openfaas_system_functions_lists_deploys_and_removes() {
     assert_eq!(e.call("GET", "/system/functions", b"", &[]).2.trim(), "[]");
 }
 
-/// Accepts one HTTP/1.1 request on 127.0.0.1 (in a thread): its head (lower-cased) and
-/// body, or `None` after `limit`.
-fn one_callback(limit: Duration) -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    l.set_nonblocking(true).expect("nonblocking");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            let Ok((s, _)) = l.accept() else {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            };
-            let _ = s.set_nonblocking(false);
-            let mut r = BufReader::new(s);
-            let mut head = String::new();
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&lower);
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
-            let _ = r
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = tx.send((head, String::from_utf8_lossy(&body).into_owned()));
-            return;
-        }
-    });
-    (port, rx)
-}
-
 #[test]
 fn async_invocation_answers_202_and_posts_the_result_to_the_callback() {
     let mut e = FnEnv::new("async");
     e.deploy(&["echo", "--image", "fn-echo", "--mode", "stdio"]);
     e.serve(&[]);
-    let (port, rx) = one_callback(Duration::from_secs(30));
+    let (port, rx) = callbacks(Duration::from_secs(30));
     let cb = format!("http://127.0.0.1:{port}/done?x=1");
     let t = Instant::now();
     let (code, headers, body) = e.call(

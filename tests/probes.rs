@@ -29,16 +29,45 @@ fn restarted(e: &Eng, c: &str, old_pid: i64) -> Value {
     )
 }
 
-#[test]
-fn failing_exec_liveness_probe_restarts_the_container() {
-    let e = Eng::new("live-exec");
+/// Waits until `c` runs; its inspect.
+#[track_caller]
+fn running(e: &Eng, c: &str) -> Value {
+    e.until(c, Duration::from_secs(10), "running", |v| {
+        running_pid(v) != 0
+    })
+}
+
+/// Two seconds (ten probe periods) later `c` still runs as `pid` after `n` restarts.
+#[track_caller]
+fn stays_up(e: &Eng, c: &str, n: u64, pid: i64, why: &str) -> Value {
+    std::thread::sleep(Duration::from_secs(2));
+    let v = e.inspect(c);
+    assert_eq!((restarts(&v), running_pid(&v)), (n, pid), "{why}\n{v:#}");
+    v
+}
+
+/// The last probe failure the container recorded.
+fn last_failure(v: &Value) -> &str {
+    v["State"]["Probes"]["Last"].as_str().unwrap_or("")
+}
+
+/// `--probes FILE` (engine JSON written in the test's directory as `name`.json): FILE.
+fn probes_file(e: &Eng, name: &str, probes: &Value) -> String {
+    let file = e.s.dir.path().join(format!("{name}.json"));
+    std::fs::write(&file, probes.to_string()).expect("write the probes file");
+    file.to_str().expect("utf-8 path").to_string()
+}
+
+/// `web`, a busybox `sh -c CMD` with a liveness probe (`FLAG VALUE`: every 200 ms, two
+/// failures kill it) and a 1 s stop timeout; its pid once it runs.
+fn liveness_web(e: &Eng, flag: &str, value: &str, cmd: &str) -> i64 {
     e.run_d(&[
         "--stop-timeout",
         "1",
         "--name",
         "web",
-        "--liveness-probe-cmd",
-        "test -f /tmp/ok",
+        flag,
+        value,
         "--probe-period",
         "200ms",
         "--probe-failure-threshold",
@@ -46,16 +75,21 @@ fn failing_exec_liveness_probe_restarts_the_container() {
         "busybox",
         "sh",
         "-c",
-        "touch /tmp/ok; exec sleep 1000",
+        cmd,
     ]);
-    let v = e.until("web", Duration::from_secs(10), "running", |v| {
-        running_pid(v) != 0
-    });
-    let pid = running_pid(&v);
-    // Passing probes: nothing happens (ten periods).
-    std::thread::sleep(Duration::from_secs(2));
-    let v = e.inspect("web");
-    assert_eq!((restarts(&v), running_pid(&v)), (0, pid), "{v:#}");
+    running_pid(&running(e, "web"))
+}
+
+#[test]
+fn failing_exec_liveness_probe_restarts_the_container() {
+    let e = Eng::new("live-exec");
+    let pid = liveness_web(
+        &e,
+        "--liveness-probe-cmd",
+        "test -f /tmp/ok",
+        "touch /tmp/ok; exec sleep 1000",
+    );
+    let v = stays_up(&e, "web", 0, pid, "passing probes: nothing happens");
     assert_eq!(
         v["State"]["Ready"], true,
         "no readiness probe: ready once running\n{v:#}"
@@ -65,61 +99,25 @@ fn failing_exec_liveness_probe_restarts_the_container() {
     e.berth(&["exec", "web", "rm", "/tmp/ok"]).ok();
     let v = restarted(&e, "web", pid);
     assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "no", "{v:#}");
-    assert!(
-        v["State"]["Probes"]["Last"]
-            .as_str()
-            .unwrap_or("")
-            .contains("liveness probe"),
-        "{v:#}"
-    );
+    assert!(last_failure(&v).contains("liveness probe"), "{v:#}");
     // The restarted container passes again (its command made the file): it stays up.
-    let pid2 = running_pid(&v);
-    let n = restarts(&v);
-    std::thread::sleep(Duration::from_secs(2));
-    let v = e.inspect("web");
-    assert_eq!((restarts(&v), running_pid(&v)), (n, pid2), "{v:#}");
+    stays_up(&e, "web", restarts(&v), running_pid(&v), "passing again");
 }
 
 #[test]
 fn http_liveness_probe_on_busybox_httpd() {
     let e = Eng::new("live-http");
-    e.run_d(&[
-        "--stop-timeout",
-        "1",
-        "--name",
-        "web",
+    let pid = liveness_web(
+        &e,
         "--liveness-probe-http",
         "8080/ok.html",
-        "--probe-period",
-        "200ms",
-        "--probe-failure-threshold",
-        "2",
-        "busybox",
-        "sh",
-        "-c",
         "mkdir -p /www && echo ok > /www/ok.html && exec httpd -f -p 8080 -h /www",
-    ]);
-    let v = e.until("web", Duration::from_secs(10), "running", |v| {
-        running_pid(v) != 0
-    });
-    let pid = running_pid(&v);
-    std::thread::sleep(Duration::from_secs(2));
-    let v = e.inspect("web");
-    assert_eq!(
-        (restarts(&v), running_pid(&v)),
-        (0, pid),
-        "200 keeps it alive\n{v:#}"
     );
+    stays_up(&e, "web", 0, pid, "200 keeps it alive");
     // 404: a failure.
     e.berth(&["exec", "web", "rm", "/www/ok.html"]).ok();
     let v = restarted(&e, "web", pid);
-    assert!(
-        v["State"]["Probes"]["Last"]
-            .as_str()
-            .unwrap_or("")
-            .contains("404"),
-        "{v:#}"
-    );
+    assert!(last_failure(&v).contains("404"), "{v:#}");
 }
 
 #[test]
@@ -137,9 +135,7 @@ fn tcp_readiness_probe_turns_ready_when_the_server_listens() {
         "-c",
         "sleep 3; exec httpd -f -p 9000 -h /",
     ]);
-    let v = e.until("web", Duration::from_secs(10), "running", |v| {
-        running_pid(v) != 0
-    });
+    let v = running(&e, "web");
     assert_eq!(v["State"]["Ready"], false, "not listening yet\n{v:#}");
     let ready = |e: &Eng| {
         let out = e.berth(&["ps", "--format", "{{.Names}} {{.Ready}}"]);
@@ -173,27 +169,26 @@ fn startup_probe_holds_the_liveness_probe_back() {
             "successThreshold": 1, "failureThreshold": 1
         }
     });
-    let file = e.s.dir.path().join("probes.json");
-    std::fs::write(&file, probes.to_string()).expect("write probes.json");
+    let file = probes_file(&e, "probes", &probes);
     e.run_d(&[
         "--stop-timeout",
         "1",
         "--name",
         "app",
         "--probes",
-        file.to_str().expect("utf-8 path"),
+        &file,
         "busybox",
         "sleep",
         "1000",
     ]);
-    let v = e.until("app", Duration::from_secs(10), "running", |v| {
-        running_pid(v) != 0
-    });
-    let pid = running_pid(&v);
-    // The liveness probe would fail at once, but it waits for the startup probe.
-    std::thread::sleep(Duration::from_secs(2));
-    let v = e.inspect("app");
-    assert_eq!((restarts(&v), running_pid(&v)), (0, pid), "{v:#}");
+    let pid = running_pid(&running(&e, "app"));
+    let v = stays_up(
+        &e,
+        "app",
+        0,
+        pid,
+        "the liveness probe would fail at once, but it waits for the startup probe",
+    );
     assert_eq!(v["State"]["Probes"]["Started"], false, "{v:#}");
     assert_eq!(v["State"]["Ready"], false, "{v:#}");
     e.berth(&["exec", "app", "touch", "/tmp/started"]).ok();
@@ -298,35 +293,24 @@ fn failing_startup_probe_restarts_and_never_restart_keeps_it_exited() {
             "neverRestart": never
         })
     };
-    let dir = e.s.dir.path();
     for (name, never) in [("again", false), ("never", true)] {
-        let file = dir.join(format!("{name}.json"));
-        std::fs::write(&file, probes(never).to_string()).expect("write probes");
+        let file = probes_file(&e, name, &probes(never));
         e.run_d(&[
             "--stop-timeout",
             "1",
             "--name",
             name,
             "--probes",
-            file.to_str().expect("utf-8 path"),
+            &file,
             "busybox",
             "sleep",
             "1000",
         ]);
     }
-    let v = e.until("again", Duration::from_secs(10), "running", |v| {
-        running_pid(v) != 0
-    });
-    restarted(&e, "again", running_pid(&v));
+    restarted(&e, "again", running_pid(&running(&e, "again")));
     let v = e.until("never", Duration::from_secs(20), "exited", |v| {
         v["State"]["Status"] == "exited"
     });
     assert_eq!(restarts(&v), 0, "{v:#}");
-    assert!(
-        v["State"]["Probes"]["Last"]
-            .as_str()
-            .unwrap_or("")
-            .contains("startup probe"),
-        "{v:#}"
-    );
+    assert!(last_failure(&v).contains("startup probe"), "{v:#}");
 }

@@ -17,16 +17,26 @@ pub const PY: &str = "/usr/bin/python3";
 /// A store with a busybox image and `berth serve --docker-socket` on it (stopped on drop).
 pub struct Docker {
     pub e: Eng,
-    serve: Option<Child>,
+    /// berth serve (a test that stops it itself takes it).
+    pub serve: Option<Child>,
     pub sock: PathBuf,
 }
 
 impl Docker {
     pub fn new(name: &str) -> Docker {
+        Docker::with(name, &[])
+    }
+
+    /// `berth serve --docker-socket DIR/docker.sock EXTRA…` (its log, with the Docker API's
+    /// debug lines, in DIR/serve.log).
+    pub fn with(name: &str, extra: &[&str]) -> Docker {
         let e = Eng::new(&format!("docker-{name}"));
         let sock = e.s.dir.join("docker.sock");
         let sock_s = sock.to_string_lossy().into_owned();
-        let mut cmd = e.s.command(&["serve", "--docker-socket", &sock_s]);
+        let mut args = vec!["serve", "--docker-socket", &sock_s];
+        args.extend_from_slice(extra);
+        let mut cmd = e.s.command(&args);
+        cmd.env("BERTH_LOG", "info,berth_dockerapi=debug");
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
             std::fs::File::create(e.s.dir.join("serve.log"))
                 .map(Stdio::from)
@@ -57,6 +67,15 @@ impl Docker {
             .env("DOCKER_BUILDKIT", "0");
     }
 
+    /// The docker CLI `bin` on this server, whatever its outcome; killed after 60 s, so that
+    /// a hung client ends with the serve log shown rather than the test's timeout.
+    pub fn cli(&self, bin: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-s", "KILL", "60"]).arg(bin).args(args);
+        self.client_env(&mut cmd);
+        capture(cmd, Capture::Pipes, BERTH_TIMEOUT)
+    }
+
     /// `docker ARGS…` on this server, whatever its outcome.
     pub fn docker_out(&self, args: &[&str]) -> Output {
         assert!(
@@ -85,16 +104,31 @@ impl Docker {
         out.stdout
     }
 
-    /// A Python script with `c` a `docker.DockerClient` on the socket (API 1.41); it must
-    /// exit 0 (its asserts carry the messages). Its stdout.
+    /// A Python script with `c` a `docker.DockerClient` on the socket (API 1.41), `sock` its
+    /// path and `env` an environment for the docker CLI; it must exit 0 (its asserts carry
+    /// the messages). Its stdout.
     #[track_caller]
     pub fn py(&self, script: &str) -> String {
+        let url = format!("unix://{}", self.sock.display());
+        self.py_at(&url, false, script)
+    }
+
+    /// [`py`](Self::py) with the client on `base_url`, inside the test's network namespace
+    /// when `in_netns` (where berth serve's TCP listener is).
+    #[track_caller]
+    pub fn py_at(&self, base_url: &str, in_netns: bool, script: &str) -> String {
         let prelude = format!(
-            "import docker, json, sys, io\n\
-             c = docker.DockerClient(base_url='unix://{}', version='1.41', timeout=120)\n",
-            self.sock.display()
+            "import docker, json, sys, os, io, tarfile, time\n\
+             sock = '{sock}'\n\
+             c = docker.DockerClient(base_url='{base_url}', version='1.41', timeout=120)\n\
+             env = dict(os.environ, DOCKER_HOST='unix://' + sock, DOCKER_CONFIG='{cfg}')\n",
+            sock = self.sock.display(),
+            cfg = self.e.s.dir.join("docker-config").display(),
         );
-        let mut cmd = Command::new(PY);
+        let mut cmd = match (&self.e.s.netns, in_netns) {
+            (Some(ns), true) => ns.command(&[PY]),
+            _ => Command::new(PY),
+        };
         cmd.arg("-c").arg(format!("{prelude}{script}"));
         let out = capture(cmd, Capture::Pipes, BERTH_TIMEOUT);
         assert!(

@@ -222,36 +222,11 @@ fn ensure_poller(e: &engine::Engine) {
 /// Docker's `filters` for events: `{"type": [...], "container": [...], "event": [...],
 /// "label": [...], "image": [...]}` (lists, or the older `{"x": true}` maps).
 #[derive(Default, Debug)]
-pub struct Filter(BTreeMap<String, Vec<String>>);
+pub struct Filter(crate::filters::Filters);
 
 impl Filter {
     pub fn parse(s: Option<&str>) -> Result<Filter, ApiError> {
-        let Some(s) = s.filter(|s| !s.is_empty()) else {
-            return Ok(Filter::default());
-        };
-        let bad = || ApiError::BadRequest(format!("invalid filters {s:?}: a JSON object of lists"));
-        let v: BTreeMap<String, Value> = serde_json::from_str(s).map_err(|_| bad())?;
-        let mut out = BTreeMap::new();
-        for (k, v) in v {
-            if !matches!(
-                k.as_str(),
-                "type" | "container" | "event" | "label" | "image"
-            ) {
-                return Err(ApiError::BadRequest(format!(
-                    "invalid filter {k:?} (type, container, event, label, image)"
-                )));
-            }
-            let vals: Vec<String> = match v {
-                Value::Array(a) => a
-                    .into_iter()
-                    .map(|x| x.as_str().map(str::to_string).ok_or_else(bad))
-                    .collect::<Result<_, _>>()?,
-                Value::Object(m) => m.into_iter().map(|(k, _)| k).collect(),
-                _ => return Err(bad()),
-            };
-            out.insert(k, vals);
-        }
-        Ok(Filter(out))
+        crate::filters::parse(s, &["type", "container", "event", "label", "image"]).map(Filter)
     }
 
     pub fn matches(&self, ev: &Event) -> bool {
@@ -265,10 +240,7 @@ impl Filter {
                             && (ev.id.starts_with(v.as_str()) || ev.attrs.get("name") == Some(v))
                     }
                     "image" => ev.attrs.get("image") == Some(v),
-                    "label" => match v.split_once('=') {
-                        Some((lk, lv)) => ev.attrs.get(lk).is_some_and(|x| x == lv),
-                        None => ev.attrs.contains_key(v.as_str()),
-                    },
+                    "label" => crate::filters::label_matches(&ev.attrs, v),
                     _ => false,
                 })
         })

@@ -5,7 +5,7 @@
 //! The same store calls as berth's CLI (`berth history`, `tag`, `rmi`, `load`, `save`):
 //! an image a container or a function uses is refused (409) naming it.
 
-use super::{blocking, flag, ApiError, ApiResult, Json, LogStream};
+use super::{blocking, filters, flag, ApiError, ApiResult, Json, LogStream};
 use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -207,32 +207,10 @@ fn name_matches(n: &str, r: &str) -> bool {
 /// (`dangling=true`) collects what no name references; `dangling=false` (`prune -a`) also
 /// removes every name of the images no container or function uses.
 fn prune(e: &engine::Engine, q: &Query) -> ApiResult {
-    let mut all = false;
-    if let Some(f) = q.get("filters").filter(|f| !f.is_empty()) {
-        let v: Value = serde_json::from_str(f)
-            .map_err(|x| ApiError::BadRequest(format!("invalid filters {f:?}: {x}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| ApiError::BadRequest(format!("invalid filters {f:?}: not an object")))?;
-        for (k, vals) in obj {
-            let vals: Vec<String> = match vals {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => vec![],
-            };
-            match k.as_str() {
-                "dangling" => all = vals.iter().any(|v| matches!(v.as_str(), "false" | "0")),
-                _ => {
-                    return Err(ApiError::BadRequest(format!(
-                    "invalid filters: the filter {k:?} is not supported by image prune (dangling)"
-                )))
-                }
-            }
-        }
-    }
+    // `dangling=false` (or 0) asks for every unused image.
+    let all = filters::of_query(q, &["dangling"])?
+        .get("dangling")
+        .is_some_and(|v| v.iter().any(|v| matches!(v.as_str(), "false" | "0")));
     let store = store(e)?;
     let mut out = Vec::new();
     if all {

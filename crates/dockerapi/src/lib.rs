@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod build;
+mod filters;
 mod images;
 mod networks;
 mod pull;
@@ -449,34 +450,11 @@ fn epoch_secs(t: &str) -> i64 {
 /// The list's `filters` (`{"name": ["web"], "label": ["k=v"], …}`; the older
 /// `{"name": {"web": true}}` too): a container matches when every key has a matching value.
 #[derive(Debug, Default)]
-struct Filters(BTreeMap<String, Vec<String>>);
+struct Filters(filters::Filters);
 
 impl Filters {
     fn parse(s: Option<&str>) -> Result<Filters, ApiError> {
-        let Some(s) = s.filter(|s| !s.is_empty()) else {
-            return Ok(Filters::default());
-        };
-        let bad = |why: &str| ApiError::BadRequest(format!("invalid filters {s:?}: {why}"));
-        let v: Value = serde_json::from_str(s).map_err(|e| bad(&e.to_string()))?;
-        let obj = v.as_object().ok_or_else(|| bad("not a JSON object"))?;
-        let mut m = BTreeMap::new();
-        for (k, vals) in obj {
-            if !matches!(k.as_str(), "id" | "name" | "label" | "status" | "ancestor") {
-                return Err(bad(&format!(
-                    "the filter {k:?} is not supported (id, name, label, status, ancestor)"
-                )));
-            }
-            let vals: Vec<String> = match vals {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => return Err(bad(&format!("{k}: not a list"))),
-            };
-            m.insert(k.clone(), vals);
-        }
-        Ok(Filters(m))
+        filters::parse(s, &["id", "name", "label", "status", "ancestor"]).map(Filters)
     }
 
     fn matches(&self, c: &engine::Container) -> bool {
@@ -494,10 +472,7 @@ impl Filters {
                 "id" => c.id.starts_with(v.as_str()),
                 // Docker's name filter is a regular expression; a substring covers its usual use.
                 "name" => c.name.contains(v.trim_start_matches('/')),
-                "label" => match v.split_once('=') {
-                    Some((lk, lv)) => c.spec.labels.get(lk).is_some_and(|x| x == lv),
-                    None => c.spec.labels.contains_key(v.as_str()),
-                },
+                "label" => filters::label_matches(&c.spec.labels, v),
                 "status" => status_word(c) == v,
                 "ancestor" => c.image == *v || c.image_id == *v,
                 _ => false,

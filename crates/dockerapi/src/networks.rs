@@ -5,7 +5,7 @@
 //! berth's default network (`berth`, bridge `berth0`) is Docker's `bridge`: it is listed
 //! and found under that name.
 
-use super::{blocking, no_content, ApiError, ApiResult, Json};
+use super::{blocking, filters, no_content, ApiError, ApiResult, Json};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -147,50 +147,8 @@ fn describe(e: &engine::Engine, n: &Network) -> Value {
     })
 }
 
-/// A `filters` query (`{"name": ["x"]}` or `{"name": {"x": true}}`) as lists.
-pub(crate) fn filters(
-    q: &Query,
-    allowed: &[&str],
-) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
-    let mut m = BTreeMap::new();
-    let Some(s) = q.get("filters").filter(|s| !s.is_empty()) else {
-        return Ok(m);
-    };
-    let bad = |why: String| ApiError::BadRequest(format!("invalid filters {s:?}: {why}"));
-    let v: Value = serde_json::from_str(s).map_err(|x| bad(x.to_string()))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| bad("not a JSON object".into()))?;
-    for (k, vals) in obj {
-        if !allowed.contains(&k.as_str()) {
-            return Err(bad(format!(
-                "the filter {k:?} is not supported ({})",
-                allowed.join(", ")
-            )));
-        }
-        let vals: Vec<String> = match vals {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => return Err(bad(format!("{k}: not a list"))),
-        };
-        m.insert(k.clone(), vals);
-    }
-    Ok(m)
-}
-
-/// Whether `labels` has every `k` / `k=v` of `want`.
-pub(crate) fn labels_match(labels: &BTreeMap<String, String>, want: &[String]) -> bool {
-    want.iter().all(|w| match w.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(w.as_str()),
-    })
-}
-
 fn list(e: &engine::Engine, q: &Query) -> ApiResult {
-    let f = filters(q, &["name", "id", "label", "driver", "type", "scope"])?;
+    let f = filters::of_query(q, &["name", "id", "label", "driver", "type", "scope"])?;
     // The default network exists for Docker's clients from the start.
     e.network(DEFAULT_NETWORK).map_err(net_err)?;
     let out: Vec<Value> = e
@@ -198,7 +156,7 @@ fn list(e: &engine::Engine, q: &Query) -> ApiResult {
         .iter()
         .filter(|n| {
             f.iter().all(|(k, vals)| match k.as_str() {
-                "label" => labels_match(&n.labels, vals),
+                "label" => filters::labels_match(&n.labels, vals),
                 _ => vals.iter().any(|v| match k.as_str() {
                     "name" => docker_name(&n.name).contains(v.as_str()),
                     "id" => n.id.starts_with(v.as_str()),
@@ -487,13 +445,5 @@ mod tests {
             ..Default::default()
         };
         assert!(create_opts(&b, &mut n).is_err());
-    }
-
-    #[test]
-    fn label_filters() {
-        let l: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
-        assert!(labels_match(&l, &["a".into()]));
-        assert!(labels_match(&l, &["a=1".into()]));
-        assert!(!labels_match(&l, &["a=2".into()]));
     }
 }

@@ -1,6 +1,6 @@
 //! `GET /system/df` and `POST /containers/prune`.
 
-use crate::{ApiError, ApiResult, Json};
+use crate::{ApiResult, Json};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -114,48 +114,13 @@ pub fn df(e: &engine::Engine) -> ApiResult {
 /// `POST /containers/prune?filters={"until": [...], "label": [...]}`: removes the stopped
 /// containers (`label!=` excludes).
 pub fn prune(e: &engine::Engine, filters: Option<&str>) -> ApiResult {
-    let f: BTreeMap<String, Vec<String>> = match filters.filter(|s| !s.is_empty()) {
-        None => BTreeMap::new(),
-        Some(s) => {
-            let v: BTreeMap<String, Value> = serde_json::from_str(s).map_err(|_| {
-                ApiError::BadRequest(format!("invalid filters {s:?}: a JSON object of lists"))
-            })?;
-            let mut out = BTreeMap::new();
-            for (k, v) in v {
-                let vals: Vec<String> = match v {
-                    Value::Array(a) => a
-                        .iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect(),
-                    Value::Object(m) => m.keys().cloned().collect(),
-                    _ => vec![],
-                };
-                out.insert(k, vals);
-            }
-            out
-        }
-    };
+    let f = crate::filters::parse(filters, &["until", "label", "label!"])?;
     let now = engine::logfiles::now_nanos();
     let mut until: Option<i128> = None;
-    for (k, vals) in &f {
-        match k.as_str() {
-            "until" => {
-                for v in vals {
-                    until = Some(engine::logfiles::parse_since(v, now)?);
-                }
-            }
-            "label" | "label!" => {}
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "invalid filter {k:?} (until, label, label!)"
-                )))
-            }
-        }
+    for v in f.get("until").into_iter().flatten() {
+        until = Some(engine::logfiles::parse_since(v, now)?);
     }
-    let label_ok = |labels: &BTreeMap<String, String>, v: &str| match v.split_once('=') {
-        Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
-        None => labels.contains_key(v),
-    };
+    let label_ok = crate::filters::label_matches;
     let mut deleted = Vec::new();
     let mut reclaimed = 0u64;
     for c in e.list(true)? {

@@ -2,7 +2,8 @@
 //! and container create's `HostConfig.Mounts` and `HostConfig.Tmpfs` as the engine's
 //! `--mount`/`--tmpfs` words (parsed and checked by the same code as the CLI's).
 
-use super::networks::{body_json, filters, labels_match, string_map};
+use super::filters::{self, is_true, labels_match};
+use super::networks::{body_json, string_map};
 use super::{blocking, no_content, ApiError, ApiResult, Json};
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -74,7 +75,7 @@ fn used(e: &engine::Engine) -> Result<Vec<String>, ApiError> {
 }
 
 fn list(e: &engine::Engine, q: &Query) -> ApiResult {
-    let f = filters(q, &["name", "label", "dangling", "driver"])?;
+    let f = filters::of_query(q, &["name", "label", "dangling", "driver"])?;
     let used = if f.contains_key("dangling") {
         used(e)?
     } else {
@@ -89,7 +90,7 @@ fn list(e: &engine::Engine, q: &Query) -> ApiResult {
                 _ => vals.iter().any(|x| match k.as_str() {
                     "name" => v.name.contains(x.as_str()),
                     "driver" => *x == v.driver,
-                    "dangling" => matches!(x.as_str(), "true" | "1") != used.contains(&v.name),
+                    "dangling" => is_true(x) != used.contains(&v.name),
                     _ => false,
                 }),
             })
@@ -127,10 +128,8 @@ fn create(e: &engine::Engine, b: &Value) -> ApiResult {
 /// `POST /volumes/prune`: API 1.41's rule (docker 20.10): every volume no container uses;
 /// the filter `all=false` keeps the named ones (API 1.42's default).
 fn prune(e: &engine::Engine, q: &Query) -> ApiResult {
-    let f = filters(q, &["all", "label"])?;
-    let all = f
-        .get("all")
-        .is_none_or(|v| v.iter().any(|x| matches!(x.as_str(), "true" | "1")));
+    let f = filters::of_query(q, &["all", "label"])?;
+    let all = f.get("all").is_none_or(|v| v.iter().any(|x| is_true(x)));
     let labels = f.get("label").cloned().unwrap_or_default();
     let mut gone = Vec::new();
     if labels.is_empty() {

@@ -237,6 +237,16 @@ fn no_pod(reference: &str) -> Error {
     Error::NoSuchPod(reference.to_string())
 }
 
+/// How a pod verb goes through the members it acts on.
+#[derive(Clone, Copy)]
+enum Members {
+    /// One after the other, oldest first.
+    OneByOne,
+    /// Each on a thread of its own (stop, rm: each waits on its container).
+    Together,
+}
+use Members::{OneByOne, Together};
+
 impl Engine {
     /// Creates a pod: its row, then its infra container (created, not started).
     pub fn pod_create(&self, name: Option<&str>, mut spec: PodSpec) -> Result<Pod> {
@@ -514,46 +524,27 @@ impl Engine {
         let p = self.pod(reference)?;
         let infra = self.pod_infra(&p)?;
         self.start(&infra.id)?;
-        let mut failed = Vec::new();
-        for m in self.members_of(&p)? {
-            if !m.state.is_active() {
-                if let Err(e) = self.start(&m.id) {
-                    failed.push(format!("{}: {e}", m.name));
-                }
-            }
-        }
-        if !failed.is_empty() {
-            return Err(Error::Runtime(format!(
-                "pod {}: some containers did not start: {}",
-                p.name,
-                failed.join("; ")
-            )));
-        }
+        let idle: Vec<Container> = self
+            .members_of(&p)?
+            .into_iter()
+            .filter(|m| !m.state.is_active())
+            .collect();
+        self.on_members(&p, "some containers did not start", &idle, OneByOne, |m| {
+            self.start(&m.id)
+        })?;
         Ok(p)
     }
 
     /// Stops the pod: its members (each with its stop signal and `timeout`), then the infra.
     pub fn pod_stop(&self, reference: &str, timeout: Option<Duration>) -> Result<Pod> {
         let p = self.pod(reference)?;
-        let members = self.members_of(&p)?;
-        // In parallel: a pod of N members stops in one timeout, not N.
-        let errs: Vec<String> = std::thread::scope(|s| {
-            let hs: Vec<_> = members
-                .iter()
-                .filter(|m| m.state.is_active())
-                .map(|m| s.spawn(move || self.stop(&m.id, timeout).map_err(|e| e.to_string())))
-                .collect();
-            hs.into_iter()
-                .filter_map(|h| h.join().ok().and_then(|r| r.err()))
-                .collect()
-        });
-        if !errs.is_empty() {
-            return Err(Error::Runtime(format!(
-                "pod {}: stop: {}",
-                p.name,
-                errs.join("; ")
-            )));
-        }
+        let active: Vec<Container> = self
+            .members_of(&p)?
+            .into_iter()
+            .filter(|m| m.state.is_active())
+            .collect();
+        // Together: a pod of N members stops in one timeout, not N.
+        self.on_members(&p, "stop", &active, Together, |m| self.stop(&m.id, timeout))?;
         if let Ok(infra) = self.pod_infra(&p) {
             self.stop(&infra.id, timeout)?;
         }
@@ -571,61 +562,89 @@ impl Engine {
     pub fn pod_kill(&self, reference: &str, signal: &str) -> Result<Pod> {
         crate::types::parse_signal(signal)?;
         let p = self.pod(reference)?;
-        let running: Vec<Container> = self
-            .members_of(&p)?
-            .into_iter()
-            .filter(|m| matches!(m.state, State::Running | State::Paused))
-            .collect();
-        if running.is_empty() {
-            return Err(Error::Conflict(format!(
-                "pod {} has no running container",
-                p.name
-            )));
-        }
-        for m in &running {
-            self.kill(&m.id, signal)?;
-        }
+        let running = self.members_in(&p, "running", |s| {
+            matches!(s, State::Running | State::Paused)
+        })?;
+        self.on_members(&p, "kill", &running, OneByOne, |m| self.kill(&m.id, signal))?;
         Ok(p)
     }
 
     /// Freezes every running member.
     pub fn pod_pause(&self, reference: &str) -> Result<Pod> {
         let p = self.pod(reference)?;
-        let running: Vec<Container> = self
-            .members_of(&p)?
-            .into_iter()
-            .filter(|m| m.state == State::Running)
-            .collect();
-        if running.is_empty() {
-            return Err(Error::Conflict(format!(
-                "pod {} has no running container",
-                p.name
-            )));
-        }
-        for m in &running {
-            self.pause(&m.id)?;
-        }
+        let running = self.members_in(&p, "running", |s| s == State::Running)?;
+        self.on_members(&p, "pause", &running, OneByOne, |m| self.pause(&m.id))?;
         Ok(p)
     }
 
     /// Thaws every paused member.
     pub fn pod_unpause(&self, reference: &str) -> Result<Pod> {
         let p = self.pod(reference)?;
-        let paused: Vec<Container> = self
-            .members_of(&p)?
+        let paused = self.members_in(&p, "paused", |s| s == State::Paused)?;
+        self.on_members(&p, "unpause", &paused, OneByOne, |m| self.unpause(&m.id))?;
+        Ok(p)
+    }
+
+    /// The pod's members whose state `keep` takes; a conflict ("pod P has no `what`
+    /// container") when there is none.
+    fn members_in(
+        &self,
+        p: &Pod,
+        what: &str,
+        keep: impl Fn(State) -> bool,
+    ) -> Result<Vec<Container>> {
+        let ms: Vec<Container> = self
+            .members_of(p)?
             .into_iter()
-            .filter(|m| m.state == State::Paused)
+            .filter(|m| keep(m.state))
             .collect();
-        if paused.is_empty() {
+        if ms.is_empty() {
             return Err(Error::Conflict(format!(
-                "pod {} has no paused container",
+                "pod {} has no {what} container",
                 p.name
             )));
         }
-        for m in &paused {
-            self.unpause(&m.id)?;
+        Ok(ms)
+    }
+
+    /// Runs `act` on each of `members`, [`OneByOne`] or [`Together`] (each on a thread of
+    /// its own), and gathers the failures into one error: "pod P: `what`: member: error; …".
+    fn on_members<T: Send, F>(
+        &self,
+        p: &Pod,
+        what: &str,
+        members: &[Container],
+        how: Members,
+        act: F,
+    ) -> Result<()>
+    where
+        F: Fn(&Container) -> Result<T> + Sync,
+    {
+        let failed = |m: &Container, r: Result<T>| r.err().map(|e| format!("{}: {e}", m.name));
+        let errs: Vec<String> = match how {
+            OneByOne => members.iter().filter_map(|m| failed(m, act(m))).collect(),
+            Together => std::thread::scope(|s| {
+                let act = &act;
+                let hs: Vec<_> = members
+                    .iter()
+                    .map(|m| (m, s.spawn(move || act(m))))
+                    .collect();
+                hs.into_iter()
+                    .filter_map(|(m, h)| match h.join() {
+                        Ok(r) => failed(m, r),
+                        Err(_) => Some(format!("{}: the thread acting on it panicked", m.name)),
+                    })
+                    .collect()
+            }),
+        };
+        if errs.is_empty() {
+            return Ok(());
         }
-        Ok(p)
+        Err(Error::Runtime(format!(
+            "pod {}: {what}: {}",
+            p.name,
+            errs.join("; ")
+        )))
     }
 
     /// Removes the pod: its members (refused while one runs, naming them, unless `force`),
@@ -646,23 +665,8 @@ impl Engine {
                 running.join(", ")
             )));
         }
-        // In parallel: each removal is a SIGKILL and a wait.
-        let errs: Vec<String> = std::thread::scope(|s| {
-            let hs: Vec<_> = members
-                .iter()
-                .map(|m| s.spawn(move || self.remove(&m.id, true).map_err(|e| e.to_string())))
-                .collect();
-            hs.into_iter()
-                .filter_map(|h| h.join().ok().and_then(|r| r.err()))
-                .collect()
-        });
-        if !errs.is_empty() {
-            return Err(Error::Runtime(format!(
-                "pod {}: rm: {}",
-                p.name,
-                errs.join("; ")
-            )));
-        }
+        // Together: each removal is a SIGKILL and a wait.
+        self.on_members(&p, "rm", &members, Together, |m| self.remove(&m.id, true))?;
         // Its infra, and one a `pod create` killed before it recorded the infra's id made.
         let infras: Vec<String> = self
             .list(true)?

@@ -230,30 +230,10 @@ fn ls(g: &Globals, quiet: bool, format: &str) -> Result<()> {
 /// Tab-separated rows as columns three spaces apart.
 fn columns(s: &str) -> String {
     let rows: Vec<Vec<&str>> = s.lines().map(|l| l.split('\t').collect()).collect();
-    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 < r.len() {
-                line += &format!("{c:<w$}   ", w = widths[i]);
-            } else {
-                line += c;
-            }
-        }
-        out += line.trim_end();
-        out.push('\n');
-    }
-    out
+    super::table::columns(&rows, 3)
+        .iter()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect()
 }
 
 fn inspect(g: &Globals, names: &[String]) -> Result<i32> {

@@ -42,6 +42,7 @@ pub mod start;
 pub mod stats;
 pub mod stop;
 pub mod system;
+mod table;
 pub mod tag;
 pub mod top;
 pub mod transfer;

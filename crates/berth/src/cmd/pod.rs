@@ -343,21 +343,7 @@ fn ls(g: &Globals, quiet: bool, no_trunc: bool, format: &str) -> Result<()> {
                     n.to_string(),
                 ]);
             }
-            let mut width = [0usize; 6];
-            for r in &rows {
-                for (w, cell) in width.iter_mut().zip(r) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            for r in &rows {
-                let mut line = String::new();
-                for (i, cell) in r.iter().enumerate() {
-                    if i + 1 < r.len() {
-                        line.push_str(&format!("{cell:<w$}  ", w = width[i]));
-                    } else {
-                        line.push_str(cell);
-                    }
-                }
+            for line in super::table::columns(&rows, 2) {
                 println!("{line}");
             }
         }

@@ -239,21 +239,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 rows.push(row);
             }
             // Columns as wide as their widest cell, three spaces apart (docker's tabwriter).
-            let mut width = vec![0usize; rows[0].len()];
-            for r in &rows {
-                for (w, cell) in width.iter_mut().zip(r) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            for r in &rows {
-                let mut line = String::new();
-                for (i, cell) in r.iter().enumerate() {
-                    if i + 1 < r.len() {
-                        line.push_str(&format!("{cell:<w$}   ", w = width[i]));
-                    } else {
-                        line.push_str(cell);
-                    }
-                }
+            for line in super::table::columns(&rows, 3) {
                 println!("{line}");
             }
         }

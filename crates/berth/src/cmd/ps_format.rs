@@ -317,29 +317,8 @@ impl Template {
             return lines.iter().map(|l| format!("{l}\n")).collect();
         }
         let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
-        let cols = cells.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..cols)
-            .map(|i| {
-                cells
-                    .iter()
-                    .filter_map(|r| r.get(i))
-                    .map(|s| s.chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
         let mut out = String::new();
-        for r in &cells {
-            let mut line = String::new();
-            for (i, cell) in r.iter().enumerate() {
-                if i + 1 < r.len() {
-                    let pad = widths[i] + 3 - cell.chars().count();
-                    line.push_str(cell);
-                    line.push_str(&" ".repeat(pad));
-                } else {
-                    line.push_str(cell);
-                }
-            }
+        for line in super::table::columns(&cells, 3) {
             out.push_str(line.trim_end());
             out.push('\n');
         }

@@ -102,21 +102,33 @@ pub fn wait_gone(pid: i32, start: u64, timeout: Duration) -> bool {
     }
 }
 
-/// Signals forwarded to a foreground container process (also by `berth run`).
-pub fn forwarded() -> SigSet {
+/// The signals passed on to a foreground container's process from whoever started it:
+/// `berth-runtime run` (with [`forwarded`]) and `berth run` through the engine
+/// (crates/berth/src/cmd/run_fg.rs, which kills the container with each).
+pub const PROXIED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// [`PROXIED`] as a set.
+pub fn proxied() -> SigSet {
     let mut s = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
+    for sig in PROXIED {
         s.add(sig);
     }
+    s
+}
+
+/// The signals a foreground `run` waits for: [`PROXIED`], `SIGCHLD` (its child's exit) and
+/// `SIGWINCH` (the terminal's size).
+pub fn forwarded() -> SigSet {
+    let mut s = proxied();
+    s.add(Signal::SIGCHLD);
+    s.add(Signal::SIGWINCH);
     s
 }
 
