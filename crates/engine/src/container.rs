@@ -516,6 +516,12 @@ impl Engine {
         crate::procwait::wait_gone(&procs, Duration::from_secs(10));
         self.runtime_delete(&c.id);
         self.network_down(&c)?;
+        // A member leaving can make its pod ready (or not) behind a service.
+        if c.spec.pod.is_some() && !c.spec.infra {
+            if let Err(e) = self.endpoints_changed(&c.id, c.spec.pod.as_deref()) {
+                tracing::warn!(container = %c.id, error = %e, "services' backends");
+            }
+        }
         let dir = self.dir(&c.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
