@@ -426,7 +426,7 @@ impl Engine {
     }
 
     /// Checks and completes a member's spec at create (`create --pod`): its network is the
-    /// infra's, its ports the pod's, its restart policy the pod's when it has none.
+    /// infra's, its ports the pod's, its restart policy the pod's when it was given none.
     pub(crate) fn pod_member_at_create(&self, spec: &mut ContainerSpec) -> Result<()> {
         let Some(reference) = spec.pod.clone() else {
             return Ok(());
@@ -468,7 +468,8 @@ impl Engine {
                 p.spec.hostname.as_deref().unwrap_or_default()
             ));
         }
-        if spec.restart == RestartPolicy::No {
+        // The pod's policy unless the container was given one (`--restart no` too).
+        if spec.restart_default {
             if let Some(r) = p.spec.restart {
                 spec.restart = r;
             }
