@@ -12,26 +12,38 @@ use std::time::Duration;
 
 const URL: &str = "http://127.0.0.1:30081/hostname";
 
-/// `n` requests through the service: how many each replica answered ("-" for none).
-fn spread(ns: &NetNs, n: usize) -> BTreeMap<String, usize> {
+/// `n` requests to `url`: how many each backend answered ("-" for none).
+fn spread_at(ns: &NetNs, url: &str, n: usize) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for _ in 0..n {
-        let who = http_get(ns, URL).map_or("-".to_string(), |b| b.trim().to_string());
+        let who = http_get(ns, url).map_or("-".to_string(), |b| b.trim().to_string());
         *seen.entry(who).or_insert(0) += 1;
     }
     seen
 }
 
-/// Polls until `n` requests in a row are spread as `want` says (the replicas that
-/// answered); fails the test with the last spread after `limit`.
+/// `n` requests through the Deployment's service.
+fn spread(ns: &NetNs, n: usize) -> BTreeMap<String, usize> {
+    spread_at(ns, URL, n)
+}
+
+/// Polls until 8 requests in a row to `url` are answered by `want` exactly; fails the test
+/// with the last spread after 30 s.
 #[track_caller]
-fn until_spread(ns: &NetNs, want: &[&str], what: &str) -> BTreeMap<String, usize> {
+fn until_spread_at(ns: &NetNs, url: &str, want: &[&str], what: &str) -> BTreeMap<String, usize> {
     let mut last = BTreeMap::new();
     let got = poll(Duration::from_secs(30), || {
-        last = spread(ns, 8);
+        last = spread_at(ns, url, 8);
         (last.keys().map(String::as_str).collect::<Vec<_>>() == want).then(|| last.clone())
     });
     got.unwrap_or_else(|| panic!("{what}: never only {want:?}; last spread {last:?}"))
+}
+
+/// Polls until 8 requests in a row through the Deployment's service are answered by
+/// `want` exactly.
+#[track_caller]
+fn until_spread(ns: &NetNs, want: &[&str], what: &str) -> BTreeMap<String, usize> {
+    until_spread_at(ns, URL, want, what)
 }
 
 /// The file played, taken down when the test ends.
@@ -118,4 +130,60 @@ spec:
         e.berth(&["exec", r, "rm", "/tmp/ready"]).ok();
     }
     until_spread(ns, &["-"], "no replica ready");
+}
+
+#[test]
+fn plain_backends_leave_a_service_while_unready_or_stopped() {
+    let e = Eng::new("endpoints-plain");
+    let ns = e.s.netns.as_ref().expect("the test's namespace");
+    for n in ["b1", "b2"] {
+        e.run_d(&[
+            "--name",
+            n,
+            "--hostname",
+            n,
+            "--readiness-probe-cmd",
+            "test -f /tmp/ready",
+            "--probe-period",
+            "300ms",
+            "--probe-failure-threshold",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /tmp/ready; exec httpd -f -p 80 -h /etc",
+        ]);
+    }
+    // b3 has no probe: ready while it runs.
+    e.run_d(&[
+        "--name",
+        "b3",
+        "--hostname",
+        "b3",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    e.berth(&[
+        "service", "publish", "-p", "8097:80", "plain", "b1", "b2", "b3",
+    ])
+    .ok();
+    let url = "http://127.0.0.1:8097/hostname";
+    until_spread_at(ns, url, &["b1", "b2", "b3"], "all ready");
+    e.berth(&["exec", "b1", "rm", "/tmp/ready"]).ok();
+    until_spread_at(ns, url, &["b2", "b3"], "b1 not ready");
+    e.berth(&["stop", "-t", "1", "b3"]).ok();
+    until_spread_at(ns, url, &["b2"], "b1 not ready, b3 stopped");
+    // The rows keep all three: only the kernel's elements follow readiness.
+    let v: serde_json::Value =
+        serde_json::from_str(&e.berth(&["service", "inspect", "plain"]).stdout).expect("JSON");
+    assert_eq!(v[0]["backends"].as_array().map(Vec::len), Some(3), "{v:#}");
+    e.berth(&["start", "b3"]).ok();
+    e.berth(&["exec", "b1", "touch", "/tmp/ready"]).ok();
+    until_spread_at(ns, url, &["b1", "b2", "b3"], "all back");
+    e.berth(&["service", "rm", "plain"]).ok();
 }
