@@ -133,7 +133,7 @@ spec:
 }
 
 #[test]
-fn plain_backends_leave_a_service_while_unready_or_stopped() {
+fn plain_backends_leave_a_service_while_unready_stopped_or_paused() {
     let e = Eng::new("endpoints-plain");
     let ns = e.s.netns.as_ref().expect("the test's namespace");
     for n in ["b1", "b2"] {
@@ -185,5 +185,10 @@ fn plain_backends_leave_a_service_while_unready_or_stopped() {
     e.berth(&["start", "b3"]).ok();
     e.berth(&["exec", "b1", "touch", "/tmp/ready"]).ok();
     until_spread_at(ns, url, &["b1", "b2", "b3"], "all back");
+    // A paused (frozen) backend answers nothing: out while paused.
+    e.berth(&["pause", "b2"]).ok();
+    until_spread_at(ns, url, &["b1", "b3"], "b2 paused");
+    e.berth(&["unpause", "b2"]).ok();
+    until_spread_at(ns, url, &["b1", "b2", "b3"], "b2 unpaused");
     e.berth(&["service", "rm", "plain"]).ok();
 }

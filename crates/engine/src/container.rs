@@ -518,9 +518,7 @@ impl Engine {
         self.network_down(&c)?;
         // A member leaving can make its pod ready (or not) behind a service.
         if c.spec.pod.is_some() && !c.spec.infra {
-            if let Err(e) = self.endpoints_changed(&c.id, c.spec.pod.as_deref()) {
-                tracing::warn!(container = %c.id, error = %e, "services' backends");
-            }
+            self.endpoints_follow(&c);
         }
         let dir = self.dir(&c.id);
         match std::fs::remove_dir_all(&dir) {

@@ -12,8 +12,8 @@
 //!
 //! service.rs builds a service's elements from its ready backends only. Whatever changes a
 //! backend's readiness calls [`Engine::endpoints_changed`]: the monitor when its container
-//! runs or exits, the probe thread when a readiness changes (probe.rs), `rm` of a pod's
-//! member. When the container is nobody's backend that is one query; otherwise the affected
+//! runs or exits, the probe thread when a readiness changes (probe.rs), `pause` and
+//! `unpause` (a frozen container answers nothing), `rm` of a pod's member. When the container is nobody's backend that is one query; otherwise the affected
 //! services' elements are replaced in one nftables batch each. Every element change of a
 //! service runs under one lock (`<runroot>/services.lock`) and reads the rows inside it, so
 //! two monitors that change at once leave the later state in the kernel.
@@ -96,6 +96,14 @@ impl Engine {
         nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
             .map(ServicesLock)
             .map_err(|(_, e)| Error::Runtime(format!("lock {}: {e}", path.display())))
+    }
+
+    /// [`Engine::endpoints_changed`] for `c`, a failure only logged (the change of `c`
+    /// itself stands).
+    pub(crate) fn endpoints_follow(&self, c: &Container) {
+        if let Err(e) = self.endpoints_changed(&c.id, c.spec.pod.as_deref()) {
+            tracing::warn!(container = %c.id, error = %e, "services' backends");
+        }
     }
 
     /// Container `id` (a member of pod `pod`, the pod's id, if any) ran, exited, was
