@@ -47,6 +47,11 @@ fn an_explicit_restart_no_wins_over_the_pods_policy() {
     let policy = |c: &str| e.inspect(c)["HostConfig"]["RestartPolicy"]["Name"].clone();
     assert_eq!(policy("dflt"), "always", "no --restart: the pod's");
     assert_eq!(policy("never"), "no", "--restart no given: its own");
+    // --rm: removed at its exit, so never restarted (not the pod's policy).
+    e.run_d(&[
+        "--pod", "rp", "--name", "gone", "--rm", "busybox", "sleep", "3600",
+    ]);
+    assert_eq!(policy("gone"), "no", "--rm: no restart");
     // And they behave so: the first restarts, the second stays exited.
     e.until("dflt", Duration::from_secs(20), "a restart", |v| {
         v["RestartCount"].as_u64().unwrap_or(0) >= 1

@@ -468,8 +468,9 @@ impl Engine {
                 p.spec.hostname.as_deref().unwrap_or_default()
             ));
         }
-        // The pod's policy unless the container was given one (`--restart no` too).
-        if spec.restart_default {
+        // The pod's policy unless the container was given one (`--restart no` too), or is
+        // removed when it exits (`--rm`: it could not restart).
+        if spec.restart_default && !spec.auto_remove {
             if let Some(r) = p.spec.restart {
                 spec.restart = r;
             }
