@@ -92,6 +92,10 @@ fn http_liveness_probe_on_busybox_httpd() {
         "8080/ok.html",
         "--probe-period",
         "200ms",
+        // After the restart httpd listens before the first attempt: a refused connection
+        // would replace the 404 as the last failure (a race this test lost).
+        "--probe-initial-delay",
+        "1s",
         "--probe-failure-threshold",
         "2",
         "busybox",
