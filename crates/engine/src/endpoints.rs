@@ -27,7 +27,8 @@ use crate::types::State;
 /// run to completion before the others and do not count for the pod's readiness.
 pub const KUBE_INIT_LABEL: &str = "io.berth.kube.init";
 
-/// Whether container `c` (a row of `rows`, every container's) counts as ready.
+/// Whether container `c` counts as ready: it runs (its process alive) and its readiness
+/// (after its startup probe) passes as its monitor last recorded it (table `probes`).
 fn container_ready(db: &mut Db, c: &Container) -> Result<bool> {
     if c.state != State::Running || !alive(c.pid, c.pid_start) {
         return Ok(false);
