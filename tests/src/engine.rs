@@ -1,12 +1,12 @@
 //! Helpers of the engine's end-to-end tests (tests/engine*.rs): a store with a busybox
-//! image whose engine containers are force-removed when the test ends.
+//! image whose engine pods and containers are force-removed when the test ends.
 
 use crate::images::*;
 use crate::*;
 use serde_json::Value;
 use std::time::Duration;
 
-/// A store whose engine containers are all force-removed when the test ends.
+/// A store whose engine pods and containers are all force-removed when the test ends.
 pub struct Eng {
     pub s: Store,
 }
@@ -69,6 +69,11 @@ impl Eng {
 
 impl Drop for Eng {
     fn drop(&mut self) {
+        // Pods first (members, then the infra a plain `rm` refuses), then what is left.
+        let pods = self.s.berth(&["pod", "ls", "-q", "--no-trunc"]);
+        for id in pods.stdout.split_whitespace() {
+            let _ = self.s.berth(&["pod", "rm", "-f", id]);
+        }
         let out = self.s.berth(&["ps", "-a", "-q"]);
         for id in out.stdout.split_whitespace() {
             let _ = self.s.berth(&["rm", "-f", id]);

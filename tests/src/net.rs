@@ -175,6 +175,10 @@ impl NetEng {
 
 impl Drop for NetEng {
     fn drop(&mut self) {
+        let pods = self.berth(&["pod", "ls", "-q", "--no-trunc"]);
+        for id in pods.stdout.split_whitespace() {
+            let _ = self.berth(&["pod", "rm", "-f", id]);
+        }
         let out = self.berth(&["ps", "-a", "-q"]);
         for id in out.stdout.split_whitespace() {
             let _ = self.berth(&["rm", "-f", id]);

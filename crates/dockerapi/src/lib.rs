@@ -486,6 +486,9 @@ fn list(e: &engine::Engine, all: bool, filters: &Filters) -> ApiResult {
     let cs = e.list(all || filters.0.contains_key("status"))?;
     let out: Vec<Value> = cs
         .iter()
+        // A pod's infra container only with all=1, as `berth ps` shows it only with -a:
+        // Docker clients know nothing of pods (podman 4.3.1's compat API lists it always).
+        .filter(|c| all || !c.spec.infra)
         .filter(|c| filters.matches(c))
         .map(|c| {
             let status = match c.state {

@@ -544,6 +544,10 @@ impl Engine {
         crate::procwait::wait_gone(&procs, Duration::from_secs(10));
         self.runtime_delete(&c.id);
         self.network_down(&c)?;
+        // A member leaving can make its pod ready (or not) behind a service.
+        if c.spec.pod.is_some() && !c.spec.infra {
+            self.endpoints_follow(&c);
+        }
         let dir = self.dir(&c.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

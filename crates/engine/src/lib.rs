@@ -43,6 +43,7 @@ pub mod confined;
 pub mod container;
 pub mod cp;
 pub mod db;
+pub mod endpoints;
 pub mod error;
 pub mod fault;
 pub mod health;

@@ -58,7 +58,10 @@ impl Engine {
             }
             Ok(row.clone())
         })?;
+        drop(db);
         tracing::debug!(container = %c.id, "paused");
+        // A frozen backend answers nothing: the services it backs follow (endpoints.rs).
+        self.endpoints_follow(&c);
         row.ok_or_else(|| Error::NotFound(c.id.clone()))
     }
 
@@ -79,7 +82,10 @@ impl Engine {
             }
             Ok(row.clone())
         })?;
+        drop(db);
         tracing::debug!(container = %c.id, "unpaused");
+        // A frozen backend answers nothing: the services it backs follow (endpoints.rs).
+        self.endpoints_follow(&c);
         row.ok_or_else(|| Error::NotFound(c.id.clone()))
     }
 

@@ -436,7 +436,7 @@ impl Engine {
     }
 
     /// Checks and completes a member's spec at create (`create --pod`): its network is the
-    /// infra's, its ports the pod's, its restart policy the pod's when it has none.
+    /// infra's, its ports the pod's, its restart policy the pod's when it was given none.
     pub(crate) fn pod_member_at_create(&self, spec: &mut ContainerSpec) -> Result<()> {
         let Some(reference) = spec.pod.clone() else {
             return Ok(());
@@ -478,7 +478,9 @@ impl Engine {
                 p.spec.hostname.as_deref().unwrap_or_default()
             ));
         }
-        if spec.restart == RestartPolicy::No {
+        // The pod's policy unless the container was given one (`--restart no` too), or is
+        // removed when it exits (`--rm`: it could not restart).
+        if spec.restart_default && !spec.auto_remove {
             if let Some(r) = p.spec.restart {
                 spec.restart = r;
             }
@@ -557,14 +559,31 @@ impl Engine {
         self.pod_start(&p.id)
     }
 
-    /// Sends `signal` to every running member (the infra keeps running: the pod's
-    /// namespaces stay for the members' next start).
+    /// Sends `signal` to every running container of the pod, its members then its infra,
+    /// as `podman pod kill` does (podman 4.3.1 measured here: the infra exits with 137
+    /// after `podman pod kill`; its man page: "the main process of each container inside
+    /// the pods"). A member started later starts the infra again ([`Engine::start`]).
     pub fn pod_kill(&self, reference: &str, signal: &str) -> Result<Pod> {
         crate::types::parse_signal(signal)?;
         let p = self.pod(reference)?;
-        let running = self.members_in(&p, "running", |s| {
-            matches!(s, State::Running | State::Paused)
-        })?;
+        let live = |s: State| matches!(s, State::Running | State::Paused);
+        // Members first, then the infra (podman's `pod kill` reaches it too).
+        let mut running: Vec<Container> = self
+            .members_of(&p)?
+            .into_iter()
+            .filter(|m| live(m.state))
+            .collect();
+        if let Ok(infra) = self.pod_infra(&p) {
+            if live(infra.state) {
+                running.push(infra);
+            }
+        }
+        if running.is_empty() {
+            return Err(Error::Conflict(format!(
+                "pod {} has no running container",
+                p.name
+            )));
+        }
         self.on_members(&p, "kill", &running, OneByOne, |m| self.kill(&m.id, signal))?;
         Ok(p)
     }

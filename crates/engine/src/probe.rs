@@ -344,6 +344,10 @@ pub struct ProberCtx {
     /// The container's address (Kubernetes probes the pod's IP); 127.0.0.1 in its
     /// namespace when it has none of its own (a pod member, `--network none`).
     pub addr: Option<std::net::Ipv4Addr>,
+    /// The engine and the container's pod (its id): a readiness change updates the
+    /// services it backs (endpoints.rs).
+    pub engine: crate::container::Engine,
+    pub pod: Option<String>,
 }
 
 /// The probes of one run of a container: a thread of the monitor's that runs them on their
@@ -404,7 +408,10 @@ fn run(
     use std::time::Instant;
     // The container's network namespace, for httpGet and tcpSocket on 127.0.0.1 (this
     // thread only; exec probes join the container's namespaces through the runtime).
-    match std::fs::File::open(format!("/proc/{}/ns/net", ctx.init)) {
+    // The monitor's own namespace is kept: services' elements are changed there.
+    let host_ns = std::fs::File::open("/proc/thread-self/ns/net");
+    let ctr_ns = std::fs::File::open(format!("/proc/{}/ns/net", ctx.init));
+    match &ctr_ns {
         Ok(ns) => {
             if let Err(e) = nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET) {
                 tracing::warn!(container = %ctx.id, error = %e, "probes: join the network namespace");
@@ -412,6 +419,24 @@ fn run(
         }
         Err(e) => tracing::warn!(container = %ctx.id, error = %e, "probes: the network namespace"),
     }
+    // A readiness recorded: the services this container (or its pod) backs follow, from
+    // the monitor's namespace (this thread goes back into the container's after).
+    let endpoints = || {
+        let (Ok(host), Ok(ctr)) = (&host_ns, &ctr_ns) else {
+            return;
+        };
+        use nix::sched::{setns, CloneFlags};
+        if let Err(e) = setns(host, CloneFlags::CLONE_NEWNET) {
+            tracing::warn!(container = %ctx.id, error = %e, "probes: back to the monitor's network namespace");
+            return;
+        }
+        if let Err(e) = ctx.engine.endpoints_changed(&ctx.id, ctx.pod.as_deref()) {
+            tracing::warn!(container = %ctx.id, error = %e, "probes: services' backends");
+        }
+        if let Err(e) = setns(ctr, CloneFlags::CLONE_NEWNET) {
+            tracing::warn!(container = %ctx.id, error = %e, "probes: rejoin the network namespace");
+        }
+    };
     let start = Instant::now();
     let mut all: Vec<Sched> = [
         (Kind::Startup, probes.startup),
@@ -460,6 +485,7 @@ fn run(
         }
     };
     save(&status);
+    endpoints();
     loop {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -517,6 +543,7 @@ fn run(
                 tracing::warn!(container = %ctx.id, probe = ?s.kind, "probe failed {} times: killing the container", s.failures);
                 status.ready = false;
                 save(&status);
+                endpoints();
                 // Kubernetes kills with the termination grace period (the stop timeout).
                 kill_container(
                     &ctx.verdict,
@@ -532,6 +559,9 @@ fn run(
         }
         if status != before {
             save(&status);
+            if status.ready != before.ready {
+                endpoints();
+            }
         }
     }
 }

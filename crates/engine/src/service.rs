@@ -325,11 +325,18 @@ impl Engine {
         Ok(())
     }
 
-    /// The backends' (address, port) for a target port: each container's address on its
+    /// The ready backends' (address, port) for a target port (endpoints.rs: a backend
+    /// that does not run or is not ready gets no traffic): each container's address on its
     /// first network (`eth0`); a container without one is left out.
     fn backend_addrs(&self, s: &Service, target: u16) -> Result<Vec<(Ipv4Addr, u16)>> {
         let mut out = Vec::new();
+        let mut db = self.db()?;
+        let rows = db.list()?;
         for b in &s.backends {
+            if !crate::endpoints::backend_ready(&mut db, &rows, b)? {
+                tracing::debug!(service = %s.name, container = %b, "backend not ready");
+                continue;
+            }
             let atts = self.attachments(b)?;
             match atts.iter().find(|a| a.ifname == "eth0").or(atts.first()) {
                 Some(a) => out.push((a.ip, target)),
@@ -339,8 +346,19 @@ impl Engine {
         Ok(out)
     }
 
-    /// Makes the kernel's elements of `new` what `old`'s were (either may be None).
+    /// Makes the kernel's elements of `new` what `old`'s were (either may be None), under
+    /// the services' lock (endpoints.rs).
     fn kernel_service(&self, old: Option<&Service>, new: Option<&Service>) -> Result<()> {
+        let _held = self.services_lock()?;
+        self.kernel_service_locked(old, new)
+    }
+
+    /// [`Engine::kernel_service`] with the services' lock held.
+    pub(crate) fn kernel_service_locked(
+        &self,
+        old: Option<&Service>,
+        new: Option<&Service>,
+    ) -> Result<()> {
         let mut nf = net::nl::Socket::netfilter()?;
         svc::ensure(&mut nf)?;
         let mut del = Vec::new();

@@ -197,6 +197,11 @@ pub struct ContainerSpec {
     /// `--health-on-failure`).
     #[serde(default)]
     pub health_on_failure: crate::probe::OnFailure,
+    /// `restart` is a default, not asked for (`--restart` not given): a pod's member then
+    /// takes the pod's restart policy (pod.rs; an explicit `--restart no` wins, as
+    /// Podman's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_default: bool,
 }
 
 /// A signal by name (`TERM`, `SIGKILL`) or number.

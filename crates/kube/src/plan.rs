@@ -25,7 +25,8 @@ use std::time::Duration;
 /// The label every container and pod made by `kube play` carries (value: the pod).
 pub const LABEL_POD: &str = "io.berth.kube.pod";
 /// The label of an init container (`kube generate` puts it back in `initContainers`).
-pub const LABEL_INIT: &str = "io.berth.kube.init";
+/// The engine leaves them out of the pod's readiness (engine::endpoints).
+pub const LABEL_INIT: &str = engine::endpoints::KUBE_INIT_LABEL;
 
 /// Where a plan puts its files.
 #[derive(Clone, Debug)]

@@ -33,8 +33,9 @@ pub struct Args {
     #[arg(short, long)]
     pub detach: bool,
     /// Restart policy of a detached container: no, on-failure[:N], always, unless-stopped.
-    #[arg(long, default_value = "no")]
-    restart: String,
+    /// Default no (a pod's member: the pod's restart policy).
+    #[arg(long)]
+    restart: Option<String>,
     /// Set a label (`K=V`).
     #[arg(short, long = "label")]
     label: Vec<String>,
@@ -387,7 +388,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
 
 /// `berth create` / `berth run -d`: the engine's container from the command line.
 pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
-    let restart: engine::RestartPolicy = a.restart.parse()?;
+    let restart: engine::RestartPolicy = a.restart.as_deref().unwrap_or("no").parse()?;
     if a.rm && restart != engine::RestartPolicy::No {
         bail!("conflicting options: --restart {restart} and --rm (a removed container cannot restart)");
     }
@@ -466,6 +467,7 @@ pub fn create(g: &Globals, a: Args) -> Result<engine::Container> {
         infra: false,
         probes: a.probe.probes()?,
         health_on_failure: a.probe.on_failure()?,
+        restart_default: a.restart.is_none(),
     };
     Ok(g.engine()?.create(a.name.as_deref(), spec)?)
 }

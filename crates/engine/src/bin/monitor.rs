@@ -322,6 +322,7 @@ impl Monitor {
                                 first = false;
                             }
                             tracing::info!(container = %id, pid, "running");
+                            self.endpoints_changed(&c);
                             // The lean pump when nothing but the log needs us: no health
                             // check, no terminal or stdin to serve, no attached client.
                             let attached = hub.as_ref().is_some_and(|h| h.fds().len() > 1);
@@ -410,6 +411,7 @@ impl Monitor {
                 })?
                 .unwrap_or(false);
             drop(db);
+            self.endpoints_changed(&c);
             // `--rm`: removed before the clients hear of the exit (a `run --rm` returns
             // with its container gone, as Docker's).
             if !again && c.spec.auto_remove {
@@ -553,6 +555,16 @@ impl Monitor {
             pump.display(),
             err.map_or_else(|| "failed".to_string(), |e| e.to_string())
         )))
+    }
+
+    /// The container ran or exited: the services it backs follow (engine::endpoints).
+    fn endpoints_changed(&self, c: &engine::Container) {
+        if let Err(e) = self
+            .engine()
+            .endpoints_changed(&c.id, c.spec.pod.as_deref())
+        {
+            tracing::warn!(container = %c.id, error = %e, "services' backends");
+        }
     }
 
     fn engine(&self) -> engine::Engine {
@@ -888,6 +900,8 @@ impl Monitor {
                         .attachments(&self.args.id)
                         .ok()
                         .and_then(|a| a.iter().find(|a| a.ifname == "eth0").map(|a| a.ip)),
+                    engine: self.engine(),
+                    pod: spec.pod.clone(),
                 },
             ));
         }
