@@ -23,10 +23,17 @@ pub struct Docker {
 
 impl Docker {
     pub fn new(name: &str) -> Docker {
+        Docker::with(name, &[])
+    }
+
+    /// `berth serve --docker-socket DIR/docker.sock EXTRA…`.
+    pub fn with(name: &str, extra: &[&str]) -> Docker {
         let e = Eng::new(&format!("docker-{name}"));
         let sock = e.s.dir.join("docker.sock");
         let sock_s = sock.to_string_lossy().into_owned();
-        let mut cmd = e.s.command(&["serve", "--docker-socket", &sock_s]);
+        let mut args = vec!["serve", "--docker-socket", &sock_s];
+        args.extend_from_slice(extra);
+        let mut cmd = e.s.command(&args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
             std::fs::File::create(e.s.dir.join("serve.log"))
                 .map(Stdio::from)

@@ -14,6 +14,7 @@
 //! `events`, `system/df`, `containers/prune`.
 
 mod archive;
+mod auth;
 mod events;
 mod exec;
 mod hijack;
@@ -31,10 +32,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod build;
+mod changes;
 mod images;
 mod networks;
 mod pull;
 mod routes;
+pub mod tls;
 mod volumes;
 
 /// The API version this server speaks (Docker 20.10's).
@@ -122,6 +125,10 @@ pub fn router(api: Api) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             streams::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
         ))
         // Build contexts and image archives are bodies of any size (axum's default is 2 MB).
         .layer(axum::extract::DefaultBodyLimit::disable())
