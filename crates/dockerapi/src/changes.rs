@@ -7,7 +7,8 @@
 //! overlayfs.rst "whiteouts and opaque directories") is a deletion; any other entry is a
 //! modification when the image's layers (the lower dirs) have that path, an addition when
 //! they do not. Directories above a changed entry appear as modified, as Docker's overlay2
-//! driver reports them.
+//! driver reports them. The mount points the engine makes in every container (/etc/hosts,
+//! /etc/resolv.conf, …) are left out, as Docker's init layer leaves them out.
 //!
 //! The upper dir is the container's to write while it runs: every directory is opened by
 //! its path relative to the upper dir with no symlink followed anywhere on the way
@@ -83,7 +84,7 @@ pub(crate) fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<(String, Kind
     let up = open(upper)
         .map_err(|e| ApiError::Internal(format!("changes: open {}: {e}", upper.display())))?;
     let lower_fds: Vec<OwnedFd> = lowers.iter().filter_map(|l| open(l).ok()).collect();
-    let mut out = Vec::new();
+    let mut out: Vec<(String, Kind, bool)> = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dfd = match open_dir(up.as_fd(), &rel) {
@@ -121,19 +122,68 @@ pub(crate) fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<(String, Kind
             } else {
                 Kind::Added
             };
-            out.push((format!("/{}", child.to_string_lossy()), kind));
+            let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+            out.push((format!("/{}", child.to_string_lossy()), kind, is_dir));
             if out.len() > MAX_CHANGES {
                 return Err(ApiError::Internal(format!(
                     "changes: more than {MAX_CHANGES} changed paths"
                 )));
             }
-            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            if is_dir {
                 stack.push(child);
             }
         }
     }
+    let mut out = without_engine_made(out);
     out.sort();
     Ok(out)
+}
+
+/// The mount points the engine and the runtime make in every container (its network
+/// files, the kernel filesystems, /dev): not the container's changes. Docker keeps them
+/// in an "init" layer under the container's and never lists them either.
+const ENGINE_MADE: &[&str] = &[
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+    "/proc",
+    "/sys",
+    "/dev",
+];
+
+/// `changes` without the engine's mount points, nor the directories modified only to hold
+/// them (every changed entry below them is one). Entries are `(path, kind, is_dir)`.
+fn without_engine_made(mut all: Vec<(String, Kind, bool)>) -> Vec<(String, Kind)> {
+    use std::collections::{HashMap, HashSet};
+    let parent = |p: &str| p.rsplit_once('/').map(|(a, _)| a.to_string());
+    let mut children: HashMap<String, usize> = HashMap::new();
+    for (p, _, _) in &all {
+        if let Some(par) = parent(p) {
+            *children.entry(par).or_default() += 1;
+        }
+    }
+    // Deepest first: a directory is decided after everything below it.
+    all.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.bytes().filter(|&b| b == b'/').count()));
+    let mut hidden_children: HashMap<String, usize> = HashMap::new();
+    let mut hidden: HashSet<String> = HashSet::new();
+    for (p, kind, is_dir) in &all {
+        let engine_made = ENGINE_MADE.contains(&p.as_str()) || p.starts_with("/dev/");
+        let only_engine_below = *is_dir
+            && *kind == Kind::Modified
+            && children
+                .get(p)
+                .is_some_and(|&n| n > 0 && hidden_children.get(p) == Some(&n));
+        if engine_made || only_engine_below {
+            hidden.insert(p.clone());
+            if let Some(par) = parent(p) {
+                *hidden_children.entry(par).or_default() += 1;
+            }
+        }
+    }
+    all.into_iter()
+        .filter(|(p, _, _)| !hidden.contains(p))
+        .map(|(p, k, _)| (p, k))
+        .collect()
 }
 
 /// `GET /containers/{id}/changes`.
@@ -167,4 +217,32 @@ pub(crate) fn get(e: &engine::Engine, id: &str) -> ApiResult {
         .map(|(p, k)| serde_json::json!({"Path": p, "Kind": k as u8}))
         .collect();
     Ok(crate::Json(v).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_mount_points_are_not_changes() {
+        let all = vec![
+            ("/etc".to_string(), Kind::Modified, true),
+            ("/etc/hosts".to_string(), Kind::Added, false),
+            ("/etc/resolv.conf".to_string(), Kind::Added, false),
+            ("/bin".to_string(), Kind::Modified, true),
+            ("/var".to_string(), Kind::Modified, true),
+            ("/var/x".to_string(), Kind::Deleted, false),
+            ("/var/hosts".to_string(), Kind::Added, false),
+        ];
+        let mut got = without_engine_made(all);
+        got.sort();
+        let want = [
+            ("/bin", Kind::Modified),
+            ("/var", Kind::Modified),
+            ("/var/hosts", Kind::Added),
+            ("/var/x", Kind::Deleted),
+        ];
+        let want: Vec<(String, Kind)> = want.iter().map(|(p, k)| (p.to_string(), *k)).collect();
+        assert_eq!(got, want);
+    }
 }

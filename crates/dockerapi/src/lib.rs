@@ -11,7 +11,9 @@
 //! `DELETE containers/{id}`,
 //! `images/json`, `images/{name}/json`; in streams.rs (a layer in front of the dispatch):
 //! `containers/{id}/{attach,resize,exec,stats,archive}`, `exec/{id}/{start,resize,json}`,
-//! `events`, `system/df`, `containers/prune`.
+//! `events`, `system/df`, `containers/prune`; in auth.rs (the outermost layer): `auth`,
+//! `images/create` and `images/{name}/push` (with `X-Registry-Auth`); in changes.rs:
+//! `containers/{id}/changes`. tls.rs serves the router over TLS.
 
 mod archive;
 mod auth;
