@@ -11,7 +11,7 @@
 //! plain socket (hijack.rs).
 
 use crate::{router, Api};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// How long a client may take for its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the TLS configuration could not be made; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +151,13 @@ pub async fn serve_tls(
                 }
             };
             let svc = TowerToHyperService::new(app);
-            let r = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client that sends no complete request head in time is dropped (the
+            // listener may face a network).
+            b.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let r = b
                 .http1_only()
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                 .await;
