@@ -59,6 +59,9 @@ fn docker_diff_lists_added_modified_and_deleted_paths() {
     ]);
     let out = d.docker(&["diff", "idle"]);
     assert_eq!(out, "", "docker diff of a container that changed nothing");
+    let created = d.docker(&["create", "--network", "none", "busybox", "true"]);
+    let out = d.docker(&["diff", created.trim()]);
+    assert_eq!(out, "", "docker diff of a container never started");
     let r = d.docker_out(&["diff", "nosuch"]);
     assert!(!r.success(), "docker diff of a missing container: {r}");
 }

@@ -191,6 +191,10 @@ pub(crate) fn get(e: &engine::Engine, id: &str) -> ApiResult {
     let c = e.inspect(id)?;
     let dir = e.dir(&c.id);
     let upper = dir.join("upper");
+    if !upper.is_dir() && !dir.join("rootfs").is_dir() {
+        // Never prepared (created, not started): nothing changed yet.
+        return Ok(crate::Json(Vec::<serde_json::Value>::new()).into_response());
+    }
     if !upper.is_dir() {
         return Err(ApiError::Conflict(format!(
             "container {}: no overlay upper dir to read changes from (copy snapshotter)",
