@@ -11,7 +11,9 @@
 #        SECCOMP=1 gives the bundle a Docker-like default profile — default SCMP_ACT_ERRNO,
 #        every x86_64 syscall of <asm/unistd_64.h> allowed but Docker's denied ones, clone
 #        with its namespace-flag mask — and adds berth-runtime with its seccomp cache
-#        emptied before every run, i.e. compiling the profile as it did before the cache)
+#        emptied before every run, i.e. compiling the profile as it did before the cache;
+#        LOAD=1 measures under CPU and disk load: two busy loops and a writer that rewrites
+#        a 256 MiB file with O_DIRECT and fsync (dd) for the whole run, stopped at exit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-100}
@@ -22,7 +24,14 @@ if [ -z "${BERTH_RUNTIME:-}" ] || [ ! -x "${BERTH:-target/release/berth}" ]; the
 fi
 berth=${BERTH_RUNTIME:-$PWD/target/release/berth-runtime}
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+loaders=()
+stop_load() { for p in "${loaders[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap 'stop_load; rm -rf "$work"' EXIT
+if [ "${LOAD:-0}" = 1 ]; then
+  for _ in 1 2; do (while :; do :; done) & loaders+=($!); done
+  (while :; do dd if=/dev/zero of="$work/fill" bs=1M count=256 oflag=direct conv=fsync status=none; done) & loaders+=($!)
+  echo "under load: two busy loops and a dd writer (pids ${loaders[*]})"
+fi
 "${BERTH:-./target/release/berth}" bundle "$work/bundle" -- /bin/true >/dev/null
 # Same config for every runtime: no cgroup namespace (crun and runc accept it too).
 python3 - "$work/bundle/config.json" <<'PY'

@@ -651,3 +651,75 @@ fn foreground_run_it_detaches_and_attach_takes_it_back() {
     e.berth(&["run", "--rm", "--detach-keys", "ctrl-", "busybox", "true"])
         .failed_mentioning(&["--detach-keys"]);
 }
+
+/// `wait` on a `--rm` container answers the code it exited with even when the monitor's
+/// removal wins the race with the waiter (the removal keeps the code: engine `exits`);
+/// and the container is gone afterwards.
+#[test]
+fn wait_answers_the_exit_code_of_a_container_removed_by_rm() {
+    let e = Eng::new("waitrm");
+    for (i, code) in [3, 0, 42].into_iter().enumerate() {
+        let name = format!("gone{i}");
+        let script = format!("sleep 0.3; exit {code}");
+        let id = e.run_d(&["--rm", "--name", &name, "busybox", "sh", "-c", &script]);
+        let out = e.berth(&["wait", &id]);
+        out.ok();
+        assert_eq!(out.stdout.trim(), code.to_string(), "{out}");
+        let gone = poll(Duration::from_secs(10), || {
+            e.ps_all()
+                .iter()
+                .all(|c| c["Names"] != name.as_str())
+                .then_some(())
+        });
+        assert!(gone.is_some(), "{name} was not removed: {:?}", e.ps_all());
+    }
+    let out = e.berth(&["wait", "gone0"]);
+    assert!(!out.status.success(), "wait on a removed container: {out}");
+}
+
+/// `attach` (Docker's `--sig-proxy`, on by default) sends the signals it receives to the
+/// container; it then exits with the container's code. With `--sig-proxy=false` the
+/// signal is berth's own and the container runs on.
+#[test]
+fn attach_proxies_signals_to_the_container() {
+    use std::io::BufRead;
+    let e = Eng::new("sigproxy");
+    let script = "trap 'echo got TERM; exit 7' TERM; while :; do echo tick; sleep 0.1; done";
+    for (name, proxy) in [("proxied", true), ("unproxied", false)] {
+        e.run_d(&["--name", name, "busybox", "sh", "-c", script]);
+        let mut args = vec!["attach"];
+        if !proxy {
+            args.push("--sig-proxy=false");
+        }
+        args.push(name);
+        let mut child =
+            e.s.command(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn berth attach");
+        // Attached (and its signals blocked) once the container's output reaches it.
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        assert_eq!(first, "tick", "attach relays the output");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill attach");
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().expect("wait attach");
+        if proxy {
+            assert_eq!(
+                status.code(),
+                Some(7),
+                "attach exits with the code: {rest:?}"
+            );
+            assert!(rest.iter().any(|l| l == "got TERM"), "{rest:?}");
+            e.until(name, Duration::from_secs(10), "exited", |v| {
+                v["State"]["Status"] == "exited"
+            });
+        } else {
+            assert_eq!(status.code(), None, "berth itself was terminated");
+            let v = e.inspect(name);
+            assert_eq!(v["State"]["Status"], "running", "{v:#}");
+        }
+    }
+}

@@ -603,19 +603,6 @@ fn int_of(v: &Value, what: &str) -> Result<i64, ApiError> {
 /// client's `rm`); the last exit code seen. The engine keeps no exit code past the removal,
 /// so one removed between two polls (10 ms apart) reports the code seen before (0 while it
 /// ran).
-fn wait_removed(e: &engine::Engine, id: &str) -> Result<i32, ApiError> {
-    let c = e.inspect(id)?;
-    let mut code = c.exit_code.unwrap_or(0);
-    loop {
-        match e.inspect(&c.id) {
-            Ok(now) => code = now.exit_code.unwrap_or(code),
-            Err(engine::error::Error::NotFound(_)) => return Ok(code),
-            Err(x) => return Err(x.into()),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `ps` output → Docker's `{"Titles": […], "Processes": [[…]…]}`: columns split on
 /// blanks, the last title (the command) taking the rest of its line.
 fn top_table(ps: &str) -> Value {

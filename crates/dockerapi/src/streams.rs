@@ -166,7 +166,7 @@ async fn wait(
         let cid = c.id.clone();
         let r = crate::blocking(move || {
             if removed {
-                crate::wait_removed(&e, &cid)
+                Ok(e.wait_removed(&cid)?)
             } else {
                 Ok(e.wait(&cid)?)
             }

@@ -457,17 +457,45 @@ impl Engine {
         }
     }
 
-    /// Waits until the container is not running (nor restarting); its exit code.
+    /// Waits until the container is not running (nor restarting); its exit code. A
+    /// container removed meanwhile (`--rm`) answers the code it was removed with.
     pub fn wait(&self, reference: &str) -> Result<i32> {
+        self.wait_until(reference, |c| !c.state.is_active())
+    }
+
+    /// Waits until the container is removed (Docker's `wait` with `condition=removed`);
+    /// the code it exited with (0 if it never ran).
+    pub fn wait_removed(&self, reference: &str) -> Result<i32> {
+        self.wait_until(reference, |_| false)
+    }
+
+    fn wait_until(&self, reference: &str, done: impl Fn(&Container) -> bool) -> Result<i32> {
         let c = self.inspect(reference)?;
-        let mut delay = Duration::from_millis(10);
+        let mut last = c.exit_code;
+        // The monitor writes `exit` and the removal deletes the directory: both wake us at
+        // once; the database is read again then (and at a growing interval without events:
+        // a monitor that died is reconciled by inspect).
+        let events = DirEvents::watch(&self.dir(&c.id));
+        let mut delay = Duration::from_millis(5);
         loop {
-            let now = self.inspect(&c.id)?;
-            if !now.state.is_active() {
-                return Ok(now.exit_code.unwrap_or(0));
+            match self.inspect(&c.id) {
+                Ok(now) if done(&now) => return Ok(now.exit_code.unwrap_or(0)),
+                Ok(now) => last = now.exit_code.or(last),
+                Err(Error::NotFound(_)) => {
+                    // The removal recorded the final code in the same transaction.
+                    let kept = self.db()?.removed_exit(&c.id)?.map(|(code, _)| code);
+                    return Ok(kept.or(last).unwrap_or(0));
+                }
+                Err(e) => return Err(e),
             }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(250));
+            delay = match &events {
+                Some(ev) if ev.wait(delay) => Duration::from_millis(5),
+                Some(_) => (delay * 2).min(Duration::from_millis(250)),
+                None => {
+                    std::thread::sleep(delay);
+                    (delay * 2).min(Duration::from_millis(50))
+                }
+            };
         }
     }
 
@@ -650,4 +678,37 @@ pub fn private_mount_namespace() -> Result<()> {
         None::<&str>,
     )
     .map_err(|e| Error::Runtime(format!("make / private: {e}")))
+}
+
+/// Changes to a container's directory (inotify): its `exit` file written, its files or
+/// itself removed.
+struct DirEvents(nix::sys::inotify::Inotify);
+
+impl DirEvents {
+    fn watch(dir: &Path) -> Option<DirEvents> {
+        use nix::sys::inotify::{AddWatchFlags as W, InitFlags, Inotify};
+        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+        ino.add_watch(
+            dir,
+            W::IN_CREATE | W::IN_MOVED_TO | W::IN_DELETE | W::IN_DELETE_SELF | W::IN_CLOSE_WRITE,
+        )
+        .ok()?;
+        Some(DirEvents(ino))
+    }
+
+    /// Waits up to `limit` for an event; whether one came (all pending ones are read).
+    fn wait(&self, limit: Duration) -> bool {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            self.0.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = limit.as_millis().min(u16::MAX as u128) as u16;
+        let ready =
+            matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)), Ok(n) if n > 0);
+        if ready {
+            while matches!(self.0.read_events(), Ok(ev) if !ev.is_empty()) {}
+        }
+        ready
+    }
 }

@@ -41,7 +41,18 @@ CREATE TABLE IF NOT EXISTS containers (
     labels TEXT NOT NULL DEFAULT '{}',
     error TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS exits (
+    id TEXT PRIMARY KEY,
+    exit_code INTEGER NOT NULL,
+    oom_killed INTEGER NOT NULL DEFAULT 0,
+    removed_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exits_removed_at ON exits (removed_at);
 ";
+
+/// How long the exit code of a removed container is kept (for `wait --condition removed`,
+/// whose caller may still be polling when `--rm` wins the race).
+pub const EXIT_KEEP_SECS: i64 = 600;
 
 /// One container's row.
 #[derive(Clone, Debug, PartialEq)]
@@ -458,13 +469,40 @@ impl Db {
         out.transpose()
     }
 
-    /// Deletes the row of `id`.
+    /// Deletes the row of `id`. Its exit code, if it has one, is kept in `exits` for
+    /// [`EXIT_KEEP_SECS`] in the same transaction (Docker's `wait` with
+    /// `condition=removed` answers it after an AutoRemove); older ones are dropped.
     pub fn delete(&mut self, id: &str) -> Result<()> {
+        let now = unix_now();
         self.write(|tx| {
+            tx.execute(
+                "DELETE FROM exits WHERE removed_at < ?1",
+                [now - EXIT_KEEP_SECS],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO exits (id, exit_code, oom_killed, removed_at) \
+                 SELECT id, exit_code, oom_killed, ?2 FROM containers \
+                 WHERE id = ?1 AND exit_code IS NOT NULL",
+                params![id, now],
+            )?;
             tx.execute("DELETE FROM health WHERE id = ?1", [id])?;
             tx.execute("DELETE FROM probes WHERE id = ?1", [id])?;
             tx.execute("DELETE FROM containers WHERE id = ?1", [id])
                 .map(|_| ())
+        })
+    }
+
+    /// The exit code (and OOM kill) of the removed container `id` (a full id), if it was
+    /// removed within [`EXIT_KEEP_SECS`] after it had exited.
+    pub fn removed_exit(&mut self, id: &str) -> Result<Option<(i32, bool)>> {
+        let id = id.to_string();
+        self.retry(|c| {
+            c.query_row(
+                "SELECT exit_code, oom_killed FROM exits WHERE id = ?1",
+                [&id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
         })
     }
 
@@ -478,6 +516,12 @@ impl Db {
             rows.collect()
         })
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Restart policies are stored as Docker spells them.

@@ -18,6 +18,10 @@ pub struct Args {
     /// character or `ctrl-X`, comma-separated; empty: none).
     #[arg(long, default_value = DEFAULT_DETACH_KEYS)]
     detach_keys: String,
+    /// Send the signals berth receives (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2) to
+    /// the container, as Docker's; a container with a terminal gets its keys instead.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     /// The container (name or ID).
     container: String,
 }
@@ -33,6 +37,9 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         );
     }
     let tty = c.spec.opts.tty;
+    if a.sig_proxy && !tty {
+        super::attach_io::proxy_signals(&e, &c.id);
+    }
     let sock = match e.attach(&c) {
         Ok(s) => s,
         // The monitor of a container with no terminal, stdin or health check runs as

@@ -59,6 +59,24 @@ pub fn hello() -> Vec<u8> {
     }
 }
 
+/// Docker's `--sig-proxy`: the signals berth receives go to the container `id` (those the
+/// runtime forwards to a foreground container, but SIGCHLD and SIGWINCH, which are ours).
+/// Blocks them on the calling thread first: call it before any other thread starts.
+pub fn proxy_signals(e: &engine::Engine, id: &str) {
+    let mut set = runtime::container::forwarded();
+    set.remove(Signal::SIGCHLD);
+    set.remove(Signal::SIGWINCH);
+    let _ = set.thread_block();
+    let (e, id) = (e.clone(), id.to_string());
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            if let Err(err) = e.kill(&id, sig.as_str()) {
+                tracing::debug!(error = %err, signal = sig.as_str(), "signal proxy");
+            }
+        }
+    });
+}
+
 /// How an attach session ended.
 #[derive(Debug, PartialEq)]
 pub enum End {

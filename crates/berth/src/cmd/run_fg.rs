@@ -8,7 +8,6 @@
 use super::attach_io::{parse_detach_keys, End, Session, DEFAULT_DETACH_KEYS};
 use crate::Globals;
 use anyhow::Result;
-use nix::sys::signal::{SigSet, Signal};
 
 /// The exit code of a container that could not be started: Docker's 127 for a command
 /// that is not found, 126 for one that cannot be executed; `None`: berth's own failure.
@@ -48,27 +47,8 @@ pub fn run(g: &Globals, a: super::run::Args) -> Result<i32> {
             };
         }
     };
-    // Signals to us go to the container (they are blocked here: run.rs).
-    let id = c.id.clone();
-    let proxy = e.clone();
-    std::thread::spawn(move || {
-        let mut set = SigSet::empty();
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-        ] {
-            set.add(s);
-        }
-        while let Ok(sig) = set.wait() {
-            if let Err(err) = proxy.kill(&id, sig.as_str()) {
-                tracing::debug!(error = %err, signal = sig.as_str(), "signal proxy");
-            }
-        }
-    });
+    // Signals to us go to the container (they are blocked already: run.rs).
+    super::attach_io::proxy_signals(&e, &c.id);
     let s = Session {
         tty,
         stdin: interactive,

@@ -20,6 +20,9 @@ pub struct Args {
     /// With -a: the keys that detach (`ctrl-p,ctrl-q`).
     #[arg(long, default_value = DEFAULT_DETACH_KEYS)]
     detach_keys: String,
+    /// With -a: send the signals berth receives to the container (not with a terminal).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     /// Queue a container until the node has room for its --memory/--cpus.
     #[arg(long)]
     wait: bool,
@@ -38,6 +41,10 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             bail!("start -a/-i: --wait is not supported with attach");
         }
         let keys = parse_detach_keys(&a.detach_keys)?;
+        let c = e.inspect(&a.containers[0])?;
+        if a.sig_proxy && !c.spec.opts.tty {
+            super::attach_io::proxy_signals(&e, &c.id);
+        }
         let (c, sock) = e.start_attached(&a.containers[0], &super::attach_io::hello())?;
         let tty = c.spec.opts.tty;
         let s = Session {
