@@ -69,7 +69,8 @@ fn docker_diff_lists_added_modified_and_deleted_paths() {
 #[test]
 fn attach_with_logs_sends_what_was_printed_before() {
     let d = Docker::new("attachlogs");
-    let script = "echo before; sleep 4; echo after";
+    // "after" only once the test has attached (it creates /go).
+    let script = "echo before; while [ ! -e /go ]; do sleep 0.05; done; echo after";
     let a = d.docker(&[
         "run",
         "-d",
@@ -97,16 +98,21 @@ fn attach_with_logs_sends_what_was_printed_before() {
         });
         assert!(seen.is_some(), "container {id} printed nothing");
     }
-    // Both attaches at once (threads), while the containers sleep.
+    // Both attached (the upgrade answered), then both told to go on.
     let out = d.py(&format!(
         "import threading\n\
          res = {{}}\n\
+         ready = {{'{a}': threading.Event(), '{b}': threading.Event()}}\n\
          def att(id, logs):\n\
          \x20   s = c.api.attach(id, stdout=True, stderr=True, stream=True, logs=logs)\n\
+         \x20   ready[id].set()\n\
          \x20   res[id] = b''.join(s)\n\
          ts = [threading.Thread(target=att, args=('{a}', True)), threading.Thread(target=att, args=('{b}', False))]\n\
          [t.start() for t in ts]\n\
-         [t.join() for t in ts]\n\
+         for id in ready:\n\
+         \x20   assert ready[id].wait(60), 'attach ' + id\n\
+         \x20   c.containers.get(id).exec_run(['touch', '/go'])\n\
+         [t.join(60) for t in ts]\n\
          print(json.dumps({{'a': res['{a}'].decode(), 'b': res['{b}'].decode()}}))\n"
     ));
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("the script's JSON");
