@@ -91,13 +91,13 @@ fn login_push_pull_with_registry_credentials() {
     // No credentials: the registry refuses the push, the client is told.
     let out = d.docker_out(&["push", &name]);
     assert!(
-        !out.success() && !out.stdout.contains("Pushed"),
+        !out.success() && !out.stdout.contains("Pushed") && out.stderr.contains("401"),
         "an anonymous push was accepted:\n{out}"
     );
     // A wrong password: the login fails.
     let out = login(&d, &reg.1, "alice", "wrong");
     assert!(
-        !out.success() && !out.stdout.contains("Login Succeeded"),
+        !out.success() && !out.stdout.contains("Login Succeeded") && out.stderr.contains("401"),
         "a wrong password logged in:\n{out}"
     );
     let out = login(&d, &reg.1, "alice", "s3cret pass");
@@ -127,7 +127,7 @@ fn login_push_pull_with_registry_credentials() {
     d.docker(&["logout", &reg.1]);
     let out = d.docker_out(&["pull", &name]);
     assert!(
-        !out.success() && !out.stdout.contains("Downloaded"),
+        !out.success() && !out.stdout.contains("Downloaded") && out.stderr.contains("401"),
         "an anonymous pull of a private image worked:\n{out}"
     );
     // A malformed header, and an identity token (not supported): 400 naming the header.
