@@ -17,6 +17,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use engine::attach as wire;
+use engine::logfiles::ReadOpts;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{LazyLock, Mutex};
@@ -176,11 +177,13 @@ pub async fn attach(
         let logs = flag(&q, "logs");
         return Ok(hijack(req, raw, move |mut conn| async move {
             if logs {
-                let _ = send_log(&e, &c, want, &mut conn, false).await;
+                let _ = send_log(&e, &c, want, &mut conn, ReadOpts::default()).await;
             }
             let _ = conn.shutdown().await;
         }));
     }
+    // `logs=1` with the stream (as dockerd): the log so far, then the live output.
+    let logs = flag(&q, "logs");
     let started = c.state.is_active();
     let rx = if started {
         None
@@ -190,15 +193,34 @@ pub async fn attach(
         Some(rx)
     };
     tracing::debug!(container = %c.id, pending = rx.is_some(), "docker api: attach");
-    Ok(hijack(req, raw, move |conn| async move {
+    Ok(hijack(req, raw, move |mut conn| async move {
+        // The log up to now (for a running container: once the attach connection is made,
+        // so nothing printed in between is missed; a line printed in that instant may come
+        // twice).
+        let upto = || ReadOpts {
+            until: Some(engine::logfiles::now_nanos()),
+            ..Default::default()
+        };
         let sock = match rx {
-            Some(rx) => wait_start(&e, &c.id, rx).await,
-            None => crate::blocking({
-                let (e, c) = (e.clone(), c.clone());
-                move || Ok(e.attach(&c)?)
-            })
-            .await
-            .ok(),
+            Some(rx) => {
+                if logs && send_log(&e, &c, want, &mut conn, upto()).await.is_err() {
+                    pending().remove(&c.id);
+                    return;
+                }
+                wait_start(&e, &c.id, rx).await
+            }
+            None => {
+                let s = crate::blocking({
+                    let (e, c) = (e.clone(), c.clone());
+                    move || Ok(e.attach(&c)?)
+                })
+                .await
+                .ok();
+                if logs && s.is_some() && send_log(&e, &c, want, &mut conn, upto()).await.is_err() {
+                    return;
+                }
+                s
+            }
         };
         match sock {
             Some(s) => bridge(s, conn, want).await,
@@ -211,7 +233,12 @@ pub async fn attach(
                 })
                 .await
                 {
-                    let _ = send_log(&e, &c, want, &mut conn, true).await;
+                    let o = ReadOpts {
+                        follow: true,
+                        since: (!logs).then(engine::logfiles::now_nanos),
+                        ..Default::default()
+                    };
+                    let _ = send_log(&e, &c, want, &mut conn, o).await;
                 }
                 let _ = conn.shutdown().await;
             }
@@ -367,22 +394,17 @@ async fn bridge(sock: std::os::unix::net::UnixStream, conn: Conn, want: Want) {
     let _ = cwr.shutdown().await;
 }
 
-/// The container's log to the client (from now on and until it ends with `follow`).
+/// The container's log to the client, as `o` selects it.
 async fn send_log(
     e: &engine::Engine,
     c: &engine::Container,
     want: Want,
     conn: &mut Conn,
-    follow: bool,
+    o: ReadOpts,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let (e, c) = (e.clone(), c.clone());
     tokio::task::spawn_blocking(move || {
-        let o = engine::logfiles::ReadOpts {
-            follow,
-            since: follow.then(engine::logfiles::now_nanos),
-            ..Default::default()
-        };
         let mut out = ChanWriter(tx.clone(), 1, want.raw, want.stdout);
         let mut err = ChanWriter(tx, 2, want.raw, want.stderr);
         let _ = e.print_log(&c, &o, &mut out, &mut err);

@@ -11,9 +11,12 @@
 //! `DELETE containers/{id}`,
 //! `images/json`, `images/{name}/json`; in streams.rs (a layer in front of the dispatch):
 //! `containers/{id}/{attach,resize,exec,stats,archive}`, `exec/{id}/{start,resize,json}`,
-//! `events`, `system/df`, `containers/prune`.
+//! `events`, `system/df`, `containers/prune`; in auth.rs (the outermost layer): `auth`,
+//! `images/create` and `images/{name}/push` (with `X-Registry-Auth`); in changes.rs:
+//! `containers/{id}/changes`. tls.rs serves the router over TLS.
 
 mod archive;
+mod auth;
 mod events;
 mod exec;
 mod hijack;
@@ -31,11 +34,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod build;
+mod changes;
 mod filters;
 mod images;
 mod networks;
 mod pull;
 mod routes;
+pub mod tls;
 mod volumes;
 
 /// The API version this server speaks (Docker 20.10's).
@@ -123,6 +128,10 @@ pub fn router(api: Api) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             streams::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
         ))
         // Build contexts and image archives are bodies of any size (axum's default is 2 MB).
         .layer(axum::extract::DefaultBodyLimit::disable())

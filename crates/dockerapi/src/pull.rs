@@ -1,9 +1,11 @@
 //! `POST /images/create?fromImage=&tag=` (pull) and `POST /images/{name}/push?tag=`: a child
-//! `berth pull`/`berth push` (the CLI's registry client, its credentials from `berth login`),
+//! `berth pull`/`berth push` (the CLI's registry client, its credentials from `berth login`,
+//! or the client's `X-Registry-Auth` in an auth file of its own: auth.rs),
 //! its lines as Docker's progress stream (`{"status": …}`), then the final status or
 //! `{"errorDetail": …}`. A registry on loopback is spoken to over plain HTTP, as the CLI's
 //! `--tls-verify=false` allows.
 
+use super::auth::{file_for, RegistryAuth};
 use super::build::{berth, error_message, stream_child, Report};
 use super::{ApiError, ApiResult};
 use serde_json::{json, Value};
@@ -12,7 +14,7 @@ use std::collections::BTreeMap;
 type Query = BTreeMap<String, String>;
 
 /// The registry host of a reference (`HOST[:PORT]/…`; none for a Docker Hub name).
-fn registry_host(r: &str) -> Option<&str> {
+pub(crate) fn registry_host(r: &str) -> Option<&str> {
     let (first, rest) = r.split_once('/')?;
     (!rest.is_empty() && (first.contains(['.', ':']) || first == "localhost")).then_some(first)
 }
@@ -80,7 +82,7 @@ fn check_ref(r: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /images/create`.
-pub(crate) fn pull(e: &engine::Engine, q: &Query) -> ApiResult {
+pub(crate) fn pull(e: &engine::Engine, q: &Query, auth: Option<&RegistryAuth>) -> ApiResult {
     if q.get("fromSrc").is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::BadRequest(
             "images/create: fromSrc (import) is not supported: use berth import".into(),
@@ -92,7 +94,11 @@ pub(crate) fn pull(e: &engine::Engine, q: &Query) -> ApiResult {
         .ok_or_else(|| ApiError::BadRequest("images/create: fromImage is missing".into()))?;
     let reference = join_ref(name, q.get("tag").map(String::as_str));
     check_ref(&reference)?;
+    let creds = file_for(e, &reference, auth)?;
     let mut cmd = berth(e)?;
+    if let Some(f) = &creds {
+        cmd.env("BERTH_AUTH_FILE", f.path());
+    }
     cmd.arg("pull");
     if loopback(&reference) {
         cmd.arg("--tls-verify=false");
@@ -105,17 +111,26 @@ pub(crate) fn pull(e: &engine::Engine, q: &Query) -> ApiResult {
             what: "pull",
             reference,
         },
-        || {},
+        move || drop(creds),
     )
 }
 
 /// `POST /images/{name}/push?tag=`.
-pub(crate) fn push(e: &engine::Engine, name: &str, q: &Query) -> ApiResult {
+pub(crate) fn push(
+    e: &engine::Engine,
+    name: &str,
+    q: &Query,
+    auth: Option<&RegistryAuth>,
+) -> ApiResult {
     let reference = join_ref(name, q.get("tag").map(String::as_str));
     check_ref(&reference)?;
     let store = image::ImageStore::open(&e.root)?;
     store.lookup(&reference)?;
+    let creds = file_for(e, &reference, auth)?;
     let mut cmd = berth(e)?;
+    if let Some(f) = &creds {
+        cmd.env("BERTH_AUTH_FILE", f.path());
+    }
     cmd.arg("push");
     if loopback(&reference) {
         cmd.arg("--tls-verify=false");
@@ -128,7 +143,7 @@ pub(crate) fn push(e: &engine::Engine, name: &str, q: &Query) -> ApiResult {
             what: "push",
             reference,
         },
-        || {},
+        move || drop(creds),
     )
 }
 

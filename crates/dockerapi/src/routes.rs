@@ -1,5 +1,5 @@
 //! The endpoints of images (beyond list and inspect), build, pull and push, networks and
-//! volumes: tried before the container and system routes of lib.rs.
+//! volumes (pull and push: auth.rs, for their X-Registry-Auth): tried before the container and system routes of lib.rs.
 
 use super::ApiResult;
 use axum::body::Bytes;
@@ -23,13 +23,9 @@ pub(crate) async fn route(
                 super::blocking(move || super::build::build(&e, &q, raw.as_deref(), &body)).await,
             );
         }
-        ("POST", ["images", "create"]) => {
-            let (e, q) = (e.clone(), q.clone());
-            return Some(super::blocking(move || super::pull::pull(&e, &q)).await);
-        }
-        ("POST", ["images", rest @ .., "push"]) if !rest.is_empty() => {
-            let (e, q, name) = (e.clone(), q.clone(), rest.join("/"));
-            return Some(super::blocking(move || super::pull::push(&e, &name, &q)).await);
+        ("GET", ["containers", id, "changes"]) => {
+            let (e, id) = (e.clone(), id.to_string());
+            return Some(super::blocking(move || super::changes::get(&e, &id)).await);
         }
         _ => {}
     }

@@ -11,7 +11,8 @@
 //! are its children); on SIGTERM/SIGINT every instance is stopped before it exits.
 //!
 //! With `--docker-socket PATH` (a unix socket, mode 0660) and/or `--docker-listen ADDR` it
-//! serves the Docker Engine API (berth-dockerapi) over the same engine as the CLI.
+//! serves the Docker Engine API (berth-dockerapi) over the same engine as the CLI; with
+//! `--tls-cert/--tls-key [--tls-ca]` the TCP listener speaks TLS (dockerapi::tls).
 
 use crate::Globals;
 use anyhow::{Context, Result};
@@ -56,10 +57,21 @@ pub struct Args {
     /// replaced, any other file is refused). Without a value: /run/berth/docker.sock.
     #[arg(long, num_args = 0..=1, default_missing_value = "/run/berth/docker.sock")]
     docker_socket: Option<std::path::PathBuf>,
-    /// Serve the Docker Engine API on this TCP address too (no TLS, no authentication: a
-    /// loopback address only).
+    /// Serve the Docker Engine API on this TCP address too. Without --tls-cert/--tls-key:
+    /// plain HTTP, no authentication, a loopback address only.
     #[arg(long)]
     docker_listen: Option<std::net::SocketAddr>,
+    /// Serve --docker-listen over TLS with this certificate chain (PEM; dockerd's --tlscert).
+    /// Any address may then be bound.
+    #[arg(long, requires_all = ["docker_listen", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM; dockerd's --tlskey).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Clients of --docker-listen must present a certificate signed by this CA (PEM;
+    /// dockerd's --tlscacert with --tlsverify).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 /// The Docker API's tokio runtime and its serve tasks.
@@ -167,11 +179,31 @@ fn start_docker(g: &Globals, a: &Args) -> Result<Option<DockerRun>> {
         }));
         tracing::info!(socket = %path.display(), "docker api: listening");
     }
-    if let Some(addr) = a.docker_listen {
+    if let (Some(addr), Some(cert), Some(key)) = (a.docker_listen, &a.tls_cert, &a.tls_key) {
+        let files = dockerapi::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: a.tls_ca.clone(),
+        };
+        let acceptor = dockerapi::tls::acceptor(&files)?;
+        if a.tls_ca.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(listen = %addr, "docker api: TLS without --tls-ca: any client that reaches this address is root");
+        }
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("--docker-listen {addr}"))?;
+        let shutdown = stopped();
+        tasks.push(rt.spawn(async move {
+            if let Err(e) = dockerapi::tls::serve_tls(api, l, acceptor, shutdown).await {
+                tracing::error!(error = %e, "docker api (tls) failed");
+            }
+        }));
+        tracing::info!(listen = %addr, client_certs = a.tls_ca.is_some(), "docker api: listening (tls)");
+    } else if let Some(addr) = a.docker_listen {
         // Whoever reaches the API is root here: without TLS, only this host may.
         if !addr.ip().is_loopback() {
             anyhow::bail!(
-                "--docker-listen {addr}: only a loopback address is allowed (no TLS: the API gives root)"
+                "--docker-listen {addr}: only a loopback address is allowed without TLS (the API gives root; give --tls-cert and --tls-key)"
             );
         }
         let l = rt
