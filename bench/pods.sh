@@ -7,18 +7,21 @@
 # a private mount namespace where /sys/fs/cgroup/unified is unmounted, as bench/engine.sh.
 # Target (issue 13): berth ≤ 0.1 × podman for each.
 # Usage: bench/pods.sh [RUNS]   (as root; needs podman, crun, conmon, catatonit, python3)
-# BENCH_PROFILE=debug measures target/debug (no release build).
+# BENCH_PROFILE=debug measures target/debug (no release build); BENCH_NO_BUILD=1 measures
+# target/release as it is; BENCH_BIN=DIR measures the binaries in DIR (with BENCH_NO_BUILD).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
 profile=${BENCH_PROFILE:-release}
 for t in podman crun conmon catatonit python3 tar; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }; done
-if [ "$profile" = release ]; then
+if [ -n "${BENCH_NO_BUILD:-}" ]; then
+  :
+elif [ "$profile" = release ]; then
   cargo build --release -q -p berth-runtime -p berth -p berth-engine
 else
   cargo build -q -p berth-runtime -p berth -p berth-engine
 fi
-bin=$PWD/target/$profile
+bin=${BENCH_BIN:-$PWD/target/$profile}
 work=$(mktemp -d /tmp/berth-bench-pods.XXXXXX)
 export work runs bin
 cat >"$work/pod.yaml" <<'YAML'

@@ -328,6 +328,13 @@ impl Db {
         })
     }
 
+    /// Reads outside a write transaction (each statement its own snapshot): WAL readers
+    /// never wait for a writer, so concurrent starts of a pod's members (podstart.rs) do
+    /// not queue behind each other's `BEGIN IMMEDIATE` for a lookup.
+    pub fn read<T>(&mut self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.retry(|c| f(c))
+    }
+
     /// Every container, oldest first.
     pub fn list(&mut self) -> Result<Vec<Container>> {
         self.retry(|c| {

@@ -356,7 +356,7 @@ impl Engine {
     /// The pod called `reference`: its name, its id or a unique prefix of its id.
     pub fn pod(&self, reference: &str) -> Result<Pod> {
         let r = reference.to_string();
-        let found: Vec<Pod> = self.db()?.write(|tx| {
+        let found: Vec<Pod> = self.db()?.read(|tx| {
             let mut st = tx.prepare(&format!(
                 "SELECT {POD_COLUMNS} FROM pods WHERE name = ?1 OR id = ?1 \
                  OR (length(?1) >= 1 AND substr(id, 1, length(?1)) = ?1) \
@@ -509,17 +509,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts the pod: the infra first, then every member that does not run.
+    /// Starts the pod: the infra first, then every member that does not run, together
+    /// (podstart.rs).
     pub fn pod_start(&self, reference: &str) -> Result<Pod> {
         let p = self.pod(reference)?;
-        let infra = self.pod_infra(&p)?;
-        self.start(&infra.id)?;
+        self.pod_start_infra(&p)?;
+        let stopped: Vec<Container> = self
+            .members_of(&p)?
+            .into_iter()
+            .filter(|m| !m.state.is_active())
+            .collect();
+        let ids: Vec<String> = stopped.iter().map(|m| m.id.clone()).collect();
         let mut failed = Vec::new();
-        for m in self.members_of(&p)? {
-            if !m.state.is_active() {
-                if let Err(e) = self.start(&m.id) {
-                    failed.push(format!("{}: {e}", m.name));
-                }
+        for (m, r) in stopped.iter().zip(self.start_together(&ids)) {
+            if let Err(e) = r {
+                failed.push(format!("{}: {e}", m.name));
             }
         }
         if !failed.is_empty() {
