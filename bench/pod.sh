@@ -10,6 +10,7 @@
 # Usage: bench/pod.sh [RUNS]   (as root; needs podman, crun, conmon, python3)
 #        BENCH_PROFILE=debug bench/pod.sh   measures target/debug (no release build)
 #        BENCH_NO_BUILD=1 bench/pod.sh      measures target/release as it is
+#        BENCH_NO_BUILD=1 BENCH_BIN=DIR bench/pod.sh   measures the binaries in DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
@@ -18,7 +19,7 @@ profile=${BENCH_PROFILE:-release}
 if [ "$profile" = release ] && [ -z "${BENCH_NO_BUILD:-}" ]; then
   cargo build --release -q -p berth-runtime -p berth -p berth-engine
 fi
-bin=$PWD/target/$profile
+bin=${BENCH_BIN:-$PWD/target/$profile}
 work=$(mktemp -d /tmp/berth-bench-pod.XXXXXX)
 export work runs bin
 cat >"$work/inner.sh" <<'INNER'
