@@ -94,6 +94,10 @@ fn http_liveness_probe_on_busybox_httpd() {
         "200ms",
         "--probe-failure-threshold",
         "2",
+        // The restarted container's first probe waits for its httpd to listen: a refused
+        // connection before would replace the 404 read below as the last failure.
+        "--probe-initial-delay",
+        "1s",
         "busybox",
         "sh",
         "-c",
