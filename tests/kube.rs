@@ -483,3 +483,58 @@ spec:
         });
     assert_ne!(v["State"]["Pid"], pid0, "a new process");
 }
+
+/// The members start together once the infra runs: all of them run when play returns. One
+/// that cannot start fails play with its name and the runtime's reason; the others still
+/// run, it stays created (never half started), and `pod start` names it again.
+#[test]
+fn members_start_together_and_a_failing_one_is_named() {
+    let k = Kube::new("together");
+    k.play(
+        "four.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: four}
+spec:
+  containers:
+  - {name: a, image: busybox, command: [sleep, "1000"]}
+  - {name: b, image: busybox, command: [sleep, "1000"]}
+  - {name: c, image: busybox, command: [sleep, "1000"]}
+  - {name: d, image: busybox, command: [sleep, "1000"]}
+"#,
+    );
+    for c in ["four-a", "four-b", "four-c", "four-d"] {
+        assert_eq!(k.state(c), "running", "{c}");
+    }
+    let p = k.write(
+        "badstart.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: badstart}
+spec:
+  containers:
+  - {name: ok1, image: busybox, command: [sleep, "1000"]}
+  - {name: bad, image: busybox, command: [/no/such/program]}
+  - {name: ok2, image: busybox, command: [sleep, "1000"]}
+"#,
+    );
+    k.files.borrow_mut().push(p.clone());
+    let out = k.berth(&["kube", "play", &p.to_string_lossy()]);
+    out.failed_mentioning(&["badstart-bad", "/no/such/program"]);
+    assert!(
+        !out.stderr.contains("badstart-ok"),
+        "only the failing container is named:\n{out}"
+    );
+    assert_eq!(k.state("badstart-ok1"), "running");
+    assert_eq!(k.state("badstart-ok2"), "running");
+    assert_eq!(k.state("badstart-bad"), "created");
+    k.berth(&["pod", "start", "badstart"])
+        .failed_mentioning(&["badstart-bad", "/no/such/program"]);
+    assert_eq!(k.state("badstart-bad"), "created");
+    assert_eq!(k.state("badstart-ok1"), "running");
+    k.down("badstart.yaml").ok();
+    let ps = k.berth(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!ps.stdout.contains("badstart"), "{ps}");
+}

@@ -153,6 +153,40 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The database files (path, device, inode and birth time) whose schema this process has checked and
+/// made: another connection to the same file (another thread's: podstart.rs starts a pod's
+/// members in threads, each with its own connection) skips the schema's write transaction,
+/// which would otherwise queue behind the other threads' `BEGIN IMMEDIATE`.
+static SCHEMA_CHECKED: std::sync::Mutex<Vec<(PathBuf, FileBirth)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// (device, inode, birth time): an inode reused by a database made anew (`system reset`
+/// in another process) is another file.
+type FileBirth = (u64, u64, Option<std::time::SystemTime>);
+
+fn file_birth(path: &Path) -> Option<FileBirth> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.created().ok()))
+}
+
+fn schema_checked(path: &Path) -> bool {
+    let Some(now) = file_birth(path) else {
+        return false;
+    };
+    SCHEMA_CHECKED
+        .lock()
+        .is_ok_and(|v| v.iter().any(|(p, f)| p == path && *f == now))
+}
+
+fn mark_schema_checked(path: &Path) {
+    if let (Some(now), Ok(mut v)) = (file_birth(path), SCHEMA_CHECKED.lock()) {
+        v.retain(|(p, _)| p != path);
+        v.push((path.to_path_buf(), now));
+    }
+}
+
 struct Pooled {
     pid: u32,
     path: PathBuf,
@@ -266,6 +300,9 @@ impl Db {
             c.pragma_update(None, "wal_autocheckpoint", 64)?;
             Ok(())
         })?;
+        if schema_checked(&db.path) {
+            return Ok(db);
+        }
         db.write(|tx| {
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(crate::health::SCHEMA)?;
@@ -295,6 +332,7 @@ impl Db {
             }
             Ok(Ok(()))
         })??;
+        mark_schema_checked(&db.path);
         Ok(db)
     }
 
@@ -337,6 +375,13 @@ impl Db {
             tx.commit()?;
             Ok(v)
         })
+    }
+
+    /// Reads outside a write transaction (each statement its own snapshot): WAL readers
+    /// never wait for a writer, so concurrent starts of a pod's members (podstart.rs) do
+    /// not queue behind each other's `BEGIN IMMEDIATE` for a lookup.
+    pub fn read<T>(&mut self, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.retry(|c| f(c))
     }
 
     /// Every container, oldest first.
@@ -528,5 +573,45 @@ fn unix_now() -> i64 {
 impl rusqlite::ToSql for RestartPolicy {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         Ok(self.to_string().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second connection (another thread's) skips the schema's transaction; a database
+    /// removed and made anew at the same path gets its schema again.
+    #[test]
+    fn schema_checked_once_per_file() {
+        let dir = std::env::temp_dir().join(format!("berth-db-schema-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("engine.db");
+        assert!(!schema_checked(&path));
+        drop(Db::open(&dir).expect("open"));
+        assert!(schema_checked(&path));
+        // Another thread: no pooled connection, the schema is not written again.
+        std::thread::spawn({
+            let dir = dir.clone();
+            move || {
+                let mut db = Db::open(&dir).expect("open in a thread");
+                assert!(db.list().expect("list").is_empty());
+            }
+        })
+        .join()
+        .expect("thread");
+        // Made anew (as `system reset` by another process): another file, checked again.
+        std::fs::remove_dir_all(&dir).expect("remove");
+        assert!(!schema_checked(&path));
+        let mut db = std::thread::spawn({
+            let dir = dir.clone();
+            move || Db::open(&dir).expect("open anew")
+        })
+        .join()
+        .expect("thread");
+        assert!(db.list().expect("the containers table is there").is_empty());
+        assert!(schema_checked(&path));
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

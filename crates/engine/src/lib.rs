@@ -52,6 +52,7 @@ pub mod logs;
 pub mod manage;
 pub mod network;
 pub mod pod;
+pub mod podstart;
 pub mod probe;
 pub mod procwait;
 pub mod pump;

@@ -366,7 +366,7 @@ impl Engine {
     /// The pod called `reference`: its name, its id or a unique prefix of its id.
     pub fn pod(&self, reference: &str) -> Result<Pod> {
         let r = reference.to_string();
-        let found: Vec<Pod> = self.db()?.write(|tx| {
+        let found: Vec<Pod> = self.db()?.read(|tx| {
             let mut st = tx.prepare(&format!(
                 "SELECT {POD_COLUMNS} FROM pods WHERE name = ?1 OR id = ?1 \
                  OR (length(?1) >= 1 AND substr(id, 1, length(?1)) = ?1) \
@@ -521,19 +521,30 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts the pod: the infra first, then every member that does not run.
+    /// Starts the pod: the infra first, then every member that does not run, together
+    /// (podstart.rs).
     pub fn pod_start(&self, reference: &str) -> Result<Pod> {
         let p = self.pod(reference)?;
-        let infra = self.pod_infra(&p)?;
-        self.start(&infra.id)?;
-        let idle: Vec<Container> = self
+        self.pod_start_infra(&p)?;
+        let stopped: Vec<Container> = self
             .members_of(&p)?
             .into_iter()
             .filter(|m| !m.state.is_active())
             .collect();
-        self.on_members(&p, "some containers did not start", &idle, OneByOne, |m| {
-            self.start(&m.id)
-        })?;
+        let ids: Vec<String> = stopped.iter().map(|m| m.id.clone()).collect();
+        let mut failed = Vec::new();
+        for (m, r) in stopped.iter().zip(self.start_together(&ids)) {
+            if let Err(e) = r {
+                failed.push(format!("{}: {e}", m.name));
+            }
+        }
+        if !failed.is_empty() {
+            return Err(Error::Runtime(format!(
+                "pod {}: some containers did not start: {}",
+                p.name,
+                failed.join("; ")
+            )));
+        }
         Ok(p)
     }
 

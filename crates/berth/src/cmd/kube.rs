@@ -117,7 +117,9 @@ fn plan_files(g: &Globals, files: &[PathBuf], allow_privileged: bool) -> Result<
 }
 
 fn play(g: &Globals, a: PlayArgs) -> Result<()> {
+    engine::trace::stage("kube:plan");
     let plan = plan_files(g, &a.files, a.allow_privileged)?;
+    engine::trace::stage("kube:planned");
     let eng = g.engine()?;
     if a.replace {
         remove(g, &eng, &plan, false)?;
@@ -131,15 +133,17 @@ fn play(g: &Globals, a: PlayArgs) -> Result<()> {
             );
         }
     }
+    engine::trace::stage("kube:images");
     images(g, &plan, a.tls_verify)?;
     for c in &plan.claims {
         let labels = [("io.berth.kube".to_string(), "true".to_string())].into();
         eng.volume_create(Some(c), labels, Default::default())
             .with_context(|| format!("PersistentVolumeClaim {c:?}"))?;
     }
+    engine::trace::stage("kube:create");
     let mut made = Vec::new();
     for p in &plan.pods {
-        match create_pod(g, &eng, p, a.network.as_deref()) {
+        match create_pod(g, &eng, p, a.network.as_deref(), a.start) {
             Ok(ids) => made.push(ids),
             Err(e) => {
                 // Nothing half made stays: this pod and the ones before it go.
@@ -151,10 +155,12 @@ fn play(g: &Globals, a: PlayArgs) -> Result<()> {
         }
     }
     if a.start {
+        engine::trace::stage("kube:start");
         for p in &plan.pods {
             start_pod(&eng, p)?;
         }
     }
+    engine::trace::stage("kube:services");
     for s in &plan.services {
         let mut backends = Vec::new();
         for pod in &s.pods {
@@ -185,6 +191,7 @@ fn play(g: &Globals, a: PlayArgs) -> Result<()> {
     for s in &plan.services {
         writeln!(out, "Service:\n{}\n", s.name)?;
     }
+    engine::trace::stage("kube:done");
     Ok(())
 }
 
@@ -240,12 +247,15 @@ fn pull_image(g: &Globals, image: &str, tls_verify: bool) -> Result<()> {
     super::transfer::pull(g, p.a)
 }
 
-/// The pod, its files and its containers; (pod id, container ids).
+/// The pod, its files and its containers; (pod id, container ids). With `start`, the
+/// pod's infra starts (its network, its monitor) while its containers are created: every
+/// member's start waits for it, and a create does not need it.
 fn create_pod(
     g: &Globals,
     eng: &engine::Engine,
     p: &PodPlan,
     network: Option<&str>,
+    start: bool,
 ) -> Result<(String, Vec<String>)> {
     let from = &p.from;
     for d in &p.dirs {
@@ -276,19 +286,38 @@ fn create_pod(
     let pod = eng
         .pod_create(Some(&p.name), spec)
         .with_context(|| format!("{from}: create pod {}", p.name))?;
-    let mut ids = Vec::new();
-    for c in p.init.iter().chain(&p.containers) {
-        let mut spec = c.spec.clone();
-        spec.pod = Some(pod.id.clone());
-        let ctr = eng
-            .create(Some(&c.name), spec)
-            .with_context(|| format!("{from}: create container {}", c.name))?;
-        ids.push(ctr.id);
-    }
+    let create = || -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for c in p.init.iter().chain(&p.containers) {
+            let mut spec = c.spec.clone();
+            spec.pod = Some(pod.id.clone());
+            let ctr = eng
+                .create(Some(&c.name), spec)
+                .with_context(|| format!("{from}: create container {}", c.name))?;
+            ids.push(ctr.id);
+        }
+        Ok(ids)
+    };
+    let ids = if start {
+        std::thread::scope(|s| {
+            let infra = s.spawn(|| eng.pod_start_infra(&pod));
+            let ids = create();
+            // Joined before any error returns: the caller removes the pod after one.
+            let infra = infra
+                .join()
+                .map_err(|_| anyhow!("{from}: the thread starting the pod's infra panicked"))?;
+            let ids = ids?;
+            infra
+                .with_context(|| format!("{from}: start the infra container of pod {}", p.name))?;
+            Ok::<_, anyhow::Error>(ids)
+        })?
+    } else {
+        create()?
+    };
     Ok((pod.id, ids))
 }
 
-/// Init containers one after the other, each to a zero exit, then the others.
+/// Init containers one after the other, each to a zero exit, then the others together.
 fn start_pod(eng: &engine::Engine, p: &PodPlan) -> Result<()> {
     for c in &p.init {
         eng.start(&c.name)
@@ -303,9 +332,21 @@ fn start_pod(eng: &engine::Engine, p: &PodPlan) -> Result<()> {
             );
         }
     }
-    for c in &p.containers {
-        eng.start(&c.name)
-            .with_context(|| format!("pod {}: start container {}", p.name, c.name))?;
+    // Together, once the infra runs (engine podstart.rs); every failure named.
+    let pod = eng.pod(&p.name)?;
+    let names: Vec<String> = p.containers.iter().map(|c| c.name.clone()).collect();
+    let failed: Vec<String> = names
+        .iter()
+        .zip(eng.pod_start_members(&pod, &names))
+        .filter_map(|(n, r)| {
+            r.err().map(|e| match e.to_string() {
+                m if m.contains(n.as_str()) => m,
+                m => format!("start container {n}: {m}"),
+            })
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!("pod {}: {}", p.name, failed.join("; "));
     }
     Ok(())
 }
