@@ -4,61 +4,9 @@
 //! `berth serve --docker-socket`. Root, a locally imported busybox image.
 
 use berth_tests::docker::*;
-use berth_tests::images::{berth_bin, BERTH_TIMEOUT};
+use berth_tests::images::BERTH_TIMEOUT;
 use berth_tests::*;
-use std::io::BufRead;
-use std::process::{Command, Stdio};
-
-/// `berth registry serve --htpasswd FILE` in the test's network namespace, on an
-/// ephemeral loopback port; killed on drop.
-struct NsRegistry(std::process::Child, String);
-
-impl NsRegistry {
-    fn start(d: &Docker, htpasswd: &std::path::Path) -> NsRegistry {
-        let root = d.e.s.dir.join("registry");
-        let ns = d.e.s.netns.as_ref().expect("the test's network namespace");
-        let bin = berth_bin().to_string_lossy().into_owned();
-        let (root_s, pw) = (
-            root.to_string_lossy().into_owned(),
-            htpasswd.to_string_lossy().into_owned(),
-        );
-        let mut child = ns
-            .command(&[
-                &bin,
-                "registry",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--root",
-                &root_s,
-                "--htpasswd",
-                &pw,
-            ])
-            .env("BERTH_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn berth registry serve");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("berth registry serve did not start: {line:?}"))
-            .to_string();
-        NsRegistry(child, addr)
-    }
-}
-
-impl Drop for NsRegistry {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::Command;
 
 /// `docker login REG -u USER --password-stdin` with `password` on its stdin.
 fn login(d: &Docker, reg: &str, user: &str, password: &str) -> Output {
@@ -84,7 +32,8 @@ fn login_push_pull_with_registry_credentials() {
         out.success(),
         "htpasswd failed (apt-get install apache2-utils):\n{out}"
     );
-    let reg = NsRegistry::start(&d, &pw);
+    let pw_s = pw.to_string_lossy().into_owned();
+    let reg = NsRegistry::start(&d, &["--htpasswd", &pw_s]);
     let name = format!("{}/alice/bb:1", reg.1);
     d.docker(&["tag", "busybox", &name]);
 

@@ -4,9 +4,6 @@
 //! namespace. Root, real containers from a locally imported busybox image.
 
 use berth_tests::docker::*;
-use berth_tests::images::berth_bin;
-use std::io::BufRead;
-use std::process::Stdio;
 
 /// Waits for container `c` to exit (docker wait); its exit code.
 fn wait(d: &Docker, c: &str) -> i32 {
@@ -174,56 +171,10 @@ fn save_load_round_trip() {
     assert!(!r.success(), "docker load of garbage succeeded: {r}");
 }
 
-/// `berth registry serve` inside the test's network namespace (where berth serve, and so
-/// its pulls and pushes, are), on an ephemeral loopback port; killed on drop.
-struct NsRegistry(std::process::Child, String);
-
-impl NsRegistry {
-    fn start(d: &Docker) -> NsRegistry {
-        let root = d.e.s.dir.join("registry");
-        let ns = d.e.s.netns.as_ref().expect("the test's network namespace");
-        let bin = berth_bin().to_string_lossy().into_owned();
-        let root_s = root.to_string_lossy().into_owned();
-        let mut child = ns
-            .command(&[
-                &bin,
-                "registry",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--root",
-                &root_s,
-            ])
-            .env("BERTH_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn berth registry serve");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("berth registry serve did not start: {line:?}"))
-            .to_string();
-        NsRegistry(child, addr)
-    }
-}
-
-impl Drop for NsRegistry {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn push_pull_through_a_loopback_registry() {
     let d = Docker::new("push");
-    let reg = NsRegistry::start(&d);
+    let reg = NsRegistry::start(&d, &[]);
     let name = format!("{}/tools/bb:1", reg.1);
     d.docker(&["tag", "busybox", &name]);
     let out = d.docker(&["push", &name]);

@@ -156,3 +156,53 @@ impl Drop for Docker {
         }
     }
 }
+
+/// `berth registry serve EXTRA…` inside the test's network namespace (where berth serve, and
+/// so its pulls and pushes, are), on an ephemeral loopback port; killed on drop. `.1` is
+/// its `HOST:PORT`.
+pub struct NsRegistry(pub Child, pub String);
+
+impl NsRegistry {
+    pub fn start(d: &Docker, extra: &[&str]) -> NsRegistry {
+        use std::io::BufRead;
+        let root = d.e.s.dir.join("registry");
+        let ns = d.e.s.netns.as_ref().expect("the test's network namespace");
+        let bin = crate::images::berth_bin().to_string_lossy().into_owned();
+        let root_s = root.to_string_lossy().into_owned();
+        let mut args = vec![
+            bin.as_str(),
+            "registry",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--root",
+            &root_s,
+        ];
+        args.extend_from_slice(extra);
+        let mut child = ns
+            .command(&args)
+            .env("BERTH_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn berth registry serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("berth registry serve did not start: {line:?}"))
+            .to_string();
+        NsRegistry(child, addr)
+    }
+}
+
+impl Drop for NsRegistry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
