@@ -577,10 +577,6 @@ fn int_of(v: &Value, what: &str) -> Result<i64, ApiError> {
     }
 }
 
-/// `wait?condition=removed`: until the container's row is gone (AutoRemove, another
-/// client's `rm`); the last exit code seen. The engine keeps no exit code past the removal,
-/// so one removed between two polls (10 ms apart) reports the code seen before (0 while it
-/// ran).
 /// `ps` output → Docker's `{"Titles": […], "Processes": [[…]…]}`: columns split on
 /// blanks, the last title (the command) taking the rest of its line.
 fn top_table(ps: &str) -> Value {

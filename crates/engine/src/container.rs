@@ -688,16 +688,43 @@ pub fn private_mount_namespace() -> Result<()> {
 /// itself removed.
 struct DirEvents(nix::sys::inotify::Inotify);
 
+/// inotify instances are a per-user resource (`fs.inotify.max_user_instances`, 128 by
+/// default) that berth, as root, shares with the rest of the system: at most this many
+/// waits of one process watch; the others poll.
+const MAX_DIR_EVENTS: usize = 16;
+static DIR_EVENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for DirEvents {
+    fn drop(&mut self) {
+        DIR_EVENTS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl DirEvents {
     fn watch(dir: &Path) -> Option<DirEvents> {
         use nix::sys::inotify::{AddWatchFlags as W, InitFlags, Inotify};
-        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-        ino.add_watch(
-            dir,
-            W::IN_CREATE | W::IN_MOVED_TO | W::IN_DELETE | W::IN_DELETE_SELF | W::IN_CLOSE_WRITE,
-        )
-        .ok()?;
-        Some(DirEvents(ino))
+        use std::sync::atomic::Ordering;
+        if DIR_EVENTS.fetch_add(1, Ordering::SeqCst) >= MAX_DIR_EVENTS {
+            DIR_EVENTS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let Ok(ino) = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK) else {
+            DIR_EVENTS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        };
+        // From here the count is the DirEvents' (its drop gives it back).
+        let ino = DirEvents(ino);
+        ino.0
+            .add_watch(
+                dir,
+                W::IN_CREATE
+                    | W::IN_MOVED_TO
+                    | W::IN_DELETE
+                    | W::IN_DELETE_SELF
+                    | W::IN_CLOSE_WRITE,
+            )
+            .ok()?;
+        Some(ino)
     }
 
     /// Waits up to `limit` for an event; whether one came (all pending ones are read).

@@ -36,7 +36,7 @@ fn container_ready(db: &mut Db, c: &Container) -> Result<bool> {
     if c.spec.probes.readiness.is_none() && c.spec.probes.startup.is_none() {
         return Ok(true);
     }
-    let ready: Option<bool> = db.write(|tx| {
+    let ready: Option<bool> = db.read(|tx| {
         use rusqlite::OptionalExtension;
         tx.query_row("SELECT ready FROM probes WHERE id = ?1", [&c.id], |r| {
             r.get(0)
@@ -112,7 +112,7 @@ impl Engine {
     /// elements for their ready backends. Nothing but one query when it backs none.
     pub fn endpoints_changed(&self, id: &str, pod: Option<&str>) -> Result<()> {
         let mut db = self.db()?;
-        let services: Vec<String> = db.write(|tx| {
+        let services: Vec<String> = db.read(|tx| {
             let mut st = tx.prepare(
                 "SELECT DISTINCT service FROM service_backends WHERE container = ?1 OR \
                  container IN (SELECT infra_id FROM pods WHERE id = ?2) ORDER BY service",

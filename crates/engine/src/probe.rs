@@ -148,6 +148,19 @@ pub struct ProbeStatus {
     pub last: String,
 }
 
+/// A new run of the container: not ready and not started until this run's probes pass (a
+/// restarted container gets no traffic on its last run's readiness, as Kubernetes' rule);
+/// the last failure is kept.
+pub fn reset(db: &mut crate::db::Db, id: &str) -> crate::Result<()> {
+    db.write(|tx| {
+        tx.execute(
+            "UPDATE probes SET ready = 0, started = 0 WHERE id = ?1",
+            [id],
+        )
+        .map(|_| ())
+    })
+}
+
 fn store(db: &mut crate::db::Db, id: &str, s: &ProbeStatus) -> crate::Result<()> {
     db.write(|tx| {
         tx.execute(

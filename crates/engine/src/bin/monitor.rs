@@ -315,6 +315,10 @@ impl Monitor {
                             if hc.is_some() {
                                 engine::health::reset(&mut db, &id)?;
                             }
+                            if c.spec.probes.readiness.is_some() || c.spec.probes.startup.is_some()
+                            {
+                                engine::probe::reset(&mut db, &id)?;
+                            }
                             drop(db);
                             if first {
                                 engine::trace::stage("monitor:ok");
@@ -782,6 +786,17 @@ impl Monitor {
             }
             None => None,
         };
+        let nonblock = |fd: &OwnedFd| {
+            let _ = nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        };
+        // Non-blocking both ways (one open file description): output is read when poll says
+        // so, input the container does not take is dropped — from the first byte on.
+        if let Some(m) = &master {
+            nonblock(m);
+        }
         // What an attached client sent before the start (its terminal's size, and what was
         // typed since) applies now.
         if let (Some(m), Some(h)) = (&master, hub) {
@@ -803,17 +818,8 @@ impl Monitor {
                 ))
             })?;
         let pid_start = runtime::state::process_start_time(pid).unwrap_or(0);
-        let nonblock = |fd: &OwnedFd| {
-            let _ = nix::fcntl::fcntl(
-                fd.as_raw_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            );
-        };
         let cio = match master {
             Some(m) => {
-                // Non-blocking both ways (one open file description): output is read when
-                // poll says so, input the container does not take is dropped.
-                nonblock(&m);
                 let input = m
                     .try_clone()
                     .map_err(engine::error::io("dup the terminal"))?;
