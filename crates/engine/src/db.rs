@@ -303,6 +303,7 @@ impl Db {
         if schema_checked(&db.path) {
             return Ok(db);
         }
+        let before = file_birth(&db.path);
         db.write(|tx| {
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(crate::health::SCHEMA)?;
@@ -332,7 +333,11 @@ impl Db {
             }
             Ok(Ok(()))
         })??;
-        mark_schema_checked(&db.path);
+        // Only when the file stayed the same one through the write (no reset by another
+        // process meanwhile) and has a birth time (an inode number alone can be reused).
+        if before.is_some_and(|b| b.2.is_some()) && before == file_birth(&db.path) {
+            mark_schema_checked(&db.path);
+        }
         Ok(db)
     }
 
