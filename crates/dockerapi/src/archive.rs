@@ -16,6 +16,7 @@ use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine as _;
+use runtime::state::rfc3339;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -56,27 +57,6 @@ fn go_mode(m: u32) -> u32 {
         nix::libc::S_IFCHR => (1 << 26) | (1 << 21),
         _ => 0,
     }
-}
-
-fn rfc3339(secs: i64, nsec: i64) -> String {
-    // Days from the epoch to a civil date (H. Hinnant's algorithm).
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nsec:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn path_param(q: &BTreeMap<String, String>) -> Result<PathBuf, ApiError> {

@@ -300,7 +300,11 @@ pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    rfc3339(d.as_secs() as i64, i64::from(d.subsec_nanos()))
+}
+
+/// RFC 3339 timestamp (UTC, nanoseconds) of `secs`.`nsec` since the epoch.
+pub fn rfc3339(secs: i64, nsec: i64) -> String {
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -313,11 +317,10 @@ pub fn now_rfc3339() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nsec:09}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        d.subsec_nanos()
     )
 }
 
