@@ -48,17 +48,8 @@ fn main() {
 
 fn run(args: &[std::ffi::OsString]) -> i32 {
     // Every signal waits in the signalfd; SIGCHLD tells of exits.
-    let all = SigSet::all();
-    if let Err(e) = all.thread_block() {
-        eprintln!("berth-init: block signals: {e}");
+    let Some(sfd) = all_signals() else {
         return 125;
-    }
-    let sfd = match SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth-init: signalfd: {e}");
-            return 125;
-        }
     };
     // Orphans of a nested pid namespace's init, or when we are not PID 1, come to us too.
     let _ = nix::sys::prctl::set_child_subreaper(true);
@@ -104,20 +95,23 @@ fn run(args: &[std::ffi::OsString]) -> i32 {
     }
 }
 
-/// `--pause`: every signal waits in a signalfd; SIGTERM, SIGINT (and SIGQUIT, SIGHUP) end
-/// it, SIGCHLD reaps, the rest are ignored.
-fn pause() -> i32 {
+/// Every signal blocked and read from one signalfd (a failure is said on stderr).
+fn all_signals() -> Option<SignalFd> {
     let all = SigSet::all();
     if let Err(e) = all.thread_block() {
         eprintln!("berth-init: block signals: {e}");
-        return 125;
+        return None;
     }
-    let sfd = match SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth-init: signalfd: {e}");
-            return 125;
-        }
+    SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| eprintln!("berth-init: signalfd: {e}"))
+        .ok()
+}
+
+/// `--pause`: every signal waits in a signalfd; SIGTERM, SIGINT (and SIGQUIT, SIGHUP) end
+/// it, SIGCHLD reaps, the rest are ignored.
+fn pause() -> i32 {
+    let Some(sfd) = all_signals() else {
+        return 125;
     };
     let _ = nix::sys::prctl::set_child_subreaper(true);
     loop {
