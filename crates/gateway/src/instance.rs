@@ -58,6 +58,18 @@ impl Host {
         log_path(&self.root, name)
     }
 
+    /// The function's log opened for appending twice: a runtime's stdout and stderr.
+    fn log_files(&self, name: &str) -> Result<(File, File)> {
+        let log = self.log_path(name);
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io_err(&log))?;
+        let err = out.try_clone().map_err(io_err(&log))?;
+        Ok((out, err))
+    }
+
     fn runtime(&self) -> Command {
         let mut c = Command::new(&self.runtime);
         c.arg("--root").arg(self.runroot.join("runtime"));
@@ -238,12 +250,7 @@ pub fn prepare_created(host: &Host, f: &Function, img: &image::Image) -> Result<
 /// `berth-runtime create`: the init's pid.
 fn create_in(host: &Host, f: &Function, p: &Prepared, init: &mut Option<i32>) -> Result<i32> {
     let log = host.log_path(&f.name);
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(io_err(&log))?;
-    let err = out.try_clone().map_err(io_err(&log))?;
+    let (out, err) = host.log_files(&f.name)?;
     let pid_file = p.dir.join("pid");
     let status = host
         .runtime()
@@ -376,12 +383,7 @@ fn launch_in(host: &Host, f: &Function, p: &Prepared, init: &mut Option<i32>) ->
     let t0 = Instant::now();
     let (id, dir) = (p.id.as_str(), p.dir.as_path());
     let log = host.log_path(&f.name);
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(io_err(&log))?;
-    let err = out.try_clone().map_err(io_err(&log))?;
+    let (out, err) = host.log_files(&f.name)?;
     let pid_file = dir.join("pid");
     crate::trace::stage("runtime", id);
     let (verb, created) = match p.created {

@@ -118,11 +118,7 @@ impl Queue {
     pub fn open(root: &Path) -> Result<Queue> {
         let dir = root.join("functions").join("async");
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let path = root.join("functions.db");
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let conn = crate::store::connect(root)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS async_calls (
                  id            TEXT PRIMARY KEY NOT NULL,

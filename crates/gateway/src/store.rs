@@ -13,15 +13,21 @@ pub struct Store {
     conn: Connection,
 }
 
+/// A connection to `<root>/functions.db` (the definitions and the async queue): WAL, every
+/// commit synced, a busy database waited for.
+pub(crate) fn connect(root: &Path) -> Result<Connection> {
+    let conn = Connection::open(root.join("functions.db"))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
 impl Store {
     /// Opens (creating) `<root>/functions.db`.
     pub fn open(root: &Path) -> Result<Store> {
         std::fs::create_dir_all(root).map_err(|e| Error::Io(format!("{}: {e}", root.display())))?;
-        let path = root.join("functions.db");
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let conn = connect(root)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS functions (
                  name TEXT PRIMARY KEY NOT NULL,
