@@ -18,7 +18,7 @@ use crate::build::{berth, clean_stale};
 use crate::pull::{loopback, registry_host};
 use crate::{Api, ApiError, ApiResult};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -294,12 +294,7 @@ pub(crate) async fn layer(State(api): State<Arc<Api>>, req: Request, next: Next)
             }
         }
     };
-    let mut resp = r.unwrap_or_else(IntoResponse::into_response);
-    let h = resp.headers_mut();
-    h.insert("API-Version", HeaderValue::from_static(crate::API_VERSION));
-    h.insert("Ostype", HeaderValue::from_static("linux"));
-    h.insert(header::SERVER, HeaderValue::from_static("berth (linux)"));
-    resp
+    crate::finish(r)
 }
 
 #[cfg(test)]

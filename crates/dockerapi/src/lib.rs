@@ -241,13 +241,16 @@ async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, body: B
         Some(r) => r,
         None => route(api, &method, &path, q, body).await,
     };
+    finish(r)
+}
+
+/// An answer (or error) as a response with the headers every Docker API answer carries.
+pub(crate) fn finish(r: ApiResult) -> Response {
     let mut resp = r.unwrap_or_else(IntoResponse::into_response);
-    resp.headers_mut()
-        .insert("API-Version", HeaderValue::from_static(API_VERSION));
-    resp.headers_mut()
-        .insert("Ostype", HeaderValue::from_static("linux"));
-    resp.headers_mut()
-        .insert(header::SERVER, HeaderValue::from_static("berth (linux)"));
+    let h = resp.headers_mut();
+    h.insert("API-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(header::SERVER, HeaderValue::from_static("berth (linux)"));
     resp
 }
 

@@ -15,7 +15,7 @@
 use crate::{archive, events, exec, hijack, stats, system, Api, ApiError, ApiResult};
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -99,12 +99,7 @@ pub async fn layer(State(api): State<Arc<Api>>, mut req: Request, next: Next) ->
         Ok(r) => r,
         Err(req) => return pass(&api, req, next, action, signal).await,
     };
-    let mut resp = r.unwrap_or_else(IntoResponse::into_response);
-    let h = resp.headers_mut();
-    h.insert("API-Version", HeaderValue::from_static(crate::API_VERSION));
-    h.insert("Ostype", HeaderValue::from_static("linux"));
-    h.insert(header::SERVER, HeaderValue::from_static("berth (linux)"));
-    resp
+    crate::finish(r)
 }
 
 /// The dispatch serves it; a stop or kill that worked is an event of its own.
