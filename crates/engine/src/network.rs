@@ -1365,21 +1365,30 @@ pub fn apply_spec(e: &Engine, c: &Container, spec: &mut Value) -> Result<()> {
             }
         }
     }
-    let dir = e.dir(&c.id);
-    if let Some(mounts) = spec["mounts"].as_array_mut() {
-        for f in ["hosts", "hostname", "resolv.conf"] {
-            let src = dir.join(f);
-            if src.is_file() {
-                mounts.push(json!({
-                    "destination": format!("/etc/{f}"),
-                    "type": "bind",
-                    "source": src,
-                    "options": ["rbind", "rprivate"]
-                }));
-            }
+    bind_etc_files(&e.dir(&c.id), spec, false);
+    Ok(())
+}
+
+/// Binds `dir`'s `hosts`, `hostname` and `resolv.conf` (those that exist) over the
+/// container's `/etc` ones in config.json's mounts; with `keep_existing`, not where a mount
+/// of that destination is already listed.
+pub(crate) fn bind_etc_files(dir: &std::path::Path, spec: &mut Value, keep_existing: bool) {
+    let Some(mounts) = spec["mounts"].as_array_mut() else {
+        return;
+    };
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        let src = dir.join(f);
+        let dst = format!("/etc/{f}");
+        let listed = || mounts.iter().any(|m| m["destination"] == dst.as_str());
+        if src.is_file() && !(keep_existing && listed()) {
+            mounts.push(json!({
+                "destination": dst,
+                "type": "bind",
+                "source": src,
+                "options": ["rbind", "rprivate"]
+            }));
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -851,21 +851,7 @@ pub fn apply_spec(e: &Engine, c: &Container, spec: &mut Value) -> Result<()> {
         spec["hostname"] = json!("");
     }
     if share.net {
-        let dir = e.dir(&infra.id);
-        if let Some(mounts) = spec["mounts"].as_array_mut() {
-            for f in ["hosts", "hostname", "resolv.conf"] {
-                let src = dir.join(f);
-                let dst = format!("/etc/{f}");
-                if src.is_file() && !mounts.iter().any(|m| m["destination"] == dst.as_str()) {
-                    mounts.push(json!({
-                        "destination": dst,
-                        "type": "bind",
-                        "source": src,
-                        "options": ["rbind", "rprivate"]
-                    }));
-                }
-            }
-        }
+        crate::network::bind_etc_files(&e.dir(&infra.id), spec, true);
     }
     Ok(())
 }
